@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "NodeClosedError", "NodeError"]
+__all__ = [
+    "ConfigError",
+    "CorruptStorageError",
+    "ForeignStorageError",
+    "NodeClosedError",
+    "NodeError",
+    "StorageError",
+    "UnsupportedSchemaError",
+]
 
 
 class NodeError(Exception):
@@ -15,3 +23,19 @@ class ConfigError(NodeError, ValueError):
 
 class NodeClosedError(NodeError):
     """The node was used after close()."""
+
+
+class StorageError(NodeError):
+    """The node's durable state cannot be used; the node must not start on it."""
+
+
+class CorruptStorageError(StorageError):
+    """The database is unreadable or its contents fail validation."""
+
+
+class ForeignStorageError(StorageError):
+    """The database belongs to another node (its listen address does not match)."""
+
+
+class UnsupportedSchemaError(StorageError):
+    """The database was written by a newer dcounter with a schema this one does not know."""

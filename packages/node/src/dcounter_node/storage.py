@@ -1,0 +1,46 @@
+"""The storage seam: where a node keeps its replica id and counts across restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from dcounter_crdt import CounterState
+
+__all__ = ["StateStore", "StoredState"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """What a store hands back on start: the replica id it belongs to and its counts."""
+
+    replica_id: str
+    state: CounterState
+
+
+class StateStore(Protocol):
+    """Durable home of one node's state.
+
+    The node stages every change as it happens (cheap and synchronous, on the event loop)
+    and awaits :meth:`commit` before it acknowledges a write to a client.
+    """
+
+    async def open(self) -> StoredState | None:
+        """Open the store; return the saved state, or None when it is new."""
+        ...
+
+    async def bind(self, replica_id: str) -> None:
+        """Record the replica id of a new store (called once, after open() returned None)."""
+        ...
+
+    def stage(self, changes: CounterState) -> None:
+        """Queue entries to persist; each count is kept as the max of old and new."""
+        ...
+
+    async def commit(self) -> None:
+        """Return once everything staged so far is durable."""
+        ...
+
+    async def close(self) -> None:
+        """Flush what is staged and release the store; idempotent."""
+        ...
