@@ -17,6 +17,7 @@ __all__ = [
     "FrameTooLargeError",
     "InvalidAddressError",
     "InvalidAddressLengthError",
+    "InvalidFlagError",
     "InvalidMessageTypeError",
     "MalformedMessageError",
     "MessageError",
@@ -42,6 +43,10 @@ class MessageError(ProtocolError):
 
 class EmptyMessageError(MessageError):
     """No bytes at all, or a flag byte with no body behind it."""
+
+
+class InvalidFlagError(MessageError):
+    """An envelope flag byte other than 0x00 (plain) or 0x80 (zstd)."""
 
 
 class DecompressionError(MessageError):

@@ -1,0 +1,442 @@
+"""The seed's message codec: msgpack bodies in a one-byte envelope, byte-exact with the reference.
+
+Wire format (what the Go reference writes, see the golden vectors' README)::
+
+    envelope = flag (1 byte: 0x00 plain, 0x80 zstd) + body (msgpack, zstd-compressed if 0x80)
+    body     = map {"t": uint8, "id": str, "inc": map|nil, "dec": map|nil[, "dig": uint64]}
+
+The encoder writes the body itself instead of calling ``msgpack.packb``: the reference never
+uses compact integers (``t`` is always ``cc XX``, every uint64 is ``cf`` + 8 bytes), and
+``packb`` picks the smallest width. The decoder is as lenient as the reference where that is
+harmless (any integer width, any key order, unknown keys ignored, missing keys and nil read
+as zero values, the last duplicate key wins) and stricter where the reference's leniency is an
+accident (see the package README for every deliberate difference).
+
+Both functions are pure and thread-safe: zstd contexts are cached per thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import threading
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import msgpack
+import zstandard
+
+from dcounter_crdt import MAX_COUNT, CounterState
+from dcounter_protocol.errors import (
+    CountOutOfRangeError,
+    DecompressionError,
+    EmptyMessageError,
+    EmptyNodeIdError,
+    EmptyPushError,
+    EncodeError,
+    InvalidFlagError,
+    InvalidMessageTypeError,
+    MalformedMessageError,
+    MessageTooLargeError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "COMPRESSION_THRESHOLD",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "FLAG_COMPRESSED",
+    "FLAG_PLAIN",
+    "Message",
+    "MessageType",
+    "decode_message",
+    "encode_message",
+]
+
+#: Largest envelope (flag byte included) and largest decompressed body, as in the reference.
+DEFAULT_MAX_MESSAGE_SIZE: Final = 10 * 1024 * 1024
+#: Bodies longer than this are compressed when zstd makes them smaller.
+COMPRESSION_THRESHOLD: Final = 1024
+FLAG_PLAIN: Final = 0x00
+FLAG_COMPRESSED: Final = 0x80
+
+#: zstd level of the reference's encoder (klauspost/compress SpeedDefault matches level 3).
+_ZSTD_LEVEL: Final = 3
+#: Decompressed bytes read per step while bounding the output.
+_DECOMPRESS_CHUNK: Final = 128 * 1024
+#: Windows up to this size are always allowed, whatever ``max_size`` (Python's streaming
+#: frames at level 3 declare 2 MiB; klauspost's streams up to 8 MiB).
+_MIN_WINDOW_LIMIT: Final = 8 * 1024 * 1024
+
+
+class MessageType(enum.IntEnum):
+    """The seed's three message types (the ``t`` field)."""
+
+    PUSH = 1
+    DIGEST_PULL = 2
+    DIGEST_ACK = 3
+
+
+_EMPTY: Final[Mapping[str, int]] = MappingProxyType({})
+
+
+def _is_frozen(counts: Mapping[str, int] | None) -> bool:
+    # Read-only already (CounterState's maps, decoded maps): shared, not copied.
+    return counts is None or type(counts) is MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One protocol message, field for field the reference's ``protocol.Message``.
+
+    ``increments``/``decrements`` of ``None`` are Go nil maps (``c0`` on the wire), distinct
+    from empty maps (``80``). Maps given as plain mappings are copied into read-only views.
+    Construction does not validate (so invalid messages can be represented and rejected by
+    :func:`encode_message`); :func:`decode_message` only ever returns valid ones.
+    """
+
+    type: MessageType
+    node_id: str
+    increments: Mapping[str, int] | None = None
+    decrements: Mapping[str, int] | None = None
+    digest: int = 0
+
+    def __post_init__(self) -> None:
+        if not _is_frozen(self.increments):
+            object.__setattr__(self, "increments", MappingProxyType(dict(self.increments or {})))
+        if not _is_frozen(self.decrements):
+            object.__setattr__(self, "decrements", MappingProxyType(dict(self.decrements or {})))
+
+    @classmethod
+    def push(
+        cls,
+        node_id: str,
+        increments: Mapping[str, int] | None,
+        decrements: Mapping[str, int] | None,
+        digest: int = 0,
+    ) -> Message:
+        """A push carrying (part of) the sender's state."""
+        return cls(MessageType.PUSH, node_id, increments, decrements, digest)
+
+    @classmethod
+    def digest_pull(cls, node_id: str, digest: int) -> Message:
+        """A request to compare digests; the receiver pushes its state on mismatch."""
+        return cls(MessageType.DIGEST_PULL, node_id, None, None, digest)
+
+    @classmethod
+    def digest_ack(cls, node_id: str, digest: int) -> Message:
+        """The answer to a digest pull whose digest matched."""
+        return cls(MessageType.DIGEST_ACK, node_id, None, None, digest)
+
+    def state(self) -> CounterState:
+        """The message's counts as a counter state (nil maps read as empty)."""
+        return CounterState.from_maps(self.increments, self.decrements)
+
+
+# -- encoding ---------------------------------------------------------------------------
+
+_pack_u64: Final = struct.Struct(">BQ").pack
+_pack_u8: Final = struct.Struct(">BB").pack
+_pack_u16: Final = struct.Struct(">BH").pack
+_pack_u32: Final = struct.Struct(">BI").pack
+
+_KEY_T: Final = b"\xa1t"
+_KEY_ID: Final = b"\xa2id"
+_KEY_INC: Final = b"\xa3inc"
+_KEY_DEC: Final = b"\xa3dec"
+_KEY_DIG: Final = b"\xa3dig"
+_NIL: Final = b"\xc0"
+#: ``t`` is a uint8 that the reference always writes as ``cc XX``.
+_TYPE_BYTES: Final[dict[int, bytes]] = {kind: bytes((0xCC, kind)) for kind in MessageType}
+
+
+def _str_header(size: int) -> bytes:
+    if size < 32:
+        return bytes((0xA0 | size,))
+    if size < 0x100:
+        return _pack_u8(0xD9, size)
+    if size < 0x10000:
+        return _pack_u16(0xDA, size)
+    return _pack_u32(0xDB, size)
+
+
+def _map_header(size: int) -> bytes:
+    if size < 16:
+        return bytes((0x80 | size,))
+    if size < 0x10000:
+        return _pack_u16(0xDE, size)
+    return _pack_u32(0xDF, size)
+
+
+def _encode_str(text: str, what: str) -> bytes:
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"{what} is not encodable as UTF-8: {text!r}") from exc
+    if len(raw) > 0xFFFFFFFF:
+        raise EncodeError(f"{what} is longer than msgpack allows")
+    return _str_header(len(raw)) + raw
+
+
+class _EntryCache(dict[tuple[str, int], bytes]):
+    """Encoded map entries (``<str> cf <8 bytes>``) by (replica id, count), built on demand.
+
+    A full-state push re-sends mostly unchanged entries, so a memo halves the cost of
+    encoding it; the cache is cleared whenever it reaches its bound.
+    """
+
+    __slots__ = ()
+    _LIMIT: Final = 1 << 14
+
+    def __missing__(self, entry: tuple[str, int]) -> bytes:
+        replica, count = entry
+        if type(replica) is not str or not replica:
+            raise EncodeError(f"replica ids must be non-empty str, got {replica!r}")
+        try:
+            encoded = _encode_str(replica, "replica id") + _pack_u64(0xCF, count)
+        except struct.error:
+            raise EncodeError(f"count {count} of {replica!r} is outside 0..{MAX_COUNT}") from None
+        if len(self) >= self._LIMIT:
+            self.clear()
+        self[entry] = encoded
+        return encoded
+
+
+_entries: Final = _EntryCache()
+_INT_ONLY: Final = frozenset((int,))
+
+
+def _write_counts(out: bytearray, counts: Mapping[str, int] | None, what: str) -> None:
+    if counts is None:
+        out += _NIL
+        return
+    out += _map_header(len(counts))
+    # Checked up front: the cache would take True for 1 and 1.0 for 1 (equal keys).
+    if not set(map(type, counts.values())) <= _INT_ONLY:
+        bad = next(v for v in counts.values() if type(v) is not int)
+        raise EncodeError(f"{what}: counts must be int, got {bad!r}")
+    try:
+        out += b"".join(map(_entries.__getitem__, counts.items()))
+    except EncodeError as exc:
+        raise EncodeError(f"{what}: {exc}") from None
+
+
+def _encode_envelope(msg: Message) -> bytearray:
+    """A plain envelope: flag 0x00 followed by the msgpack body."""
+    kind: object = msg.type
+    if type(kind) is bool or not isinstance(kind, int) or kind not in _TYPE_BYTES:
+        raise EncodeError(f"invalid message type {kind!r}: must be 1, 2 or 3")
+    node_id = msg.node_id
+    if type(node_id) is not str or not node_id:
+        raise EncodeError(f"node id must be a non-empty str, got {node_id!r}")
+    increments, decrements = msg.increments, msg.decrements
+    if kind == MessageType.PUSH and not increments and not decrements:
+        raise EncodeError("a push must carry increments or decrements")
+    digest = msg.digest
+    if type(digest) is not int or not 0 <= digest <= MAX_COUNT:
+        raise EncodeError(f"digest must be an int in 0..{MAX_COUNT}, got {digest!r}")
+
+    # The flag byte is reserved up front so a plain envelope needs no second copy.
+    out = bytearray(b"\x00\x85" if digest else b"\x00\x84")
+    out += _KEY_T
+    out += _TYPE_BYTES[kind]
+    out += _KEY_ID
+    out += _encode_str(node_id, "node id")
+    out += _KEY_INC
+    _write_counts(out, increments, "increments")
+    out += _KEY_DEC
+    _write_counts(out, decrements, "decrements")
+    if digest:
+        out += _KEY_DIG
+        out += _pack_u64(0xCF, digest)
+    return out
+
+
+def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
+    """Encode ``msg`` into an envelope exactly as the reference does.
+
+    Raises :class:`EncodeError` for an invalid message (type not 1-3, empty node id, push
+    without counts, a count or the digest outside uint64) and :class:`MessageTooLargeError`
+    when the body or the envelope would exceed ``max_size``.
+    """
+    envelope = _encode_envelope(msg)
+    size = len(envelope) - 1
+    if size > max_size:
+        raise MessageTooLargeError(f"message body of {size} bytes exceeds {max_size}")
+    if size > COMPRESSION_THRESHOLD:
+        compressed = _compressor().compress(memoryview(envelope)[1:])
+        if len(compressed) < size:
+            return b"\x80" + compressed
+    if size + 1 > max_size:
+        raise MessageTooLargeError(f"message of {size + 1} bytes exceeds {max_size}")
+    return bytes(envelope)
+
+
+# -- zstd contexts ----------------------------------------------------------------------
+
+# python-zstandard contexts must not be used by two threads at once; one set per thread.
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    cctx: zstandard.ZstdCompressor | None = getattr(_local, "cctx", None)
+    if cctx is None:
+        cctx = zstandard.ZstdCompressor(
+            level=_ZSTD_LEVEL, write_checksum=True, write_content_size=True
+        )
+        _local.cctx = cctx
+    return cctx
+
+
+def _decompressor(window_limit: int) -> zstandard.ZstdDecompressor:
+    cache: dict[int, zstandard.ZstdDecompressor] | None = getattr(_local, "dctx", None)
+    if cache is None:
+        cache = _local.dctx = {}
+    dctx = cache.get(window_limit)
+    if dctx is None:
+        dctx = cache[window_limit] = zstandard.ZstdDecompressor(max_window_size=window_limit)
+    return dctx
+
+
+def _decompress(data: memoryview, max_size: int) -> bytes:
+    """Decompress one or more concatenated zstd frames, never producing more than max_size."""
+    try:
+        declared = zstandard.frame_content_size(data)
+    except zstandard.ZstdError:
+        declared = -1  # not even a frame header: the general path reports why
+    if declared > max_size:
+        raise MessageTooLargeError(f"zstd frame declares {declared} bytes, above {max_size}")
+    dctx = _decompressor(max(_MIN_WINDOW_LIMIT, 1 << max(max_size - 1, 1).bit_length()))
+    if declared >= 0:
+        # What Go and python-zstandard send: one frame that declares its size. A one-shot
+        # decompression allocates exactly that much and fails on truncation or on more data.
+        try:
+            result: bytes = dctx.decompress(data, allow_extra_data=False)
+        except zstandard.ZstdError:
+            pass  # several frames, or a bad one: the general path tells which
+        else:
+            return result
+    return _decompress_frames(dctx, data, max_size)
+
+
+def _decompress_frames(dctx: zstandard.ZstdDecompressor, data: memoryview, max_size: int) -> bytes:
+    """The general case: frames without a content size, concatenated frames, bad input.
+
+    Two passes. ``stream_reader(read_across_frames=True)`` handles every frame layout and
+    lets us stop as soon as the output passes ``max_size`` (a bomb costs one chunk of
+    memory), but it ends silently at the end of the input, so a truncated frame would pass.
+    Once the output is known to be bounded, ``decompressobj`` (which reports ``eof`` per
+    frame) decompresses frame by frame and proves that every frame is complete.
+    """
+    try:
+        total = 0
+        with dctx.stream_reader(data, read_across_frames=True, closefd=False) as reader:
+            while chunk := reader.read(_DECOMPRESS_CHUNK):
+                total += len(chunk)
+                if total > max_size:
+                    raise MessageTooLargeError(f"decompressed message exceeds {max_size} bytes")
+        parts: list[bytes] = []
+        rest: bytes | memoryview = data
+        while rest:
+            dobj = dctx.decompressobj()
+            parts.append(dobj.decompress(rest))
+            if not dobj.eof:
+                raise DecompressionError("zstd data ends in the middle of a frame")
+            rest = dobj.unused_data
+    except zstandard.ZstdError as exc:
+        raise DecompressionError(f"zstd data does not decompress: {exc}") from exc
+    return b"".join(parts)
+
+
+# -- decoding ---------------------------------------------------------------------------
+
+_MESSAGE_TYPES: Final[dict[int, MessageType]] = {int(kind): kind for kind in MessageType}
+_STR_ONLY: Final = frozenset((str,))
+_INT_OR_NIL: Final = frozenset((int, type(None)))
+
+
+def _field(fields: dict[str, Any], name: str, kind: type, zero: Any) -> Any:
+    """One field, typed like the reference's struct field; nil or absent is its zero value."""
+    value = fields.get(name)
+    if value is None:
+        return zero
+    if type(value) is not kind:
+        raise MalformedMessageError(
+            f"field {name!r} must be {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _counts(counts: dict[Any, Any] | None, what: str) -> Mapping[str, int] | None:
+    if not counts:
+        return None if counts is None else _EMPTY
+    if not set(map(type, counts)) <= _STR_ONLY:
+        raise MalformedMessageError(f"{what}: replica ids must be str")
+    if "" in counts:
+        raise MalformedMessageError(f"{what}: empty replica id")
+    kinds = set(map(type, counts.values()))
+    if not kinds <= _INT_ONLY:
+        if not kinds <= _INT_OR_NIL:
+            raise MalformedMessageError(f"{what}: counts must be unsigned integers")
+        # The reference decodes a nil count as 0.
+        counts = {replica: 0 if count is None else count for replica, count in counts.items()}
+    if min(counts.values()) < 0:
+        raise CountOutOfRangeError(f"{what}: negative count")
+    return MappingProxyType(counts)
+
+
+def _decode_body(body: bytes | memoryview) -> Message:
+    try:
+        # unpackb bounds every length by len(body) and rejects trailing bytes (ExtraData).
+        fields = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise MalformedMessageError(f"undecodable msgpack body: {reason}") from exc
+    if type(fields) is not dict:
+        raise MalformedMessageError(
+            f"message body must be a msgpack map, got {type(fields).__name__}"
+        )
+    if not set(map(type, fields)) <= _STR_ONLY:
+        raise MalformedMessageError("message field names must be str")
+    # Type errors first, then validation in the reference's order (type, id, push maps).
+    kind = _field(fields, "t", int, 0)
+    node_id = _field(fields, "id", str, "")
+    increments = _counts(_field(fields, "inc", dict, None), "increments")
+    decrements = _counts(_field(fields, "dec", dict, None), "decrements")
+    digest = _field(fields, "dig", int, 0)
+    if not 0 <= digest <= MAX_COUNT:
+        raise MalformedMessageError(f"digest {digest} is not a uint64")
+    message_type = _MESSAGE_TYPES.get(kind)
+    if message_type is None:
+        raise InvalidMessageTypeError(f"invalid message type {kind}")
+    if not node_id:
+        raise EmptyNodeIdError("message without a node id")
+    if message_type is MessageType.PUSH and not increments and not decrements:
+        raise EmptyPushError("a push must carry increments or decrements")
+    return Message(message_type, node_id, increments, decrements, digest)
+
+
+def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Message:
+    """Decode an envelope, validating it as the reference does, with one error per cause.
+
+    Raises :class:`EmptyMessageError`, :class:`InvalidFlagError`,
+    :class:`MessageTooLargeError` (envelope or decompressed body above ``max_size``),
+    :class:`DecompressionError`, :class:`MalformedMessageError`,
+    :class:`InvalidMessageTypeError`, :class:`EmptyNodeIdError`, :class:`EmptyPushError` or
+    :class:`CountOutOfRangeError`; all are :class:`~dcounter_protocol.errors.MessageError`.
+    """
+    size = len(data)
+    if size == 0:
+        raise EmptyMessageError("empty message")
+    if size > max_size:
+        raise MessageTooLargeError(f"message of {size} bytes exceeds {max_size}")
+    flag = data[0]
+    if flag != FLAG_PLAIN and flag != FLAG_COMPRESSED:
+        raise InvalidFlagError(f"unknown envelope flag 0x{flag:02x}")
+    if size == 1:
+        raise EmptyMessageError("envelope flag without a body")
+    if flag == FLAG_COMPRESSED:
+        return _decode_body(_decompress(memoryview(data)[1:], max_size))
+    return _decode_body(memoryview(data)[1:])

@@ -1,0 +1,39 @@
+"""The transport seam: what the node needs from a network, and nothing more.
+
+Two implementations exist: :class:`~dcounter_protocol.tcp.TCPTransport` (the reference's
+wire) and :class:`~dcounter_protocol.memory.MemoryTransport` (in-process, with fault
+injection). Both pass one conformance suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeAlias, runtime_checkable
+
+__all__ = ["Handler", "Transport"]
+
+#: Called once per inbound message with (the sender's address as it framed it, the payload).
+#: Exceptions it raises are logged by the transport and never reach the sender.
+Handler: TypeAlias = Callable[[str, bytes], Awaitable[None]]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Message-oriented, best-effort delivery of byte payloads between addresses."""
+
+    @property
+    def address(self) -> str:
+        """This endpoint's address, ``"host:port"`` for TCP (the real port once listening)."""
+        ...
+
+    async def listen(self, handler: Handler) -> None:
+        """Start serving: every message received from now on is passed to ``handler``."""
+        ...
+
+    async def send(self, address: str, data: bytes) -> None:
+        """Deliver one message to ``address``; raises a :class:`TransportError` subclass."""
+        ...
+
+    async def close(self) -> None:
+        """Stop serving and release everything; idempotent, leaves no task or socket behind."""
+        ...

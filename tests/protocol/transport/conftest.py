@@ -1,0 +1,148 @@
+"""Fixtures for the transport tests: transport factories, an inbox handler, wait helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING, Protocol
+
+import pytest
+
+from dcounter_protocol.memory import MemoryNetwork
+from dcounter_protocol.tcp import TCPOptions, TCPTransport
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from dcounter_protocol.transport import Transport
+
+#: Upper bound for any single wait in these tests: generous on a loaded 2-core machine, and
+#: only ever reached when a test is about to fail.
+DEADLINE = 5.0
+
+
+class WaitUntil(Protocol):
+    """The type of the ``wait_until`` fixture."""
+
+    async def __call__(self, predicate: Callable[[], bool], *, within: float = ...) -> None: ...
+
+
+async def wait_until(predicate: Callable[[], bool], *, within: float = DEADLINE) -> None:
+    """Return once ``predicate()`` holds; TimeoutError after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        # Polling, for conditions that have no event to wait on (counters, log records).
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+class Inbox:
+    """A transport handler that queues every (sender, payload) it is given."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    async def __call__(self, sender: str, payload: bytes) -> None:
+        self.queue.put_nowait((sender, payload))
+
+    async def get(self, *, within: float = DEADLINE) -> tuple[str, bytes]:
+        """The next message; TimeoutError if none arrives in ``within`` seconds."""
+        async with asyncio.timeout(within):
+            return await self.queue.get()
+
+    async def get_many(self, count: int, *, within: float = DEADLINE) -> list[tuple[str, bytes]]:
+        """The next ``count`` messages, in arrival order, within one deadline."""
+        async with asyncio.timeout(within):
+            return [await self.queue.get() for _ in range(count)]
+
+
+def free_tcp_address() -> str:
+    """A loopback address nothing listens on: bind port 0, note the port, close."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+class TransportKit:
+    """Makes transports of one kind for a test and closes all of them afterwards."""
+
+    name = "abstract"
+
+    def __init__(self) -> None:
+        self.made: list[Transport] = []
+
+    def _new(self) -> Transport:
+        raise NotImplementedError
+
+    def create(self) -> Transport:
+        """A new transport, not yet listening."""
+        transport = self._new()
+        self.made.append(transport)
+        return transport
+
+    async def listening(self, handler: Callable[[str, bytes], Awaitable[None]]) -> Transport:
+        """A new transport already serving ``handler``."""
+        transport = self.create()
+        await transport.listen(handler)
+        return transport
+
+    def unreachable_address(self) -> str:
+        """An address of this kind where nothing listens."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        for transport in self.made:
+            await transport.close()
+
+
+class TCPKit(TransportKit):
+    name = "tcp"
+    options = TCPOptions(dial_timeout=DEADLINE, read_timeout=DEADLINE, write_timeout=DEADLINE)
+
+    def _new(self) -> Transport:
+        return TCPTransport("127.0.0.1:0", options=self.options)
+
+    def unreachable_address(self) -> str:
+        return free_tcp_address()
+
+
+class MemoryKit(TransportKit):
+    name = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.network = MemoryNetwork(seed=1)
+
+    def _new(self) -> Transport:
+        return self.network.transport(f"mem-{len(self.made)}")
+
+    def unreachable_address(self) -> str:
+        return "nowhere:1"
+
+
+@pytest.fixture(params=["tcp", "memory"])
+async def kit(request: pytest.FixtureRequest) -> AsyncIterator[TransportKit]:
+    """One factory per transport implementation; every transport it made is closed after."""
+    made: TransportKit = TCPKit() if request.param == "tcp" else MemoryKit()
+    try:
+        yield made
+    finally:
+        await made.aclose()
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    """A fresh queueing handler."""
+    return Inbox()
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture() -> WaitUntil:
+    """:func:`wait_until`, for conditions that have no event to wait on."""
+    return wait_until
+
+
+@pytest.fixture
+def make_inbox() -> type[Inbox]:
+    """The :class:`Inbox` class, for tests that need several handlers."""
+    return Inbox
