@@ -1,0 +1,97 @@
+"""Fixtures for the tools: running the CLIs, waiting on conditions, checking processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+from dcounter_tools.cluster.cli import main as cluster_main
+from dcounter_tools.cluster.processes import pid_alive
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from pathlib import Path
+
+#: Upper bound for any single wait in these tests; real waits end far sooner.
+DEADLINE = 20.0
+
+
+class WaitUntil(Protocol):
+    async def __call__(
+        self, predicate: Callable[[], Awaitable[bool]], *, seconds: float = ..., what: str = ...
+    ) -> None: ...
+
+
+async def _wait_until(
+    predicate: Callable[[], Awaitable[bool]], *, seconds: float = DEADLINE, what: str = "condition"
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not await predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {seconds} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def wait_until() -> WaitUntil:
+    """``await wait_until(async_predicate, seconds=..., what=...)``."""
+    return _wait_until
+
+
+def _wait_pids_gone(pids: Sequence[int], seconds: float = DEADLINE) -> list[int]:
+    deadline = time.monotonic() + seconds
+    alive = [pid for pid in pids if pid_alive(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [pid for pid in alive if pid_alive(pid)]
+    return alive
+
+
+class PidsGone(Protocol):
+    def __call__(self, pids: Sequence[int], seconds: float = ...) -> list[int]: ...
+
+
+@pytest.fixture
+def pids_gone() -> PidsGone:
+    """``pids_gone(pids)``: the pids still alive after waiting up to a deadline (want [])."""
+    return _wait_pids_gone
+
+
+class ClusterCLI(Protocol):
+    def __call__(self, *argv: str) -> tuple[int, dict[str, Any]]: ...
+
+
+@pytest.fixture
+def cluster_json(capsys: pytest.CaptureFixture[str]) -> ClusterCLI:
+    """Run ``dcounter-cluster ARGV --json`` in this process; return (status, report)."""
+
+    def call(*argv: str) -> tuple[int, dict[str, Any]]:
+        capsys.readouterr()
+        status = cluster_main([*argv, "--json"])
+        out = capsys.readouterr().out
+        report: dict[str, Any] = json.loads(out) if out.strip() else {}
+        return status, report
+
+    return call
+
+
+@pytest.fixture
+def tools_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for subprocesses running the tools (state dir inside tmp_path)."""
+    env = dict(os.environ)
+    env["DCOUNTER_CLUSTER_STATE_DIR"] = str(tmp_path / "state")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter running the tests (it has every distribution installed)."""
+    return sys.executable

@@ -1,0 +1,133 @@
+"""What a byte string is: a seed TCP frame, a bare message payload, or garbage (and where).
+
+Pure functions over bytes; the decoding itself is :mod:`dcounter_protocol`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dcounter_protocol import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    FLAG_COMPRESSED,
+    FrameError,
+    Message,
+    MessageError,
+    decode_frame,
+    decode_message,
+)
+
+__all__ = ["Inspection", "Kind", "Problem", "inspect_bytes", "inspect_frame"]
+
+#: What to read the input as; ``auto`` tries a frame first, then a bare message.
+Kind = Literal["auto", "frame", "message"]
+
+#: Frames carry a 1-byte address length and an address of at most 255 bytes.
+_MAX_FRAME_OVERHEAD = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why some bytes did not decode: the error class, its text, and where it was found."""
+
+    layer: Literal["frame", "message"]
+    error: str
+    detail: str
+    #: Byte offset in the inspected input: where a frame problem was found, or where the
+    #: undecodable message starts (message errors carry no finer position).
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """The outcome of reading one input.
+
+    ``kind`` is ``"frame"`` when the input parsed as a seed frame (``sender`` set; the message
+    starts at ``payload_offset``), ``"message"`` for a bare payload, ``None`` when neither
+    worked. ``message`` is None when the payload did not decode; ``problems`` says why.
+    """
+
+    size: int
+    kind: Literal["frame", "message"] | None
+    sender: str | None
+    payload_offset: int
+    payload_size: int
+    flag: int | None
+    message: Message | None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when a message was decoded and nothing went wrong."""
+        return self.message is not None and not self.problems
+
+    @property
+    def compressed(self) -> bool:
+        """True when the payload's flag byte says zstd (the only flag that does)."""
+        return self.flag == FLAG_COMPRESSED
+
+
+def _message_problem(exc: MessageError, offset: int) -> Problem:
+    return Problem("message", type(exc).__name__, str(exc), offset)
+
+
+def _frame_problem(exc: FrameError) -> Problem:
+    detail = str(exc).removesuffix(f" (at byte {exc.offset})")
+    return Problem("frame", type(exc).__name__, detail, exc.offset)
+
+
+def _as_message(data: bytes, max_size: int) -> Inspection:
+    flag = data[0] if data else None
+    try:
+        message = decode_message(data, max_size=max_size)
+    except MessageError as exc:
+        return Inspection(
+            len(data), None, None, 0, len(data), flag, None, (_message_problem(exc, 0),)
+        )
+    return Inspection(len(data), "message", None, 0, len(data), flag, message)
+
+
+def inspect_frame(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Inspection:
+    """Read ``data`` as one seed frame: ``[len][sender address][message payload]``."""
+    try:
+        frame = decode_frame(data, max_size=max_size + _MAX_FRAME_OVERHEAD)
+    except FrameError as exc:
+        return Inspection(len(data), None, None, 0, 0, None, None, (_frame_problem(exc),))
+    offset = len(data) - len(frame.payload)
+    payload = frame.payload
+    flag = payload[0] if payload else None
+    try:
+        message = decode_message(payload, max_size=max_size)
+    except MessageError as exc:
+        problem = _message_problem(exc, offset)
+        return Inspection(
+            len(data), "frame", frame.sender, offset, len(payload), flag, None, (problem,)
+        )
+    return Inspection(len(data), "frame", frame.sender, offset, len(payload), flag, message)
+
+
+def inspect_bytes(
+    data: bytes, *, kind: Kind = "auto", max_size: int = DEFAULT_MAX_MESSAGE_SIZE
+) -> Inspection:
+    """Decode ``data`` as a frame, a bare message, or (``auto``) whichever it is.
+
+    ``auto`` prefers a frame whose payload decodes, then a bare message; when neither
+    decodes it reports the frame reading if the frame structure itself was sound (only its
+    payload is bad), else both problems.
+    """
+    if kind == "frame":
+        return inspect_frame(data, max_size=max_size)
+    if kind == "message":
+        return _as_message(data, max_size)
+    as_frame = inspect_frame(data, max_size=max_size)
+    if as_frame.ok:
+        return as_frame
+    as_message = _as_message(data, max_size)
+    if as_message.ok:
+        return as_message
+    if as_frame.kind == "frame":
+        return as_frame
+    return Inspection(
+        len(data), None, None, 0, 0, None, None, as_frame.problems + as_message.problems
+    )
