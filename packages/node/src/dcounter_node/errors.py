@@ -6,8 +6,10 @@ __all__ = [
     "ConfigError",
     "CorruptStorageError",
     "ForeignStorageError",
+    "InvalidPeerAddressError",
     "NodeClosedError",
     "NodeError",
+    "NodeNotStartedError",
     "StorageError",
     "UnsupportedSchemaError",
 ]
@@ -23,6 +25,14 @@ class ConfigError(NodeError, ValueError):
 
 class NodeClosedError(NodeError):
     """The node was used after close()."""
+
+
+class NodeNotStartedError(NodeError):
+    """The node was used before start() (its replica id is not known yet)."""
+
+
+class InvalidPeerAddressError(NodeError, ValueError):
+    """A peer address that is not a non-empty "host:port" string."""
 
 
 class StorageError(NodeError):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from dcounter_crdt import CounterState
+if TYPE_CHECKING:
+    from dcounter_crdt import CounterState
 
 __all__ = ["StateStore", "StoredState"]
 

@@ -1,0 +1,295 @@
+"""HTTP API throughput and latency of one dcounter node, against a bare aiohttp baseline.
+
+Run: ``hatch run python benchmarks/bench_http.py [--duration 4] [--concurrency 32]``.
+
+Two servers are measured in the same run, in alternating rounds, by the same client:
+
+* baseline: a bare aiohttp ``POST /hello`` handler answering a short text body, served
+  through the same :func:`dcounter_node.http.start_http_server` (same event loop policy,
+  access log off), so the difference is exactly the node's API;
+* node: the real ``dcounter-node`` process (``python -m dcounter_node --in-memory``), with
+  ``POST /increment`` and an empty body.
+
+Each server runs in its own process, so it does not share an event loop (or, on a
+multi-core machine, a core) with the client: the figures are those of the server, not of
+the client's loop contending with it. The client is ``--concurrency`` aiohttp workers on
+one keep-alive session, each sending one request at a time. Throughput is the best round;
+latencies are the p50/p99 of that round. On Linux the server's CPU time per request is also
+reported: if the baseline server does not use close to a whole core, the client is the
+bottleneck and the throughput ratio understates the node's cost, so the ratio of server CPU
+per request (what throughput would be with a faster client) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from dcounter_node.http import start_http_server
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+GOAL = 0.60
+_HERE = str(Path(__file__).resolve())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+# -- baseline server (runs in a child process) ------------------------------------------------
+
+
+async def _serve_hello() -> None:
+    async def hello(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="hello")
+
+    app = web.Application()
+    app.router.add_post("/hello", hello)
+    server = await start_http_server(app, "127.0.0.1:0")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"hello ready http={server.address} pid={os.getpid()}", flush=True)
+    await stop.wait()
+    await server.close()
+
+
+# -- client -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    """One measurement of one target."""
+
+    requests: int
+    seconds: float
+    latencies: list[float]
+    cpu_seconds: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    @property
+    def cpu_per_request(self) -> float | None:
+        if self.cpu_seconds is None:
+            return None
+        return self.cpu_seconds / self.requests
+
+
+@dataclass
+class Server:
+    """A server child process and the URL to load."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def cpu_seconds(self) -> float | None:
+        """utime + stime of the process so far (Linux), else None."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start(name: str, command: list[str], path: str) -> Server:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()
+    words = dict(w.split("=", 1) for w in line.split() if "=" in w)
+    if "http" not in words:
+        process.kill()
+        raise SystemExit(f"{name} server did not start (printed {line!r})")
+    return Server(name, process, f"http://{words['http']}{path}")
+
+
+def _stop(server: Server) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+async def _load(
+    session: aiohttp.ClientSession, server: Server, concurrency: int, warmup: float, duration: float
+) -> Round:
+    # perf_counter, not loop.time(): uvloop's clock has only millisecond resolution.
+    clock = time.perf_counter
+    start = clock() + warmup
+    end = start + duration
+    latencies: list[float] = []
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        while True:
+            sent = clock()
+            if sent >= end:
+                return
+            async with session.post(server.url, data=b"") as response:
+                await response.read()
+                ok = response.status == 200
+            done = clock()
+            if not ok:
+                failures += 1
+            elif sent >= start:
+                latencies.append(done - sent)
+
+    cpu_before: float | None = None
+
+    async def sample_cpu_at_start() -> None:
+        nonlocal cpu_before
+        await asyncio.sleep(max(0.0, start - clock()))
+        cpu_before = server.cpu_seconds()
+
+    sampler = asyncio.ensure_future(sample_cpu_at_start())
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await sampler
+    cpu_after = server.cpu_seconds()
+    measured = clock() - start
+    if failures:
+        raise SystemExit(f"{server.name}: {failures} requests failed")
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Round(len(latencies), measured, latencies, cpu)
+
+
+async def _counter_value(session: aiohttp.ClientSession, server: Server) -> int:
+    async with session.get(server.url.replace("/increment", "/counter")) as response:
+        value = (await response.json())["value"]
+    assert isinstance(value, int)
+    return value
+
+
+async def _measure(args: argparse.Namespace) -> int:
+    hello = _start("baseline", [sys.executable, _HERE, "--serve-hello"], "/hello")
+    node = _start(
+        "node",
+        [
+            sys.executable,
+            "-m",
+            "dcounter_node",
+            "--listen=127.0.0.1:0",
+            "--http=127.0.0.1:0",
+            "--in-memory",
+            "--log-level=warning",
+        ],
+        "/increment",
+    )
+    try:
+        connector = aiohttp.TCPConnector(limit=args.concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            results: dict[str, list[Round]] = {"baseline": [], "node": []}
+            for _ in range(args.rounds):
+                for server in (hello, node):
+                    results[server.name].append(
+                        await _load(session, server, args.concurrency, args.warmup, args.duration)
+                    )
+            counted = await _counter_value(session, node)
+    finally:
+        for server in (hello, node):
+            _stop(server)
+
+    sent = sum(r.requests for r in results["node"])
+    base = max(results["baseline"], key=lambda r: r.rate)
+    mine = max(results["node"], key=lambda r: r.rate)
+    loop_name = "uvloop" if _loop_factory() is not None else "asyncio"
+    print(
+        f"bench_http: {args.concurrency} concurrent clients, {args.rounds} rounds x "
+        f"{args.duration:g} s per target (after {args.warmup:g} s warm-up), {loop_name}; "
+        f"servers in their own processes, {os.cpu_count()} CPUs"
+    )
+    print()
+    print(f"{'target':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/req':>18}")
+    for label, result in (
+        ("aiohttp hello world (baseline)", base),
+        ("dcounter-node POST /increment", mine),
+    ):
+        cpu = result.cpu_per_request
+        cpu_text = f"{cpu * 1e6:18.1f}" if cpu is not None else f"{'n/a':>18}"
+        print(
+            f"{label:34} {result.rate:9.0f} {result.percentile(50) * 1e3:8.2f} "
+            f"{result.percentile(99) * 1e3:8.2f} {cpu_text}"
+        )
+    print()
+    ratio = mine.rate / base.rate
+    verdict = "meets" if ratio >= GOAL else "misses"
+    print(f"throughput ratio node/baseline: {ratio:.2f} ({verdict} the goal of {GOAL:.2f})")
+    print(
+        f"added latency: p50 {(mine.percentile(50) - base.percentile(50)) * 1e3:+.2f} ms, "
+        f"p99 {(mine.percentile(99) - base.percentile(99)) * 1e3:+.2f} ms"
+    )
+    rates = ", ".join(
+        f"{name} " + "/".join(f"{r.rate:.0f}" for r in rounds) for name, rounds in results.items()
+    )
+    print(f"all rounds (req/s): {rates}")
+    base_cpu, mine_cpu = base.cpu_per_request, mine.cpu_per_request
+    if base_cpu is not None and mine_cpu is not None and base.cpu_seconds is not None:
+        busy = base.cpu_seconds / base.seconds
+        if busy < 0.9:
+            print(
+                f"baseline server CPU use: {busy:.0%} of one core: the client is the bottleneck,"
+                " so the throughput ratio understates the node's cost"
+            )
+        cpu_ratio = base_cpu / mine_cpu
+        verdict = "meets" if cpu_ratio >= GOAL else "misses"
+        print(
+            f"server-bound ratio (baseline / node server CPU per request): {cpu_ratio:.2f}"
+            f" ({verdict} the goal), +{(mine_cpu - base_cpu) * 1e6:.1f} us of CPU per request"
+        )
+    extra = counted - sent
+    print(
+        f"node counted {counted} increments: {sent} measured + {extra} during warm-up "
+        "(every request answered 200)"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run the benchmark (or, internally, the baseline server)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per target")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each round")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--serve-hello", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.rounds < 1 or args.warmup < 0 or args.concurrency < 1:
+        parser.error("--duration and --concurrency must be positive, --rounds >= 1")
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        if args.serve_hello:
+            with contextlib.suppress(KeyboardInterrupt):
+                runner.run(_serve_hello())
+            return 0
+        return runner.run(_measure(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

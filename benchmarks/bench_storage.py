@@ -1,0 +1,261 @@
+"""Benchmark durable state: what SQLite commits cost, in the store and through the node API.
+
+Run with ``hatch run python benchmarks/bench_storage.py`` (under a minute by default):
+
+1. **Store, in process.** Staged increments per second (``PNCounter.increment`` plus
+   ``stage()``, one commit at the end) and acknowledged increments per second (each writer
+   task stages and awaits ``commit()``; 1 and 64 writers), for no store, ``batched`` and
+   ``always``. The baseline is the same loop without a store.
+2. **Node HTTP API.** A ``dcounter-node`` process per mode (``--in-memory``,
+   ``--durability batched``, ``--durability always``), loaded by this process over
+   ``--concurrency`` keep-alive connections that each send ``POST /increment`` and wait for
+   the answer: acknowledged increments per second, the median of ``--rounds`` rounds that
+   interleave the modes. The baseline is the in-memory node.
+   Goal: ``batched`` at least 50% of in-memory.
+
+Every figure of a table comes from the same run; ratios are against its first row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dcounter_crdt import PNCounter
+from dcounter_node.storage_sqlite import DATABASE_FILENAME, SQLiteStore
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from dcounter_node.storage_sqlite import Durability
+
+MODES: tuple[str, ...] = ("none", "batched", "always")
+_READY = b"dcounter-node ready "
+_REQUEST = (
+    b"POST /increment HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 8\r\n\r\n{"by":1}'
+)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass
+class Row:
+    label: str
+    rate: float
+    note: str = ""
+
+
+def print_table(title: str, unit: str, rows: Sequence[Row]) -> None:
+    base = rows[0].rate
+    print(f"\n{title}")
+    print(f"  {'mode':<22} {unit:>16} {'ratio':>8}  notes")
+    for row in rows:
+        ratio = row.rate / base if base else float("nan")
+        print(f"  {row.label:<22} {row.rate:>16,.0f} {ratio:>7.3g}x  {row.note}")
+
+
+# -- 1. the store in process ------------------------------------------------------------
+
+
+async def _open_store(directory: Path, mode: str) -> SQLiteStore | None:
+    if mode == "none":
+        return None
+    durability: Durability = "always" if mode == "always" else "batched"
+    store = SQLiteStore(directory / mode / DATABASE_FILENAME, durability=durability)
+    await store.open()
+    await store.bind("bench#1")
+    return store
+
+
+async def staged_rate(directory: Path, mode: str, n: int) -> Row:
+    store = await _open_store(directory, mode)
+    counter = PNCounter("bench#1")
+    started = time.perf_counter()
+    for _ in range(n):
+        delta = counter.increment()
+        if store is not None:
+            store.stage(delta)
+    if store is not None:
+        await store.commit()
+    elapsed = time.perf_counter() - started
+    if store is not None:
+        await store.close()
+    return Row(mode, n / elapsed)
+
+
+async def acknowledged_rate(directory: Path, mode: str, writers: int, duration: float) -> Row:
+    store = await _open_store(directory, mode)
+    counter = PNCounter("bench#1")
+    loop = asyncio.get_running_loop()
+    acks = 0
+    deadline = loop.time() + duration
+
+    async def writer() -> None:
+        nonlocal acks
+        while loop.time() < deadline:
+            delta = counter.increment()
+            if store is not None:
+                store.stage(delta)
+                await store.commit()
+            else:
+                await asyncio.sleep(0)  # what a write costs the loop without a store
+            acks += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    elapsed = time.perf_counter() - started
+    note = ""
+    if store is not None:
+        note = f"{store.flushes} transactions, {acks / max(store.flushes, 1):.1f} acks each"
+        await store.close()
+    return Row(mode, acks / elapsed, note)
+
+
+async def bench_store(directory: Path, duration: float) -> None:
+    rows = [await staged_rate(directory / "staged", mode, 200_000) for mode in MODES]
+    print_table("store: staged increments (200,000, one commit at the end)", "increments/s", rows)
+    for writers in (1, 64):
+        rows = [
+            await acknowledged_rate(directory / f"acked-{writers}", mode, writers, duration)
+            for mode in MODES
+        ]
+        print_table(
+            f"store: acknowledged increments, {writers} writer task(s), {duration:g} s each",
+            "acks/s",
+            rows,
+        )
+
+
+# -- 2. the node's HTTP API -------------------------------------------------------------
+
+
+async def _start_node(args: Sequence[str]) -> tuple[asyncio.subprocess.Process, str, int]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dcounter_node",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--log-level",
+        "error",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 60)
+    if not line.startswith(_READY):
+        await process.wait()
+        raise RuntimeError(
+            f"dcounter-node {' '.join(args)} did not start (exit {process.returncode})"
+        )
+    fields = dict(item.split("=", 1) for item in line[len(_READY) :].decode().split())
+    host, _, port = fields["http"].rpartition(":")
+    return process, host, int(port)
+
+
+async def _keep_posting(host: str, port: int, until: float, counts: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while loop.time() < until:
+            writer.write(_REQUEST)
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = _CONTENT_LENGTH.search(head)
+            await reader.readexactly(int(match.group(1)) if match else 0)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected answer: {head[:40]!r}")
+            counts[0] += 1
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _post_for(host: str, port: int, concurrency: int, seconds: float) -> float:
+    """Acknowledged increments per second over ``concurrency`` connections."""
+    loop = asyncio.get_running_loop()
+    counts = [0]
+    until = loop.time() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(_keep_posting(host, port, until, counts) for _ in range(concurrency)))
+    return counts[0] / (time.perf_counter() - started)
+
+
+async def bench_http(directory: Path, concurrency: int, duration: float, rounds: int) -> None:
+    runs = [
+        (["--in-memory"], "in-memory node"),
+        (["--data-dir", str(directory / "batched"), "--durability", "batched"], "batched"),
+        (["--data-dir", str(directory / "always"), "--durability", "always"], "always"),
+    ]
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        endpoints = []
+        for args, _ in runs:
+            process, host, port = await _start_node(args)
+            processes.append(process)
+            endpoints.append((host, port))
+        for host, port in endpoints:
+            await _post_for(host, port, concurrency, 0.3)  # warm-up
+        # Rounds interleave the modes, so a burst of load from elsewhere on the machine
+        # hits all of them alike; the median of each mode is reported.
+        rates: list[list[float]] = [[] for _ in runs]
+        for _ in range(rounds):
+            for index, (host, port) in enumerate(endpoints):
+                rates[index].append(await _post_for(host, port, concurrency, duration))
+    finally:
+        for process in processes:
+            process.terminate()
+            await process.wait()
+    rows = [
+        Row(label, statistics.median(rate), "rounds: " + ", ".join(f"{r:,.0f}" for r in rate))
+        for (_, label), rate in zip(runs, rates, strict=True)
+    ]
+    print_table(
+        f"node HTTP API: acknowledged POST /increment, {concurrency} connections, "
+        f"median of {rounds} x {duration:g} s",
+        "acks/s",
+        rows,
+    )
+    batched = rows[1].rate / rows[0].rate
+    verdict = "met" if batched >= 0.5 else "NOT met"
+    print(f"  goal batched >= 50% of in-memory: {batched:.0%} ({verdict})")
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--part", choices=("store", "http", "all"), default="all")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
+    parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections")
+    parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds per mode")
+    args = parser.parse_args(argv)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, sqlite {_sqlite_version()}")
+    with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
+        directory = Path(tmp)
+        if args.part in ("store", "all"):
+            await bench_store(directory / "store", args.duration)
+        if args.part in ("http", "all"):
+            await bench_http(directory / "http", args.concurrency, args.duration, args.rounds)
+    return 0
+
+
+def _sqlite_version() -> str:
+    import sqlite3
+
+    return sqlite3.sqlite_version
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

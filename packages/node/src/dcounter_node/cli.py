@@ -1,0 +1,272 @@
+"""The ``dcounter-node`` command: one node with its HTTP API, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp.log import access_logger
+
+from dcounter_node.__about__ import __version__
+from dcounter_node._logging import configure_logging
+from dcounter_node.errors import ConfigError, StorageError
+from dcounter_node.http import create_app, start_http_server
+from dcounter_node.node import Node
+from dcounter_node.peers import PeerManager
+from dcounter_node.settings import (
+    SETTINGS,
+    NodeSettings,
+    SettingSpec,
+    load_config_file,
+    parse_address,
+)
+from dcounter_node.storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
+from dcounter_protocol import TransportError
+from dcounter_protocol.tcp import TCPTransport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from dcounter_node.config import NodeConfig
+    from dcounter_node.storage_sqlite import Durability
+
+__all__ = ["build_parser", "main", "run", "settings_from_args"]
+
+_log = logging.getLogger(__name__)
+
+PROG = "dcounter-node"
+#: Exit status when an address cannot be bound (in use, not local) or the node fails.
+EXIT_FAILURE = 1
+#: Exit status for bad flags or a bad config file (argparse's own convention).
+EXIT_USAGE = 2
+#: Exit status when the data directory's database cannot be used (see the README).
+EXIT_STORAGE = 3
+
+_DESCRIPTION = """\
+Run one dcounter node: a PN-counter replica that gossips with its peers over TCP and
+serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /health,
+/metrics, /counter/watch). Durations are in seconds; fractions are fine (0.5)."""
+
+_EPILOG = """\
+Settings come from, lowest priority first: built-in defaults, the config file's top level,
+its [[nodes]] entry chosen with --node, then flags.
+
+examples:
+  dcounter-node --listen 127.0.0.1:7001 --http 127.0.0.1:8001 \\
+      --peers 127.0.0.1:7002,127.0.0.1:7003 --sync-interval 0.5
+  dcounter-node --listen 127.0.0.1:0 --http 127.0.0.1:0      # pick free ports
+  dcounter-node --config cluster.toml --node b --log-format json
+
+Once serving, it prints one line to stdout, e.g.
+  dcounter-node ready gossip=127.0.0.1:7001 http=127.0.0.1:8001 replica=127.0.0.1:7001#9f3a pid=42
+Logs go to stderr. SIGINT or SIGTERM stops the node cleanly; a second signal exits at once.
+
+State is kept in --data-dir (default $XDG_DATA_HOME/dcounter/<listen address>, i.e.
+~/.local/share/dcounter/...); --in-memory opts out, and a node listening on port 0 without
+--data-dir runs in memory (it has no stable address to key the directory by).
+
+exit status: 0 stopped by a signal; 1 an address cannot be bound (e.g. in use);
+2 bad flags or config file; 3 the database in the data directory cannot be used
+(unreadable or corrupt, another node's, a newer schema, or in use by another process)."""
+
+
+def _flag_type(spec: SettingSpec) -> Callable[[str], Any]:
+    parse = spec.parse_text
+    if parse is None:  # pragma: no cover - boolean settings take no argument
+        raise ValueError(f"{spec.key} takes no argument")
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = spec.key
+    return convert
+
+
+def _default_text(spec: SettingSpec, defaults: NodeSettings) -> str:
+    if spec.default_text is not None:
+        return spec.default_text
+    value = getattr(defaults, spec.key)
+    return spec.to_text(value) if value is not None else "none"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; one flag per row of :data:`~dcounter_node.settings.SETTINGS`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file with the same settings (see the README)"
+    )
+    parser.add_argument(
+        "--node",
+        metavar="NAME",
+        help="which [[nodes]] entry of the config file to run (needed when it has several)",
+    )
+    defaults = NodeSettings()
+    for spec in SETTINGS:
+        help_text = f"{spec.help} (default: {_default_text(spec, defaults)})"
+        if spec.parse_text is None:
+            parser.add_argument(
+                spec.flag,
+                dest=spec.key,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(
+                spec.flag,
+                dest=spec.key,
+                metavar=spec.metavar,
+                type=_flag_type(spec),
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None = None) -> NodeSettings:
+    """Parse flags (and the config file they name) into settings.
+
+    Bad flags exit through argparse (status 2); a bad config file raises ConfigError.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.node is not None and args.config is None:
+        parser.error("--node needs --config")
+    flags = {spec.key: getattr(args, spec.key) for spec in SETTINGS if hasattr(args, spec.key)}
+    if args.config is not None:
+        base = load_config_file(args.config).settings(args.node)
+    else:
+        base = NodeSettings()
+    return base.updated(flags)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a node until SIGINT/SIGTERM; return the exit status."""
+    try:
+        settings = settings_from_args(argv)
+        config = settings.node_config()
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_serve(settings, config))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+        # A second signal gets the default behaviour: stop at once.
+        for other in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(other)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still works
+            loop.add_signal_handler(sig, on_signal, sig)
+
+    store = _store(settings)
+    node = Node(
+        TCPTransport(settings.listen),
+        config,
+        peers=PeerManager(peers=settings.peers),
+        store=store,
+    )
+    try:
+        await node.start()
+    except StorageError as exc:
+        _error(f"{exc} (the node was not started; nothing was changed)")
+        return EXIT_STORAGE
+    except (TransportError, OSError) as exc:
+        _error(f"cannot listen for gossip on {settings.listen}: {exc}")
+        return EXIT_FAILURE
+    try:
+        app = create_app(node)
+        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+        server = await start_http_server(
+            app, settings.http, access_log=access_logger if verbose else None
+        )
+    except OSError as exc:
+        await node.close()
+        _error(f"cannot listen for HTTP on {settings.http}: {exc.strerror or exc}")
+        return EXIT_FAILURE
+    try:
+        _log.info(
+            "serving: gossip on %s, HTTP API on http://%s, %d peers",
+            node.address,
+            server.address,
+            len(node.peers),
+        )
+        print(
+            f"{PROG} ready gossip={node.address} http={server.address}"
+            f" replica={node.replica_id} pid={os.getpid()}",
+            flush=True,
+        )
+        await stop.wait()
+        _log.info("%s received: shutting down", received[0] if received else "stop")
+    finally:
+        await server.close()
+        await node.close()
+    _log.info("stopped")
+    return 0
+
+
+def _store(settings: NodeSettings) -> SQLiteStore | None:
+    """The durable store the settings ask for (issue 7), or None to run in memory."""
+    if settings.in_memory:
+        return None
+    if settings.data_dir is not None:
+        directory = Path(settings.data_dir).expanduser()
+    elif parse_address(settings.listen)[1] == 0:
+        _log.warning(
+            "listening on port 0 without --data-dir: running in memory (a new replica id"
+            " every start); pass --data-dir DIR to keep state, or --in-memory to silence this"
+        )
+        return None
+    else:
+        directory = default_data_dir(settings.listen)
+    _log.info("state in %s (durability %s)", directory, settings.durability)
+    durability: Durability = "always" if settings.durability == "always" else "batched"
+    return SQLiteStore(
+        directory / DATABASE_FILENAME, durability=durability, node_address=settings.listen
+    )

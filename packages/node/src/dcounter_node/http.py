@@ -1,0 +1,469 @@
+"""The node's HTTP API (aiohttp), served on the node's own event loop.
+
+Routes (JSON in and out; every error is ``{"error": "..."}``):
+
+* ``GET /counter``: value, this replica's id and the per-replica counts.
+* ``POST /increment``, ``POST /decrement``: optional body ``{"by": n}`` with an integer
+  ``1 <= n < 2**64`` (empty body or ``{}``: 1); answers ``{"value": new value}`` once the
+  change is committed (:meth:`Node.commit`). An ``Idempotency-Key`` header makes retries
+  count once: a key seen before (within ``idempotency_ttl`` seconds and the last
+  ``idempotency_keys`` keys) gets the first answer again, with ``Idempotent-Replayed: true``;
+  the same key with another operation or amount is a 422.
+* ``GET /peers``, ``POST /peers`` ``{"addr": "host:port"}`` (201 if new, 200 if known or
+  this node itself), ``DELETE /peers/{addr}`` (404 if unknown).
+* ``GET /health``: 200 ``{"status": "ok"}`` (503 while shutting down).
+* ``GET /metrics``: Prometheus text format.
+* ``GET /counter/watch``: server-sent events, ``data: {"value": n}`` now and on every change,
+  a comment line every ``keepalive`` seconds, ended cleanly when the server shuts down.
+
+Statuses: 400 malformed body, amount or address; 404 unknown route or peer; 405 wrong
+method; 409 the change would overflow this replica's count; 413 body over
+``client_max_size``; 422 idempotency key reused for a different request; 503 node closed or
+the change could not be committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from dcounter_crdt import CountOverflowError
+from dcounter_node._idempotency import IdempotencyCache
+from dcounter_node.errors import (
+    ConfigError,
+    InvalidPeerAddressError,
+    NodeClosedError,
+    NodeError,
+    StorageError,
+)
+from dcounter_node.metrics import ServiceStats, create_registry
+from dcounter_node.node import Node
+from dcounter_node.settings import format_address, parse_address
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "NODE_KEY",
+    "SERVICE_STATS_KEY",
+    "HTTPServer",
+    "create_app",
+    "start_http_server",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Largest request body accepted (413 beyond).
+DEFAULT_MAX_BODY: Final = 64 * 1024
+#: Amounts must fit the wire's uint64 counts.
+_MAX_AMOUNT: Final = 2**64 - 1
+#: Longest Idempotency-Key accepted.
+_MAX_KEY_LENGTH: Final = 255
+_COUNT_FIELDS: Final = frozenset({"by"})
+_PEER_FIELDS: Final = frozenset({"addr"})
+
+NODE_KEY: Final = web.AppKey("node", Node)
+SERVICE_STATS_KEY: Final = web.AppKey("service_stats", ServiceStats)
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _APIError(Exception):
+    """A request this API refuses, with the status and message to answer."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, content_type="application/json"
+    )
+
+
+def _value_response(value: int) -> web.Response:
+    # Every write answers this: formatted directly, as json.dumps is a measurable share of it.
+    return web.Response(body=b'{"value": %d}' % value, content_type="application/json")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    response = _json({"error": message}, status)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _guarded(handler: _Handler, stats: ServiceStats, route: str) -> _Handler:
+    """``handler`` answering every failure as a JSON error, and counting its responses.
+
+    A wrapper per route rather than a middleware: aiohttp's middleware chain costs a
+    noticeable share of a write's time, and unmatched paths and methods get their own
+    routes (see :func:`create_app`), so nothing needs to sit in front of the router.
+    """
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except _APIError as exc:
+            response = _error(exc.status, exc.message, exc.headers)
+        except web.HTTPException as exc:  # e.g. 413 from request.read()
+            if exc.status < 400:
+                raise
+            default = f"{exc.status}: {exc.reason}"
+            message = exc.text if exc.text and exc.text != default else exc.reason
+            response = _error(exc.status, message)
+        except Exception:
+            _log.exception("unexpected error serving %s %s", request.method, request.path)
+            response = _error(500, "internal error")
+        stats.record_response(request.method, route, response.status)
+        return response
+
+    return guarded
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise _APIError(404, f"not found: {request.method} {request.path}")
+
+
+def _method_not_allowed(allowed: str) -> _Handler:
+    async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+        raise _APIError(
+            405,
+            f"method {request.method} not allowed on {request.path} (allowed: {allowed})",
+            {"Allow": allowed},
+        )
+
+    return method_not_allowed
+
+
+async def _read_json_object(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
+    """The body as a JSON object holding only ``allowed`` keys ({} for an empty body)."""
+    body = await request.read()
+    if not body.strip():
+        return {}
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise _APIError(400, "body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise _APIError(400, "body must be a JSON object")
+    unknown = document.keys() - allowed
+    if unknown:
+        raise _APIError(400, f"unknown field(s) in body: {', '.join(sorted(unknown))}")
+    return document
+
+
+def _amount(document: dict[str, Any]) -> int:
+    by = document.get("by", 1)
+    if type(by) is not int or not 1 <= by <= _MAX_AMOUNT:
+        shown = json.dumps(by)
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        raise _APIError(400, f'"by" must be an integer from 1 to 2**64-1, got {shown}')
+    return by
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= _MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
+        raise _APIError(
+            400, f"Idempotency-Key must be 1 to {_MAX_KEY_LENGTH} printable ASCII characters"
+        )
+    return key
+
+
+@dataclass(eq=False)
+class _API:
+    node: Node
+    stats: ServiceStats
+    keys: IdempotencyCache
+    keepalive: float
+    registry: CollectorRegistry
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- counter ------------------------------------------------------------------------
+
+    async def counter(self, request: web.Request) -> web.Response:
+        state = self.node.state()
+        return _json(
+            {
+                "value": state.value,
+                "replica": self.node.replica_id,
+                "increments": dict(state.increments),
+                "decrements": dict(state.decrements),
+            }
+        )
+
+    async def increment(self, request: web.Request) -> web.Response:
+        return await self._count(request, "increment")
+
+    async def decrement(self, request: web.Request) -> web.Response:
+        return await self._count(request, "decrement")
+
+    async def _count(self, request: web.Request, op: str) -> web.Response:
+        key = _idempotency_key(request)
+        by = _amount(await _read_json_object(request, _COUNT_FIELDS))
+        if key is None:
+            value = self._apply(op, by)
+            await self._commit()
+            return _value_response(value)
+        entry = self.keys.get(key)
+        if entry is None:
+            result = self.keys.begin(key, (op, by))
+            try:
+                value = self._apply(op, by)
+            except BaseException as exc:
+                self.keys.abandon(key, exc)
+                raise
+            result.set_result(value)
+            replayed = False
+        else:
+            if entry.fingerprint != (op, by):
+                raise _APIError(422, "Idempotency-Key was already used for a different request")
+            # shield: a duplicate giving up must not cancel the first request's outcome.
+            value = await asyncio.shield(entry.result)
+            self.stats.idempotent_replays += 1
+            replayed = True
+        # Every answer, a replay too, waits until the change is durable.
+        await self._commit()
+        response = _value_response(value)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    def _apply(self, op: str, by: int) -> int:
+        try:
+            value = self.node.increment(by) if op == "increment" else self.node.decrement(by)
+        except CountOverflowError as exc:
+            raise _APIError(409, f"cannot {op} by {by}: {exc}") from None
+        except NodeError as exc:  # closed, or not started yet
+            raise _APIError(503, f"node is not running: {exc}") from None
+        self.stats.record_operation(op, by)
+        return value
+
+    async def _commit(self) -> None:
+        try:
+            await self.node.commit()
+        except NodeClosedError:
+            raise _APIError(503, "node is shutting down") from None
+        except StorageError as exc:
+            _log.error("commit failed: %s", exc)
+            raise _APIError(503, f"change not persisted: {exc}") from None
+
+    # -- peers --------------------------------------------------------------------------
+
+    def _peers_response(self, status: int = 200) -> web.Response:
+        return _json({"peers": self.node.peers.peers()}, status)
+
+    async def list_peers(self, request: web.Request) -> web.Response:
+        return self._peers_response()
+
+    async def add_peer(self, request: web.Request) -> web.Response:
+        document = await _read_json_object(request, _PEER_FIELDS)
+        address = _peer_address(document.get("addr"))
+        try:
+            added = self.node.peers.add(address)
+        except InvalidPeerAddressError as exc:
+            raise _APIError(400, str(exc)) from None
+        if added:
+            _log.info("peer %s added through the API", address)
+        return self._peers_response(201 if added else 200)
+
+    async def remove_peer(self, request: web.Request) -> web.Response:
+        address = _peer_address(request.match_info["addr"])
+        if not self.node.peers.remove(address):
+            raise _APIError(404, f"unknown peer {address}")
+        _log.info("peer %s removed through the API", address)
+        return self._peers_response()
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        if self.closing.is_set():
+            return _json({"status": "shutting down"}, 503)
+        return _json({"status": "ok"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        # The client library's own negotiation: Prometheus text 0.0.4 unless the scraper
+        # asks for OpenMetrics.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        last: int | None = None
+        try:
+            async for value in self._watched_values():
+                if value is None:
+                    await response.write(b": keepalive\n\n")
+                elif value != last:
+                    await response.write(b'data: {"value": %d}\n\n' % value)
+                    last = value
+        except ConnectionError:
+            return response  # the client went away
+        return response
+
+    async def _watched_values(self) -> AsyncIterator[int | None]:
+        """The value now, then each change; None when ``keepalive`` passed in silence.
+
+        Ends when the node closes or the server begins shutting down.
+        """
+        changes = self.node.watch()
+        closing = asyncio.ensure_future(self.closing.wait())
+        pending: asyncio.Future[int] | None = None
+        try:
+            while not closing.done():
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(changes))
+                done, _ = await asyncio.wait(
+                    (pending, closing),
+                    timeout=self.keepalive,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if pending in done:
+                    try:
+                        value = pending.result()
+                    except StopAsyncIteration:
+                        return
+                    pending = None
+                    yield value
+                elif not done:
+                    yield None
+        finally:
+            closing.cancel()
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+            await changes.aclose()
+
+
+def _peer_address(value: object) -> str:
+    if not isinstance(value, str):
+        raise _APIError(400, '"addr" must be a "host:port" string')
+    try:
+        parse_address(value, allow_port_zero=False)
+    except ConfigError as exc:
+        raise _APIError(400, f"bad peer address: {exc}") from None
+    return value
+
+
+def create_app(
+    node: Node,
+    *,
+    client_max_size: int = DEFAULT_MAX_BODY,
+    idempotency_keys: int = 10_000,
+    idempotency_ttl: float = 3600.0,
+    keepalive: float = 15.0,
+) -> web.Application:
+    """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
+
+    ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
+    """
+    stats = ServiceStats()
+    api = _API(
+        node,
+        stats,
+        IdempotencyCache(max_keys=idempotency_keys, ttl=idempotency_ttl),
+        keepalive,
+        create_registry(node, stats),
+    )
+    app = web.Application(client_max_size=client_max_size)
+    app[NODE_KEY] = node
+    app[SERVICE_STATS_KEY] = stats
+    routes: dict[str, dict[str, _Handler]] = {
+        "/counter": {"GET": api.counter},
+        "/counter/watch": {"GET": api.watch},
+        "/increment": {"POST": api.increment},
+        "/decrement": {"POST": api.decrement},
+        "/peers": {"GET": api.list_peers, "POST": api.add_peer},
+        "/peers/{addr}": {"DELETE": api.remove_peer},
+        "/health": {"GET": api.health},
+        "/metrics": {"GET": api.metrics},
+    }
+    for path, methods in routes.items():
+        resource = app.router.add_resource(path)
+        handlers = dict(methods)
+        if "GET" in handlers and path != "/counter/watch":  # a stream has no HEAD
+            handlers["HEAD"] = handlers["GET"]
+        for method, handler in handlers.items():
+            resource.add_route(method, _guarded(handler, stats, path))
+        allowed = ", ".join(sorted(handlers))
+        # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
+        resource.add_route("*", _guarded(_method_not_allowed(allowed), stats, path))
+    app.router.add_route("*", "/{tail:.*}", _guarded(_not_found, stats, "unmatched"))
+
+    async def begin_shutdown(app: web.Application) -> None:
+        api.closing.set()
+
+    app.on_shutdown.append(begin_shutdown)
+    return app
+
+
+@dataclass(eq=False)
+class HTTPServer:
+    """A running aiohttp server; :attr:`address` is the real bound "host:port"."""
+
+    address: str
+    _runner: web.AppRunner
+    _closing: asyncio.Future[None] | None = None
+
+    async def close(self) -> None:
+        """Stop accepting, end open streams, wait for requests in flight; idempotent."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._runner.cleanup())
+        await asyncio.shield(self._closing)
+
+
+async def start_http_server(
+    app: web.Application,
+    address: str,
+    *,
+    access_log: logging.Logger | None = None,
+    shutdown_timeout: float = 5.0,
+    backlog: int = 1024,
+) -> HTTPServer:
+    """Bind ``address`` ("host:port", port 0 allowed) and serve ``app`` on it.
+
+    Raises OSError when the address cannot be bound (in use, not local, unresolvable).
+    Access logging is off unless ``access_log`` is given.
+    """
+    host, port = parse_address(address)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.create_server(sockaddr, family=family, backlog=backlog)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=access_log, shutdown_timeout=shutdown_timeout
+    )
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        sock.close()
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = sock.getsockname()[:2]
+    return HTTPServer(format_address(bound_host, bound_port), runner)

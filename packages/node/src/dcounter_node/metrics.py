@@ -1,0 +1,184 @@
+"""Prometheus metrics of a node and its HTTP service, read when scraped.
+
+Nothing is updated on the hot path through prometheus-client: a custom collector reads the
+node's :class:`~dcounter_node.stats.NodeStats` snapshot and the service's own counters at
+scrape time. Each application gets its own :class:`CollectorRegistry`, so several nodes in
+one process (tests, benchmarks) never share series.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client.core import Metric
+
+    from dcounter_node.node import Node
+
+__all__ = ["NodeCollector", "ServiceStats", "create_registry"]
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class ServiceStats:
+    """What the HTTP service counts itself: accepted operations, replays, responses.
+
+    Owned by the event loop that serves the API (no lock: updates and scrapes both run
+    there).
+    """
+
+    def __init__(self) -> None:
+        #: Operation ("increment"/"decrement") -> accepted requests (replays not included).
+        self.operations: Counter[str] = Counter()
+        #: Operation -> sum of the amounts of those requests.
+        self.amounts: Counter[str] = Counter()
+        #: Requests answered from the Idempotency-Key memory without counting again.
+        self.idempotent_replays = 0
+        #: (method, route, status) -> responses.
+        self.responses: Counter[tuple[str, str, int]] = Counter()
+
+    def record_operation(self, op: str, amount: int) -> None:
+        """Count one accepted increment or decrement."""
+        self.operations[op] += 1
+        self.amounts[op] += amount
+
+    def record_response(self, method: str, route: str, status: int) -> None:
+        """Count one HTTP response (unknown methods are folded into "OTHER")."""
+        if method not in _KNOWN_METHODS:
+            method = "OTHER"
+        self.responses[method, route, status] += 1
+
+
+class NodeCollector(Collector):
+    """Yields the ``dcounter_*`` series for one node and its service stats."""
+
+    def __init__(self, node: Node, service: ServiceStats) -> None:
+        self._node = node
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the node and service counters now."""
+        node = self._node
+        state = node.state()
+        info = GaugeMetricFamily(
+            "dcounter_node_info",
+            "This node's gossip address and replica id (always 1).",
+            labels=["address", "replica"],
+        )
+        info.add_metric([node.address, node.replica_id], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "dcounter_value", "Current counter value seen by this node.", value=state.value
+        )
+        yield GaugeMetricFamily(
+            "dcounter_replicas",
+            "Replicas with a non-zero count in this node's state.",
+            value=len(state.replicas()),
+        )
+
+        operations = CounterMetricFamily(
+            "dcounter_operations",
+            "Increments and decrements accepted through the API (retries not counted).",
+            labels=["op"],
+        )
+        amounts = CounterMetricFamily(
+            "dcounter_operation_amount",
+            "Sum of the amounts of accepted increments and decrements.",
+            labels=["op"],
+        )
+        for op in ("increment", "decrement"):
+            operations.add_metric([op], self._service.operations[op])
+            amounts.add_metric([op], self._service.amounts[op])
+        yield operations
+        yield amounts
+        yield CounterMetricFamily(
+            "dcounter_idempotent_replays",
+            "Requests answered again from their Idempotency-Key without counting.",
+            value=self._service.idempotent_replays,
+        )
+
+        stats = node.stats.snapshot()
+        messages = CounterMetricFamily(
+            "dcounter_gossip_messages",
+            "Gossip messages by type and direction.",
+            labels=["type", "direction"],
+        )
+        sizes = CounterMetricFamily(
+            "dcounter_gossip_bytes",
+            "Gossip message payload bytes by type and direction.",
+            labels=["type", "direction"],
+        )
+        for direction, counts, nbytes in (
+            ("sent", stats.messages_sent, stats.bytes_sent),
+            ("received", stats.messages_received, stats.bytes_received),
+        ):
+            for message_type, count in counts.items():
+                label = [message_type.name.lower(), direction]
+                messages.add_metric(label, count)
+                sizes.add_metric(label, nbytes.get(message_type, 0))
+        yield messages
+        yield sizes
+        yield CounterMetricFamily(
+            "dcounter_merges", "Pushes merged into this node's state.", value=stats.merges
+        )
+        yield CounterMetricFamily(
+            "dcounter_merges_changed",
+            "Merged pushes that changed this node's state.",
+            value=stats.merges_changed,
+        )
+        drops = CounterMetricFamily(
+            "dcounter_drops",
+            "Gossip messages dropped on full queues, by direction.",
+            labels=["direction"],
+        )
+        drops.add_metric(["inbound"], stats.inbound_drops)
+        drops.add_metric(["outbound"], stats.outbound_drops)
+        yield drops
+        yield CounterMetricFamily(
+            "dcounter_decode_errors",
+            "Received gossip messages that were invalid and dropped.",
+            value=stats.decode_errors,
+        )
+        yield CounterMetricFamily(
+            "dcounter_send_failures",
+            "Gossip sends the transport could not deliver.",
+            value=stats.send_failures,
+        )
+
+        peers = node.peers.peers()
+        yield GaugeMetricFamily("dcounter_peers", "Known peers.", value=len(peers))
+        contact = GaugeMetricFamily(
+            "dcounter_peer_last_contact_age_seconds",
+            "Seconds since the last message exchanged with each known peer.",
+            labels=["peer"],
+        )
+        now = time.time()
+        for peer in peers:
+            seen = stats.last_contact.get(peer)
+            if seen is not None:
+                contact.add_metric([peer], max(0.0, now - seen))
+        yield contact
+
+        responses = CounterMetricFamily(
+            "dcounter_http_responses",
+            "HTTP API responses by method, route and status.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in sorted(self._service.responses.items()):
+            responses.add_metric([method, route, str(status)], count)
+        yield responses
+
+
+def create_registry(node: Node, service: ServiceStats) -> CollectorRegistry:
+    """A fresh registry holding only this node's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node, service))
+    return registry

@@ -1,0 +1,499 @@
+"""Settings of a ``dcounter-node`` process: the TOML config file format and its flags.
+
+One format serves ``dcounter-node --config`` and ``dcounter-cluster``. Top-level keys apply
+to every node; an optional ``[[nodes]]`` array of tables holds one entry per node whose keys
+override the top-level ones::
+
+    sync_interval = 0.5
+
+    [[nodes]]
+    name = "a"
+    listen = "127.0.0.1:7001"
+    http = "127.0.0.1:8001"
+
+    [[nodes]]
+    name = "b"
+    listen = "127.0.0.1:7002"
+    http = "127.0.0.1:8002"
+
+An entry without ``peers`` (and no top-level ``peers``) gossips with every other entry's
+``listen`` address, except addresses with port 0, which cannot be dialled.
+
+Every known key is one row of :data:`SETTINGS`, which drives the file parser, the
+command-line flags and :meth:`NodeSettings.to_argv`; adding a setting means adding a field to
+:class:`NodeSettings` and a row to that table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dcounter_node.config import NodeConfig
+from dcounter_node.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+__all__ = [
+    "DEFAULT_HTTP",
+    "DEFAULT_LISTEN",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "SETTINGS",
+    "ClusterFile",
+    "NodeSettings",
+    "SettingSpec",
+    "format_address",
+    "load_config_file",
+    "parse_address",
+    "parse_config",
+]
+
+#: Gossip (TCP) address used when none is configured.
+DEFAULT_LISTEN = "127.0.0.1:7946"
+#: HTTP API address used when none is configured.
+DEFAULT_HTTP = "127.0.0.1:8080"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+#: A frame carries its sender address behind a one-byte length.
+_MAX_ADDRESS_BYTES = 255
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_NAME = re.compile(r"\S+")
+
+_NODE_DEFAULTS = NodeConfig()
+
+
+def parse_address(text: str, *, allow_port_zero: bool = True) -> tuple[str, int]:
+    """Split "host:port" (or "[ipv6]:port") into host and port, or raise ConfigError.
+
+    The host is an IPv4 address, a bracketed IPv6 address or a DNS name; port 0 (any free
+    port) is accepted unless ``allow_port_zero`` is false.
+    """
+    if not text:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}")
+    if len(text.encode("utf-8", "surrogatepass")) > _MAX_ADDRESS_BYTES:
+        raise ConfigError(f"address longer than {_MAX_ADDRESS_BYTES} bytes: {text[:40]!r}...")
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ConfigError(f"expected [IPV6]:PORT, got {text!r}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"not an IPv6 address in {text!r}: {host!r}") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(f"expected HOST:PORT, got {text!r}")
+        if ":" in host:
+            raise ConfigError(f"IPv6 addresses need brackets, e.g. [::1]:7946; got {text!r}")
+        if _HOSTNAME.fullmatch(host) is None:
+            raise ConfigError(f"not a valid host name or IPv4 address in {text!r}: {host!r}")
+    if _PORT.fullmatch(port_text) is None or int(port_text) > 65535:
+        raise ConfigError(f"port must be a number from 0 to 65535 in {text!r}")
+    port = int(port_text)
+    if port == 0 and not allow_port_zero:
+        raise ConfigError(f"port 0 cannot be dialled, in {text!r}")
+    return host, port
+
+
+def format_address(host: str, port: int) -> str:
+    """Join host and port as "host:port", bracketing IPv6 hosts."""
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+# -- value checkers: each takes a TOML (or Python) value and returns it validated ---------
+
+
+def _address(value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a HOST:PORT string, got {value!r}")
+    parse_address(value)
+    return value
+
+
+def _peer(value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a HOST:PORT string, got {value!r}")
+    parse_address(value, allow_port_zero=False)
+    return value
+
+
+def _peers(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"expected a list of HOST:PORT strings, got {value!r}")
+    return tuple(dict.fromkeys(_peer(item) for item in value))
+
+
+def _peers_text(text: str) -> tuple[str, ...]:
+    return _peers([item.strip() for item in text.split(",") if item.strip()])
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"expected a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"expected a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _seconds_text(text: str) -> float:
+    try:
+        return _seconds(float(text))
+    except (ValueError, ConfigError):
+        raise ConfigError(f"expected a number of seconds > 0, e.g. 0.5; got {text!r}") from None
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"expected an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"expected an integer >= 1, got {value!r}")
+    return value
+
+
+def _positive_int_text(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"expected an integer >= 1, got {text!r}") from None
+    return _positive_int(value)
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _directory(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(f"expected a directory path, got {value!r}")
+    return value
+
+
+def _choice(choices: Sequence[str]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise ConfigError(f"expected one of {', '.join(choices)}; got {value!r}")
+        return value.lower()
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One known setting: its TOML key (= :class:`NodeSettings` field), flag and checks."""
+
+    key: str
+    flag: str
+    help: str
+    #: Validate a value from the config file (or Python); raise ConfigError.
+    check: Callable[[object], Any]
+    #: Parse a flag argument; None makes a boolean ``--flag/--no-flag`` pair.
+    parse_text: Callable[[str], Any] | None
+    metavar: str | None = None
+    #: How the default reads in --help when the field default does not say it well.
+    default_text: str | None = None
+    #: Render a value as one flag argument (for to_argv).
+    to_text: Callable[[Any], str] = str
+
+
+def _seconds_to_text(value: float) -> str:
+    return repr(float(value))
+
+
+#: Every key a config file may hold (besides ``name`` in [[nodes]] entries), in --help order.
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "listen",
+        "--listen",
+        "gossip (TCP) address to listen on; port 0 picks a free port",
+        _address,
+        _address,
+        metavar="HOST:PORT",
+    ),
+    SettingSpec(
+        "peers",
+        "--peers",
+        "comma-separated gossip addresses of static peers",
+        _peers,
+        _peers_text,
+        metavar="ADDR[,ADDR...]",
+        default_text="none",
+        to_text=",".join,
+    ),
+    SettingSpec(
+        "http",
+        "--http",
+        "HTTP API address to listen on; port 0 picks a free port",
+        _address,
+        _address,
+        metavar="HOST:PORT",
+    ),
+    SettingSpec(
+        "sync_interval",
+        "--sync-interval",
+        "seconds between digest pulls",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "full_sync_interval",
+        "--full-sync-interval",
+        "seconds between full-state pushes",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        default_text="10 x sync interval",
+        to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "max_sync_peers",
+        "--max-sync-peers",
+        "peers contacted per sync round",
+        _positive_int,
+        _positive_int_text,
+        metavar="N",
+    ),
+    SettingSpec(
+        "delta_gossip",
+        "--delta-gossip",
+        "push each change to a few peers at once; off gives the seed's periodic gossip only",
+        _boolean,
+        None,
+        default_text="on",
+    ),
+    SettingSpec(
+        "log_level",
+        "--log-level",
+        "log threshold (logs go to stderr)",
+        _choice(LOG_LEVELS),
+        _choice(LOG_LEVELS),
+        metavar="{" + ",".join(LOG_LEVELS) + "}",
+    ),
+    SettingSpec(
+        "log_format",
+        "--log-format",
+        "log line format",
+        _choice(LOG_FORMATS),
+        _choice(LOG_FORMATS),
+        metavar="{" + ",".join(LOG_FORMATS) + "}",
+    ),
+    # Durable state (issue 7); dcounter_node.cli turns these into a SQLiteStore.
+    SettingSpec(
+        "data_dir",
+        "--data-dir",
+        "directory holding this node's replica id and counts (created if missing; relative"
+        " to the working directory); on restart the node resumes them",
+        _directory,
+        _directory,
+        metavar="DIR",
+        default_text="$XDG_DATA_HOME/dcounter/<listen address>, or in memory when the listen"
+        " port is 0",
+    ),
+    SettingSpec(
+        "in_memory",
+        "--in-memory",
+        "keep no durable state (a new replica id every start); wins over data_dir",
+        _boolean,
+        None,
+        default_text="off",
+    ),
+    SettingSpec(
+        "durability",
+        "--durability",
+        "always: fsync each commit (survives power loss); batched: group commit every few"
+        " ms (survives a process crash); writes are acknowledged once committed either way",
+        _choice(("always", "batched")),
+        _choice(("always", "batched")),
+        metavar="{always,batched}",
+    ),
+)
+
+_SPECS = {spec.key: spec for spec in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """Everything one ``dcounter-node`` process needs, validated (see :data:`SETTINGS`)."""
+
+    #: The entry's name in a cluster file ("" when the settings come from no [[nodes]] entry).
+    name: str = ""
+    listen: str = DEFAULT_LISTEN
+    http: str = DEFAULT_HTTP
+    peers: tuple[str, ...] = ()
+    sync_interval: float = _NODE_DEFAULTS.sync_interval
+    full_sync_interval: float | None = _NODE_DEFAULTS.full_sync_interval
+    max_sync_peers: int = _NODE_DEFAULTS.max_sync_peers
+    delta_gossip: bool = _NODE_DEFAULTS.delta_gossip
+    log_level: str = "info"
+    log_format: str = "text"
+    data_dir: str | None = None
+    in_memory: bool = False
+    durability: str = "batched"
+
+    def updated(self, values: Mapping[str, object]) -> NodeSettings:
+        """A copy with ``values`` (setting key -> value) checked and applied."""
+        return dataclasses.replace(self, **_checked(values, where=""))
+
+    def node_config(self) -> NodeConfig:
+        """The gossip part as a :class:`NodeConfig` (raises ConfigError if inconsistent)."""
+        return NodeConfig(
+            sync_interval=self.sync_interval,
+            full_sync_interval=self.full_sync_interval,
+            max_sync_peers=self.max_sync_peers,
+            delta_gossip=self.delta_gossip,
+        )
+
+    def to_argv(self) -> list[str]:
+        """Command-line flags that reproduce these settings for ``dcounter-node``."""
+        argv: list[str] = []
+        for spec in SETTINGS:
+            value = getattr(self, spec.key)
+            if value is None or value == ():
+                continue
+            if spec.parse_text is None:
+                argv.append(spec.flag if value else "--no-" + spec.flag.removeprefix("--"))
+            else:
+                argv += [spec.flag, spec.to_text(value)]
+        return argv
+
+
+def _checked(values: Mapping[str, object], *, where: str) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = _SPECS.get(key)
+        if spec is None:
+            known = ", ".join(sorted(_SPECS))
+            raise ConfigError(f"{where}unknown setting {key!r} (known: {known})")
+        try:
+            checked[key] = spec.check(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{key}: {exc}") from None
+    return checked
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterFile:
+    """A parsed config file: shared settings plus zero or more named node entries."""
+
+    #: Where it came from (a path, or a label such as "<string>").
+    source: str
+    #: The top-level settings present in the file (validated; absent keys are not here).
+    common: Mapping[str, Any]
+    #: The [[nodes]] entries, fully resolved (defaults < top level < entry); may be empty.
+    nodes: tuple[NodeSettings, ...]
+
+    def names(self) -> tuple[str, ...]:
+        """The entry names, in file order."""
+        return tuple(node.name for node in self.nodes)
+
+    def node(self, name: str) -> NodeSettings:
+        """The entry called ``name``; ConfigError if there is none."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(self.names()) or "none"
+        raise ConfigError(f"{self.source}: no [[nodes]] entry named {name!r} (names: {known})")
+
+    def settings(self, name: str | None = None) -> NodeSettings:
+        """The settings one node of this file runs with, before command-line flags.
+
+        Without [[nodes]] that is the top level (``name`` must be None); with entries,
+        ``name`` picks one, and may be omitted only when there is exactly one.
+        """
+        if not self.nodes:
+            if name is not None:
+                raise ConfigError(
+                    f"{self.source}: --node {name}: the file has no [[nodes]] entries"
+                )
+            return NodeSettings().updated(self.common)
+        if name is None:
+            if len(self.nodes) == 1:
+                return self.nodes[0]
+            names = ", ".join(self.names())
+            raise ConfigError(
+                f"{self.source} has {len(self.nodes)} [[nodes]] entries; choose one with --node"
+                f" NAME (names: {names})"
+            )
+        return self.node(name)
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> ClusterFile:
+    """Validate a config document (as :func:`tomllib.loads` returns it)."""
+    top = dict(data)
+    raw_nodes = top.pop("nodes", None)
+    common = _checked(top, where=f"{source}: ")
+    if raw_nodes is None:
+        return ClusterFile(source, common, ())
+    if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) for n in raw_nodes):
+        raise ConfigError(f"{source}: 'nodes' must be an array of tables ([[nodes]])")
+    base = NodeSettings().updated(common)
+    entries: list[tuple[dict[str, Any], NodeSettings]] = []
+    for index, raw in enumerate(raw_nodes, start=1):
+        entry = dict(raw)
+        name = entry.pop("name", None)
+        label = f"[[nodes]] #{index}" + (f" ({name!r})" if isinstance(name, str) else "")
+        where = f"{source}: {label}: "
+        checked = _checked(entry, where=where)
+        settings = dataclasses.replace(base, **checked)
+        if name is None:
+            name = settings.listen
+        if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+            raise ConfigError(f"{where}name must be a non-empty string without spaces")
+        entries.append((checked, dataclasses.replace(settings, name=name)))
+    _check_unique(source, [s.listen for _, s in entries if _dialable(s.listen)], "listen")
+    _check_unique(source, [s.name for _, s in entries], "name")
+    nodes: list[NodeSettings] = []
+    for checked, settings in entries:
+        if "peers" not in checked and "peers" not in common:
+            mesh = tuple(
+                other.listen
+                for _, other in entries
+                if other.name != settings.name and _dialable(other.listen)
+            )
+            settings = dataclasses.replace(settings, peers=mesh)
+        nodes.append(settings)
+    return ClusterFile(source, common, tuple(nodes))
+
+
+def _dialable(address: str) -> bool:
+    return parse_address(address)[1] != 0
+
+
+def _check_unique(source: str, values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{source}: two [[nodes]] entries have {what} {value!r}")
+        seen.add(value)
+
+
+def load_config_file(path: str | Path) -> ClusterFile:
+    """Read and validate a TOML config file; every problem is a ConfigError naming it."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path))

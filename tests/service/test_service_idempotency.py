@@ -1,0 +1,60 @@
+"""The bounded Idempotency-Key memory behind POST /increment and /decrement."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dcounter_node._idempotency import IdempotencyCache
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_key_is_remembered_with_its_fingerprint_and_outcome() -> None:
+    cache = IdempotencyCache()
+    result = cache.begin("k", ("increment", 2))
+    result.set_result(7)
+    entry = cache.get("k")
+    assert entry is not None
+    assert entry.fingerprint == ("increment", 2)
+    assert await entry.result == 7
+
+
+async def test_key_expires_after_the_ttl() -> None:
+    clock = FakeClock()
+    cache = IdempotencyCache(ttl=60.0, clock=clock)
+    cache.begin("k", 1).set_result(1)
+    clock.now += 59.9
+    assert cache.get("k") is not None
+    clock.now += 0.1
+    assert cache.get("k") is None
+    assert len(cache) == 0
+
+
+async def test_oldest_keys_are_evicted_beyond_max_keys() -> None:
+    cache = IdempotencyCache(max_keys=2)
+    for key in ("a", "b", "c"):
+        cache.begin(key, key).set_result(0)
+    assert [cache.get(key) is not None for key in ("a", "b", "c")] == [False, True, True]
+
+
+async def test_abandon_forgets_the_key_and_wakes_waiters_with_the_error() -> None:
+    cache = IdempotencyCache()
+    result = cache.begin("k", 1)
+    waiter = asyncio.ensure_future(asyncio.shield(result))
+    cache.abandon("k", OverflowError("too big"))
+    assert cache.get("k") is None
+    with pytest.raises(OverflowError, match="too big"):
+        await waiter
+
+
+def test_bad_limits_are_rejected() -> None:
+    with pytest.raises(ValueError, match="max_keys must be >= 1"):
+        IdempotencyCache(max_keys=0)
