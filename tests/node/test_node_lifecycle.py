@@ -17,7 +17,7 @@ from dcounter_node import (
     PeerManager,
     StoredState,
 )
-from dcounter_protocol import ConnectError, TransportClosedError
+from dcounter_protocol import ConnectError, TransportClosedError, decode_message
 from dcounter_protocol.memory import MemoryNetwork
 
 from .conftest import address, fast_config, wait_until
@@ -318,3 +318,46 @@ async def test_close_during_start_leaves_the_node_closed() -> None:
     with pytest.raises(ConnectError):
         await probe.send(HERE, b"\x00")
     await probe.close()
+
+
+class HeldCommitStore(FakeStore):
+    """A store whose commit() waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def commit(self) -> None:
+        self.committing.set()
+        await self.release.wait()
+        await super().commit()
+
+
+async def test_pushes_wait_until_their_counts_are_durable() -> None:
+    network = MemoryNetwork()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_message(sender: str, payload: bytes) -> None:
+        received.put_nowait(payload)
+
+    peer = network.transport(address(1))
+    await peer.listen(on_message)
+    store = HeldCommitStore()
+    node = make_node(
+        network, fast_config(sync_interval=60.0), peers=PeerManager(HERE, [address(1)]), store=store
+    )
+    await node.start()
+    try:
+        node.increment(4)
+        await asyncio.wait_for(store.committing.wait(), timeout=5)
+        assert received.empty()
+        assert store.commits == 0
+        store.release.set()
+        payload = await asyncio.wait_for(received.get(), timeout=5)
+        assert decode_message(payload).state() == CounterState.from_maps({node.replica_id: 4})
+        assert store.commits >= 1
+    finally:
+        store.release.set()
+        await node.close()
+        await peer.close()

@@ -654,6 +654,12 @@ class Node:
 
     async def _deliver(self, address: str, data: bytes, message_type: MessageType) -> None:
         try:
+            if message_type is MessageType.PUSH and self._store is not None:
+                # A push goes out only once every count in it is durable here. Otherwise a
+                # crash could bring this replica back below what its peers already hold,
+                # and max-merge would swallow its next acknowledged writes. Everything in
+                # ``data`` was staged before it was encoded, so this commit covers it.
+                await self._store.commit()
             await self._transport.send(address, data)
         except TransportError as exc:
             self._stats.record_send_failure()
