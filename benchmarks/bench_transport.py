@@ -1,25 +1,33 @@
-"""Benchmark of the seed-framed TCP transport against bare asyncio loops in the same run.
+"""Benchmark of the TCP transport's two wires against bare asyncio loops in the same run.
 
-Run with ``hatch run python benchmarks/bench_transport.py`` (``--help`` for options).
+Run with ``hatch run python benchmarks/bench_transport.py`` (``--help`` for options;
+``--loop uvloop`` for uvloop).
 
-What is measured: messages per second delivered over loopback, one connection per message
-(the seed's wire), and CPU microseconds per message (``time.process_time``, which counts
-both sides plus the kernel time spent on this process's behalf). Sender and receiver run in
-the same process and event loop, so every figure covers the whole round: dial, write, close,
-accept, read to EOF, hand over. Three subjects, measured in alternating rounds so that noise
-from other work on the (shared) machine hits all of them alike; the rate shown is the best
-round (noise only ever slows a round down), the CPU figure the median round:
+What is measured: messages per second delivered over loopback and CPU microseconds per
+message (``time.process_time``, which counts both sides plus the kernel time spent on this
+process's behalf). Sender and receiver run in the same process and event loop, so every
+figure covers the whole round: for the seed's wire dial, write, close, accept, read to EOF,
+hand over; for the stream mode queue, batch write, read, decode, hand over. The subjects are
+measured in alternating rounds so that noise from other work on the (shared) machine hits
+all of them alike; the rate shown is the best round (noise only ever slows a round down),
+the CPU figure the median round:
 
 * ``bare asyncio streams``: ``asyncio.start_server`` reading each connection to EOF, and a
   sender doing ``open_connection``, ``write``, ``close``, ``wait_closed`` with a prebuilt
   frame: the plain connect-write-close loop the issue names as the baseline;
 * ``bare asyncio sockets``: the same exchange with the loop's low-level ``sock_*`` calls,
   the cheapest way asyncio offers (the floor of what a transport could cost);
-* ``dcounter TCPTransport``: the real transport, ``listen`` + ``send``, framing every
-  message, with its timeouts, connection cap and frame decoding.
+* ``TCPTransport seed``: the real transport with ``wire="seed"``, ``listen`` + ``send``,
+  framing every message, with its timeouts, connection cap and frame decoding;
+* ``TCPTransport stream/4``: the real transport with ``wire="auto"`` between two of ours
+  (so a persistent stream), at most as many messages in flight as there are sender loops
+  (4 by default): each event-loop pass writes a handful of frames, about what gossip does;
+* ``TCPTransport stream/256``: the same with up to 256 messages in flight, so writes and
+  reads carry big batches (the throughput ceiling of the stream mode).
 
-The issue's goal: the transport reaches at least 70% of the bare streams loop's rate. The
-benchmark prints PASS or MISS and never fails on a MISS.
+Goals (issue 3 and issue 8): the seed wire reaches at least 70% of the bare streams loop's
+rate; the stream mode costs at most one third of the seed wire's CPU per message (checked on
+``stream/4``, the conservative one). The benchmark prints PASS or MISS, never fails on a MISS.
 """
 
 from __future__ import annotations
@@ -36,13 +44,19 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from dcounter_protocol import __version__ as protocol_version
 from dcounter_protocol.framing import encode_frame
-from dcounter_protocol.tcp import TCPTransport
+from dcounter_protocol.tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from dcounter_protocol.tcp import WireMode
+
 GOAL_RATIO = 0.70
+#: Stream CPU per message at most this fraction of the seed wire's.
+STREAM_CPU_GOAL = 1 / 3
 SENDER_ADDRESS = "127.0.0.1:9000"
+#: In-flight bounds of the two stream subjects beyond the concurrency itself.
+BATCH_WINDOW = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +77,27 @@ class Sample:
 
 
 class Counter:
-    """Messages received so far, with an event for 'all that were sent have arrived'."""
+    """Messages sent and received so far, with an event for 'all that were sent arrived'.
 
-    def __init__(self) -> None:
+    With a ``window``, senders wait (:meth:`room`) before a burst would put more than
+    ``window`` messages in flight, and are woken once half the window has drained: the stream
+    mode never blocks a send, so without it a send loop would outrun the receiver and its
+    queue would drop messages. One wake-up per burst keeps the harness's own cost small.
+    """
+
+    def __init__(self, window: int | None = None) -> None:
+        self.sent = 0
         self.received = 0
         self.expected: int | None = None
         self.done = asyncio.Event()
+        self.window = window
+        self._room = asyncio.Event()
 
     def hit(self) -> None:
         self.received += 1
+        window = self.window
+        if window is not None and self.sent - self.received <= window // 2:
+            self._room.set()
         if self.expected is not None and self.received >= self.expected:
             self.done.set()
 
@@ -80,30 +106,41 @@ class Counter:
         if self.received >= count:
             self.done.set()
 
+    async def room(self, burst: int) -> None:
+        """Return once ``burst`` more messages fit in the window."""
+        window = self.window
+        if window is None:
+            return
+        while self.sent - self.received + burst > window:
+            self._room.clear()
+            await self._room.wait()
+
 
 Send: TypeAlias = "Callable[[], Awaitable[None]]"
 
 
-async def _drive(send: Send, counter: Counter, *, duration: float, concurrency: int) -> Sample:
+async def _drive(
+    send: Send, counter: Counter, *, duration: float, concurrency: int, burst: int = 1
+) -> Sample:
     """Run ``concurrency`` send loops for ``duration`` s; time until every message arrived."""
     loop = asyncio.get_running_loop()
-    sent = 0
 
     async def sender(stop_at: float) -> None:
-        nonlocal sent
         while loop.time() < stop_at:
-            await send()
-            sent += 1
+            await counter.room(burst)
+            for _ in range(burst):
+                await send()
+                counter.sent += 1
 
     cpu_start = time.process_time()
     start = loop.time()
     await asyncio.gather(*(sender(start + duration) for _ in range(concurrency)))
-    counter.expect(sent)
+    counter.expect(counter.sent)
     async with asyncio.timeout(30):
         await counter.done.wait()
     elapsed = loop.time() - start
     cpu = time.process_time() - cpu_start
-    return Sample(messages=sent, seconds=elapsed, cpu_seconds=cpu)
+    return Sample(messages=counter.sent, seconds=elapsed, cpu_seconds=cpu)
 
 
 async def bare_streams(payload: bytes, *, duration: float, concurrency: int) -> Sample:
@@ -178,14 +215,22 @@ async def bare_sockets(payload: bytes, *, duration: float, concurrency: int) -> 
         listener.close()
 
 
-async def dcounter_transport(payload: bytes, *, duration: float, concurrency: int) -> Sample:
-    counter = Counter()
+async def _transport(
+    payload: bytes,
+    *,
+    duration: float,
+    concurrency: int,
+    wire: WireMode,
+    window: int | None,
+    burst: int = 1,
+) -> Sample:
+    counter = Counter(window)
 
     async def handler(sender: str, data: bytes) -> None:
         counter.hit()
 
     receiver = TCPTransport("127.0.0.1:0")
-    sender = TCPTransport(SENDER_ADDRESS)
+    sender = TCPTransport(SENDER_ADDRESS, options=TCPOptions(wire=wire))
     await receiver.listen(handler)
     target = receiver.address
 
@@ -193,16 +238,49 @@ async def dcounter_transport(payload: bytes, *, duration: float, concurrency: in
         await sender.send(target, payload)
 
     try:
-        return await _drive(send, counter, duration=duration, concurrency=concurrency)
+        sample = await _drive(
+            send, counter, duration=duration, concurrency=concurrency, burst=burst
+        )
     finally:
         await sender.close()
         await receiver.close()
+    if sender.stats().queue_drops:  # pragma: no cover - the window prevents it
+        raise RuntimeError(f"{sender.stats().queue_drops} messages dropped: window too large")
+    return sample
 
 
+async def transport_seed(payload: bytes, *, duration: float, concurrency: int) -> Sample:
+    return await _transport(
+        payload, duration=duration, concurrency=concurrency, wire="seed", window=None
+    )
+
+
+async def transport_stream(payload: bytes, *, duration: float, concurrency: int) -> Sample:
+    return await _transport(
+        payload, duration=duration, concurrency=concurrency, wire="auto", window=concurrency
+    )
+
+
+async def transport_stream_batched(payload: bytes, *, duration: float, concurrency: int) -> Sample:
+    return await _transport(
+        payload,
+        duration=duration,
+        concurrency=concurrency,
+        wire="auto",
+        window=BATCH_WINDOW,
+        burst=max(1, BATCH_WINDOW // concurrency // 2),
+    )
+
+
+SEED = "TCPTransport seed"
+STREAM = "TCPTransport stream/4"
+STREAM_BATCHED = f"TCPTransport stream/{BATCH_WINDOW}"
 SUBJECTS: dict[str, Callable[..., Awaitable[Sample]]] = {  # name -> subject
     "bare asyncio streams": bare_streams,
     "bare asyncio sockets": bare_sockets,
-    "dcounter TCPTransport": dcounter_transport,
+    SEED: transport_seed,
+    STREAM: transport_stream,
+    STREAM_BATCHED: transport_stream_batched,
 }
 
 
@@ -232,34 +310,42 @@ def _median_cpu(samples: list[Sample]) -> float:
 def report(args: argparse.Namespace, samples: dict[str, list[Sample]]) -> str:
     streams = samples["bare asyncio streams"]
     sockets = samples["bare asyncio sockets"]
-    ours = samples["dcounter TCPTransport"]
+    seed = samples[SEED]
     lines = [
-        f"TCP transport, seed framing (one connection per message), loopback; python "
-        f"{platform.python_version()}, {args.loop} loop, dcounter-protocol {protocol_version}",
+        f"TCP transport, seed framing (one connection per message) and stream mode, loopback; "
+        f"python {platform.python_version()}, {args.loop} loop, "
+        f"dcounter-protocol {protocol_version}",
         f"sender and receiver in one process and one event loop; payload {args.payload} B; "
         f"{args.concurrency} concurrent senders; {args.rounds} alternating rounds x "
         f"{args.duration:g} s; msgs/s = best round, CPU = median round",
         "",
-        f"{'subject':<24}{'msgs/s':>9}{'vs streams':>12}{'vs sockets':>12}"
-        f"{'CPU us/msg':>12}{'all rounds msgs/s':>20}",
+        f"{'subject':<26}{'msgs/s':>9}{'vs streams':>12}{'vs sockets':>12}"
+        f"{'CPU us/msg':>12}{'CPU vs seed':>13}  all rounds msgs/s",
     ]
     for name, runs in samples.items():
         best = _best(runs).rate
         lines.append(
-            f"{name:<24}{best:>9,.0f}{best / _best(streams).rate:>12.0%}"
+            f"{name:<26}{best:>9,.0f}{best / _best(streams).rate:>12.0%}"
             f"{best / _best(sockets).rate:>12.0%}{_median_cpu(runs):>12.1f}"
+            f"{_median_cpu(runs) / _median_cpu(seed):>13.2f}"
             f"  {' '.join(f'{s.rate:,.0f}' for s in runs)}"
         )
-    ratio = _best(ours).rate / _best(streams).rate
+    ratio = _best(seed).rate / _best(streams).rate
     verdict = "PASS" if ratio >= GOAL_RATIO else "MISS"
-    cpu_ratio = _median_cpu(streams) / _median_cpu(ours)
+    cpu_ratio = _median_cpu(streams) / _median_cpu(seed)
+    stream_cpu = _median_cpu(samples[STREAM]) / _median_cpu(seed)
+    stream_verdict = "PASS" if stream_cpu <= STREAM_CPU_GOAL else "MISS"
+    batched_cpu = _median_cpu(samples[STREAM_BATCHED]) / _median_cpu(seed)
     lines += [
         "",
-        f"goal: TCPTransport >= {GOAL_RATIO:.0%} of the bare asyncio streams loop's rate: "
+        f"goal: TCPTransport seed >= {GOAL_RATIO:.0%} of the bare asyncio streams loop's rate: "
         f"{ratio:.0%} {verdict}",
-        f"same comparison by CPU per message (streams CPU / ours, contention-proof): "
+        f"same comparison by CPU per message (streams CPU / seed's, contention-proof): "
         f"{cpu_ratio:.0%}; overhead over bare sockets: "
-        f"{_median_cpu(ours) - _median_cpu(sockets):+.1f} us/msg",
+        f"{_median_cpu(seed) - _median_cpu(sockets):+.1f} us/msg",
+        f"goal: stream CPU per message <= 1/3 of seed's: stream/4 {stream_cpu:.3f} "
+        f"(1/{1 / stream_cpu:.0f}) {stream_verdict}; stream/{BATCH_WINDOW} {batched_cpu:.3f} "
+        f"(1/{1 / batched_cpu:.0f})",
     ]
     return "\n".join(lines)
 

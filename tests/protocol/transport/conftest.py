@@ -1,10 +1,17 @@
-"""Fixtures for the transport tests: transport factories, an inbox handler, wait helpers."""
+"""Fixtures for the transport tests: transport factories, an inbox handler, wait helpers.
+
+The conformance suite's ``kit`` runs every contract test against three transports: TCP
+sending with the seed's framing (``tcp-seed``), TCP in stream mode with fallback
+(``tcp-auto``) and the in-memory network.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -14,6 +21,7 @@ from dcounter_protocol.tcp import TCPOptions, TCPTransport
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
+    from dcounter_protocol.tcp import WireMode
     from dcounter_protocol.transport import Transport
 
 #: Upper bound for any single wait in these tests: generous on a loaded 2-core machine, and
@@ -96,8 +104,12 @@ class TransportKit:
 
 
 class TCPKit(TransportKit):
-    name = "tcp"
-    options = TCPOptions(dial_timeout=DEADLINE, read_timeout=DEADLINE, write_timeout=DEADLINE)
+    def __init__(self, wire: WireMode) -> None:
+        super().__init__()
+        self.name = f"tcp-{wire}"
+        self.options = TCPOptions(
+            dial_timeout=DEADLINE, read_timeout=DEADLINE, write_timeout=DEADLINE, wire=wire
+        )
 
     def _new(self) -> Transport:
         return TCPTransport("127.0.0.1:0", options=self.options)
@@ -120,10 +132,16 @@ class MemoryKit(TransportKit):
         return "nowhere:1"
 
 
-@pytest.fixture(params=["tcp", "memory"])
+@pytest.fixture(params=["tcp-seed", "tcp-auto", "memory"])
 async def kit(request: pytest.FixtureRequest) -> AsyncIterator[TransportKit]:
     """One factory per transport implementation; every transport it made is closed after."""
-    made: TransportKit = TCPKit() if request.param == "tcp" else MemoryKit()
+    made: TransportKit
+    if request.param == "tcp-seed":
+        made = TCPKit("seed")
+    elif request.param == "tcp-auto":
+        made = TCPKit("auto")
+    else:
+        made = MemoryKit()
     try:
         yield made
     finally:
@@ -146,3 +164,86 @@ def wait_until_fixture() -> WaitUntil:
 def make_inbox() -> type[Inbox]:
     """The :class:`Inbox` class, for tests that need several handlers."""
     return Inbox
+
+
+# -- TCP specifics ----------------------------------------------------------------------------
+
+
+class MakeTCP(Protocol):
+    """The type of the ``make_tcp`` fixture."""
+
+    def __call__(self, address: str = ..., **options: Any) -> TCPTransport: ...
+
+
+@pytest.fixture
+async def make_tcp() -> AsyncIterator[MakeTCP]:
+    """Builds TCPTransports (keyword arguments go to TCPOptions); closes them all after."""
+    made: list[TCPTransport] = []
+
+    def make(address: str = "127.0.0.1:0", **options: Any) -> TCPTransport:
+        transport = TCPTransport(address, options=TCPOptions(**options))
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        await transport.close()
+
+
+class RawClients:
+    """Plain asyncio connections, playing hostile peers or the reference's sender."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def connect(self, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        host, _, port = address.rpartition(":")
+        reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        self.writers.append(writer)
+        return reader, writer
+
+    async def send_raw(self, address: str, data: bytes) -> None:
+        """Write ``data``, half-close, and wait for the server to close its side."""
+        reader, writer = await self.connect(address)
+        writer.write(data)
+        writer.write_eof()
+        async with asyncio.timeout(DEADLINE):
+            with contextlib.suppress(ConnectionResetError):
+                await reader.read()
+
+    async def aclose(self) -> None:
+        for writer in self.writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawClients]:
+    """Raw client connections, all closed after the test."""
+    clients = RawClients()
+    yield clients
+    await clients.aclose()
+
+
+@pytest.fixture
+def free_address() -> str:
+    """A loopback address nothing listens on."""
+    return free_tcp_address()
+
+
+def _open_sockets() -> int:
+    """Sockets this process has open (other descriptors, e.g. the event loop's, ignored)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own descriptor is gone by now
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+@pytest.fixture
+def open_sockets() -> Callable[[], int]:
+    """Counts this process's open sockets (skips the test where /proc is missing)."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts descriptors in /proc")
+    return _open_sockets

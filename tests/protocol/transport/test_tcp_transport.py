@@ -1,15 +1,18 @@
-"""TCPTransport specifics: the seed's tests, hostile peers, limits, addresses, golden frames."""
+"""TCPTransport specifics: the seed's tests, hostile peers, limits, addresses, golden frames.
+
+Sending behaviour that must hold for both wires is parametrized with the ``wire`` fixture;
+the stream mode's own behaviour is in ``test_tcp_stream.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import re
 import socket
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,75 +26,21 @@ from dcounter_protocol.framing import encode_frame
 from dcounter_protocol.tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Callable, Iterator
 
-    from tests.protocol.transport.conftest import Inbox, WaitUntil
+    from tests.protocol.transport.conftest import Inbox, MakeTCP, RawClients, WaitUntil
+
+    from dcounter_protocol.tcp import WireMode
 
 LOGGER = "dcounter_protocol.tcp"
 SIXTEEN_MIB = 16 * 1024 * 1024
 
 
-class MakeTCP(Protocol):
-    def __call__(self, address: str = ..., **options: Any) -> TCPTransport: ...
-
-
-@pytest.fixture
-async def make_tcp() -> AsyncIterator[MakeTCP]:
-    """Builds TCPTransports (keyword arguments go to TCPOptions); closes them all after."""
-    made: list[TCPTransport] = []
-
-    def make(address: str = "127.0.0.1:0", **options: Any) -> TCPTransport:
-        transport = TCPTransport(address, options=TCPOptions(**options))
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        await transport.close()
-
-
-class RawClients:
-    """Plain asyncio connections, playing hostile peers or the reference's sender."""
-
-    def __init__(self) -> None:
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def connect(self, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        host, _, port = address.rpartition(":")
-        reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
-        self.writers.append(writer)
-        return reader, writer
-
-    async def send_raw(self, address: str, data: bytes) -> None:
-        """Write ``data``, half-close, and wait for the server to close its side."""
-        reader, writer = await self.connect(address)
-        writer.write(data)
-        writer.write_eof()
-        async with asyncio.timeout(5):
-            with contextlib.suppress(ConnectionResetError):
-                await reader.read()
-
-    async def aclose(self) -> None:
-        for writer in self.writers:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[RawClients]:
-    clients = RawClients()
-    yield clients
-    await clients.aclose()
-
-
-@pytest.fixture
-def free_address() -> str:
-    """A loopback address nothing listens on: bind port 0, note the port, close."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"127.0.0.1:{port}"
+@pytest.fixture(params=["seed", "auto"])
+def wire(request: pytest.FixtureRequest) -> WireMode:
+    """Both ways of sending."""
+    mode: WireMode = request.param
+    return mode
 
 
 @contextlib.contextmanager
@@ -120,26 +69,30 @@ def drops(caplog: pytest.LogCaptureFixture) -> list[str]:
 # -- the seed's tests (part2/protocol/tcp_test.go) ---------------------------------------
 
 
-async def test_seed_basic_delivery(make_tcp: MakeTCP, inbox: Inbox) -> None:
+async def test_seed_basic_delivery(make_tcp: MakeTCP, inbox: Inbox, wire: WireMode) -> None:
     receiver = make_tcp()
     await receiver.listen(inbox)
-    sender = make_tcp()
+    sender = make_tcp(wire=wire)
 
     await sender.send(receiver.address, b"hello world")
 
     assert await inbox.get() == ("127.0.0.1:0", b"hello world")
 
 
-async def test_seed_connection_refused(make_tcp: MakeTCP, free_address: str) -> None:
+async def test_seed_connection_refused(
+    make_tcp: MakeTCP, free_address: str, wire: WireMode
+) -> None:
     with pytest.raises(ConnectError, match="ConnectionRefusedError"):
-        await make_tcp().send(free_address, b"test")
+        await make_tcp(wire=wire).send(free_address, b"test")
 
 
-async def test_seed_ten_concurrent_connections(make_tcp: MakeTCP, inbox: Inbox) -> None:
+async def test_seed_ten_concurrent_connections(
+    make_tcp: MakeTCP, inbox: Inbox, wire: WireMode
+) -> None:
     receiver = make_tcp()
     await receiver.listen(inbox)
 
-    await asyncio.gather(*(make_tcp().send(receiver.address, b"test") for _ in range(10)))
+    await asyncio.gather(*(make_tcp(wire=wire).send(receiver.address, b"test") for _ in range(10)))
 
     assert [payload for _, payload in await inbox.get_many(10)] == [b"test"] * 10
     assert inbox.queue.empty()
@@ -178,7 +131,8 @@ async def test_stalled_client_does_not_block_others_and_is_dropped_after_read_ti
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        pytest.param(b"\x00garbage", "InvalidAddressLengthError", id="zero-address-length"),
+        # A 0 address length starts a stream hello, so this is judged as one.
+        pytest.param(b"\x00garbage", "HandshakeError: bad stream magic", id="zero-first-byte"),
         pytest.param(b"\x03\xff\xfe\xfdpayload", "InvalidAddressError", id="non-utf8-address"),
         pytest.param(b"\x0e127.0", "TruncatedFrameError", id="half-a-header"),
         pytest.param(b"\x0e127.0.0.1:9000", "TruncatedFrameError", id="no-payload"),
@@ -287,7 +241,9 @@ async def test_connection_cap_makes_excess_connections_wait_for_a_free_slot(
     assert (payload, drops_before_delivery, active) == (b"queued", 1, 1)
 
 
-async def test_dial_timeout_raises_transport_timeout_error(make_tcp: MakeTCP) -> None:
+async def test_dial_timeout_raises_transport_timeout_error(
+    make_tcp: MakeTCP, wire: WireMode
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as full:
         full.bind(("127.0.0.1", 0))
         full.listen(0)
@@ -296,22 +252,26 @@ async def test_dial_timeout_raises_transport_timeout_error(make_tcp: MakeTCP) ->
             socket.create_connection(full.getsockname(), timeout=5),
             pytest.raises(TransportTimeoutError, match=r"dial .* timed out after 0.2s"),
         ):
-            await make_tcp(dial_timeout=0.2).send(address_of(full), b"x")
+            await make_tcp(dial_timeout=0.2, wire=wire).send(address_of(full), b"x")
 
 
-async def test_write_timeout_raises_transport_timeout_error(make_tcp: MakeTCP) -> None:
+async def test_write_timeout_raises_transport_timeout_error(
+    make_tcp: MakeTCP, wire: WireMode
+) -> None:
+    # In auto mode the silent peer never confirms the stream: the seed framing follows.
+    sender = make_tcp(write_timeout=0.2, handshake_timeout=0.2, wire=wire)
     with (
         silent_listener() as listener,
         pytest.raises(TransportTimeoutError, match=r"write .* timed out after 0.2s"),
     ):
-        await make_tcp(write_timeout=0.2).send(address_of(listener), bytes(SIXTEEN_MIB))
+        await sender.send(address_of(listener), bytes(SIXTEEN_MIB))
 
 
 # -- close -----------------------------------------------------------------------------------
 
 
-async def test_close_during_send_raises_transport_closed(make_tcp: MakeTCP) -> None:
-    sender = make_tcp()
+async def test_close_during_send_raises_transport_closed(make_tcp: MakeTCP, wire: WireMode) -> None:
+    sender = make_tcp(wire=wire)
     with silent_listener() as listener:
         sending = asyncio.create_task(sender.send(address_of(listener), bytes(SIXTEEN_MIB)))
         async with asyncio.timeout(5):
@@ -344,25 +304,29 @@ async def test_close_drops_connections_being_read_without_waiting_for_timeout(
     assert drops(caplog) == []
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
 async def test_close_releases_every_socket(
-    make_tcp: MakeTCP, inbox: Inbox, wait_until: WaitUntil
+    make_tcp: MakeTCP,
+    inbox: Inbox,
+    wait_until: WaitUntil,
+    wire: WireMode,
+    open_sockets: Callable[[], int],
 ) -> None:
-    before = len(os.listdir("/proc/self/fd"))
-    receiver = make_tcp()
+    before = open_sockets()
+    receiver = make_tcp(wire=wire)
     await receiver.listen(inbox)
-    sender = make_tcp()
+    sender = make_tcp(wire=wire)
     await sender.listen(inbox)
     await sender.send(receiver.address, b"one")
     await receiver.send(sender.address, b"two")
     assert set(await inbox.get_many(2)) == {(receiver.address, b"two"), (sender.address, b"one")}
+    streams = 1 if wire == "auto" else 0  # the sender's stream stays open
     stalled = socket.create_connection(("127.0.0.1", int(receiver.address.rpartition(":")[2])))
     with stalled:
-        await wait_until(lambda: receiver.active_connections == 1)
+        await wait_until(lambda: receiver.active_connections == streams + 1)
         await receiver.close()
         await sender.close()
 
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert open_sockets() == before
 
 
 async def test_listen_twice_raises(make_tcp: MakeTCP, inbox: Inbox) -> None:
@@ -440,6 +404,13 @@ def test_bad_listen_address_is_rejected(address: str) -> None:
         {"max_connections": 0},
         {"max_message_size": 0},
         {"backlog": True},
+        {"wire": "fast"},
+        {"handshake_timeout": 0},
+        {"stream_idle_timeout": float("nan")},
+        {"stream_queue_size": 0},
+        {"reprobe_interval": -1},
+        {"reconnect_delay": "1"},
+        {"reconnect_max_delay": 0.01},
     ],
 )
 def test_invalid_options_are_rejected(options: dict[str, Any]) -> None:
@@ -476,7 +447,7 @@ async def test_send_writes_exactly_the_reference_bytes(
     server = await asyncio.start_server(read_to_eof, "127.0.0.1", 0)
     try:
         for vector in golden["tcp_frames"]:
-            sender = make_tcp(vector["sender_addr"])
+            sender = make_tcp(vector["sender_addr"], wire="seed")
 
             await sender.send(address_of(server.sockets[0]), bytes.fromhex(vector["payload_hex"]))
 

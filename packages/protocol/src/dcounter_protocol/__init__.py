@@ -1,8 +1,9 @@
 """dcounter_protocol: the seed's wire protocol, byte-compatible with the Go reference.
 
 Sans-IO core: :mod:`~dcounter_protocol.message` (message codec),
-:mod:`~dcounter_protocol.digest` (state digest) and :mod:`~dcounter_protocol.framing`
-(TCP frames). Thin asyncio adapters: :mod:`~dcounter_protocol.transport` (the seam),
+:mod:`~dcounter_protocol.digest` (state digest), :mod:`~dcounter_protocol.framing`
+(seed TCP frames) and :mod:`~dcounter_protocol.stream` (stream mode). Thin asyncio
+adapters: :mod:`~dcounter_protocol.transport` (the seam),
 :mod:`~dcounter_protocol.tcp` and :mod:`~dcounter_protocol.memory`. Errors:
 :mod:`~dcounter_protocol.errors`, all under :class:`ProtocolError`.
 """
@@ -18,9 +19,11 @@ from dcounter_protocol.errors import DecompressionError as DecompressionError
 from dcounter_protocol.errors import EmptyMessageError as EmptyMessageError
 from dcounter_protocol.errors import EmptyNodeIdError as EmptyNodeIdError
 from dcounter_protocol.errors import EmptyPushError as EmptyPushError
+from dcounter_protocol.errors import EmptyStreamFrameError as EmptyStreamFrameError
 from dcounter_protocol.errors import EncodeError as EncodeError
 from dcounter_protocol.errors import FrameError as FrameError
 from dcounter_protocol.errors import FrameTooLargeError as FrameTooLargeError
+from dcounter_protocol.errors import HandshakeError as HandshakeError
 from dcounter_protocol.errors import InvalidAddressError as InvalidAddressError
 from dcounter_protocol.errors import InvalidAddressLengthError as InvalidAddressLengthError
 from dcounter_protocol.errors import InvalidFlagError as InvalidFlagError
@@ -49,8 +52,18 @@ from dcounter_protocol.message import Message as Message
 from dcounter_protocol.message import MessageType as MessageType
 from dcounter_protocol.message import decode_message as decode_message
 from dcounter_protocol.message import encode_message as encode_message
+from dcounter_protocol.stream import STREAM_ACK as STREAM_ACK
+from dcounter_protocol.stream import STREAM_MAGIC as STREAM_MAGIC
+from dcounter_protocol.stream import STREAM_MARKER as STREAM_MARKER
+from dcounter_protocol.stream import STREAM_VERSION as STREAM_VERSION
+from dcounter_protocol.stream import StreamDecoder as StreamDecoder
+from dcounter_protocol.stream import encode_hello as encode_hello
+from dcounter_protocol.stream import encode_stream_frames as encode_stream_frames
+from dcounter_protocol.stream import parse_ack as parse_ack
 from dcounter_protocol.tcp import TCPOptions as TCPOptions
 from dcounter_protocol.tcp import TCPTransport as TCPTransport
+from dcounter_protocol.tcp import TransportStats as TransportStats
+from dcounter_protocol.tcp import WireMode as WireMode
 from dcounter_protocol.transport import Handler as Handler
 from dcounter_protocol.transport import Transport as Transport
 
@@ -61,18 +74,24 @@ __all__ = [
     "FLAG_COMPRESSED",
     "FLAG_PLAIN",
     "MAX_ADDRESS_LENGTH",
+    "STREAM_ACK",
+    "STREAM_MAGIC",
+    "STREAM_MARKER",
+    "STREAM_VERSION",
     "ConnectError",
     "CountOutOfRangeError",
     "DecompressionError",
     "EmptyMessageError",
     "EmptyNodeIdError",
     "EmptyPushError",
+    "EmptyStreamFrameError",
     "EncodeError",
     "Frame",
     "FrameDecoder",
     "FrameError",
     "FrameTooLargeError",
     "Handler",
+    "HandshakeError",
     "InvalidAddressError",
     "InvalidAddressLengthError",
     "InvalidFlagError",
@@ -85,18 +104,24 @@ __all__ = [
     "MessageTooLargeError",
     "MessageType",
     "ProtocolError",
+    "StreamDecoder",
     "TCPOptions",
     "TCPTransport",
     "Transport",
     "TransportClosedError",
     "TransportError",
+    "TransportStats",
     "TransportTimeoutError",
     "TruncatedFrameError",
+    "WireMode",
     "__version__",
     "decode_frame",
     "decode_message",
     "encode_frame",
+    "encode_hello",
     "encode_message",
+    "encode_stream_frames",
+    "parse_ack",
     "serialize_state",
     "state_digest",
 ]

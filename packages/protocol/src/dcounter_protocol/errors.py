@@ -12,9 +12,11 @@ __all__ = [
     "EmptyMessageError",
     "EmptyNodeIdError",
     "EmptyPushError",
+    "EmptyStreamFrameError",
     "EncodeError",
     "FrameError",
     "FrameTooLargeError",
+    "HandshakeError",
     "InvalidAddressError",
     "InvalidAddressLengthError",
     "InvalidFlagError",
@@ -107,6 +109,14 @@ class TruncatedFrameError(FrameError):
 
 class FrameTooLargeError(FrameError):
     """A frame above the configured maximum size."""
+
+
+class HandshakeError(FrameError):
+    """A stream-mode handshake or confirmation with the wrong marker, magic or version."""
+
+
+class EmptyStreamFrameError(FrameError):
+    """A stream-mode frame whose length prefix is 0 (every message has a payload)."""
 
 
 # -- transport --------------------------------------------------------------------------
