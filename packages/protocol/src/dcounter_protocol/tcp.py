@@ -1324,7 +1324,7 @@ class TCPTransport:
             else:
                 await slots.acquire()
             try:
-                conn, peer = await loop.sock_accept(listener)
+                conn, peer = await _accept(loop, listener)
             except OSError as exc:
                 slots.release()
                 _log.error("accept failed on %s: %s", self._address, exc)
@@ -1498,3 +1498,31 @@ def _peer_text(peer: object) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return _join_address(str(peer[0]), int(peer[1]))
     return str(peer)
+
+
+async def _accept(
+    loop: asyncio.AbstractEventLoop, listener: socket.socket
+) -> tuple[socket.socket, _SockAddr]:
+    """Accept one connection; cancelling the wait never loses an accepted socket.
+
+    ``loop.sock_accept`` accepts inside its reader callback: when the waiting future is
+    cancelled after that callback was scheduled (as close() does), the accepted socket is
+    left behind unclosed (CPython 3.11 logs InvalidStateError). Here the accept happens in
+    this coroutine, after the wake-up, so a cancelled wait has accepted nothing.
+    """
+    while True:
+        try:
+            return listener.accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        readable = loop.create_future()
+        loop.add_reader(listener.fileno(), _wake, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(listener.fileno())
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
