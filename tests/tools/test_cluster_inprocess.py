@@ -42,3 +42,12 @@ def test_in_process_run_survives_a_kill_and_a_partition(cluster_json: ClusterCLI
     assert report["partition"]["halves"] == [["node-0", "node-1"], ["node-2", "node-3"]]
     assert report["partition"]["links_cut"] == 8
     _assert_exact(report, 4)
+
+
+def test_in_process_tcp_run_with_mixed_wires_converges_exactly(cluster_json: ClusterCLI) -> None:
+    status, report = cluster_json(
+        "run", "--nodes", "4", "--transport", "tcp", "--wire", "mixed", *FAST
+    )
+    assert status == 0
+    assert report["mode"] == "in-process, tcp transport, mixed wire"
+    _assert_exact(report, 4)

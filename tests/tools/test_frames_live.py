@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
 from dcounter_node import Node, NodeConfig, PeerManager
-from dcounter_protocol import Message, MessageType, TCPTransport, encode_message
+from dcounter_protocol import Message, MessageType, TCPTransport, encode_hello, encode_message
 from dcounter_tools.frames import FrameEvent, FrameListener, FrameProxy
 
 if TYPE_CHECKING:
@@ -168,3 +170,51 @@ async def test_listen_cli_prints_the_bound_address_and_each_frame(python: str) -
     assert lines[1]["ok"] is True
     assert lines[1]["frame"]["sender"] == "a:1"
     assert lines[1]["frame"]["message"]["value"] == 3
+
+
+async def test_listener_closes_a_stream_probe_without_confirming_or_reporting(
+    listener: tuple[FrameListener, list[FrameEvent]], wait_until: WaitUntil
+) -> None:
+    server, events = listener
+    host, port = server.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(encode_hello("127.0.0.1:9"))
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.read(), timeout=5.0)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    await _send_raw(server.address, b"\x03a:1" + PUSH)
+
+    async def arrived() -> bool:
+        return len(events) == 1
+
+    await wait_until(arrived, what="the frame after the probe")
+    assert reply == b""
+    assert len(events) == 1
+    assert events[0].ok
+
+
+async def test_listener_close_with_a_connection_open_logs_no_asyncio_error(
+    wait_until: WaitUntil, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = FrameListener(lambda event: None, read_timeout=5.0)
+    await server.start()
+    host, port = server.address.rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"\x03a:")
+        await writer.drain()
+
+        async def serving() -> bool:
+            return len(server._connections) == 1
+
+        await wait_until(serving, what="the connection in progress")
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            await server.close()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionResetError):
+            await writer.wait_closed()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

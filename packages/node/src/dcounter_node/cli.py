@@ -29,13 +29,14 @@ from dcounter_node.settings import (
 )
 from dcounter_node.storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
 from dcounter_protocol import TransportError
-from dcounter_protocol.tcp import TCPTransport
+from dcounter_protocol.tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from dcounter_node.config import NodeConfig
     from dcounter_node.storage_sqlite import Durability
+    from dcounter_protocol.tcp import WireMode
 
 __all__ = ["build_parser", "main", "run", "settings_from_args"]
 
@@ -165,12 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(argv)
         config = settings.node_config()
+        loop_factory = _loop_factory(settings.loop)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(_serve(settings, config))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
@@ -181,11 +183,17 @@ def run() -> None:
     raise SystemExit(main())
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``--loop`` asks for (None: asyncio's own); ConfigError if unavailable."""
+    if loop != "uvloop":
+        return None
     try:
         import uvloop
     except ImportError:
-        return None
+        raise ConfigError(
+            "--loop uvloop: uvloop is not installed; install dcounter-node[fast] or use"
+            " --loop asyncio"
+        ) from None
     return uvloop.new_event_loop
 
 
@@ -206,8 +214,9 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
             loop.add_signal_handler(sig, on_signal, sig)
 
     store = _store(settings)
+    wire: WireMode = "seed" if settings.wire == "seed" else "auto"
     node = Node(
-        TCPTransport(settings.listen),
+        TCPTransport(settings.listen, options=TCPOptions(wire=wire)),
         config,
         peers=PeerManager(peers=settings.peers),
         store=store,

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dcounter_protocol.tcp import TransportStats
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -175,6 +177,48 @@ class NodeCollector(Collector):
         for (method, route, status), count in sorted(self._service.responses.items()):
             responses.add_metric([method, route, str(status)], count)
         yield responses
+        yield from _transport_metrics(node)
+
+
+def _transport_metrics(node: Node) -> Iterator[Metric]:
+    """The ``dcounter_transport_*`` series, when the transport keeps :class:`TransportStats`."""
+    read = getattr(node.transport, "stats", None)
+    if not callable(read):
+        return
+    stats = read()
+    if not isinstance(stats, TransportStats):
+        return
+    sent = CounterMetricFamily(
+        "dcounter_transport_messages_sent", "Messages sent, by wire.", labels=["wire"]
+    )
+    sent.add_metric(["stream"], stats.stream_sent)
+    sent.add_metric(["seed"], stats.seed_sent)
+    yield sent
+    received = CounterMetricFamily(
+        "dcounter_transport_messages_received", "Messages received, by wire.", labels=["wire"]
+    )
+    received.add_metric(["stream"], stats.stream_received)
+    received.add_metric(["seed"], stats.seed_received)
+    yield received
+    for name, value, text in (
+        ("queue_drops", stats.queue_drops, "Oldest queued messages dropped on a full queue."),
+        ("undelivered", stats.undelivered, "Queued messages given up (peer unreachable)."),
+        ("streams_opened", stats.streams_opened, "Outbound stream handshakes confirmed."),
+        ("reconnects", stats.reconnects, "Attempts to re-open a broken stream with a queue."),
+        ("seed_fallbacks", stats.seed_fallbacks, "Stream offers a peer did not confirm."),
+        ("inbound_dropped", stats.inbound_dropped, "Inbound connections dropped as bad."),
+        ("streams_evicted", stats.streams_evicted, "Idle inbound streams closed for room."),
+    ):
+        yield CounterMetricFamily(f"dcounter_transport_{name}", text, value=value)
+    streams = GaugeMetricFamily(
+        "dcounter_transport_open_streams", "Streams open now, by direction.", labels=["direction"]
+    )
+    streams.add_metric(["outbound"], stats.open_streams_out)
+    streams.add_metric(["inbound"], stats.open_streams_in)
+    yield streams
+    yield GaugeMetricFamily(
+        "dcounter_transport_queued", "Messages waiting in outbound queues now.", value=stats.queued
+    )
 
 
 def create_registry(node: Node, service: ServiceStats) -> CollectorRegistry:

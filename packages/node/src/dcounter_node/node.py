@@ -352,6 +352,11 @@ class Node:
         return self._address if self._address is not None else self._transport.address
 
     @property
+    def transport(self) -> Transport:
+        """The transport this node gossips over (read-only use: stats, address)."""
+        return self._transport
+
+    @property
     def replica_id(self) -> str:
         """The counter replica id of this incarnation (known once started)."""
         if self._counter is None:

@@ -46,7 +46,9 @@ __all__ = [
     "DEFAULT_LISTEN",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "LOOPS",
     "SETTINGS",
+    "WIRE_MODES",
     "ClusterFile",
     "NodeSettings",
     "SettingSpec",
@@ -62,6 +64,11 @@ DEFAULT_LISTEN = "127.0.0.1:7946"
 DEFAULT_HTTP = "127.0.0.1:8080"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+#: How a node sends gossip: "auto" (stream mode, falling back to the seed's framing per peer)
+#: or "seed" (the seed's framing only). Receiving always accepts both.
+WIRE_MODES = ("auto", "seed")
+#: Event loop implementations; "uvloop" needs the ``dcounter-node[fast]`` extra.
+LOOPS = ("asyncio", "uvloop")
 
 #: A frame carries its sender address behind a one-byte length.
 _MAX_ADDRESS_BYTES = 255
@@ -323,6 +330,25 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _choice(("always", "batched")),
         metavar="{always,batched}",
     ),
+    # Wire and event loop (issue 8).
+    SettingSpec(
+        "wire",
+        "--wire",
+        "how to send gossip: auto = one persistent stream per peer, falling back to the"
+        " seed's framing for peers that do not confirm it; seed = the seed's framing only"
+        " (receiving accepts both either way)",
+        _choice(WIRE_MODES),
+        _choice(WIRE_MODES),
+        metavar="{" + ",".join(WIRE_MODES) + "}",
+    ),
+    SettingSpec(
+        "loop",
+        "--loop",
+        "event loop; uvloop needs the dcounter-node[fast] extra",
+        _choice(LOOPS),
+        _choice(LOOPS),
+        metavar="{" + ",".join(LOOPS) + "}",
+    ),
 )
 
 _SPECS = {spec.key: spec for spec in SETTINGS}
@@ -346,6 +372,8 @@ class NodeSettings:
     data_dir: str | None = None
     in_memory: bool = False
     durability: str = "batched"
+    wire: str = "auto"
+    loop: str = "asyncio"
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""

@@ -27,6 +27,7 @@ from dcounter_tools.cluster.inprocess import InProcessBackend
 from dcounter_tools.cluster.progress import make_progress
 from dcounter_tools.cluster.runner import KILL_AT, RunOptions, run_cluster
 from dcounter_tools.cluster.spec import (
+    CLUSTER_WIRES,
     DEFAULT_NODES,
     DEFAULT_SYNC_INTERVAL,
     ClusterSpec,
@@ -97,6 +98,13 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
         "--node-log-level",
         choices=["debug", "info", "warning", "error"],
         help="the nodes' log level (warning)",
+    )
+    group.add_argument(
+        "--wire",
+        choices=list(CLUSTER_WIRES),
+        help="the nodes' gossip wire: auto (streams, seed fallback), seed (the seed's framing"
+        " only) or mixed (even nodes auto, odd nodes seed); also for --in-process --transport"
+        " tcp (default: auto, or what the config file says)",
     )
     group.add_argument(
         "--startup-timeout",
@@ -252,6 +260,7 @@ def _spec(args: argparse.Namespace) -> ClusterSpec:
         sync_interval=args.sync_interval,
         max_sync_peers=args.max_sync_peers,
         node_log_level=args.node_log_level,
+        wire=args.wire,
     )
 
 
@@ -329,6 +338,8 @@ async def _run(args: argparse.Namespace) -> int:
     if args.in_process:
         if args.config is not None or args.base_port not in (None, 0) or args.durable:
             raise UsageError("--in-process takes no --config, --base-port or --durable")
+        if args.wire is not None and args.transport != "tcp":
+            raise UsageError("--wire with --in-process needs --transport tcp")
         count = DEFAULT_NODES if args.nodes is None else args.nodes
         if count < 1:
             raise UsageError("--nodes must be at least 1")
@@ -342,6 +353,7 @@ async def _run(args: argparse.Namespace) -> int:
             sync_interval=sync,
             max_sync_peers=args.max_sync_peers,
             seed=options.seed,
+            wire=args.wire or "auto",
         )
         options = RunOptions(**{**_fields(options), "sync_interval": sync})
         return await _run_with(backend, options, args)

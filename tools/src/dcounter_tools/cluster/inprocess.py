@@ -16,12 +16,15 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 from dcounter_node import Node, NodeConfig, PeerManager
-from dcounter_protocol import MemoryNetwork, TCPTransport, Transport
+from dcounter_protocol import MemoryNetwork, TCPOptions, TCPTransport, Transport
 from dcounter_tools.cluster.backend import EventSink, NodeInfo, wire_mesh
 from dcounter_tools.cluster.client import CounterView, OpResult, Outcome
+from dcounter_tools.cluster.spec import node_wire
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from dcounter_protocol.tcp import WireMode
 
 __all__ = ["InProcessBackend", "TransportKind"]
 
@@ -40,9 +43,12 @@ class InProcessBackend:
         sync_interval: float = 0.5,
         max_sync_peers: int | None = None,
         seed: int = 0,
+        wire: str = "auto",
     ) -> None:
         self._count = count
         self._transport = transport
+        #: The cluster's --wire (auto, seed or mixed); used by the tcp transport only.
+        self._wire = wire
         self._host = host
         config = NodeConfig(sync_interval=sync_interval)
         if max_sync_peers is not None:
@@ -55,6 +61,8 @@ class InProcessBackend:
 
     @property
     def mode(self) -> str:
+        if self._transport == "tcp" and self._wire != "auto":
+            return f"in-process, tcp transport, {self._wire} wire"
         return f"in-process, {self._transport} transport"
 
     def nodes(self) -> Sequence[NodeInfo]:
@@ -63,7 +71,8 @@ class InProcessBackend:
     def _new_transport(self, index: int, address: str | None) -> Transport:
         if self._network is not None:
             return self._network.transport(address or f"node-{index}:7946")
-        return TCPTransport(address or f"{self._host}:0")
+        wire: WireMode = "seed" if node_wire(self._wire, index) == "seed" else "auto"
+        return TCPTransport(address or f"{self._host}:0", options=TCPOptions(wire=wire))
 
     async def _start_node(self, index: int, address: str | None, peers: Sequence[str]) -> Node:
         node = Node(self._new_transport(index, address), self._config, peers=PeerManager())

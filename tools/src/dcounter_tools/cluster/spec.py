@@ -27,12 +27,14 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "CLUSTER_WIRES",
     "DEFAULT_HOST",
     "DEFAULT_NODES",
     "DEFAULT_SYNC_INTERVAL",
     "ClusterSpec",
     "NodeSpec",
     "build_spec",
+    "node_wire",
 ]
 
 DEFAULT_NODES = 10
@@ -41,6 +43,19 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SYNC_INTERVAL = 0.5
 #: Node log level used unless a flag or the config file says otherwise.
 DEFAULT_NODE_LOG_LEVEL = "warning"
+#: ``--wire`` choices: a dcounter-node wire for every node, or "mixed" (seed for odd indexes).
+CLUSTER_WIRES = ("auto", "seed", "mixed")
+
+
+def node_wire(wire: str, index: int) -> str:
+    """The dcounter-node ``--wire`` of node ``index`` for the cluster's ``--wire``."""
+    if wire == "mixed":
+        return "seed" if index % 2 else "auto"
+    return wire
+
+
+def _wire_args(wire: str | None, index: int) -> tuple[str, ...]:
+    return () if wire is None else ("--wire", node_wire(wire, index))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +151,16 @@ def build_spec(
     sync_interval: float | None = None,
     max_sync_peers: int | None = None,
     node_log_level: str | None = None,
+    wire: str | None = None,
 ) -> ClusterSpec:
     """The cluster described by the launcher's flags (and config file, if any).
 
-    Raises :class:`UsageError` for impossible combinations or a bad config file.
+    ``wire`` (one of :data:`CLUSTER_WIRES`) adds ``--wire`` to every node's arguments; None
+    leaves the nodes' own setting. Raises :class:`UsageError` for impossible combinations or
+    a bad config file.
     """
+    if wire is not None and wire not in CLUSTER_WIRES:
+        raise UsageError(f"--wire must be one of {', '.join(CLUSTER_WIRES)}, got {wire!r}")
     if nodes is not None and nodes < 1:
         raise UsageError("--nodes must be at least 1")
     if sync_interval is not None and not sync_interval > 0:
@@ -159,7 +179,7 @@ def build_spec(
         count = DEFAULT_NODES if nodes is None else nodes
         chosen = DEFAULT_SYNC_INTERVAL if sync_interval is None else sync_interval
         args = _common_args(chosen, max_sync_peers, node_log_level or DEFAULT_NODE_LOG_LEVEL)
-        return _generated(count, host or DEFAULT_HOST, base_port or 0, args, "flags", chosen)
+        return _generated(count, host or DEFAULT_HOST, base_port or 0, args, "flags", chosen, wire)
 
     try:
         cluster_file = load_config_file(config)
@@ -175,7 +195,13 @@ def build_spec(
         from_file = cluster_file.common.get("sync_interval")
         interval = sync_interval or (float(from_file) if from_file is not None else None)
         return _generated(
-            count, host or DEFAULT_HOST, base_port or 0, file_args + common, source, interval
+            count,
+            host or DEFAULT_HOST,
+            base_port or 0,
+            file_args + common,
+            source,
+            interval,
+            wire,
         )
 
     entries = cluster_file.nodes
@@ -188,14 +214,14 @@ def build_spec(
             f"{config} lists [[nodes]] with their own addresses; drop --host/--base-port"
         )
     specs = []
-    for entry in entries:
+    for index, entry in enumerate(entries):
         dynamic = split_address(entry.listen)[1] == 0
         specs.append(
             NodeSpec(
                 name=entry.name,
                 listen=entry.listen,
                 http=entry.http,
-                args=(*file_args, "--node", entry.name, *common),
+                args=(*file_args, "--node", entry.name, *common, *_wire_args(wire, index)),
                 wire_after_start=dynamic,
                 addresses_from_file=True,
             )
@@ -212,6 +238,7 @@ def _generated(
     args: tuple[str, ...],
     source: str,
     sync_interval: float | None,
+    wire: str | None = None,
 ) -> ClusterSpec:
     addresses = _flag_addresses(count, host, base_port)
     fixed = base_port != 0
@@ -223,7 +250,7 @@ def _generated(
                 name=f"node-{i}",
                 listen=listen,
                 http=http,
-                args=args,
+                args=(*args, *_wire_args(wire, i)),
                 start_peers=peers,
                 wire_after_start=not fixed,
             )

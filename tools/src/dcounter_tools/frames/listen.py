@@ -4,6 +4,11 @@ Each connection carries one frame and ends with the sender closing it (the seed'
 Bytes go through :class:`dcounter_protocol.FrameDecoder` as they arrive, so a bad header is
 reported at once, with its byte offset, and the connection dropped; the listener carries on
 with the next connection.
+
+The listener speaks only the seed's framing. A connection that opens with the stream mode's
+marker and magic (a :class:`dcounter_protocol.TCPTransport` offering a stream) is closed
+without the confirmation and without an event: the sender then resends with the seed's
+framing, which is what gets reported.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcounter_protocol import DEFAULT_MAX_MESSAGE_SIZE, FrameDecoder, FrameError
+from dcounter_protocol import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    STREAM_MAGIC,
+    STREAM_MARKER,
+    FrameDecoder,
+    FrameError,
+)
 from dcounter_tools._address import join_address
 from dcounter_tools.frames.inspection import Inspection, Problem, inspect_frame
 
@@ -25,6 +36,8 @@ _log = logging.getLogger(__name__)
 
 _READ_CHUNK = 64 * 1024
 _MAX_FRAME_OVERHEAD = 256
+#: The first bytes of a stream-mode hello: never the start of a valid seed frame.
+_STREAM_PROBE = bytes((STREAM_MARKER,)) + STREAM_MAGIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,7 @@ class FrameListener:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._address: str | None = None
+        self._closing = False
 
     @property
     def address(self) -> str:
@@ -99,6 +113,7 @@ class FrameListener:
     async def close(self) -> None:
         """Stop accepting, drop the connections in progress; idempotent."""
         server, self._server = self._server, None
+        self._closing = True
         if server is not None:
             server.close()
         for task in list(self._connections):
@@ -119,14 +134,24 @@ class FrameListener:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
+        peer = _peer_name(writer)
         try:
-            event, raw = await self._read_event(reader, _peer_name(writer))
+            result = await self._read_event(reader, peer)
             writer.close()
+            if result is None:
+                _log.debug("%s offered a stream; closed unconfirmed (seed framing only)", peer)
+                return
+            event, raw = result
             if event.problem is None:
                 event = await self._forward(event, raw)
             self._emit(event)
         except (OSError, asyncio.IncompleteReadError) as exc:
             _log.debug("connection failed: %s", exc)
+        except asyncio.CancelledError:
+            # close() cancels connections in progress; ending normally keeps asyncio's
+            # start_server callback from logging the cancellation as an error (3.11).
+            if not self._closing:
+                raise
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -136,14 +161,29 @@ class FrameListener:
 
     async def _read_event(
         self, reader: asyncio.StreamReader, peer: str
-    ) -> tuple[FrameEvent, bytes]:
+    ) -> tuple[FrameEvent, bytes] | None:
+        """The connection's event and frame bytes; None for a stream-mode probe."""
         decoder = FrameDecoder(max_size=self._max_message_size + _MAX_FRAME_OVERHEAD)
         received = bytearray()
+        # Until the bytes read can no longer be the start of a stream probe, hold them back
+        # from the decoder (which would reject the leading 0x00 at once).
+        undecided = True
         try:
             async with asyncio.timeout(self._read_timeout):
                 while chunk := await reader.read(_READ_CHUNK):
                     received += chunk
-                    decoder.feed(chunk)
+                    if not undecided:
+                        decoder.feed(chunk)
+                        continue
+                    head = bytes(received[: len(_STREAM_PROBE)])
+                    if head == _STREAM_PROBE:
+                        return None
+                    if _STREAM_PROBE.startswith(head):
+                        continue
+                    undecided = False
+                    decoder.feed(bytes(received))
+            if undecided:
+                decoder.feed(bytes(received))
             decoder.end_of_stream()
         except FrameError as exc:
             detail = str(exc).removesuffix(f" (at byte {exc.offset})")
