@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -25,30 +25,6 @@ if TYPE_CHECKING:
 
 #: Upper bound for any single wait in these tests; real waits end far sooner.
 DEADLINE = 10.0
-
-
-class WaitUntil(Protocol):
-    async def __call__(
-        self, predicate: Callable[[], Awaitable[bool]], *, seconds: float = ..., what: str = ...
-    ) -> None: ...
-
-
-async def _wait_until(
-    predicate: Callable[[], Awaitable[bool]], *, seconds: float = DEADLINE, what: str = "condition"
-) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not await predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def wait_until() -> WaitUntil:
-    """``await wait_until(async_predicate, seconds=..., what=...)``."""
-    return _wait_until
 
 
 @dataclass

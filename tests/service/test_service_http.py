@@ -13,7 +13,8 @@ from dcounter_node.http import DEFAULT_MAX_BODY
 
 if TYPE_CHECKING:
     import aiohttp
-    from tests.service.conftest import Api, ApiFactory, WaitUntil
+    from tests.conftest import WaitUntil
+    from tests.service.conftest import Api, ApiFactory
 
     from dcounter_crdt import CounterState
     from dcounter_node.storage import StoredState

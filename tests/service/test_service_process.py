@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 
 if TYPE_CHECKING:
-    from tests.service.conftest import SpawnNode, WaitUntil
+    from tests.conftest import WaitUntil
+    from tests.service.conftest import SpawnNode
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,8 @@ from dcounter_node.settings import NodeSettings, parse_config
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.service.conftest import Api, SpawnNode, WaitUntil
+    from tests.conftest import WaitUntil
+    from tests.service.conftest import Api, SpawnNode
 
 #: Every node here binds free ports and keeps no durable state.
 FREE = ("--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--in-memory")

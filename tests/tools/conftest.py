@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -15,34 +14,11 @@ from dcounter_tools.cluster.cli import main as cluster_main
 from dcounter_tools.cluster.processes import pid_alive
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
 #: Upper bound for any single wait in these tests; real waits end far sooner.
 DEADLINE = 20.0
-
-
-class WaitUntil(Protocol):
-    async def __call__(
-        self, predicate: Callable[[], Awaitable[bool]], *, seconds: float = ..., what: str = ...
-    ) -> None: ...
-
-
-async def _wait_until(
-    predicate: Callable[[], Awaitable[bool]], *, seconds: float = DEADLINE, what: str = "condition"
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not await predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def wait_until() -> WaitUntil:
-    """``await wait_until(async_predicate, seconds=..., what=...)``."""
-    return _wait_until
 
 
 def _wait_pids_gone(pids: Sequence[int], seconds: float = DEADLINE) -> list[int]:

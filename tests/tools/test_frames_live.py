@@ -18,7 +18,7 @@ from dcounter_tools.frames import FrameEvent, FrameListener, FrameProxy
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tests.tools.conftest import WaitUntil
+    from tests.conftest import WaitUntil
 
 PUSH = encode_message(Message.push("127.0.0.1:9", {"a": 5}, {"a": 2}))
 
