@@ -22,12 +22,21 @@ The whole cluster runs in one event loop on one core, so the default sync interv
 with the cluster (and is longer over TCP, where every message is a connection): the goals
 are in sync intervals, and a loop saturated by a hundred nodes' gossip would measure CPU
 contention, not the protocol.
+
+``--section wires`` (or ``all``) compares the two TCP wire modes in the same run
+(``--wire seed,auto``): clusters of default nodes at a 50 ms sync interval, full mesh, one
+process. (a) 10 nodes idle (converged): CPU as a share of one core (process time over wall
+time for 3 s); (b) convergence after a single write at each ``--nodes`` size (median and
+worst of 5 runs, 3 at 100 nodes). Goals printed as PASS/MISS: auto, 10 nodes idle within 15%
+of one core; auto, median convergence under 100 ms at 50 nodes; auto/seed ratios in the
+tables. ``--quick`` runs fewer writes and a shorter idle window.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import random
 import statistics
@@ -40,7 +49,7 @@ from dcounter_node import Node, NodeConfig, PeerManager
 from dcounter_node import __version__ as node_version
 from dcounter_protocol import MessageType
 from dcounter_protocol.memory import MemoryNetwork
-from dcounter_protocol.tcp import TCPOptions, TCPTransport
+from dcounter_protocol.tcp import TCPOptions, TCPTransport, WireMode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -89,22 +98,32 @@ def _member_address(index: int) -> str:
 
 
 async def _start_cluster(
-    transport: str, size: int, config: NodeConfig, seed: int
+    transport: str,
+    size: int,
+    config: NodeConfig,
+    seed: int,
+    options: TCPOptions | None = None,
 ) -> tuple[list[Node], MemoryNetwork | None]:
+    """Start ``size`` nodes, full mesh; on any failure every node made so far is closed."""
     network = MemoryNetwork(seed=seed) if transport == "memory" else None
+    if options is None:
+        options = TCPOptions(dial_timeout=2.0, read_timeout=2.0, write_timeout=2.0)
     transports: list[Transport] = []
     for i in range(size):
         if network is not None:
             transports.append(network.transport(_member_address(i)))
         else:
-            options = TCPOptions(dial_timeout=2.0, read_timeout=2.0, write_timeout=2.0)
             transports.append(TCPTransport("127.0.0.1:0", options=options))
     nodes = [
         Node(t, config, peers=PeerManager(), rng=random.Random(f"{seed}/{i}"))
         for i, t in enumerate(transports)
     ]
-    for node in nodes:
-        await node.start()
+    try:
+        for node in nodes:
+            await node.start()
+    except BaseException:
+        await _close_cluster(nodes)
+        raise
     addresses = [node.address for node in nodes]
     for node in nodes:
         for address in addresses:
@@ -251,6 +270,234 @@ def print_goals(results: Sequence[Result]) -> None:
             print("PASS  deltas: idle traffic is digests only (every cluster measured)")
 
 
+# -- wire modes (issue 8 item 5) -------------------------------------------------------------
+
+#: The two TCP wire modes, seed first: it is the baseline of the auto/seed ratios.
+WIRES: tuple[WireMode, ...] = ("seed", "auto")
+#: Sync interval of the wire section, as in the issue's goals.
+WIRE_SYNC_INTERVAL = 0.05
+#: Cluster size whose idle CPU is measured (the 10-node goal).
+WIRE_IDLE_NODES = 10
+#: A single-write run that has not converged after this many seconds counts as a timeout
+#: (and ends the runs of that cluster: a saturated loop would only time out again).
+WIRE_RUN_TIMEOUT = 5.0
+#: The warm-up (every node counts once) must converge within this many seconds.
+WIRE_WARMUP_TIMEOUT = 8.0
+#: Seconds the cluster is left alone after the warm-up and before the idle measurement.
+WIRE_SETTLE = 0.5
+#: Goals from the issue.
+GOAL_IDLE_CPU = 0.15  # share of one core, 10 nodes idle, auto
+GOAL_MEDIAN_50 = 0.100  # seconds, median convergence at 50 nodes, auto
+
+
+@dataclass(frozen=True, slots=True)
+class WireResult:
+    """One (wire, size) cluster: single-write convergence, and idle CPU if measured."""
+
+    wire: str
+    nodes: int
+    warmup: float  # seconds until the warm-up converged; inf = not within the limit
+    latencies: tuple[float, ...]  # seconds; inf = did not converge in time; () = not run
+    busy: float  # process CPU / wall time over the runs (share of one core)
+    stream_share: float  # messages sent on streams / all messages sent
+    queue_drops: int
+    idle_cpu: float | None  # share of one core while idle; None = not measured
+    idle_seconds: float
+    idle_messages: float  # per node per second while idle
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies) if self.latencies else float("inf")
+
+    @property
+    def worst(self) -> float:
+        return max(self.latencies) if self.latencies else float("inf")
+
+
+def _wire_runs(size: int, runs: int) -> int:
+    """Fewer runs at 100 nodes and more: each run there costs seconds of wall time."""
+    return min(runs, 3) if size >= 100 else runs
+
+
+def _transport_totals(nodes: Sequence[Node]) -> tuple[int, int, int]:
+    stream = seed = drops = 0
+    for node in nodes:
+        transport = node.transport
+        if isinstance(transport, TCPTransport):
+            stats = transport.stats()
+            stream += stats.stream_sent
+            seed += stats.seed_sent
+            drops += stats.queue_drops
+    return stream, seed, drops
+
+
+async def run_wire_cell(
+    wire: WireMode, size: int, runs: int, idle_seconds: float, seed: int
+) -> WireResult:
+    """One TCP cluster at a 50 ms sync interval: single-write runs, then idle CPU."""
+    config = NodeConfig(sync_interval=WIRE_SYNC_INTERVAL)
+    options = TCPOptions(
+        dial_timeout=2.0,
+        read_timeout=2.0,
+        write_timeout=2.0,
+        wire=wire,
+        max_connections=2 * size + 16,  # must exceed the node count (streams hold slots)
+    )
+    rng = random.Random(f"{seed}/{wire}/{size}")
+    nodes, _ = await _start_cluster("tcp", size, config, seed, options)
+    latencies: list[float] = []
+    idle_cpu: float | None = None
+    idle_messages = 0.0
+    busy = 0.0
+    try:
+        for node in nodes:  # warm-up: one entry per node, as in a cluster that has counted
+            node.increment()
+        expected = size
+        warmup = await _time_until_exact(nodes, expected, WIRE_WARMUP_TIMEOUT)
+        if warmup != float("inf"):
+            await asyncio.sleep(WIRE_SETTLE)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for _ in range(_wire_runs(size, runs)):
+                rng.choice(nodes).increment()
+                expected += 1
+                latency = await _time_until_exact(nodes, expected, WIRE_RUN_TIMEOUT)
+                latencies.append(latency)
+                if latency == float("inf"):
+                    break
+                await asyncio.sleep(2 * WIRE_SYNC_INTERVAL)  # replies in flight land
+            busy = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+            if size == WIRE_IDLE_NODES and idle_seconds > 0 and latencies[-1] != float("inf"):
+                await asyncio.sleep(WIRE_SETTLE)
+                messages0 = _sent(nodes)[0]
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await asyncio.sleep(idle_seconds)
+                wall = time.perf_counter() - wall0
+                idle_cpu = (time.process_time() - cpu0) / wall
+                idle_messages = (_sent(nodes)[0] - messages0) / size / wall
+        stream, seed_sent, drops = _transport_totals(nodes)
+    finally:
+        await _close_cluster(nodes)
+    return WireResult(
+        wire=wire,
+        nodes=size,
+        warmup=warmup,
+        latencies=tuple(latencies),
+        busy=busy,
+        stream_share=stream / (stream + seed_sent) if stream + seed_sent else 0.0,
+        queue_drops=drops,
+        idle_cpu=idle_cpu,
+        idle_seconds=idle_seconds,
+        idle_messages=idle_messages,
+    )
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None or value == float("inf") or base in (0.0, float("inf")):
+        return "-"
+    return f"{value / base:.2f}"
+
+
+def print_wire_table(results: Sequence[WireResult]) -> None:
+    """Two tables: idle CPU at 10 nodes, then single-write convergence per size."""
+    by_key = {(r.wire, r.nodes): r for r in results}
+    idle = [r for r in results if r.idle_cpu is not None]
+    print(
+        f"(a) {WIRE_IDLE_NODES} nodes, full mesh, idle (converged), sync "
+        f"{WIRE_SYNC_INTERVAL * 1000:.0f} ms, one process"
+    )
+    header = (
+        f"{'wire':<5} {'nodes':>5} {'seconds':>7} {'CPU % of 1 core':>15} "
+        f"{'idle msg/node/s':>15} {'stream %':>8} {'auto/seed':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in idle:
+        base = by_key.get(("seed", r.nodes))
+        ratio = _ratio(r.idle_cpu, base.idle_cpu) if r.wire == "auto" and base else "-"
+        print(
+            f"{r.wire:<5} {r.nodes:>5} {r.idle_seconds:>7.1f} {(r.idle_cpu or 0.0):>15.1%} "
+            f"{r.idle_messages:>15.1f} {r.stream_share:>8.0%} {ratio:>9}"
+        )
+    if not idle:
+        print(f"(not measured: {WIRE_IDLE_NODES} nodes not in --nodes, or it did not converge)")
+    print()
+    print(
+        f"(b) convergence after a single write, sync {WIRE_SYNC_INTERVAL * 1000:.0f} ms, "
+        f"full mesh, one process (run timeout {WIRE_RUN_TIMEOUT:.0f} s)"
+    )
+    header = (
+        f"{'wire':<5} {'nodes':>5} {'runs':>4} {'warm-up ms':>10} {'median ms':>9} "
+        f"{'worst ms':>8} {'auto/seed':>9} {'busy %':>6} {'stream %':>8} {'drops':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        base = by_key.get(("seed", r.nodes))
+        ratio = _ratio(r.median, base.median) if r.wire == "auto" and base else "-"
+        runs = f"{sum(1 for x in r.latencies if x != float('inf'))}/{len(r.latencies)}"
+        print(
+            f"{r.wire:<5} {r.nodes:>5} {runs:>4} {_ms(r.warmup):>10} {_ms(r.median):>9} "
+            f"{_ms(r.worst):>8} {ratio:>9} {r.busy:>6.0%} {r.stream_share:>8.0%} "
+            f"{r.queue_drops:>6}"
+        )
+    print("(runs = converged/attempted, a timeout ends a cluster's runs; warm-up = every node")
+    print(" counts once first; busy = process CPU over wall time during the runs; stream % =")
+    print(" messages sent on streams; drops = stream queue drops; auto/seed = auto / seed)")
+
+
+def print_wire_goals(results: Sequence[WireResult]) -> None:
+    """PASS/MISS for the wire goals this run measured."""
+    print()
+    for r in results:
+        if r.wire == "auto" and r.idle_cpu is not None:
+            verdict = "PASS" if r.idle_cpu <= GOAL_IDLE_CPU else "MISS"
+            print(
+                f"{verdict}  auto: {r.nodes} nodes idle at 50 ms within "
+                f"{GOAL_IDLE_CPU:.0%} of one core ({r.idle_cpu:.1%})"
+            )
+        if r.wire == "auto" and r.nodes == 50:
+            verdict = "PASS" if r.median < GOAL_MEDIAN_50 else "MISS"
+            print(
+                f"{verdict}  auto: 50 nodes median convergence under "
+                f"{GOAL_MEDIAN_50 * 1000:.0f} ms ({_ms(r.median)} ms)"
+            )
+
+
+def _wire_modes(text: str) -> tuple[WireMode, ...]:
+    modes: list[WireMode] = []
+    for part in text.split(","):
+        name = part.strip()
+        if not name:
+            continue
+        if name == "seed":
+            modes.append("seed")
+        elif name == "auto":
+            modes.append("auto")
+        else:
+            raise argparse.ArgumentTypeError(f"wire modes are seed and auto, got {name!r}")
+    if not modes:
+        raise argparse.ArgumentTypeError("give at least one wire mode")
+    return tuple(sorted(set(modes), key=WIRES.index))
+
+
+async def _wires_main(args: argparse.Namespace) -> list[WireResult]:
+    runs = args.runs if args.runs is not None else (3 if args.quick else 5)
+    idle_seconds = args.idle_seconds
+    if idle_seconds is None:
+        idle_seconds = 1.5 if args.quick else 3.0
+    results: list[WireResult] = []
+    for size in args.nodes:
+        for wire in args.wire:
+            result = await run_wire_cell(wire, size, runs, idle_seconds, args.seed)
+            results.append(result)
+            print(
+                f"  tcp {size} nodes wire={wire}: median {_ms(result.median)} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
 def _node_counts(text: str) -> list[int]:
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
@@ -272,7 +519,36 @@ def _parser() -> argparse.ArgumentParser:
         default=[10, 50, 100],
         help="comma-separated cluster sizes (default: 10,50,100)",
     )
-    parser.add_argument("--runs", type=int, default=5, help="timed write bursts per cell (5)")
+    parser.add_argument(
+        "--section",
+        choices=("gossip", "wires", "all"),
+        default="gossip",
+        help="gossip: delta against seed-exact gossip (the default); wires: the two TCP "
+        "wire modes, seed and auto, at a 50 ms sync interval; all: both",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="timed write bursts per cell (5); in the wires section, single writes per "
+        "cluster (5, at most 3 at 100 nodes and more; 3 with --quick)",
+    )
+    parser.add_argument(
+        "--wire",
+        type=_wire_modes,
+        default=WIRES,
+        help="wires section: comma-separated TCP wire modes (default: seed,auto)",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=None,
+        help=f"wires section: idle CPU measured over this many seconds at "
+        f"{WIRE_IDLE_NODES} nodes (3; 1.5 with --quick; 0 skips it)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="wires section: fewer runs, shorter idle window"
+    )
     parser.add_argument(
         "--transport",
         choices=(*TRANSPORTS, "both"),
@@ -291,6 +567,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> list[Result]:
+    if args.runs is None:
+        args.runs = 5
     transports = TRANSPORTS if args.transport == "both" else (args.transport,)
     results: list[Result] = []
     for transport in transports:
@@ -309,22 +587,32 @@ async def _main(args: argparse.Namespace) -> list[Result]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print the table and goal checks; 0 unless arguments are bad."""
+    """Run the benchmark and print the tables and goal checks; 0 unless arguments are bad."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.runs < 1:
+    if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
     if args.sync_interval is not None and args.sync_interval <= 0:
         parser.error("--sync-interval must be positive")
+    if args.idle_seconds is not None and args.idle_seconds < 0:
+        parser.error("--idle-seconds must not be negative")
+    gossip = args.section in ("gossip", "all")
+    wires = args.section in ("wires", "all")
     print(
         f"dcounter-node {node_version}, Python {platform.python_version()}, "
-        f"{platform.machine()}, runs={args.runs}, writes per run={WRITES_PER_RUN}"
+        f"{platform.machine()}, {os.cpu_count()} CPUs, section={args.section}"
     )
     started = time.perf_counter()
-    results = asyncio.run(_main(args))
-    print()
-    print_table(results)
-    print_goals(results)
+    if gossip:
+        results = asyncio.run(_main(args))
+        print(f"\ngossip: runs={args.runs}, writes per run={WRITES_PER_RUN}\n")
+        print_table(results)
+        print_goals(results)
+    if wires:
+        wire_results = asyncio.run(_wires_main(args))
+        print(f"\nwires: {', '.join(args.wire)}, nodes={','.join(map(str, args.nodes))}\n")
+        print_wire_table(wire_results)
+        print_wire_goals(wire_results)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 
