@@ -19,6 +19,7 @@ from dcounter_protocol import (
     FrameTooLargeError,
     InvalidAddressError,
     InvalidAddressLengthError,
+    InvalidOptionError,
     TruncatedFrameError,
     decode_frame,
     encode_frame,
@@ -233,7 +234,7 @@ def test_memoryview_and_bytearray_chunks_are_accepted() -> None:
 
 
 def test_tiny_max_size_is_a_usage_error() -> None:
-    with pytest.raises(ValueError, match="at least 3"):
+    with pytest.raises(InvalidOptionError, match="at least 3"):
         FrameDecoder(max_size=2)
 
 

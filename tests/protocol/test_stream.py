@@ -18,6 +18,7 @@ from dcounter_protocol import (
     HandshakeError,
     InvalidAddressError,
     InvalidAddressLengthError,
+    InvalidOptionError,
     StreamDecoder,
     TruncatedFrameError,
     encode_hello,
@@ -328,5 +329,5 @@ def test_end_inside_a_hello_or_frame_is_truncation(data: bytes, where: str) -> N
 
 @pytest.mark.parametrize("max_size", [0, -1, True, 1.5])
 def test_max_size_must_be_a_positive_int(max_size: object) -> None:
-    with pytest.raises(ValueError, match="max_size"):
+    with pytest.raises(InvalidOptionError, match="max_size"):
         StreamDecoder(max_size=max_size)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from dcounter_protocol.errors import ConnectError, TransportError
+from dcounter_protocol.errors import ConnectError, InvalidOptionError, TransportError
 from dcounter_protocol.memory import MemoryNetwork, MemoryTransport
 
 if TYPE_CHECKING:
@@ -252,8 +252,8 @@ async def test_address_in_use_until_closed(make_cluster: MakeCluster) -> None:
     ],
 )
 def test_invalid_fault_settings_are_rejected(option: str, value: float) -> None:
-    with pytest.raises(ValueError, match=option):
+    with pytest.raises(InvalidOptionError, match=option):
         MemoryNetwork(**{option: value})  # type: ignore[arg-type]
     network = MemoryNetwork()
-    with pytest.raises(ValueError, match=option):
+    with pytest.raises(InvalidOptionError, match=option):
         setattr(network, option, value)

@@ -18,6 +18,7 @@ import pytest
 
 from dcounter_protocol.errors import (
     ConnectError,
+    InvalidOptionError,
     TransportClosedError,
     TransportError,
     TransportTimeoutError,
@@ -391,7 +392,7 @@ async def test_unresolvable_host_raises_connect_error(make_tcp: MakeTCP) -> None
 
 @pytest.mark.parametrize("address", ["", "no-port", "h:99999", "a" * 254 + ":1"])
 def test_bad_listen_address_is_rejected(address: str) -> None:
-    with pytest.raises(ValueError, match="address"):
+    with pytest.raises(InvalidOptionError, match="address"):
         TCPTransport(address)
 
 
@@ -414,7 +415,7 @@ def test_bad_listen_address_is_rejected(address: str) -> None:
     ],
 )
 def test_invalid_options_are_rejected(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=next(iter(options))):
+    with pytest.raises(InvalidOptionError, match=next(iter(options))):
         TCPOptions(**options)
 
 

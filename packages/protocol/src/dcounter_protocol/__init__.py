@@ -28,6 +28,7 @@ from dcounter_protocol.errors import InvalidAddressError as InvalidAddressError
 from dcounter_protocol.errors import InvalidAddressLengthError as InvalidAddressLengthError
 from dcounter_protocol.errors import InvalidFlagError as InvalidFlagError
 from dcounter_protocol.errors import InvalidMessageTypeError as InvalidMessageTypeError
+from dcounter_protocol.errors import InvalidOptionError as InvalidOptionError
 from dcounter_protocol.errors import MalformedMessageError as MalformedMessageError
 from dcounter_protocol.errors import MessageError as MessageError
 from dcounter_protocol.errors import MessageTooLargeError as MessageTooLargeError
@@ -96,6 +97,7 @@ __all__ = [
     "InvalidAddressLengthError",
     "InvalidFlagError",
     "InvalidMessageTypeError",
+    "InvalidOptionError",
     "MalformedMessageError",
     "MemoryNetwork",
     "MemoryTransport",

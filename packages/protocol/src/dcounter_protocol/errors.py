@@ -21,6 +21,7 @@ __all__ = [
     "InvalidAddressLengthError",
     "InvalidFlagError",
     "InvalidMessageTypeError",
+    "InvalidOptionError",
     "MalformedMessageError",
     "MessageError",
     "MessageTooLargeError",
@@ -34,6 +35,10 @@ __all__ = [
 
 class ProtocolError(Exception):
     """Base class of every error this package raises."""
+
+
+class InvalidOptionError(ProtocolError, ValueError):
+    """A setting (timeout, size limit, address, fault rate) that is out of range or malformed."""
 
 
 # -- messages ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dcounter_protocol.errors import (
     FrameTooLargeError,
     InvalidAddressError,
     InvalidAddressLengthError,
+    InvalidOptionError,
     TruncatedFrameError,
 )
 from dcounter_protocol.message import DEFAULT_MAX_MESSAGE_SIZE
@@ -94,7 +95,7 @@ class FrameDecoder:
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if max_size < _MIN_FRAME_SIZE:
-            raise ValueError(f"max_size must be at least {_MIN_FRAME_SIZE}, got {max_size}")
+            raise InvalidOptionError(f"max_size must be at least {_MIN_FRAME_SIZE}, got {max_size}")
         self._max_size = max_size
         self._received = 0
         self._address_length = 0  # 0 until the length byte arrived

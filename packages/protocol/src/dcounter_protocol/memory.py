@@ -25,7 +25,12 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from dcounter_protocol.errors import ConnectError, TransportClosedError, TransportError
+from dcounter_protocol.errors import (
+    ConnectError,
+    InvalidOptionError,
+    TransportClosedError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -39,7 +44,7 @@ _log = logging.getLogger(__name__)
 
 def _check_rate(value: object) -> float:
     if isinstance(value, bool) or not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
-        raise ValueError(f"drop_rate must be a number in [0, 1], got {value!r}")
+        raise InvalidOptionError(f"drop_rate must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
@@ -47,7 +52,7 @@ def _check_seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not (
         isinstance(value, int | float) and math.isfinite(value) and value >= 0.0
     ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise InvalidOptionError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
@@ -152,7 +157,7 @@ class MemoryNetwork:
     def transport(self, address: str) -> MemoryTransport:
         """A new endpoint at ``address`` (reachable once it listens)."""
         if not address:
-            raise ValueError(f"address must be a non-empty str, got {address!r}")
+            raise InvalidOptionError(f"address must be a non-empty str, got {address!r}")
         if address in self._endpoints:
             raise TransportError(f"address already in use: {address!r}")
         endpoint = MemoryTransport(self, address)

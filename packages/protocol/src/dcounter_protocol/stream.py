@@ -34,6 +34,7 @@ from dcounter_protocol.errors import (
     HandshakeError,
     InvalidAddressError,
     InvalidAddressLengthError,
+    InvalidOptionError,
     TruncatedFrameError,
 )
 from dcounter_protocol.message import DEFAULT_MAX_MESSAGE_SIZE
@@ -138,9 +139,9 @@ class StreamDecoder:
     __slots__ = ("_buffer", "_consumed", "_error", "_finished", "_max_size", "_sender")
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        """``max_size`` bounds each payload; ValueError unless it is an int >= 1."""
+        """``max_size`` bounds each payload; InvalidOptionError unless it is an int >= 1."""
         if type(max_size) is not int or max_size < 1:  # bool is an int subclass: refused
-            raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
+            raise InvalidOptionError(f"max_size must be an int >= 1, got {max_size!r}")
         self._max_size = min(max_size, _MAX_LENGTH)
         self._buffer = bytearray()
         #: Bytes of the connection before ``_buffer[0]``.

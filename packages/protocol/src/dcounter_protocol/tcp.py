@@ -98,6 +98,7 @@ from dcounter_protocol.errors import (
     ConnectError,
     FrameError,
     HandshakeError,
+    InvalidOptionError,
     TransportClosedError,
     TransportError,
     TransportTimeoutError,
@@ -153,9 +154,9 @@ _Target = tuple[int, _SockAddr]
 
 def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise InvalidOptionError(f"{name} must be a number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        raise InvalidOptionError(f"{name} must be finite and > 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +203,11 @@ class TCPOptions:
         for name in ("max_connections", "max_message_size", "backlog", "stream_queue_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+                raise InvalidOptionError(f"{name} must be an int >= 1, got {value!r}")
         if self.wire not in _WIRE_MODES:
-            raise ValueError(f"wire must be 'auto' or 'seed', got {self.wire!r}")
+            raise InvalidOptionError(f"wire must be 'auto' or 'seed', got {self.wire!r}")
         if self.reconnect_max_delay < self.reconnect_delay:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"reconnect_max_delay ({self.reconnect_max_delay!r}) must be >= "
                 f"reconnect_delay ({self.reconnect_delay!r})"
             )
@@ -656,12 +657,15 @@ class TCPTransport:
     """TCP with the seed's framing and the negotiated stream mode; implements Transport."""
 
     def __init__(self, address: str = "127.0.0.1:0", *, options: TCPOptions | None = None):
-        """Configure (nothing is bound until :meth:`listen`); ValueError on a bad address."""
+        """Configure (nothing is bound until listen()); InvalidOptionError on a bad address."""
         if not isinstance(address, str):
-            raise ValueError(f"address must be a str, got {address!r}")
-        self._host, self._port = _split_address(address)
+            raise InvalidOptionError(f"address must be a str, got {address!r}")
+        try:
+            self._host, self._port = _split_address(address)
+        except ValueError as exc:
+            raise InvalidOptionError(str(exc)) from None
         if not 1 <= len(address.encode("utf-8")) <= MAX_ADDRESS_LENGTH:
-            raise ValueError(f"address must be 1..{MAX_ADDRESS_LENGTH} bytes: {address!r}")
+            raise InvalidOptionError(f"address must be 1..{MAX_ADDRESS_LENGTH} bytes: {address!r}")
         self._address = address
         self._options = options if options is not None else TCPOptions()
         self._frame_limit = self._options.max_message_size + 1 + MAX_ADDRESS_LENGTH
