@@ -5,7 +5,7 @@ Run: ``hatch run python benchmarks/bench_http.py [--duration 4] [--concurrency 3
 Two servers are measured in the same run, in alternating rounds, by the same client:
 
 * baseline: a bare aiohttp ``POST /hello`` handler answering a short text body, served
-  through the same :func:`dcounter_node.http.start_http_server` (same event loop policy,
+  through the same :func:`dcounter_node._http.start_http_server` (same event loop policy,
   access log off), so the difference is exactly the node's API;
 * node: the real ``dcounter-node`` process (``python -m dcounter_node --in-memory``), with
   ``POST /increment`` and an empty body.
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from dcounter_node.http import start_http_server
+from dcounter_node._http import start_http_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -48,13 +48,13 @@ from typing import TYPE_CHECKING
 from dcounter_node import Node, NodeConfig, PeerManager
 from dcounter_node import __version__ as node_version
 from dcounter_protocol import MessageType
-from dcounter_protocol.memory import MemoryNetwork
-from dcounter_protocol.tcp import TCPOptions, TCPTransport, WireMode
+from dcounter_protocol._memory import MemoryNetwork
+from dcounter_protocol._tcp import TCPOptions, TCPTransport, WireMode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from dcounter_protocol.transport import Transport
+    from dcounter_protocol._transport import Transport
 
 TRANSPORTS = ("memory", "tcp")
 #: Default sync interval: (floor in seconds, seconds per node). The whole cluster shares one

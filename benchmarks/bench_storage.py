@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcounter_crdt import PNCounter
-from dcounter_node.storage_sqlite import DATABASE_FILENAME, SQLiteStore
+from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from dcounter_node.storage_sqlite import Durability
+    from dcounter_node._storage_sqlite import Durability
 
 MODES: tuple[str, ...] = ("none", "batched", "always")
 _READY = b"dcounter-node ready "

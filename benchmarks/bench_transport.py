@@ -43,13 +43,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 from dcounter_protocol import __version__ as protocol_version
-from dcounter_protocol.framing import encode_frame
-from dcounter_protocol.tcp import TCPOptions, TCPTransport
+from dcounter_protocol._framing import encode_frame
+from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from dcounter_protocol.tcp import WireMode
+    from dcounter_protocol._tcp import WireMode
 
 GOAL_RATIO = 0.70
 #: Stream CPU per message at most this fraction of the seed wire's.

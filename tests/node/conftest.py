@@ -15,7 +15,7 @@ import pytest
 
 from dcounter_node import Node, NodeConfig, PeerManager
 from dcounter_protocol import Message, MessageType, decode_message, encode_message
-from dcounter_protocol.memory import MemoryNetwork
+from dcounter_protocol._memory import MemoryNetwork
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence

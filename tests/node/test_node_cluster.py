@@ -12,7 +12,7 @@ import pytest
 from dcounter_crdt import CounterState
 from dcounter_node import Node, PeerManager
 from dcounter_protocol import Message, MessageType, decode_message
-from dcounter_protocol.memory import MemoryNetwork
+from dcounter_protocol._memory import MemoryNetwork
 
 from .conftest import (
     DEAD_ADDRESS,
@@ -25,7 +25,7 @@ from .conftest import (
 )
 
 if TYPE_CHECKING:
-    from dcounter_protocol.transport import Handler
+    from dcounter_protocol._transport import Handler
 
     from .conftest import ClusterFactory
 

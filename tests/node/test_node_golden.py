@@ -15,7 +15,7 @@ import pytest
 from dcounter_crdt import CounterState
 from dcounter_node import Node
 from dcounter_protocol import Message, MessageType, decode_frame
-from dcounter_protocol.memory import MemoryNetwork
+from dcounter_protocol._memory import MemoryNetwork
 
 from .conftest import Probe, fast_config
 

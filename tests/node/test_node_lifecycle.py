@@ -18,7 +18,7 @@ from dcounter_node import (
     StoredState,
 )
 from dcounter_protocol import ConnectError, TransportClosedError, decode_message
-from dcounter_protocol.memory import MemoryNetwork
+from dcounter_protocol._memory import MemoryNetwork
 
 from .conftest import address, fast_config, wait_until
 

@@ -11,7 +11,7 @@ import pytest
 
 from dcounter_node import Node, PeerManager
 from dcounter_protocol import Message, encode_frame, encode_message
-from dcounter_protocol.tcp import TCPOptions, TCPTransport
+from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 from .conftest import apply_random_writes, fast_config, wait_for_convergence, wait_until
 

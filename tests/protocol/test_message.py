@@ -31,7 +31,7 @@ from dcounter_protocol import (
     decode_message,
     encode_message,
 )
-from dcounter_protocol import message as message_module
+from dcounter_protocol import _message as message_module
 
 NODE = "127.0.0.1:9000"
 #: msgpack of the key/value pairs every message starts with: {"t": cc 01, "id": NODE}.

@@ -14,14 +14,14 @@ import aiohttp
 import pytest
 
 from dcounter_node import Node
-from dcounter_node.http import HTTPServer, create_app, start_http_server
-from dcounter_protocol.tcp import TCPTransport
+from dcounter_node._http import HTTPServer, create_app, start_http_server
+from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
     import signal
     from pathlib import Path
 
-    from dcounter_node.storage import StateStore
+    from dcounter_node._storage import StateStore
 
 #: Upper bound for any single wait in these tests; real waits end far sooner.
 DEADLINE = 10.0

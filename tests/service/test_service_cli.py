@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dcounter_node._cli import main, settings_from_args
+from dcounter_node._errors import ConfigError
 from dcounter_node._logging import configure_logging
-from dcounter_node.cli import main, settings_from_args
-from dcounter_node.errors import ConfigError
-from dcounter_node.settings import NodeSettings
+from dcounter_node._settings import NodeSettings
 
 if TYPE_CHECKING:
     from pathlib import Path

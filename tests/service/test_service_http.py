@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dcounter_node.http import DEFAULT_MAX_BODY
+from dcounter_node._http import DEFAULT_MAX_BODY
 
 if TYPE_CHECKING:
     import aiohttp
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tests.service.conftest import Api, ApiFactory
 
     from dcounter_crdt import CounterState
-    from dcounter_node.storage import StoredState
+    from dcounter_node._storage import StoredState
 
 MAX = 2**64 - 1
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dcounter_node.cli import settings_from_args
-from dcounter_node.errors import ConfigError
-from dcounter_node.settings import (
+from dcounter_node._cli import settings_from_args
+from dcounter_node._errors import ConfigError
+from dcounter_node._settings import (
     ClusterFile,
     NodeSettings,
     format_address,

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dcounter_node.cli import main, settings_from_args
-from dcounter_node.settings import NodeSettings, parse_config
+from dcounter_node._cli import main, settings_from_args
+from dcounter_node._settings import NodeSettings, parse_config
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 import aiohttp
 import pytest
 
-from dcounter_node.storage_sqlite import DATABASE_FILENAME
+from dcounter_node._storage_sqlite import DATABASE_FILENAME
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -13,15 +13,15 @@ import aiohttp
 import pytest
 
 from dcounter_crdt import CounterState
-from dcounter_node.cli import EXIT_STORAGE
-from dcounter_node.storage_sqlite import DATABASE_FILENAME, SQLiteStore
+from dcounter_node._cli import EXIT_STORAGE
+from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore
 
 from .conftest import wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from dcounter_node.storage import StoredState
+    from dcounter_node._storage import StoredState
 
     from .conftest import NodeLauncher, NodeProcess, RawDatabase
 

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dcounter_crdt import MAX_COUNT, CounterState, InvalidReplicaIdError
-from dcounter_node.errors import (
+from dcounter_node._errors import (
     ConfigError,
     CorruptStorageError,
     ForeignStorageError,
     StorageError,
     UnsupportedSchemaError,
 )
-from dcounter_node.storage import StateStore, StoredState
-from dcounter_node.storage_sqlite import SCHEMA_VERSION, Durability, SQLiteStore
+from dcounter_node._storage import StateStore, StoredState
+from dcounter_node._storage_sqlite import SCHEMA_VERSION, Durability, SQLiteStore
 
 if TYPE_CHECKING:
     from pathlib import Path

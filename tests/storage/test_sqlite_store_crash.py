@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dcounter_crdt import CounterState
-from dcounter_node.storage import StoredState
-from dcounter_node.storage_sqlite import Durability, SQLiteStore
+from dcounter_node._storage import StoredState
+from dcounter_node._storage_sqlite import Durability, SQLiteStore
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,7 +23,7 @@ _CRASHING_WRITER = textwrap.dedent(
     """
     import asyncio, os, sys
     from dcounter_crdt import CounterState
-    from dcounter_node.storage_sqlite import SQLiteStore
+    from dcounter_node._storage_sqlite import SQLiteStore
 
     async def main() -> None:
         store = SQLiteStore(sys.argv[1], durability=sys.argv[2], batch_interval=0.001)

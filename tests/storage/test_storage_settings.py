@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dcounter_node.cli import _store, settings_from_args
-from dcounter_node.errors import ConfigError
-from dcounter_node.settings import NodeSettings, parse_config
-from dcounter_node.storage_sqlite import DATABASE_FILENAME, default_data_dir
+from dcounter_node._cli import _store, settings_from_args
+from dcounter_node._errors import ConfigError
+from dcounter_node._settings import NodeSettings, parse_config
+from dcounter_node._storage_sqlite import DATABASE_FILENAME, default_data_dir
 
 
 def test_storage_settings_default_to_batched_in_the_default_directory() -> None:

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from dcounter_protocol.memory import MemoryNetwork
-from dcounter_protocol.tcp import TCPOptions, TCPTransport
+from dcounter_protocol._memory import MemoryNetwork
+from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from dcounter_protocol.tcp import WireMode
-    from dcounter_protocol.transport import Transport
+    from dcounter_protocol._tcp import WireMode
+    from dcounter_protocol._transport import Transport
 
 #: Upper bound for any single wait in these tests: generous on a loaded 2-core machine, and
 #: only ever reached when a test is about to fail.

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dcounter_protocol.errors import ConnectError, TransportClosedError
-from dcounter_protocol.transport import Transport
+from dcounter_protocol._errors import ConnectError, TransportClosedError
+from dcounter_protocol._transport import Transport
 
 if TYPE_CHECKING:
     from tests.protocol.transport.conftest import Inbox, TransportKit, WaitUntil

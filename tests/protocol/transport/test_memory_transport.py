@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from dcounter_protocol.errors import ConnectError, InvalidOptionError, TransportError
-from dcounter_protocol.memory import MemoryNetwork, MemoryTransport
+from dcounter_protocol._errors import ConnectError, InvalidOptionError, TransportError
+from dcounter_protocol._memory import MemoryNetwork, MemoryTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

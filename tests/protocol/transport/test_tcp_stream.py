@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
     from tests.protocol.transport.conftest import Inbox, MakeTCP, RawClients, WaitUntil
 
-    from dcounter_protocol.tcp import TCPTransport
+    from dcounter_protocol._tcp import TCPTransport
 
-LOGGER = "dcounter_protocol.tcp"
+LOGGER = "dcounter_protocol._tcp"
 HELLO = encode_hello("127.0.0.1:9000")
 #: Big enough that a few of them fill the socket buffers of a peer that does not read.
 BIG = 256 * 1024

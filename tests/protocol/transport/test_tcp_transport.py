@@ -16,24 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dcounter_protocol.errors import (
+from dcounter_protocol._errors import (
     ConnectError,
     InvalidOptionError,
     TransportClosedError,
     TransportError,
     TransportTimeoutError,
 )
-from dcounter_protocol.framing import encode_frame
-from dcounter_protocol.tcp import TCPOptions, TCPTransport
+from dcounter_protocol._framing import encode_frame
+from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from tests.protocol.transport.conftest import Inbox, MakeTCP, RawClients, WaitUntil
 
-    from dcounter_protocol.tcp import WireMode
+    from dcounter_protocol._tcp import WireMode
 
-LOGGER = "dcounter_protocol.tcp"
+LOGGER = "dcounter_protocol._tcp"
 SIXTEEN_MIB = 16 * 1024 * 1024
 
 

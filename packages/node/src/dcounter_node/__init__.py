@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 from dcounter_node.__about__ import __version__ as __version__
-from dcounter_node.config import NodeConfig as NodeConfig
-from dcounter_node.errors import ConfigError as ConfigError
-from dcounter_node.errors import CorruptStorageError as CorruptStorageError
-from dcounter_node.errors import ForeignStorageError as ForeignStorageError
-from dcounter_node.errors import InvalidPeerAddressError as InvalidPeerAddressError
-from dcounter_node.errors import NodeClosedError as NodeClosedError
-from dcounter_node.errors import NodeError as NodeError
-from dcounter_node.errors import NodeNotStartedError as NodeNotStartedError
-from dcounter_node.errors import StorageError as StorageError
-from dcounter_node.errors import UnsupportedSchemaError as UnsupportedSchemaError
-from dcounter_node.http import HTTPServer as HTTPServer
-from dcounter_node.http import create_app as create_app
-from dcounter_node.http import start_http_server as start_http_server
-from dcounter_node.node import Node as Node
-from dcounter_node.node import ValueWatch as ValueWatch
-from dcounter_node.peers import PeerManager as PeerManager
-from dcounter_node.peers import validate_peer_address as validate_peer_address
-from dcounter_node.settings import ClusterFile as ClusterFile
-from dcounter_node.settings import NodeSettings as NodeSettings
-from dcounter_node.settings import load_config_file as load_config_file
-from dcounter_node.settings import parse_config as parse_config
-from dcounter_node.stats import NodeStats as NodeStats
-from dcounter_node.stats import NodeStatsSnapshot as NodeStatsSnapshot
-from dcounter_node.storage import StateStore as StateStore
-from dcounter_node.storage import StoredState as StoredState
-from dcounter_node.storage_sqlite import SQLiteStore as SQLiteStore
+from dcounter_node._config import NodeConfig as NodeConfig
+from dcounter_node._errors import ConfigError as ConfigError
+from dcounter_node._errors import CorruptStorageError as CorruptStorageError
+from dcounter_node._errors import ForeignStorageError as ForeignStorageError
+from dcounter_node._errors import InvalidPeerAddressError as InvalidPeerAddressError
+from dcounter_node._errors import NodeClosedError as NodeClosedError
+from dcounter_node._errors import NodeError as NodeError
+from dcounter_node._errors import NodeNotStartedError as NodeNotStartedError
+from dcounter_node._errors import StorageError as StorageError
+from dcounter_node._errors import UnsupportedSchemaError as UnsupportedSchemaError
+from dcounter_node._http import HTTPServer as HTTPServer
+from dcounter_node._http import create_app as create_app
+from dcounter_node._http import start_http_server as start_http_server
+from dcounter_node._node import Node as Node
+from dcounter_node._node import ValueWatch as ValueWatch
+from dcounter_node._peers import PeerManager as PeerManager
+from dcounter_node._peers import validate_peer_address as validate_peer_address
+from dcounter_node._settings import ClusterFile as ClusterFile
+from dcounter_node._settings import NodeSettings as NodeSettings
+from dcounter_node._settings import load_config_file as load_config_file
+from dcounter_node._settings import parse_config as parse_config
+from dcounter_node._stats import NodeStats as NodeStats
+from dcounter_node._stats import NodeStatsSnapshot as NodeStatsSnapshot
+from dcounter_node._storage import StateStore as StateStore
+from dcounter_node._storage import StoredState as StoredState
+from dcounter_node._storage_sqlite import SQLiteStore as SQLiteStore
 
 __all__ = [
     "ClusterFile",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dcounter_node.cli import run
+from dcounter_node._cli import run
 
 if __name__ == "__main__":
     run()

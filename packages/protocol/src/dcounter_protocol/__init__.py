@@ -1,72 +1,72 @@
 """dcounter_protocol: the seed's wire protocol, byte-compatible with the Go reference.
 
-Sans-IO core: :mod:`~dcounter_protocol.message` (message codec),
-:mod:`~dcounter_protocol.digest` (state digest), :mod:`~dcounter_protocol.framing`
-(seed TCP frames) and :mod:`~dcounter_protocol.stream` (stream mode). Thin asyncio
-adapters: :mod:`~dcounter_protocol.transport` (the seam),
-:mod:`~dcounter_protocol.tcp` and :mod:`~dcounter_protocol.memory`. Errors:
-:mod:`~dcounter_protocol.errors`, all under :class:`ProtocolError`.
+Sans-IO core: :mod:`~dcounter_protocol._message` (message codec),
+:mod:`~dcounter_protocol._digest` (state digest), :mod:`~dcounter_protocol._framing`
+(seed TCP frames) and :mod:`~dcounter_protocol._stream` (stream mode). Thin asyncio
+adapters: :mod:`~dcounter_protocol._transport` (the seam),
+:mod:`~dcounter_protocol._tcp` and :mod:`~dcounter_protocol._memory`. Errors:
+:mod:`~dcounter_protocol._errors`, all under :class:`ProtocolError`.
 """
 
 from __future__ import annotations
 
 from dcounter_protocol.__about__ import __version__ as __version__
-from dcounter_protocol.digest import serialize_state as serialize_state
-from dcounter_protocol.digest import state_digest as state_digest
-from dcounter_protocol.errors import ConnectError as ConnectError
-from dcounter_protocol.errors import CountOutOfRangeError as CountOutOfRangeError
-from dcounter_protocol.errors import DecompressionError as DecompressionError
-from dcounter_protocol.errors import EmptyMessageError as EmptyMessageError
-from dcounter_protocol.errors import EmptyNodeIdError as EmptyNodeIdError
-from dcounter_protocol.errors import EmptyPushError as EmptyPushError
-from dcounter_protocol.errors import EmptyStreamFrameError as EmptyStreamFrameError
-from dcounter_protocol.errors import EncodeError as EncodeError
-from dcounter_protocol.errors import FrameError as FrameError
-from dcounter_protocol.errors import FrameTooLargeError as FrameTooLargeError
-from dcounter_protocol.errors import HandshakeError as HandshakeError
-from dcounter_protocol.errors import InvalidAddressError as InvalidAddressError
-from dcounter_protocol.errors import InvalidAddressLengthError as InvalidAddressLengthError
-from dcounter_protocol.errors import InvalidFlagError as InvalidFlagError
-from dcounter_protocol.errors import InvalidMessageTypeError as InvalidMessageTypeError
-from dcounter_protocol.errors import InvalidOptionError as InvalidOptionError
-from dcounter_protocol.errors import MalformedMessageError as MalformedMessageError
-from dcounter_protocol.errors import MessageError as MessageError
-from dcounter_protocol.errors import MessageTooLargeError as MessageTooLargeError
-from dcounter_protocol.errors import ProtocolError as ProtocolError
-from dcounter_protocol.errors import TransportClosedError as TransportClosedError
-from dcounter_protocol.errors import TransportError as TransportError
-from dcounter_protocol.errors import TransportTimeoutError as TransportTimeoutError
-from dcounter_protocol.errors import TruncatedFrameError as TruncatedFrameError
-from dcounter_protocol.framing import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
-from dcounter_protocol.framing import MAX_ADDRESS_LENGTH as MAX_ADDRESS_LENGTH
-from dcounter_protocol.framing import Frame as Frame
-from dcounter_protocol.framing import FrameDecoder as FrameDecoder
-from dcounter_protocol.framing import decode_frame as decode_frame
-from dcounter_protocol.framing import encode_frame as encode_frame
-from dcounter_protocol.memory import MemoryNetwork as MemoryNetwork
-from dcounter_protocol.memory import MemoryTransport as MemoryTransport
-from dcounter_protocol.message import COMPRESSION_THRESHOLD as COMPRESSION_THRESHOLD
-from dcounter_protocol.message import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
-from dcounter_protocol.message import FLAG_COMPRESSED as FLAG_COMPRESSED
-from dcounter_protocol.message import FLAG_PLAIN as FLAG_PLAIN
-from dcounter_protocol.message import Message as Message
-from dcounter_protocol.message import MessageType as MessageType
-from dcounter_protocol.message import decode_message as decode_message
-from dcounter_protocol.message import encode_message as encode_message
-from dcounter_protocol.stream import STREAM_ACK as STREAM_ACK
-from dcounter_protocol.stream import STREAM_MAGIC as STREAM_MAGIC
-from dcounter_protocol.stream import STREAM_MARKER as STREAM_MARKER
-from dcounter_protocol.stream import STREAM_VERSION as STREAM_VERSION
-from dcounter_protocol.stream import StreamDecoder as StreamDecoder
-from dcounter_protocol.stream import encode_hello as encode_hello
-from dcounter_protocol.stream import encode_stream_frames as encode_stream_frames
-from dcounter_protocol.stream import parse_ack as parse_ack
-from dcounter_protocol.tcp import TCPOptions as TCPOptions
-from dcounter_protocol.tcp import TCPTransport as TCPTransport
-from dcounter_protocol.tcp import TransportStats as TransportStats
-from dcounter_protocol.tcp import WireMode as WireMode
-from dcounter_protocol.transport import Handler as Handler
-from dcounter_protocol.transport import Transport as Transport
+from dcounter_protocol._digest import serialize_state as serialize_state
+from dcounter_protocol._digest import state_digest as state_digest
+from dcounter_protocol._errors import ConnectError as ConnectError
+from dcounter_protocol._errors import CountOutOfRangeError as CountOutOfRangeError
+from dcounter_protocol._errors import DecompressionError as DecompressionError
+from dcounter_protocol._errors import EmptyMessageError as EmptyMessageError
+from dcounter_protocol._errors import EmptyNodeIdError as EmptyNodeIdError
+from dcounter_protocol._errors import EmptyPushError as EmptyPushError
+from dcounter_protocol._errors import EmptyStreamFrameError as EmptyStreamFrameError
+from dcounter_protocol._errors import EncodeError as EncodeError
+from dcounter_protocol._errors import FrameError as FrameError
+from dcounter_protocol._errors import FrameTooLargeError as FrameTooLargeError
+from dcounter_protocol._errors import HandshakeError as HandshakeError
+from dcounter_protocol._errors import InvalidAddressError as InvalidAddressError
+from dcounter_protocol._errors import InvalidAddressLengthError as InvalidAddressLengthError
+from dcounter_protocol._errors import InvalidFlagError as InvalidFlagError
+from dcounter_protocol._errors import InvalidMessageTypeError as InvalidMessageTypeError
+from dcounter_protocol._errors import InvalidOptionError as InvalidOptionError
+from dcounter_protocol._errors import MalformedMessageError as MalformedMessageError
+from dcounter_protocol._errors import MessageError as MessageError
+from dcounter_protocol._errors import MessageTooLargeError as MessageTooLargeError
+from dcounter_protocol._errors import ProtocolError as ProtocolError
+from dcounter_protocol._errors import TransportClosedError as TransportClosedError
+from dcounter_protocol._errors import TransportError as TransportError
+from dcounter_protocol._errors import TransportTimeoutError as TransportTimeoutError
+from dcounter_protocol._errors import TruncatedFrameError as TruncatedFrameError
+from dcounter_protocol._framing import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
+from dcounter_protocol._framing import MAX_ADDRESS_LENGTH as MAX_ADDRESS_LENGTH
+from dcounter_protocol._framing import Frame as Frame
+from dcounter_protocol._framing import FrameDecoder as FrameDecoder
+from dcounter_protocol._framing import decode_frame as decode_frame
+from dcounter_protocol._framing import encode_frame as encode_frame
+from dcounter_protocol._memory import MemoryNetwork as MemoryNetwork
+from dcounter_protocol._memory import MemoryTransport as MemoryTransport
+from dcounter_protocol._message import COMPRESSION_THRESHOLD as COMPRESSION_THRESHOLD
+from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
+from dcounter_protocol._message import FLAG_COMPRESSED as FLAG_COMPRESSED
+from dcounter_protocol._message import FLAG_PLAIN as FLAG_PLAIN
+from dcounter_protocol._message import Message as Message
+from dcounter_protocol._message import MessageType as MessageType
+from dcounter_protocol._message import decode_message as decode_message
+from dcounter_protocol._message import encode_message as encode_message
+from dcounter_protocol._stream import STREAM_ACK as STREAM_ACK
+from dcounter_protocol._stream import STREAM_MAGIC as STREAM_MAGIC
+from dcounter_protocol._stream import STREAM_MARKER as STREAM_MARKER
+from dcounter_protocol._stream import STREAM_VERSION as STREAM_VERSION
+from dcounter_protocol._stream import StreamDecoder as StreamDecoder
+from dcounter_protocol._stream import encode_hello as encode_hello
+from dcounter_protocol._stream import encode_stream_frames as encode_stream_frames
+from dcounter_protocol._stream import parse_ack as parse_ack
+from dcounter_protocol._tcp import TCPOptions as TCPOptions
+from dcounter_protocol._tcp import TCPTransport as TCPTransport
+from dcounter_protocol._tcp import TransportStats as TransportStats
+from dcounter_protocol._tcp import WireMode as WireMode
+from dcounter_protocol._transport import Handler as Handler
+from dcounter_protocol._transport import Transport as Transport
 
 __all__ = [
     "COMPRESSION_THRESHOLD",

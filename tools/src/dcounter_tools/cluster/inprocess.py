@@ -24,7 +24,7 @@ from dcounter_tools.cluster.spec import node_wire
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from dcounter_protocol.tcp import WireMode
+    from dcounter_protocol._tcp import WireMode
 
 __all__ = ["InProcessBackend", "TransportKind"]
 

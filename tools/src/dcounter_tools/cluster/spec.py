@@ -1,7 +1,7 @@
 """The cluster to launch: each node's name, addresses and ``dcounter-node`` arguments.
 
 A cluster comes from flags (``--nodes N``, ``--host``, ``--base-port``) or from the TOML file
-``dcounter-node --config`` reads (parsed with :func:`dcounter_node.settings.load_config_file`,
+``dcounter-node --config`` reads (parsed with :func:`dcounter_node._settings.load_config_file`,
 so both tools accept exactly the same files):
 
 * a file with ``[[nodes]]`` entries gives one node per entry, run as
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dcounter_node.errors import ConfigError
-from dcounter_node.settings import load_config_file
+from dcounter_node._errors import ConfigError
+from dcounter_node._settings import load_config_file
 from dcounter_tools._address import join_address, split_address
 from dcounter_tools.errors import UsageError
 

@@ -1,4 +1,4 @@
-"""A :class:`~dcounter_node.storage.StateStore` on SQLite: one WAL database per node.
+"""A :class:`~dcounter_node._storage.StateStore` on SQLite: one WAL database per node.
 
 Layout (schema version 1)::
 
@@ -36,14 +36,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from dcounter_crdt import MAX_COUNT, CounterState, CRDTError, InvalidReplicaIdError
-from dcounter_node.errors import (
+from dcounter_node._errors import (
     ConfigError,
     CorruptStorageError,
     ForeignStorageError,
     StorageError,
     UnsupportedSchemaError,
 )
-from dcounter_node.storage import StoredState
+from dcounter_node._storage import StoredState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -3,7 +3,7 @@
 One frame per connection; the payload runs to the end of the stream (the sender closes after
 writing). :class:`FrameDecoder` is fed bytes as they arrive and rejects a bad frame at the
 first byte that proves it bad, and an oversized one before buffering past the limit.
-Every :class:`~dcounter_protocol.errors.FrameError` carries the byte offset of the problem.
+Every :class:`~dcounter_protocol._errors.FrameError` carries the byte offset of the problem.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import codecs
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
-from dcounter_protocol.errors import (
+from dcounter_protocol._errors import (
     FrameError,
     FrameTooLargeError,
     InvalidAddressError,
@@ -20,7 +20,7 @@ from dcounter_protocol.errors import (
     InvalidOptionError,
     TruncatedFrameError,
 )
-from dcounter_protocol.message import DEFAULT_MAX_MESSAGE_SIZE
+from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from dcounter_crdt.errors import CountOverflowError, InvalidStateError
-from dcounter_crdt.gcounter import GCounter, _check_amount
-from dcounter_crdt.state import (
+from dcounter_crdt._errors import CountOverflowError, InvalidStateError
+from dcounter_crdt._gcounter import GCounter, _check_amount
+from dcounter_crdt._state import (
     _EMPTY_MAP,
     MAX_COUNT,
     CounterState,

@@ -15,28 +15,28 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.log import access_logger
 
 from dcounter_node.__about__ import __version__
+from dcounter_node._errors import ConfigError, StorageError
+from dcounter_node._http import create_app, start_http_server
 from dcounter_node._logging import configure_logging
-from dcounter_node.errors import ConfigError, StorageError
-from dcounter_node.http import create_app, start_http_server
-from dcounter_node.node import Node
-from dcounter_node.peers import PeerManager
-from dcounter_node.settings import (
+from dcounter_node._node import Node
+from dcounter_node._peers import PeerManager
+from dcounter_node._settings import (
     SETTINGS,
     NodeSettings,
     SettingSpec,
     load_config_file,
     parse_address,
 )
-from dcounter_node.storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
+from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
 from dcounter_protocol import TransportError
-from dcounter_protocol.tcp import TCPOptions, TCPTransport
+from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from dcounter_node.config import NodeConfig
-    from dcounter_node.storage_sqlite import Durability
-    from dcounter_protocol.tcp import WireMode
+    from dcounter_node._config import NodeConfig
+    from dcounter_node._storage_sqlite import Durability
+    from dcounter_protocol._tcp import WireMode
 
 __all__ = ["build_parser", "main", "run", "settings_from_args"]
 
@@ -101,7 +101,7 @@ def _default_text(spec: SettingSpec, defaults: NodeSettings) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; one flag per row of :data:`~dcounter_node.settings.SETTINGS`."""
+    """The argument parser; one flag per row of :data:`~dcounter_node._settings.SETTINGS`."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=_DESCRIPTION,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from dcounter_node.errors import InvalidPeerAddressError
+from dcounter_node._errors import InvalidPeerAddressError
 
 if TYPE_CHECKING:
     import random

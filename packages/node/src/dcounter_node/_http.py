@@ -37,17 +37,17 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import CountOverflowError
-from dcounter_node._idempotency import IdempotencyCache
-from dcounter_node.errors import (
+from dcounter_node._errors import (
     ConfigError,
     InvalidPeerAddressError,
     NodeClosedError,
     NodeError,
     StorageError,
 )
-from dcounter_node.metrics import ServiceStats, create_registry
-from dcounter_node.node import Node
-from dcounter_node.settings import format_address, parse_address
+from dcounter_node._idempotency import IdempotencyCache
+from dcounter_node._metrics import ServiceStats, create_registry
+from dcounter_node._node import Node
+from dcounter_node._settings import format_address, parse_address
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

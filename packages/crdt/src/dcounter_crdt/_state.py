@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from dcounter_crdt.errors import CountOverflowError, InvalidReplicaIdError, InvalidStateError
+from dcounter_crdt._errors import CountOverflowError, InvalidReplicaIdError, InvalidStateError
 
 __all__ = ["MAX_COUNT", "CounterState"]
 

@@ -28,7 +28,7 @@ import msgpack
 import zstandard
 
 from dcounter_crdt import MAX_COUNT, CounterState
-from dcounter_protocol.errors import (
+from dcounter_protocol._errors import (
     CountOutOfRangeError,
     DecompressionError,
     EmptyMessageError,
@@ -425,7 +425,7 @@ def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> 
     :class:`MessageTooLargeError` (envelope or decompressed body above ``max_size``),
     :class:`DecompressionError`, :class:`MalformedMessageError`,
     :class:`InvalidMessageTypeError`, :class:`EmptyNodeIdError`, :class:`EmptyPushError` or
-    :class:`CountOutOfRangeError`; all are :class:`~dcounter_protocol.errors.MessageError`.
+    :class:`CountOutOfRangeError`; all are :class:`~dcounter_protocol._errors.MessageError`.
     """
     size = len(data)
     if size == 0:

@@ -1,7 +1,7 @@
 """The transport seam: what the node needs from a network, and nothing more.
 
-Two implementations exist: :class:`~dcounter_protocol.tcp.TCPTransport` (the reference's
-wire) and :class:`~dcounter_protocol.memory.MemoryTransport` (in-process, with fault
+Two implementations exist: :class:`~dcounter_protocol._tcp.TCPTransport` (the reference's
+wire) and :class:`~dcounter_protocol._memory.MemoryTransport` (in-process, with fault
 injection). Both pass one conformance suite.
 """
 

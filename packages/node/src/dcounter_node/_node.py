@@ -31,15 +31,15 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Self
 
 from dcounter_crdt import CounterState, CRDTError, PNCounter
-from dcounter_node.config import NodeConfig
-from dcounter_node.errors import (
+from dcounter_node._config import NodeConfig
+from dcounter_node._errors import (
     ForeignStorageError,
     NodeClosedError,
     NodeError,
     NodeNotStartedError,
 )
-from dcounter_node.peers import PeerManager
-from dcounter_node.stats import NodeStats
+from dcounter_node._peers import PeerManager
+from dcounter_node._stats import NodeStats
 from dcounter_protocol import (
     Message,
     MessageType,
@@ -54,8 +54,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
     from types import TracebackType
 
-    from dcounter_node.storage import StateStore
-    from dcounter_protocol.transport import Transport
+    from dcounter_node._storage import StateStore
+    from dcounter_protocol._transport import Transport
 
 __all__ = ["Node", "ValueWatch"]
 
@@ -165,7 +165,7 @@ class Node:
     """One replica of the distributed PN-counter.
 
     Composed of a :class:`~dcounter_crdt.PNCounter`, a transport, a :class:`PeerManager`
-    and an optional durable :class:`~dcounter_node.storage.StateStore`. All methods must be
+    and an optional durable :class:`~dcounter_node._storage.StateStore`. All methods must be
     called from the event loop the node was started on, except ``peers`` and
     ``stats.snapshot()``, which are thread-safe.
 

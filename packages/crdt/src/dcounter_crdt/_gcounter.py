@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from dcounter_crdt.errors import CountOverflowError, InvalidAmountError
-from dcounter_crdt.state import MAX_COUNT, _canonical, _check_replica_id
+from dcounter_crdt._errors import CountOverflowError, InvalidAmountError
+from dcounter_crdt._state import MAX_COUNT, _canonical, _check_replica_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dcounter_node.errors import ConfigError
+from dcounter_node._errors import ConfigError
 
 __all__ = ["NodeConfig"]
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dcounter_node.config import NodeConfig
-from dcounter_node.errors import ConfigError
+from dcounter_node._config import NodeConfig
+from dcounter_node._errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -301,7 +301,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _choice(LOG_FORMATS),
         metavar="{" + ",".join(LOG_FORMATS) + "}",
     ),
-    # Durable state (issue 7); dcounter_node.cli turns these into a SQLiteStore.
+    # Durable state (issue 7); dcounter_node._cli turns these into a SQLiteStore.
     SettingSpec(
         "data_dir",
         "--data-dir",

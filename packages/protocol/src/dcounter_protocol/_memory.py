@@ -14,7 +14,7 @@ Randomness comes from one generator per directed link, seeded from ``(seed, send
 receiver)``: the same seed and the same sends on a link give the same drops and delays,
 whatever the traffic on other links. Lost messages vanish silently, as on a real network, and
 are counted in :attr:`MemoryNetwork.dropped`. Sending to an address nobody listens on raises
-:class:`~dcounter_protocol.errors.ConnectError`, like a refused TCP connection.
+:class:`~dcounter_protocol._errors.ConnectError`, like a refused TCP connection.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from dcounter_protocol.errors import (
+from dcounter_protocol._errors import (
     ConnectError,
     InvalidOptionError,
     TransportClosedError,
@@ -35,7 +35,7 @@ from dcounter_protocol.errors import (
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from dcounter_protocol.transport import Handler
+    from dcounter_protocol._transport import Handler
 
 __all__ = ["MemoryNetwork", "MemoryTransport"]
 

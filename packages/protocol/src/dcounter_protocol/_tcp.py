@@ -1,6 +1,6 @@
 """TCP transport: the seed's framing for everyone, a negotiated persistent stream between us.
 
-Two wires, chosen per peer (:mod:`dcounter_protocol.framing`, :mod:`dcounter_protocol.stream`):
+Two wires, chosen per peer (:mod:`dcounter_protocol._framing`, :mod:`dcounter_protocol._stream`):
 
 * **seed framing**, the reference's wire: one connection per message, carrying
   ``[len(addr)][addr][payload]``; the sender closes after writing and the receiver reads until
@@ -77,7 +77,7 @@ short-lived connection on the default loop; streams use asyncio protocols
 kind (dial, write, read) instead of an ``asyncio.timeout()`` per operation, for the same reason.
 
 :meth:`TCPTransport.close` stops accepting, cancels connections being read or handled, makes
-sends in progress fail with :class:`~dcounter_protocol.errors.TransportClosedError`, writes
+sends in progress fail with :class:`~dcounter_protocol._errors.TransportClosedError`, writes
 what is queued and gives outbound streams up to one second to hand it to the kernel, then
 leaves no task or socket behind.
 """
@@ -94,7 +94,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
-from dcounter_protocol.errors import (
+from dcounter_protocol._errors import (
     ConnectError,
     FrameError,
     HandshakeError,
@@ -103,9 +103,9 @@ from dcounter_protocol.errors import (
     TransportError,
     TransportTimeoutError,
 )
-from dcounter_protocol.framing import MAX_ADDRESS_LENGTH, FrameDecoder, encode_frame
-from dcounter_protocol.message import DEFAULT_MAX_MESSAGE_SIZE
-from dcounter_protocol.stream import (
+from dcounter_protocol._framing import MAX_ADDRESS_LENGTH, FrameDecoder, encode_frame
+from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE
+from dcounter_protocol._stream import (
     STREAM_ACK,
     STREAM_MARKER,
     StreamDecoder,
@@ -115,7 +115,7 @@ from dcounter_protocol.stream import (
 )
 
 if TYPE_CHECKING:
-    from dcounter_protocol.transport import Handler
+    from dcounter_protocol._transport import Handler
 
 __all__ = ["TCPOptions", "TCPTransport", "TransportStats", "WireMode"]
 

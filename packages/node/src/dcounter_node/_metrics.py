@@ -1,7 +1,7 @@
 """Prometheus metrics of a node and its HTTP service, read when scraped.
 
 Nothing is updated on the hot path through prometheus-client: a custom collector reads the
-node's :class:`~dcounter_node.stats.NodeStats` snapshot and the service's own counters at
+node's :class:`~dcounter_node._stats.NodeStats` snapshot and the service's own counters at
 scrape time. Each application gets its own :class:`CollectorRegistry`, so several nodes in
 one process (tests, benchmarks) never share series.
 """
@@ -16,14 +16,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from dcounter_protocol.tcp import TransportStats
+from dcounter_protocol._tcp import TransportStats
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from prometheus_client.core import Metric
 
-    from dcounter_node.node import Node
+    from dcounter_node._node import Node
 
 __all__ = ["NodeCollector", "ServiceStats", "create_registry"]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import xxhash
 
-from dcounter_protocol.errors import CountOutOfRangeError
+from dcounter_protocol._errors import CountOutOfRangeError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

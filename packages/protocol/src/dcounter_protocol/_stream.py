@@ -19,7 +19,7 @@ failing.
 
 :class:`StreamDecoder` is the listener's side: fed bytes as they arrive, it returns the
 complete frames, checks each length prefix before waiting for the body (so a hostile length is
-rejected at once and never buffered) and raises a :class:`~dcounter_protocol.errors.FrameError`
+rejected at once and never buffered) and raises a :class:`~dcounter_protocol._errors.FrameError`
 subclass carrying the byte offset of the problem in the connection.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from dcounter_protocol.errors import (
+from dcounter_protocol._errors import (
     EmptyStreamFrameError,
     FrameError,
     FrameTooLargeError,
@@ -37,7 +37,7 @@ from dcounter_protocol.errors import (
     InvalidOptionError,
     TruncatedFrameError,
 )
-from dcounter_protocol.message import DEFAULT_MAX_MESSAGE_SIZE
+from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
