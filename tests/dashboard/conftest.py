@@ -49,6 +49,7 @@ def _load_service_fixtures() -> Any:
 _service = _load_service_fixtures()
 spawn_node = _service.spawn_node
 make_api = _service.make_api
+api = _service.api
 DEADLINE: float = _service.DEADLINE
 
 CHROMIUM = Path(os.environ.get("DCOUNTER_CHROMIUM", "/usr/bin/chromium"))
