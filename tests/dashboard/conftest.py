@@ -210,11 +210,24 @@ class Pair:
     b: NodeProcess
 
 
+StartNode = Callable[..., Awaitable["NodeProcess"]]
+
+
 @pytest.fixture
-async def pair(spawn_node: SpawnNode, client: Client) -> Pair:
-    b = await spawn_node(*FREE)
-    await b.wait_ready()
-    a = await spawn_node(*FREE, "--peers", b.gossip, "--peer-http", f"{b.gossip}={b.ready['http']}")
-    await a.wait_ready()
+def start_node(spawn_node: SpawnNode) -> StartNode:
+    """``await start_node(*flags)``: a ready node on free ports, in memory; flags win."""
+
+    async def start(*flags: str) -> NodeProcess:
+        node = await spawn_node(*FREE, *flags)
+        await node.wait_ready()
+        return node
+
+    return start
+
+
+@pytest.fixture
+async def pair(start_node: StartNode, client: Client) -> Pair:
+    b = await start_node()
+    a = await start_node("--peers", b.gossip, "--peer-http", f"{b.gossip}={b.ready['http']}")
     await client.post(b.http + "/peers", {"addr": a.gossip})
     return Pair(a, b)

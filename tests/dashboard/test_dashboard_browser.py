@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from playwright.sync_api import Page
-    from tests.dashboard.conftest import Client, OpenDashboard, Pair
+    from tests.dashboard.conftest import Client, OpenDashboard, Pair, StartNode
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +75,12 @@ async def test_buttons_write_through_this_node_with_an_idempotency_key(
     await dashboard.see("contribution", "2")
     await dashboard.see("convergence", "converged")
     assert (await client.get(pair.b.http + "/counter"))["value"] == 2
+
+    def sparklines_drawn(page: Page) -> None:
+        for testid in ("writes-sparkline", "value-sparkline"):
+            expect(page.get_by_test_id(testid).locator("polyline")).to_have_count(1)
+
+    await dashboard.do(sparklines_drawn)
     assert dashboard.page_errors == []
 
 
@@ -127,14 +133,15 @@ async def test_a_stopped_peer_is_marked_down(
     assert dashboard.page_errors == []
 
 
-async def test_the_page_shows_when_its_own_node_is_gone(
-    pair: Pair, open_dashboard: OpenDashboard
+async def test_the_page_shows_when_its_node_is_gone_and_reconnects_when_it_is_back(
+    start_node: StartNode, client: Client, open_dashboard: OpenDashboard
 ) -> None:
-    dashboard = await open_dashboard(pair.a.http)
+    first = await start_node()
+    dashboard = await open_dashboard(first.http)
     await dashboard.see("connection", "live")
 
-    pair.a.signal(signal.SIGTERM)
-    assert await pair.a.wait_exit() == 0
+    first.signal(signal.SIGTERM)
+    assert await first.wait_exit() == 0
 
     await dashboard.see("connection", re.compile("^disconnected"))
     await dashboard.do(
@@ -142,4 +149,40 @@ async def test_the_page_shows_when_its_own_node_is_gone(
             "data-connection", "disconnected"
         )
     )
+    # Another node on the same HTTP address: the page finds it by itself.
+    second = await start_node("--http", first.ready["http"])
+    await client.post(second.http + "/increment", {"by": 7})
+    await dashboard.see("connection", "live")
+    await dashboard.see("counter-value", "7")
+    await dashboard.see("replica-id", second.ready["replica"])
+    assert dashboard.page_errors == []
+
+
+async def test_the_token_is_kept_for_the_session_and_sent_as_a_bearer_token(
+    start_node: StartNode, open_dashboard: OpenDashboard
+) -> None:
+    node = await start_node()
+    dashboard = await open_dashboard(node.http)
+    await dashboard.see("connection", "live")
+
+    def use_token(page: Page) -> dict[str, str]:
+        page.get_by_test_id("token").fill("s3cret")
+        # A new token reopens the stream with it.
+        with page.expect_request(re.compile(r"/counter/watch$")) as request:
+            page.get_by_role("button", name="Use").click()
+        return request.value.headers
+
+    assert (await dashboard.do(use_token)).get("authorization") == "Bearer s3cret"
+
+    def after_reload(page: Page) -> tuple[object, dict[str, str]]:
+        page.reload()
+        expect(page.get_by_test_id("token")).to_have_value("s3cret")
+        with page.expect_request(re.compile(r"/increment$")) as request:
+            page.get_by_test_id("increment").click()
+        return page.evaluate("sessionStorage.getItem('dcounter.token')"), request.value.headers
+
+    stored, headers = await dashboard.do(after_reload)
+    assert stored == "s3cret"
+    assert headers.get("authorization") == "Bearer s3cret"
+    await dashboard.see("counter-value", "1")  # nodes do not check tokens yet
     assert dashboard.page_errors == []
