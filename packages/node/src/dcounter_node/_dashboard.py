@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTENT_SECURITY_POLICY", "dashboard_routes"]
 
-_log = logging.getLogger(__name__)
 
 #: Everything the page needs comes from the node itself; nothing inline, nothing framed.
 CONTENT_SECURITY_POLICY: Final = (
