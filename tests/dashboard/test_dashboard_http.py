@@ -129,6 +129,19 @@ async def test_cluster_compares_this_node_with_peers_over_their_http_apis(
     assert (await _cluster(b))["node"]["writes"] == 1
 
 
+async def test_cluster_says_by_how_much_a_peer_diverged(make_api: ApiFactory) -> None:
+    b = await make_api()
+    # A reaches B's API but not its gossip (port 9 answers nothing): B's write stays on B.
+    a = await make_api(peer_http={"127.0.0.1:9": b.server.address})
+    a.node.peers.add("127.0.0.1:9")
+    status, _, _ = await b.request("POST", "/increment", json={"by": 5})
+    assert status == 200
+    document = await _cluster(a)
+    assert document["convergence"]["label"] == "diverged by 5"
+    [peer] = document["peers"]
+    assert (peer["status"], peer["value"], peer["in_sync"]) == ("up", 5, False)
+
+
 async def test_a_peer_that_stopped_is_down(make_api: ApiFactory) -> None:
     b = await make_api()
     a = await make_api(peer_http={b.node.address: b.server.address})

@@ -122,7 +122,9 @@ def cluster_document(
                 "status": report.status(silent_after),
                 "value": None if report.state is None else report.state.value,
                 "in_sync": None if report.state is None else report.state == own,
-                "last_contact": report.last_contact,
+                "last_contact": None
+                if report.last_contact is None
+                else round(report.last_contact, 3),
                 "error": report.error,
             }
             for report in reports
