@@ -133,6 +133,8 @@
       do {
         again = false;
         await pollOnce();
+        // Values can change many times a second: refresh at most four times a second.
+        if (again) await sleep(250);
       } while (again);
     } finally {
       polling = false;
