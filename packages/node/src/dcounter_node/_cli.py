@@ -53,7 +53,8 @@ EXIT_STORAGE = 3
 _DESCRIPTION = """\
 Run one dcounter node: a PN-counter replica that gossips with its peers over TCP and
 serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /health,
-/metrics, /counter/watch). Durations are in seconds; fractions are fine (0.5)."""
+/metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/).
+Durations are in seconds; fractions are fine (0.5)."""
 
 _EPILOG = """\
 Settings come from, lowest priority first: built-in defaults, the config file's top level,
@@ -230,7 +231,7 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _error(f"cannot listen for gossip on {settings.listen}: {exc}")
         return EXIT_FAILURE
     try:
-        app = create_app(node)
+        app = create_app(node, peer_http=dict(settings.peer_http))
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
             app, settings.http, access_log=access_logger if verbose else None

@@ -13,6 +13,8 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
   this node itself), ``DELETE /peers/{addr}`` (404 if unknown).
 * ``GET /health``: 200 ``{"status": "ok"}`` (503 while shutting down).
 * ``GET /metrics``: Prometheus text format.
+* ``GET /`` (the dashboard), ``GET /dashboard/{file}``, ``GET /cluster``: see
+  :mod:`dcounter_node._dashboard`.
 * ``GET /counter/watch``: server-sent events, ``data: {"value": n}`` now and on every change,
   a comment line every ``keepalive`` seconds, ended cleanly when the server shuts down.
 
@@ -29,7 +31,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,6 +39,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import CountOverflowError
+from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
     ConfigError,
     InvalidPeerAddressError,
@@ -377,8 +380,11 @@ def create_app(
     idempotency_keys: int = 10_000,
     idempotency_ttl: float = 3600.0,
     keepalive: float = 15.0,
+    peer_http: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
+
+    ``peer_http`` maps peers' gossip addresses to their HTTP addresses (for ``/cluster``).
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -403,6 +409,7 @@ def create_app(
         "/health": {"GET": api.health},
         "/metrics": {"GET": api.metrics},
     }
+    routes.update(dashboard_routes(app, node, stats, peer_http or {}))
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
         handlers = dict(methods)

@@ -17,7 +17,8 @@ override the top-level ones::
     http = "127.0.0.1:8002"
 
 An entry without ``peers`` (and no top-level ``peers``) gossips with every other entry's
-``listen`` address, except addresses with port 0, which cannot be dialled.
+``listen`` address, except addresses with port 0, which cannot be dialled; likewise an
+entry without ``peer_http`` knows every other entry's ``http`` address (for the dashboard).
 
 Every known key is one row of :data:`SETTINGS`, which drives the file parser, the
 command-line flags and :meth:`NodeSettings.to_argv`; adding a setting means adding a field to
@@ -148,6 +149,35 @@ def _peers_text(text: str) -> tuple[str, ...]:
     return _peers([item.strip() for item in text.split(",") if item.strip()])
 
 
+def _peer_http(value: object) -> tuple[tuple[str, str], ...]:
+    """Gossip address -> HTTP address of peers: a table, or "GOSSIP=HTTP" strings."""
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list | tuple):
+        pairs = []
+        for item in value:
+            if isinstance(item, str):
+                gossip, sep, http = item.partition("=")
+                if not sep:
+                    raise ConfigError(f"expected GOSSIP=HTTP (two HOST:PORT), got {item!r}")
+                pairs.append((gossip.strip(), http.strip()))
+            elif isinstance(item, tuple) and len(item) == 2:
+                pairs.append(item)
+            else:
+                raise ConfigError(f"expected GOSSIP=HTTP (two HOST:PORT), got {item!r}")
+    else:
+        raise ConfigError(f"expected a table of gossip address = HTTP address, got {value!r}")
+    return tuple(sorted({_peer(gossip): _peer(http) for gossip, http in pairs}.items()))
+
+
+def _peer_http_text(text: str) -> tuple[tuple[str, str], ...]:
+    return _peer_http([item for item in text.split(",") if item.strip()])
+
+
+def _peer_http_to_text(value: tuple[tuple[str, str], ...]) -> str:
+    return ",".join(f"{gossip}={http}" for gossip, http in value)
+
+
 def _seconds(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"expected a number of seconds, got {value!r}")
@@ -249,6 +279,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _address,
         _address,
         metavar="HOST:PORT",
+    ),
+    # Dashboard (issue 16): where GET /cluster asks peers for their value.
+    SettingSpec(
+        "peer_http",
+        "--peer-http",
+        "HTTP API addresses of peers, as gossip address=HTTP address pairs; the dashboard"
+        " (GET /cluster) asks these peers for their value",
+        _peer_http,
+        _peer_http_text,
+        metavar="GOSSIP=HTTP[,...]",
+        default_text="none (in a config file: every other entry's http)",
+        to_text=_peer_http_to_text,
     ),
     SettingSpec(
         "sync_interval",
@@ -363,6 +405,7 @@ class NodeSettings:
     listen: str = DEFAULT_LISTEN
     http: str = DEFAULT_HTTP
     peers: tuple[str, ...] = ()
+    peer_http: tuple[tuple[str, str], ...] = ()
     sync_interval: float = _NODE_DEFAULTS.sync_interval
     full_sync_interval: float | None = _NODE_DEFAULTS.full_sync_interval
     max_sync_peers: int = _NODE_DEFAULTS.max_sync_peers
@@ -496,6 +539,17 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cluste
                 if other.name != settings.name and _dialable(other.listen)
             )
             settings = dataclasses.replace(settings, peers=mesh)
+        if "peer_http" not in checked and "peer_http" not in common:
+            known = tuple(
+                sorted(
+                    (other.listen, other.http)
+                    for _, other in entries
+                    if other.name != settings.name
+                    and _dialable(other.listen)
+                    and _dialable(other.http)
+                )
+            )
+            settings = dataclasses.replace(settings, peer_http=known)
         nodes.append(settings)
     return ClusterFile(source, common, tuple(nodes))
 
