@@ -49,9 +49,10 @@ _MAX_MESSAGE: Final = 500
 def _normalize_url(url: object) -> str:
     if not isinstance(url, str) or not url.strip():
         raise InvalidArgumentError(f"a node URL must be a non-empty string, got {url!r}")
-    text = url.strip().rstrip("/")
+    text = url.strip()
     if "://" not in text:
         text = "http://" + text
+    text = text.rstrip("/") if text.count("/") > 2 else text
     try:
         parsed = httpx.URL(text)
     except httpx.InvalidURL as exc:
