@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,7 +37,7 @@ class AnyClient(Protocol):
     async def value(self) -> int: ...
     async def counter(self) -> CounterSnapshot: ...
     async def health(self) -> list[NodeHealth]: ...
-    def watch(self, *, idle_timeout: float = ...) -> AsyncIterator[int]: ...
+    def watch(self, *, idle_timeout: float = ...) -> AsyncGenerator[int, None]: ...
     async def aclose(self) -> None: ...
 
 
@@ -66,13 +66,13 @@ class ThreadedClient:
     async def health(self) -> list[NodeHealth]:
         return await asyncio.to_thread(self._client.health)
 
-    async def watch(self, *, idle_timeout: float = 60.0) -> AsyncIterator[int]:
-        values: Iterator[int] = self._client.watch(idle_timeout=idle_timeout)
+    async def watch(self, *, idle_timeout: float = 60.0) -> AsyncGenerator[int, None]:
+        values = self._client.watch(idle_timeout=idle_timeout)
         try:
             while True:
                 yield await asyncio.to_thread(next, values)
         finally:
-            values.close()  # type: ignore[attr-defined]
+            values.close()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._client.close)

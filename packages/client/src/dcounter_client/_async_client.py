@@ -20,7 +20,7 @@ from dcounter_client._core import (
 from dcounter_client._policy import Failure, RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncGenerator, Iterable
     from types import TracebackType
     from typing import Self
 
@@ -113,7 +113,7 @@ class AsyncClient:
                 results.append(health_of(node, response.status_code, response.content))
         return results
 
-    async def watch(self, *, idle_timeout: float = 60.0) -> AsyncIterator[int]:
+    async def watch(self, *, idle_timeout: float = 60.0) -> AsyncGenerator[int, None]:
         """The value now, then each new value, reconnecting across restarts and failures.
 
         Gives up with :class:`UnavailableError` once no node has answered for the

@@ -18,7 +18,7 @@ from dcounter_client._core import (
 from dcounter_client._policy import Failure, RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable
     from types import TracebackType
     from typing import Self
 
@@ -112,7 +112,7 @@ class Client:
                 results.append(health_of(node, response.status_code, response.content))
         return results
 
-    def watch(self, *, idle_timeout: float = 60.0) -> Iterator[int]:
+    def watch(self, *, idle_timeout: float = 60.0) -> Generator[int, None, None]:
         """The value now, then each new value, reconnecting across restarts and failures.
 
         Gives up with :class:`UnavailableError` once no node has answered for the
