@@ -208,3 +208,28 @@ async def test_watch_yields_the_value_then_each_change(
             else:
                 break
     assert seen == [2, 3, 0]
+
+
+async def test_peers_are_managed_on_the_first_node_only(
+    start_node: StartNode, make_client: MakeClient
+) -> None:
+    first, second = await start_node(), await start_node()
+    client = make_client([first.http, second.http])
+    assert await client.peers() == []
+    assert await client.add_peer(second.gossip) is True
+    assert await client.add_peer(second.gossip) is False
+    assert await client.peers() == [second.gossip]
+    assert await make_client(second.http).peers() == []
+    assert await client.remove_peer(second.gossip) is True
+    assert await client.remove_peer(second.gossip) is False
+    assert await client.peers() == []
+
+
+async def test_a_bad_peer_address_is_rejected_by_the_node(
+    start_node: StartNode, make_client: MakeClient
+) -> None:
+    node = await start_node()
+    client = make_client(node.http)
+    with pytest.raises(RejectedError) as caught:
+        await client.add_peer("not an address")
+    assert caught.value.status == 400

@@ -15,6 +15,7 @@ from dcounter_client._core import (
     health_failed,
     health_of,
     parse_counter,
+    parse_peers,
     parse_value,
 )
 from dcounter_client._policy import Failure, RetryPolicy
@@ -32,6 +33,7 @@ T = TypeVar("T")
 
 _VALUE: Final = Request("GET", "/counter", parse_value)
 _COUNTER: Final = Request("GET", "/counter", parse_counter)
+_PEERS: Final = Request("GET", "/peers", parse_peers, anywhere=False)
 
 
 class AsyncClient:
@@ -100,6 +102,22 @@ class AsyncClient:
     async def counter(self) -> CounterSnapshot:
         """One node's value, replica id and per-replica counts."""
         return await self._run(_COUNTER)
+
+    async def peers(self) -> list[str]:
+        """The first node's peers ("host:port" gossip addresses).
+
+        Peer administration goes to the first URL only, never failing over: each node has
+        its own peer list. Retries are harmless (adding or removing twice changes nothing).
+        """
+        return await self._run(_PEERS)
+
+    async def add_peer(self, address: str) -> bool:
+        """Add a gossip peer to the first node; True if it was new."""
+        return await self._run(self._core.add_peer(address))
+
+    async def remove_peer(self, address: str) -> bool:
+        """Remove a gossip peer from the first node; False if it did not have it."""
+        return await self._run(self._core.remove_peer(address))
 
     async def health(self) -> list[NodeHealth]:
         """Every node's ``GET /health``, one attempt each; never raises for a node down."""

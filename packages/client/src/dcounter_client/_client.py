@@ -13,6 +13,7 @@ from dcounter_client._core import (
     health_failed,
     health_of,
     parse_counter,
+    parse_peers,
     parse_value,
 )
 from dcounter_client._policy import Failure, RetryPolicy
@@ -32,6 +33,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT: Final = 5.0
 _VALUE: Final = Request("GET", "/counter", parse_value)
 _COUNTER: Final = Request("GET", "/counter", parse_counter)
+_PEERS: Final = Request("GET", "/peers", parse_peers, anywhere=False)
 
 
 class Client:
@@ -99,6 +101,22 @@ class Client:
     def counter(self) -> CounterSnapshot:
         """One node's value, replica id and per-replica counts."""
         return self._run(_COUNTER)
+
+    def peers(self) -> list[str]:
+        """The first node's peers ("host:port" gossip addresses).
+
+        Peer administration goes to the first URL only, never failing over: each node has
+        its own peer list. Retries are harmless (adding or removing twice changes nothing).
+        """
+        return self._run(_PEERS)
+
+    def add_peer(self, address: str) -> bool:
+        """Add a gossip peer to the first node; True if it was new."""
+        return self._run(self._core.add_peer(address))
+
+    def remove_peer(self, address: str) -> bool:
+        """Remove a gossip peer from the first node; False if it did not have it."""
+        return self._run(self._core.remove_peer(address))
 
     def health(self) -> list[NodeHealth]:
         """Every node's ``GET /health``, one attempt each; never raises for a node down."""

@@ -16,6 +16,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -92,6 +93,12 @@ def check_key(key: object) -> str:
     return key
 
 
+def _check_address(address: object) -> str:
+    if not isinstance(address, str) or not address or not address.isprintable():
+        raise InvalidArgumentError(f'a peer address must be a "host:port" string: {address!r}')
+    return address
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -129,7 +136,7 @@ def _int(value: object) -> int:
     return value
 
 
-def parse_value(node: str, content: bytes) -> int:
+def parse_value(node: str, status: int, content: bytes) -> int:
     document = _document(node, content)
     try:
         return _int(document["value"])
@@ -143,7 +150,7 @@ def _counts(value: object) -> dict[str, int]:
     return {str(replica): _int(count) for replica, count in value.items()}
 
 
-def parse_counter(node: str, content: bytes) -> CounterSnapshot:
+def parse_counter(node: str, status: int, content: bytes) -> CounterSnapshot:
     document = _document(node, content)
     try:
         return CounterSnapshot(
@@ -157,19 +164,44 @@ def parse_counter(node: str, content: bytes) -> CounterSnapshot:
         raise ResponseError(f"{node} answered an unexpected counter: {exc!r}") from None
 
 
+def parse_peers(node: str, status: int, content: bytes) -> list[str]:
+    document = _document(node, content)
+    try:
+        peers = document["peers"]
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise TypeError(f"not a list of addresses: {peers!r}")
+    except (KeyError, TypeError) as exc:
+        raise ResponseError(f"{node} answered an unexpected peer list: {exc!r}") from None
+    return peers
+
+
+def parse_peer_added(node: str, status: int, content: bytes) -> bool:
+    parse_peers(node, status, content)
+    return status == 201
+
+
+def parse_peer_removed(node: str, status: int, content: bytes) -> bool:
+    return status == 200
+
+
 @dataclass(frozen=True, slots=True)
 class Request(Generic[T]):
-    """One logical request: what to send, and how to read a 2xx answer."""
+    """One logical request: what to send, and how to read a 2xx answer (or ``accept``)."""
 
     method: str
     path: str
-    parse: Callable[[str, bytes], T]
+    #: (node URL, status, body) -> the call's result.
+    parse: Callable[[str, int, bytes], T]
     body: bytes | None = None
     headers: Mapping[str, str] | None = None
     #: For writes: the operation, amount and Idempotency-Key.
     operation: str | None = None
     by: int = 0
     key: str = ""
+    #: False: only the first node can answer (its own peer list): no failover.
+    anywhere: bool = True
+    #: A non-2xx status that is an answer, not an error (404 for a peer not there).
+    accept: int | None = None
 
 
 class ClientCore:
@@ -213,6 +245,15 @@ class ClientCore:
             key,
         )
 
+    def add_peer(self, address: str) -> Request[bool]:
+        body = json.dumps({"addr": _check_address(address)}).encode()
+        headers = {"Content-Type": "application/json"}
+        return Request("POST", "/peers", parse_peer_added, body, headers, anywhere=False)
+
+    def remove_peer(self, address: str) -> Request[bool]:
+        path = "/peers/" + quote(_check_address(address), safe=":[]")
+        return Request("DELETE", path, parse_peer_removed, anywhere=False, accept=404)
+
     def call(self, request: Request[T], now: float) -> Call[T]:
         return Call(self, request, now)
 
@@ -227,8 +268,8 @@ class Call(Generic[T]):
         self._core = core
         self.request = request
         self._attempts = core.policy.begin(
-            nodes=len(core.urls),
-            first=core.preferred,
+            nodes=len(core.urls) if request.anywhere else 1,
+            first=core.preferred if request.anywhere else 0,
             write=request.operation is not None,
             now=now,
             rng=core.rng,
@@ -249,9 +290,10 @@ class Call(Generic[T]):
     def answered(self, status: int, content: bytes) -> T | Failure:
         """The answer's value, or the failure to retry; raises RejectedError for a 4xx."""
         node = self.node
-        if 200 <= status < 300:
-            value = self.request.parse(node, content)
-            self._core.preferred = self._attempts.node
+        if 200 <= status < 300 or status == self.request.accept:
+            value = self.request.parse(node, status, content)
+            if self.request.anywhere:
+                self._core.preferred = self._attempts.node
             return value
         message = _error_message(content)
         if 400 <= status < 500:
@@ -322,7 +364,7 @@ class WatchCall:
         if data is None:
             return None
         node = self._core.urls[self._node]
-        value = parse_value(node, data.encode())
+        value = parse_value(node, 200, data.encode())
         self._attempts = None  # connected and serving: reconnections start afresh
         self._errors.clear()
         if value == self._last:
