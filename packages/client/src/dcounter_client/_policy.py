@@ -66,9 +66,9 @@ class RetryPolicy:
     that (jitter, so clients that failed together do not retry together).
     """
 
-    retries: int = 5
+    retries: int = 8
     deadline: float = 30.0
-    backoff: float = 0.05
+    backoff: float = 0.1
     max_backoff: float = 2.0
 
     def __post_init__(self) -> None:
