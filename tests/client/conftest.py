@@ -138,14 +138,19 @@ class FakeNode:
     url: str = ""
     answers: list[tuple[int, Any]] = field(default_factory=list)
     requests: list[web.Request] = field(default_factory=list)
+    #: Claim a gzip body that is not gzip (an answer no client can decode).
+    garble: bool = False
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.requests.append(request)
         status, document = self.answers.pop(0) if self.answers else (200, {"value": 1})
-        return web.Response(
+        response = web.Response(
             status=status, body=json.dumps(document).encode(), content_type="application/json"
         )
+        if self.garble:
+            response.headers["Content-Encoding"] = "gzip"
+        return response
 
 
 @pytest.fixture

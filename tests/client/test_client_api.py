@@ -172,6 +172,15 @@ async def test_a_malformed_success_is_a_response_error(
         await client.increment()
 
 
+async def test_an_undecodable_answer_is_a_response_error(
+    fake_node: FakeNode, make_client: MakeClient
+) -> None:
+    fake_node.garble = True
+    client = make_client(fake_node.url)
+    with pytest.raises(ResponseError):
+        await client.value()
+
+
 async def test_no_node_answering_is_unavailable(make_client: MakeClient, refused_url: str) -> None:
     client = make_client(refused_url, retries=2, backoff=0.01)
     with pytest.raises(UnavailableError) as caught:

@@ -59,8 +59,8 @@ async def test_a_write_to_a_paused_node_is_indeterminate_then_settles_once(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
+    assert await make_client(node.http, timeout=STEP).increment() == 1
     client = make_client(node.http, timeout=0.5, retries=2, deadline=3.0, backoff=0.05)
-    assert await client.increment() == 1
     node.signal(signal.SIGSTOP)
     try:
         with pytest.raises(IndeterminateError) as caught:

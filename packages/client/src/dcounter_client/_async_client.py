@@ -18,6 +18,7 @@ from dcounter_client._core import (
     parse_peers,
     parse_value,
 )
+from dcounter_client._errors import ResponseError
 from dcounter_client._policy import Failure, RetryPolicy
 
 if TYPE_CHECKING:
@@ -120,16 +121,16 @@ class AsyncClient:
         return await self._run(self._core.remove_peer(address))
 
     async def health(self) -> list[NodeHealth]:
-        """Every node's ``GET /health``, one attempt each; never raises for a node down."""
-        results = []
-        for node in self._core.urls:
+        """Every node's ``GET /health`` (asked at once, one attempt each); never raises."""
+
+        async def ask(node: str) -> NodeHealth:
             try:
                 response = await self._http.get(node + "/health")
             except httpx.TransportError as exc:
-                results.append(health_failed(node, exc))
-            else:
-                results.append(health_of(node, response.status_code, response.content))
-        return results
+                return health_failed(node, exc)
+            return health_of(node, response.status_code, response.content)
+
+        return list(await asyncio.gather(*(ask(node) for node in self._core.urls)))
 
     async def watch(self, *, idle_timeout: float = 60.0) -> AsyncGenerator[int, None]:
         """The value now, then each new value, reconnecting across restarts and failures.
@@ -154,6 +155,8 @@ class AsyncClient:
                         failure = watch.ended()
             except httpx.TransportError as exc:
                 failure = watch.transport_failed(exc)
+            except httpx.HTTPError as exc:  # an undecodable stream
+                raise ResponseError(f"{watch.url} answered garbage: {exc}") from exc
             await asyncio.sleep(watch.next(failure, time.monotonic()))
 
     async def _run(self, request: Request[T]) -> T:
@@ -169,6 +172,8 @@ class AsyncClient:
                 )
             except httpx.TransportError as exc:
                 failure = call.transport_failed(exc)
+            except httpx.HTTPError as exc:  # an undecodable answer
+                raise ResponseError(f"{call.node} answered garbage: {exc}") from exc
             else:
                 result = call.answered(response.status_code, response.content)
                 if not isinstance(result, Failure):

@@ -16,6 +16,7 @@ from dcounter_client._core import (
     parse_peers,
     parse_value,
 )
+from dcounter_client._errors import ResponseError
 from dcounter_client._policy import Failure, RetryPolicy
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class Client:
         return self._run(self._core.remove_peer(address))
 
     def health(self) -> list[NodeHealth]:
-        """Every node's ``GET /health``, one attempt each; never raises for a node down."""
+        """Every node's ``GET /health`` (one attempt each); never raises."""
         results = []
         for node in self._core.urls:
             try:
@@ -153,6 +154,8 @@ class Client:
                         failure = watch.ended()
             except httpx.TransportError as exc:
                 failure = watch.transport_failed(exc)
+            except httpx.HTTPError as exc:  # an undecodable stream
+                raise ResponseError(f"{watch.url} answered garbage: {exc}") from exc
             time.sleep(watch.next(failure, time.monotonic()))
 
     def _run(self, request: Request[T]) -> T:
@@ -168,6 +171,8 @@ class Client:
                 )
             except httpx.TransportError as exc:
                 failure = call.transport_failed(exc)
+            except httpx.HTTPError as exc:  # an undecodable answer
+                raise ResponseError(f"{call.node} answered garbage: {exc}") from exc
             else:
                 result = call.answered(response.status_code, response.content)
                 if not isinstance(result, Failure):
