@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    import signal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The reference implementation's vectors live beside the repository, never inside it.
@@ -60,3 +64,91 @@ async def _wait_until(
 def wait_until() -> WaitUntil:
     """``await wait_until(async_predicate, seconds=..., what=...)``: a condition with a deadline."""
     return _wait_until
+
+
+# -- node processes ---------------------------------------------------------------------------
+
+
+#: Upper bound for a node process to start or exit; real ones take well under a second.
+NODE_DEADLINE = 10.0
+
+
+@dataclass
+class NodeProcess:
+    """A ``python -m dcounter_node`` child process and what its ready line said."""
+
+    process: asyncio.subprocess.Process
+    stderr_path: Path
+    ready: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.ready['http']}"
+
+    @property
+    def gossip(self) -> str:
+        return self.ready["gossip"]
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    async def wait_ready(self, seconds: float = NODE_DEADLINE) -> dict[str, str]:
+        """Read and parse the ready line (fails the test if the process exits first)."""
+        assert self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
+        except TimeoutError:
+            pytest.fail(f"node did not become ready in {seconds} s; stderr:\n{self.stderr()}")
+        words = line.decode().split()
+        if words[:2] != ["dcounter-node", "ready"]:
+            await self.wait_exit()
+            pytest.fail(f"no ready line (got {line!r}); stderr:\n{self.stderr()}")
+        self.ready = dict(word.split("=", 1) for word in words[2:])
+        return self.ready
+
+    async def wait_exit(self, seconds: float = NODE_DEADLINE) -> int:
+        """Wait for the process to exit and return its status."""
+        try:
+            return await asyncio.wait_for(self.process.wait(), seconds)
+        except TimeoutError:
+            pytest.fail(f"node {self.pid} did not exit in {seconds} s; stderr:\n{self.stderr()}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+
+SpawnNode = Callable[..., Awaitable[NodeProcess]]
+
+
+@pytest.fixture
+async def spawn_node(tmp_path: Path) -> AsyncIterator[SpawnNode]:
+    """Start ``python -m dcounter_node *args``; every process is killed after the test."""
+    processes: list[NodeProcess] = []
+
+    async def spawn(*args: str) -> NodeProcess:
+        stderr_path = tmp_path / f"node-{len(processes)}.stderr"
+        with stderr_path.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dcounter_node",
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        node = NodeProcess(process, stderr_path)
+        processes.append(node)
+        return node
+
+    yield spawn
+    for node in processes:
+        if node.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                node.process.kill()
+            await node.process.wait()

@@ -108,7 +108,11 @@ class InProcessBackend:
         node = self._nodes[index]
         state = node.state()
         return CounterView(
-            state.value, node.replica_id, dict(state.increments), dict(state.decrements)
+            state.value,
+            node.replica_id,
+            dict(state.increments),
+            dict(state.decrements),
+            node.address,  # in-process nodes have no HTTP API
         )
 
     async def peers(self, index: int) -> list[str]:

@@ -1,0 +1,416 @@
+"""What the sync and async clients share: requests, answers and retry bookkeeping.
+
+Nothing here does I/O. A client builds a :class:`Request`, starts a :class:`Call` and runs
+the loop: send to :attr:`Call.url`, hand the answer to :meth:`Call.answered` or the
+transport error to :meth:`Call.transport_failed`, and sleep for :meth:`Call.next`, which
+raises the right error when the policy gives up. httpx's exceptions are mapped to a
+:class:`~dcounter_client._policy.Failure` here, at one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from dcounter_client._errors import (
+    IndeterminateError,
+    InvalidArgumentError,
+    RejectedError,
+    ResponseError,
+    UnavailableError,
+)
+from dcounter_client._policy import Failure, GiveUp, RetryPolicy
+from dcounter_client._sse import SSEDecoder
+from dcounter_client._types import CounterSnapshot, NodeHealth
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from dcounter_client._policy import Attempts
+
+__all__ = ["Call", "ClientCore", "Request", "WatchCall"]
+
+T = TypeVar("T")
+
+#: Amounts must fit the nodes' uint64 counts.
+MAX_AMOUNT: Final = 2**64 - 1
+_MAX_KEY_LENGTH: Final = 255
+_OPERATIONS: Final = frozenset({"increment", "decrement"})
+_MAX_MESSAGE: Final = 500
+
+
+def _normalize_url(url: object) -> str:
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidArgumentError(f"a node URL must be a non-empty string, got {url!r}")
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    text = text.rstrip("/") if text.count("/") > 2 else text
+    try:
+        parsed = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise InvalidArgumentError(f"bad node URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidArgumentError(f"bad node URL {url!r}: want http(s)://host:port")
+    return text
+
+
+def normalize_urls(urls: str | Iterable[str]) -> tuple[str, ...]:
+    """``urls`` as base URLs without a trailing slash ("host:port" gets ``http://``)."""
+    items = [urls] if isinstance(urls, str) else list(urls)
+    if not items:
+        raise InvalidArgumentError("at least one node URL is needed")
+    normalized = tuple(_normalize_url(url) for url in items)
+    if len(set(normalized)) != len(normalized):
+        raise InvalidArgumentError(f"node URLs repeat: {', '.join(normalized)}")
+    return normalized
+
+
+def check_amount(by: object) -> int:
+    if type(by) is not int or not 1 <= by <= MAX_AMOUNT:
+        raise InvalidArgumentError(f"by must be an int from 1 to 2**64-1, got {by!r}")
+    return by
+
+
+def check_key(key: object) -> str:
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= _MAX_KEY_LENGTH
+        or not key.isascii()
+        or not key.isprintable()
+    ):
+        raise InvalidArgumentError(
+            f"key must be 1 to {_MAX_KEY_LENGTH} printable ASCII characters, got {key!r}"
+        )
+    return key
+
+
+def _check_address(address: object) -> str:
+    if not isinstance(address, str) or not address or not address.isprintable():
+        raise InvalidArgumentError(f'a peer address must be a "host:port" string: {address!r}')
+    return address
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def classify(exc: httpx.TransportError) -> Failure:
+    """Whether the request of a failed attempt can have reached the node."""
+    # Connection setup failed (refused, DNS, connect timeout) or no connection was free:
+    # not one byte of the request was sent.
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Failure.NOT_SENT
+    return Failure.UNKNOWN
+
+
+def _document(node: str, content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        raise ResponseError(f"{node} answered a body that is not JSON: {content[:80]!r}") from None
+
+
+def _error_message(content: bytes) -> str:
+    try:
+        message = json.loads(content)["error"]
+    except (ValueError, RecursionError, KeyError, TypeError):
+        message = None
+    if not isinstance(message, str):
+        message = content.decode("utf-8", "replace")
+    return message[:_MAX_MESSAGE]
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"not an integer: {value!r}")
+    return value
+
+
+def parse_value(node: str, status: int, content: bytes) -> int:
+    document = _document(node, content)
+    try:
+        return _int(document["value"])
+    except (KeyError, TypeError) as exc:
+        raise ResponseError(f"{node} answered an unexpected document: {exc}") from None
+
+
+def _counts(value: object) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise TypeError(f"counts must be an object, got {value!r}")
+    return {str(replica): _int(count) for replica, count in value.items()}
+
+
+def parse_counter(node: str, status: int, content: bytes) -> CounterSnapshot:
+    document = _document(node, content)
+    try:
+        return CounterSnapshot(
+            _int(document["value"]),
+            str(document["replica"]),
+            _counts(document["increments"]),
+            _counts(document["decrements"]),
+            node,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ResponseError(f"{node} answered an unexpected counter: {exc!r}") from None
+
+
+def parse_peers(node: str, status: int, content: bytes) -> list[str]:
+    document = _document(node, content)
+    try:
+        peers = document["peers"]
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise TypeError(f"not a list of addresses: {peers!r}")
+    except (KeyError, TypeError) as exc:
+        raise ResponseError(f"{node} answered an unexpected peer list: {exc!r}") from None
+    return peers
+
+
+def parse_peer_added(node: str, status: int, content: bytes) -> bool:
+    parse_peers(node, status, content)
+    return status == 201
+
+
+def parse_peer_removed(node: str, status: int, content: bytes) -> bool:
+    return status == 200
+
+
+@dataclass(frozen=True, slots=True)
+class Request(Generic[T]):
+    """One logical request: what to send, and how to read a 2xx answer (or ``accept``)."""
+
+    method: str
+    path: str
+    #: (node URL, status, body) -> the call's result.
+    parse: Callable[[str, int, bytes], T]
+    body: bytes | None = None
+    headers: Mapping[str, str] | None = None
+    #: For writes: the operation, amount and Idempotency-Key.
+    operation: str | None = None
+    by: int = 0
+    key: str = ""
+    #: False: only the first node can answer (its own peer list): no failover.
+    anywhere: bool = True
+    #: A non-2xx status that is an answer, not an error (404 for a peer not there).
+    accept: int | None = None
+
+
+class ClientCore:
+    """A client's configuration and the state its calls share (the preferred node)."""
+
+    def __init__(
+        self,
+        urls: str | Iterable[str],
+        *,
+        token: str | None,
+        timeout: float,
+        policy: RetryPolicy,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.urls = normalize_urls(urls)
+        if not timeout > 0:
+            raise InvalidArgumentError(f"timeout must be a number > 0, got {timeout!r}")
+        if token is not None and not token.isprintable():
+            raise InvalidArgumentError("token must be a printable string")
+        self.timeout = float(timeout)
+        self.policy = policy
+        self.rng = rng if rng is not None else random.Random()
+        self.headers = {"Accept": "application/json"}
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+        #: Index of the node that answered last: calls start there.
+        self.preferred = 0
+
+    def write(self, operation: str, by: object, key: str | None) -> Request[int]:
+        assert operation in _OPERATIONS
+        amount = check_amount(by)
+        key = uuid.uuid4().hex if key is None else check_key(key)
+        return Request(
+            "POST",
+            f"/{operation}",
+            parse_value,
+            b'{"by": %d}' % amount,
+            {"Content-Type": "application/json", "Idempotency-Key": key},
+            operation,
+            amount,
+            key,
+        )
+
+    def add_peer(self, address: str) -> Request[bool]:
+        body = json.dumps({"addr": _check_address(address)}).encode()
+        headers = {"Content-Type": "application/json"}
+        return Request("POST", "/peers", parse_peer_added, body, headers, anywhere=False)
+
+    def remove_peer(self, address: str) -> Request[bool]:
+        path = "/peers/" + quote(_check_address(address), safe=":[]")
+        return Request("DELETE", path, parse_peer_removed, anywhere=False, accept=404)
+
+    def call(self, request: Request[T], now: float) -> Call[T]:
+        return Call(self, request, now)
+
+    def watch(self) -> WatchCall:
+        return WatchCall(self)
+
+
+class Call(Generic[T]):
+    """One logical request through its attempts (see the module docstring)."""
+
+    def __init__(self, core: ClientCore, request: Request[T], now: float) -> None:
+        self._core = core
+        self.request = request
+        self._attempts = core.policy.begin(
+            nodes=len(core.urls) if request.anywhere else 1,
+            first=core.preferred if request.anywhere else 0,
+            write=request.operation is not None,
+            now=now,
+            rng=core.rng,
+        )
+        self._errors: dict[str, str] = {}
+
+    @property
+    def node(self) -> str:
+        return self._core.urls[self._attempts.node]
+
+    @property
+    def url(self) -> str:
+        return self.node + self.request.path
+
+    def timeout(self, now: float) -> float:
+        return self._attempts.timeout(self._core.timeout, now)
+
+    def answered(self, status: int, content: bytes) -> T | Failure:
+        """The answer's value, or the failure to retry; raises RejectedError for a 4xx."""
+        node = self.node
+        if 200 <= status < 300 or status == self.request.accept:
+            value = self.request.parse(node, status, content)
+            if self.request.anywhere:
+                self._core.preferred = self._attempts.node
+            return value
+        message = _error_message(content)
+        if 400 <= status < 500:
+            raise RejectedError(node, status, message)
+        self._errors[node] = f"HTTP {status}: {message}"
+        # A node that applied a write but could not commit it answers 503.
+        return Failure.UNKNOWN
+
+    def transport_failed(self, exc: httpx.TransportError) -> Failure:
+        self._errors[self.node] = _reason(exc)
+        return classify(exc)
+
+    def next(self, failure: Failure, now: float) -> float:
+        """Seconds to wait before the next attempt; raises when the policy gives up."""
+        step = self._attempts.failed(failure, now)
+        if isinstance(step, GiveUp):
+            raise self._give_up(step)
+        return step.delay
+
+    def _give_up(self, step: GiveUp) -> Exception:
+        request = self.request
+        if step.indeterminate and request.operation is not None:
+            node = self._core.urls[step.node]
+            return IndeterminateError(
+                node, request.key, request.operation, request.by, self._errors.get(node, "")
+            )
+        return UnavailableError(self._errors)
+
+
+class WatchCall:
+    """The state of one ``watch()``: the SSE decoder, the last value, reconnections.
+
+    Reconnects (to the same node or, as watching is a read, to the next) until no node
+    has answered for the policy's ``deadline``; the retry count does not apply.
+    """
+
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
+        self._policy = dataclasses.replace(core.policy, retries=sys.maxsize)
+        self._node = core.preferred
+        self._attempts: Attempts | None = None
+        self._decoder = SSEDecoder()
+        self._last: int | None = None
+        self._errors: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        return self._core.urls[self._node] + "/counter/watch"
+
+    def timeout(self, idle_timeout: float, now: float) -> httpx.Timeout:
+        connect = self._core.timeout
+        if self._attempts is not None:
+            connect = self._attempts.timeout(connect, now)
+        return httpx.Timeout(connect, read=idle_timeout)
+
+    def refused(self, status: int, content: bytes) -> Failure:
+        """A non-200 answer to the watch request: raise for a 4xx, retry a 5xx."""
+        node = self._core.urls[self._node]
+        message = _error_message(content)
+        if 400 <= status < 500:
+            raise RejectedError(node, status, message)
+        self._errors[node] = f"HTTP {status}: {message}"
+        return Failure.UNKNOWN
+
+    def line(self, line: str) -> int | None:
+        """A new value when ``line`` completes an event carrying one, else None."""
+        data = self._decoder.feed(line)
+        if data is None:
+            return None
+        node = self._core.urls[self._node]
+        value = parse_value(node, 200, data.encode())
+        self._attempts = None  # connected and serving: reconnections start afresh
+        self._errors.clear()
+        if value == self._last:
+            return None
+        self._last = value
+        return value
+
+    def ended(self) -> Failure:
+        """The stream ended (the node shut down): reconnect."""
+        self._errors[self._core.urls[self._node]] = "the stream ended"
+        self._decoder = SSEDecoder()
+        return Failure.UNKNOWN
+
+    def transport_failed(self, exc: httpx.TransportError) -> Failure:
+        self._errors[self._core.urls[self._node]] = _reason(exc)
+        self._decoder = SSEDecoder()
+        return Failure.UNKNOWN
+
+    def next(self, failure: Failure, now: float) -> float:
+        if self._attempts is None:
+            self._attempts = self._policy.begin(
+                nodes=len(self._core.urls),
+                first=self._node,
+                write=False,
+                now=now,
+                rng=self._core.rng,
+            )
+        step = self._attempts.failed(failure, now)
+        if isinstance(step, GiveUp):
+            raise UnavailableError(self._errors)
+        self._node = step.node
+        return step.delay
+
+
+def health_of(node: str, status: int | None, content: bytes, error: str = "") -> NodeHealth:
+    """One node's health from its answer (``status`` None: it could not be asked)."""
+    if status is None:
+        return NodeHealth(node, False, error)
+    try:
+        text = json.loads(content)["status"]
+    except (ValueError, RecursionError, KeyError, TypeError):
+        text = None
+    if not isinstance(text, str):
+        text = f"HTTP {status}"
+    return NodeHealth(node, status == 200 and text == "ok", text)
+
+
+def health_failed(node: str, exc: httpx.TransportError) -> NodeHealth:
+    return health_of(node, None, b"", _reason(exc))
