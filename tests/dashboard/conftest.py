@@ -1,4 +1,4 @@
-"""Fixtures for the dashboard: the service's node helpers, and one Chromium per module.
+"""Fixtures for the dashboard: the service's API helpers, and one Chromium per module.
 
 The browser is Debian's Chromium (``/usr/bin/chromium``, or ``$DCOUNTER_CHROMIUM``) driven
 by Playwright; ``.ci/run`` installs it when missing. Without it the browser tests skip,
@@ -29,7 +29,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 if TYPE_CHECKING:
     import re
 
-    from tests.service.conftest import NodeProcess, SpawnNode
+    from tests.conftest import NodeProcess, SpawnNode
 
 
 def _load_service_fixtures() -> Any:
@@ -47,7 +47,6 @@ def _load_service_fixtures() -> Any:
 
 
 _service = _load_service_fixtures()
-spawn_node = _service.spawn_node
 make_api = _service.make_api
 api = _service.api
 DEADLINE: float = _service.DEADLINE
