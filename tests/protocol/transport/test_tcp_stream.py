@@ -14,7 +14,7 @@ import pytest
 from dcounter_protocol import (
     STREAM_ACK,
     ConnectError,
-    FrameError,
+    EncodeError,
     StreamDecoder,
     TransportClosedError,
     decode_frame,
@@ -285,7 +285,7 @@ async def test_empty_payload_is_refused(make_tcp: MakeTCP, inbox: Inbox) -> None
     receiver = make_tcp()
     await receiver.listen(inbox)
 
-    with pytest.raises(FrameError):
+    with pytest.raises(EncodeError):
         await make_tcp().send(receiver.address, b"")
 
 
