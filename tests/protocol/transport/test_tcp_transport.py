@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dcounter_protocol._errors import (
+    BindError,
     ConnectError,
     InvalidOptionError,
     TransportClosedError,
@@ -375,6 +376,14 @@ async def test_listen_twice_raises(make_tcp: MakeTCP, inbox: Inbox) -> None:
 
 
 # -- addresses -------------------------------------------------------------------------------
+
+
+async def test_address_in_use_raises_bind_error(make_tcp: MakeTCP, inbox: Inbox) -> None:
+    first = make_tcp()
+    await first.listen(inbox)
+
+    with pytest.raises(BindError, match="cannot listen on"):
+        await make_tcp(first.address).listen(inbox)
 
 
 async def test_port_zero_is_replaced_by_the_bound_port(make_tcp: MakeTCP, inbox: Inbox) -> None:

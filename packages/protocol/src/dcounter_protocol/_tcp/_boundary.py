@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from dcounter_protocol._errors import ConnectError, TransportError, TransportTimeoutError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from types import TracebackType
 
     from dcounter_protocol._tcp._deadlines import Deadline
 
@@ -20,31 +19,53 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-@contextlib.contextmanager
-def os_errors(
-    action: str,
-    *,
-    failed: str | None = None,
-    error: type[TransportError] = ConnectError,
-    deadline: Deadline | None = None,
-) -> Iterator[None]:
+class os_errors:
     """Run a network operation, raising only :class:`TransportError` subclasses.
 
     ``action`` names the operation ("dial to host:port"). ``deadline`` (cleared on the way
     out) turning into a cancellation raises :class:`TransportTimeoutError`, as does the
     kernel's own ETIMEDOUT; any other OSError raises ``error`` (:class:`ConnectError` unless
-    given) with ``failed`` (default "<action> failed") and the cause.
+    given) with ``failed`` (default "<action> failed") and the cause. A class rather than a
+    generator context manager: it guards every message sent with the seed framing.
     """
-    try:
-        yield
-    except asyncio.CancelledError:
-        if deadline is not None and deadline.fired():
-            raise TransportTimeoutError(f"{action} timed out after {deadline.timeout:g}s") from None
-        raise
-    except TimeoutError as exc:  # the kernel's own (ETIMEDOUT)
-        raise TransportTimeoutError(f"{action} timed out: {exc}") from exc
-    except OSError as exc:
-        raise error(f"{failed or f'{action} failed'}: {error_text(exc)}") from exc
-    finally:
+
+    __slots__ = ("_action", "_deadline", "_error", "_failed")
+
+    def __init__(
+        self,
+        action: str,
+        *,
+        failed: str | None = None,
+        error: type[TransportError] = ConnectError,
+        deadline: Deadline | None = None,
+    ) -> None:
+        self._action = action
+        self._failed = failed
+        self._error = error
+        self._deadline = deadline
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        deadline = self._deadline
         if deadline is not None:
             deadline.clear()
+        if exc is None:
+            return False
+        if isinstance(exc, asyncio.CancelledError):
+            if deadline is not None and deadline.fired():
+                raise TransportTimeoutError(
+                    f"{self._action} timed out after {deadline.timeout:g}s"
+                ) from None
+        elif isinstance(exc, TimeoutError):  # the kernel's own (ETIMEDOUT)
+            raise TransportTimeoutError(f"{self._action} timed out: {exc}") from exc
+        elif isinstance(exc, OSError):
+            failed = self._failed or f"{self._action} failed"
+            raise self._error(f"{failed}: {error_text(exc)}") from exc
+        return False
