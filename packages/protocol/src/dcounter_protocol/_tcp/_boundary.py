@@ -25,11 +25,13 @@ class os_errors:
     ``action`` names the operation ("dial to host:port"). ``deadline`` (cleared on the way
     out) turning into a cancellation raises :class:`TransportTimeoutError`, as does the
     kernel's own ETIMEDOUT; any other OSError raises ``error`` (:class:`ConnectError` unless
-    given) with ``failed`` (default "<action> failed") and the cause. A class rather than a
-    generator context manager: it guards every message sent with the seed framing.
+    given) with ``failed`` (default "<action> failed") and the cause. The deadline may also
+    be set inside the block, once it turns out that the operation has to wait. A class
+    rather than a generator context manager: it guards every message sent with the seed
+    framing.
     """
 
-    __slots__ = ("_action", "_deadline", "_error", "_failed")
+    __slots__ = ("_action", "_error", "_failed", "deadline")
 
     def __init__(
         self,
@@ -42,7 +44,7 @@ class os_errors:
         self._action = action
         self._failed = failed
         self._error = error
-        self._deadline = deadline
+        self.deadline = deadline
 
     def __enter__(self) -> None:
         return None
@@ -53,7 +55,7 @@ class os_errors:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> Literal[False]:
-        deadline = self._deadline
+        deadline = self.deadline
         if deadline is not None:
             deadline.clear()
         if exc is None:

@@ -1,6 +1,7 @@
 """Byte streams: the narrow interface the framing code reads and writes, and its backend.
 
-:class:`ByteStream` (send all, receive some, close) is all that the seed framing needs of a
+:class:`ByteStream` (send all, receive some, close; plus ``try_send``, the write that
+needs no waiting, which most seed frames take) is all that the seed framing needs of a
 connection. :class:`PlainBackend` makes them from plain TCP sockets on the running loop, and
 hands a connection over to an asyncio protocol for the stream mode (``start_client`` /
 ``start_server``). A TLS backend is the same four calls with TLS inside (``ssl.MemoryBIO``
@@ -21,7 +22,7 @@ from dcounter_protocol._tcp._boundary import os_errors
 from dcounter_protocol._tcp._options import RECV_SIZE, TARGET_CACHE_SIZE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from dcounter_protocol._tcp._deadlines import Reaper
 
@@ -35,11 +36,15 @@ Target = tuple[int, SockAddr]
 class ByteStream(Protocol):
     """A connected, reliable, ordered byte stream."""
 
-    async def send_all(self, data: bytes) -> None:
+    def try_send(self, data: bytes) -> int:
+        """Write what can be written now without waiting; returns how many bytes (maybe 0)."""
+        ...
+
+    async def send_all(self, data: bytes | memoryview) -> None:
         """Write all of ``data`` (the caller bounds the wait with a deadline)."""
         ...
 
-    async def receive_some(self, max_bytes: int = RECV_SIZE) -> bytes:
+    def receive_some(self, max_bytes: int = RECV_SIZE) -> Awaitable[bytes]:
         """The next bytes that arrived, at most ``max_bytes``; ``b""`` at the end of stream."""
         ...
 
@@ -57,17 +62,18 @@ class SocketStream:
         self._loop = loop
         self.sock = sock
 
-    async def send_all(self, data: bytes) -> None:
-        # Most frames fit the socket buffer: one send() and no waiting at all.
+    def try_send(self, data: bytes) -> int:
         try:
-            sent = self.sock.send(data)
+            return self.sock.send(data)
         except (BlockingIOError, InterruptedError):
-            sent = 0
-        if sent < len(data):
-            await self._loop.sock_sendall(self.sock, memoryview(data)[sent:])
+            return 0
 
-    async def receive_some(self, max_bytes: int = RECV_SIZE) -> bytes:
-        return await self._loop.sock_recv(self.sock, max_bytes)
+    async def send_all(self, data: bytes | memoryview) -> None:
+        await self._loop.sock_sendall(self.sock, data)
+
+    def receive_some(self, max_bytes: int = RECV_SIZE) -> Awaitable[bytes]:
+        # The loop's own awaitable, not a coroutine around it: one per read, kept cheap.
+        return self._loop.sock_recv(self.sock, max_bytes)
 
     def close(self) -> None:
         self.sock.close()

@@ -79,10 +79,15 @@ class Outbound:
         """One message, one connection: dial, write the frame, close (EOF ends the frame)."""
         frame = encode_frame(self.sender, data)
         stream = await self._dialer.dial(task, address)
-        deadline = self._write_deadlines.start(asyncio.get_running_loop(), task)
+        guard = os_errors(f"write to {address}")
         try:
-            with os_errors(f"write to {address}", deadline=deadline):
-                await stream.send_all(frame)
+            with guard:
+                # Most frames fit the socket buffer: one send(), no waiting, no deadline.
+                sent = stream.try_send(frame)
+                if sent < len(frame):
+                    loop = asyncio.get_running_loop()
+                    guard.deadline = self._write_deadlines.start(loop, task)
+                    await stream.send_all(memoryview(frame)[sent:])
         finally:
             # The kernel still delivers what is buffered, then sends FIN.
             stream.close()
