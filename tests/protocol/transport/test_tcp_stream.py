@@ -687,6 +687,25 @@ async def test_idle_stream_is_evicted_when_a_connection_waits_for_a_slot(
     assert any("to make room" in r.getMessage() for r in caplog.records)
 
 
+async def test_silent_connection_is_evicted_before_an_idle_stream(
+    make_tcp: MakeTCP, make_inbox: type[Inbox], raw: RawClients, wait_until: WaitUntil
+) -> None:
+    inbox = make_inbox()
+    receiver = make_tcp(max_connections=2, first_byte_timeout=60.0, read_timeout=60.0)
+    await receiver.listen(inbox)
+    streaming = make_tcp()
+    await streaming.send(receiver.address, b"stream")
+    assert await inbox.get() == (streaming.address, b"stream")
+    await raw.connect(receiver.address)  # sends nothing, holds the second slot
+    await wait_until(lambda: receiver.active_connections == 2)
+
+    await make_tcp(wire="seed").send(receiver.address, b"newcomer")
+
+    assert await inbox.get() == ("127.0.0.1:0", b"newcomer")
+    stats = receiver.stats()
+    assert (stats.silent_evicted, stats.streams_evicted, stats.open_streams_in) == (1, 0, 1)
+
+
 async def test_close_writes_what_is_queued(make_tcp: MakeTCP, inbox: Inbox) -> None:
     receiver = make_tcp()
     await receiver.listen(inbox)
