@@ -13,6 +13,7 @@ from dcounter_protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     STREAM_ACK,
     EmptyStreamFrameError,
+    EncodeError,
     FrameError,
     FrameTooLargeError,
     HandshakeError,
@@ -74,15 +75,13 @@ def test_hello_address_length_counts_utf8_bytes() -> None:
 @pytest.mark.parametrize(
     ("address", "error"),
     [
-        pytest.param("", InvalidAddressLengthError, id="empty"),
-        pytest.param("a" * 256, InvalidAddressError, id="256-bytes"),
-        pytest.param("\udc80:1", InvalidAddressError, id="lone-surrogate"),
+        pytest.param("", "empty", id="empty"),
+        pytest.param("a" * 256, "256 bytes", id="256-bytes"),
+        pytest.param("\udc80:1", "UTF-8", id="lone-surrogate"),
     ],
 )
-def test_hello_refuses_addresses_that_cannot_be_framed(
-    address: str, error: type[FrameError]
-) -> None:
-    with pytest.raises(error):
+def test_hello_refuses_addresses_that_cannot_be_framed(address: str, error: str) -> None:
+    with pytest.raises(EncodeError, match=error):
         encode_hello(address)
 
 
@@ -97,12 +96,12 @@ def test_no_payloads_encode_to_nothing() -> None:
 
 
 def test_empty_payload_is_refused() -> None:
-    with pytest.raises(EmptyStreamFrameError):
+    with pytest.raises(EncodeError):
         encode_stream_frames([b"x", b""])
 
 
 def test_payload_above_max_size_is_refused() -> None:
-    with pytest.raises(FrameTooLargeError, match="5 bytes exceeds 4"):
+    with pytest.raises(EncodeError, match="5 bytes exceeds 4"):
         encode_stream_frames([b"12345"], max_size=4)
 
 

@@ -1,14 +1,15 @@
 """Fixtures for the transport tests: transport factories, an inbox handler, wait helpers.
 
-The conformance suite's ``kit`` runs every contract test against three transports: TCP
-sending with the seed's framing (``tcp-seed``), TCP in stream mode with fallback
-(``tcp-auto``) and the in-memory network.
+The conformance suite (:mod:`dcounter_protocol.testing`) runs through ``kit`` against three
+transports: TCP sending with the seed's framing (``tcp-seed``), TCP in stream mode with
+fallback (``tcp-auto``) and the in-memory network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,12 +18,12 @@ import pytest
 
 from dcounter_protocol._memory import MemoryNetwork
 from dcounter_protocol._tcp import TCPOptions, TCPTransport
+from dcounter_protocol.testing import TransportKit
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Callable
 
     from dcounter_protocol._tcp import WireMode
-    from dcounter_protocol._transport import Transport
 
 #: Upper bound for any single wait in these tests: generous on a loaded 2-core machine, and
 #: only ever reached when a test is about to fail.
@@ -71,77 +72,20 @@ def free_tcp_address() -> str:
     return f"127.0.0.1:{port}"
 
 
-class TransportKit:
-    """Makes transports of one kind for a test and closes all of them afterwards."""
-
-    name = "abstract"
-
-    def __init__(self) -> None:
-        self.made: list[Transport] = []
-
-    def _new(self) -> Transport:
-        raise NotImplementedError
-
-    def create(self) -> Transport:
-        """A new transport, not yet listening."""
-        transport = self._new()
-        self.made.append(transport)
-        return transport
-
-    async def listening(self, handler: Callable[[str, bytes], Awaitable[None]]) -> Transport:
-        """A new transport already serving ``handler``."""
-        transport = self.create()
-        await transport.listen(handler)
-        return transport
-
-    def unreachable_address(self) -> str:
-        """An address of this kind where nothing listens."""
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        for transport in self.made:
-            await transport.close()
-
-
-class TCPKit(TransportKit):
-    def __init__(self, wire: WireMode) -> None:
-        super().__init__()
-        self.name = f"tcp-{wire}"
-        self.options = TCPOptions(
-            dial_timeout=DEADLINE, read_timeout=DEADLINE, write_timeout=DEADLINE, wire=wire
-        )
-
-    def _new(self) -> Transport:
-        return TCPTransport("127.0.0.1:0", options=self.options)
-
-    def unreachable_address(self) -> str:
-        return free_tcp_address()
-
-
-class MemoryKit(TransportKit):
-    name = "memory"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.network = MemoryNetwork(seed=1)
-
-    def _new(self) -> Transport:
-        return self.network.transport(f"mem-{len(self.made)}")
-
-    def unreachable_address(self) -> str:
-        return "nowhere:1"
-
-
 @pytest.fixture(params=["tcp-seed", "tcp-auto", "memory"])
 async def kit(request: pytest.FixtureRequest) -> AsyncIterator[TransportKit]:
     """One factory per transport implementation; every transport it made is closed after."""
     made: TransportKit
-    if request.param == "tcp-seed":
-        made = TCPKit("seed")
-    elif request.param == "tcp-auto":
-        made = TCPKit("auto")
+    if request.param == "memory":
+        network = MemoryNetwork(seed=1)
+        names = itertools.count()
+        made = TransportKit(lambda: network.transport(f"mem-{next(names)}"), lambda: "nowhere:1")
     else:
-        made = MemoryKit()
+        wire: WireMode = "seed" if request.param == "tcp-seed" else "auto"
+        options = TCPOptions(
+            dial_timeout=DEADLINE, read_timeout=DEADLINE, write_timeout=DEADLINE, wire=wire
+        )
+        made = TransportKit(lambda: TCPTransport("127.0.0.1:0", options=options), free_tcp_address)
     try:
         yield made
     finally:

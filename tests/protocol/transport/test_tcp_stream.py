@@ -14,7 +14,7 @@ import pytest
 from dcounter_protocol import (
     STREAM_ACK,
     ConnectError,
-    FrameError,
+    EncodeError,
     StreamDecoder,
     TransportClosedError,
     decode_frame,
@@ -285,7 +285,7 @@ async def test_empty_payload_is_refused(make_tcp: MakeTCP, inbox: Inbox) -> None
     receiver = make_tcp()
     await receiver.listen(inbox)
 
-    with pytest.raises(FrameError):
+    with pytest.raises(EncodeError):
         await make_tcp().send(receiver.address, b"")
 
 
@@ -685,6 +685,25 @@ async def test_idle_stream_is_evicted_when_a_connection_waits_for_a_slot(
     assert await inbox.get() == ("127.0.0.1:0", b"newcomer")
     assert receiver.stats().streams_evicted == 1
     assert any("to make room" in r.getMessage() for r in caplog.records)
+
+
+async def test_silent_connection_is_evicted_before_an_idle_stream(
+    make_tcp: MakeTCP, make_inbox: type[Inbox], raw: RawClients, wait_until: WaitUntil
+) -> None:
+    inbox = make_inbox()
+    receiver = make_tcp(max_connections=2, first_byte_timeout=60.0, read_timeout=60.0)
+    await receiver.listen(inbox)
+    streaming = make_tcp()
+    await streaming.send(receiver.address, b"stream")
+    assert await inbox.get() == (streaming.address, b"stream")
+    await raw.connect(receiver.address)  # sends nothing, holds the second slot
+    await wait_until(lambda: receiver.active_connections == 2)
+
+    await make_tcp(wire="seed").send(receiver.address, b"newcomer")
+
+    assert await inbox.get() == ("127.0.0.1:0", b"newcomer")
+    stats = receiver.stats()
+    assert (stats.silent_evicted, stats.streams_evicted, stats.open_streams_in) == (1, 0, 1)
 
 
 async def test_close_writes_what_is_queued(make_tcp: MakeTCP, inbox: Inbox) -> None:

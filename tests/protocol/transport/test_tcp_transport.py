@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dcounter_protocol._errors import (
+    BindError,
     ConnectError,
     InvalidOptionError,
     TransportClosedError,
@@ -242,6 +243,42 @@ async def test_connection_cap_makes_excess_connections_wait_for_a_free_slot(
     assert (payload, drops_before_delivery, active) == (b"queued", 1, 1)
 
 
+async def test_zero_byte_connections_holding_every_slot_do_not_stall_delivery(
+    make_tcp: MakeTCP, raw: RawClients, inbox: Inbox, wait_until: WaitUntil
+) -> None:
+    # All 256 default slots held by connections that never send a byte, each of which the
+    # read timeout alone would keep for 60 s: a real sender must still get through at once.
+    receiver = make_tcp(read_timeout=60.0, first_byte_timeout=60.0)
+    await receiver.listen(inbox)
+    slots = receiver.options.max_connections
+    for _ in range(slots):
+        await raw.connect(receiver.address)
+    await wait_until(lambda: receiver.active_connections == slots)
+
+    await make_tcp(wire="seed").send(receiver.address, b"not stalled")
+
+    assert await inbox.get(within=10) == ("127.0.0.1:0", b"not stalled")
+    assert receiver.active_connections <= slots
+
+
+async def test_connection_sending_nothing_is_closed_at_the_first_byte_deadline(
+    make_tcp: MakeTCP,
+    raw: RawClients,
+    inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+    wait_until: WaitUntil,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    receiver = make_tcp(read_timeout=60.0, first_byte_timeout=0.3)
+    await receiver.listen(inbox)
+    silent_reader, _ = await raw.connect(receiver.address)
+
+    async with asyncio.timeout(10):
+        assert await silent_reader.read() == b""
+    await wait_until(lambda: len(drops(caplog)) == 1)
+    assert "no data within 0.3s" in drops(caplog)[0]
+
+
 async def test_dial_timeout_raises_transport_timeout_error(
     make_tcp: MakeTCP, wire: WireMode
 ) -> None:
@@ -339,6 +376,14 @@ async def test_listen_twice_raises(make_tcp: MakeTCP, inbox: Inbox) -> None:
 
 
 # -- addresses -------------------------------------------------------------------------------
+
+
+async def test_address_in_use_raises_bind_error(make_tcp: MakeTCP, inbox: Inbox) -> None:
+    first = make_tcp()
+    await first.listen(inbox)
+
+    with pytest.raises(BindError, match="cannot listen on"):
+        await make_tcp(first.address).listen(inbox)
 
 
 async def test_port_zero_is_replaced_by_the_bound_port(make_tcp: MakeTCP, inbox: Inbox) -> None:

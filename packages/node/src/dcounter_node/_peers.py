@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from dcounter_node._errors import InvalidPeerAddressError
+from dcounter_protocol import MalformedAddressError, parse_address
 
 if TYPE_CHECKING:
     import random
@@ -13,34 +14,20 @@ if TYPE_CHECKING:
 
 __all__ = ["PeerManager", "validate_peer_address"]
 
-#: A frame carries its sender address behind a one-byte length.
-_MAX_ADDRESS_BYTES = 255
-
 
 def validate_peer_address(address: object) -> str:
     """Return ``address`` if it is a "host:port" string a transport can dial, else raise.
 
-    Raises :class:`InvalidPeerAddressError` (a ValueError) saying what is wrong.
+    The rules are :func:`dcounter_protocol.parse_address`'s with port 0 refused, so a peer
+    accepted here can always be dialled and framed. Raises :class:`InvalidPeerAddressError`
+    (a ValueError) saying what is wrong.
     """
     if not isinstance(address, str) or not address:
         raise InvalidPeerAddressError(f"peer address must be a non-empty string, got {address!r}")
-    if address != address.strip() or any(ch.isspace() for ch in address):
-        raise InvalidPeerAddressError(f"peer address must not contain spaces: {address!r}")
     try:
-        size = len(address.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidPeerAddressError(f"peer address is not valid UTF-8: {address!r}") from None
-    if size > _MAX_ADDRESS_BYTES:
-        raise InvalidPeerAddressError(
-            f"peer address is {size} bytes long; at most {_MAX_ADDRESS_BYTES} fit in a frame"
-        )
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or host == "[]":
-        raise InvalidPeerAddressError(f"peer address must look like host:port, got {address!r}")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise InvalidPeerAddressError(
-            f"peer address port must be a number from 1 to 65535, got {address!r}"
-        )
+        parse_address(address, allow_port_zero=False)
+    except MalformedAddressError as exc:
+        raise InvalidPeerAddressError(f"bad peer address: {exc.reason}") from None
     return address
 
 

@@ -28,7 +28,6 @@ command-line flags and :meth:`NodeSettings.to_argv`; adding a setting means addi
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import re
 import tomllib
@@ -38,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from dcounter_node._config import NodeConfig
 from dcounter_node._errors import ConfigError
+from dcounter_protocol import MalformedAddressError, format_address
+from dcounter_protocol import parse_address as _parse_address
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -71,11 +72,6 @@ WIRE_MODES = ("auto", "seed")
 #: Event loop implementations; "uvloop" needs the ``dcounter-node[fast]`` extra.
 LOOPS = ("asyncio", "uvloop")
 
-#: A frame carries its sender address behind a one-byte length.
-_MAX_ADDRESS_BYTES = 255
-_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
-_PORT = re.compile(r"[0-9]{1,5}")
 _NAME = re.compile(r"\S+")
 
 _NODE_DEFAULTS = NodeConfig()
@@ -84,42 +80,13 @@ _NODE_DEFAULTS = NodeConfig()
 def parse_address(text: str, *, allow_port_zero: bool = True) -> tuple[str, int]:
     """Split "host:port" (or "[ipv6]:port") into host and port, or raise ConfigError.
 
-    The host is an IPv4 address, a bracketed IPv6 address or a DNS name; port 0 (any free
-    port) is accepted unless ``allow_port_zero`` is false.
+    The rules are :func:`dcounter_protocol.parse_address`'s (the one address parser); port 0
+    (any free port) is accepted unless ``allow_port_zero`` is false.
     """
-    if not text:
-        raise ConfigError(f"expected HOST:PORT, got {text!r}")
-    if len(text.encode("utf-8", "surrogatepass")) > _MAX_ADDRESS_BYTES:
-        raise ConfigError(f"address longer than {_MAX_ADDRESS_BYTES} bytes: {text[:40]!r}...")
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ConfigError(f"expected [IPV6]:PORT, got {text!r}")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ConfigError(f"not an IPv6 address in {text!r}: {host!r}") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ConfigError(f"expected HOST:PORT, got {text!r}")
-        if ":" in host:
-            raise ConfigError(f"IPv6 addresses need brackets, e.g. [::1]:7946; got {text!r}")
-        if _HOSTNAME.fullmatch(host) is None:
-            raise ConfigError(f"not a valid host name or IPv4 address in {text!r}: {host!r}")
-    if _PORT.fullmatch(port_text) is None or int(port_text) > 65535:
-        raise ConfigError(f"port must be a number from 0 to 65535 in {text!r}")
-    port = int(port_text)
-    if port == 0 and not allow_port_zero:
-        raise ConfigError(f"port 0 cannot be dialled, in {text!r}")
-    return host, port
-
-
-def format_address(host: str, port: int) -> str:
-    """Join host and port as "host:port", bracketing IPv6 hosts."""
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
+    try:
+        return _parse_address(text, allow_port_zero=allow_port_zero)
+    except MalformedAddressError as exc:
+        raise ConfigError(exc.reason) from None
 
 
 # -- value checkers: each takes a TOML (or Python) value and returns it validated ---------

@@ -11,8 +11,13 @@ adapters: :mod:`~dcounter_protocol._transport` (the seam),
 from __future__ import annotations
 
 from dcounter_protocol.__about__ import __version__ as __version__
+from dcounter_protocol._address import FRAME_OVERHEAD as FRAME_OVERHEAD
+from dcounter_protocol._address import MAX_ADDRESS_LENGTH as MAX_ADDRESS_LENGTH
+from dcounter_protocol._address import format_address as format_address
+from dcounter_protocol._address import parse_address as parse_address
 from dcounter_protocol._digest import serialize_state as serialize_state
 from dcounter_protocol._digest import state_digest as state_digest
+from dcounter_protocol._errors import BindError as BindError
 from dcounter_protocol._errors import ConnectError as ConnectError
 from dcounter_protocol._errors import CountOutOfRangeError as CountOutOfRangeError
 from dcounter_protocol._errors import DecompressionError as DecompressionError
@@ -29,16 +34,18 @@ from dcounter_protocol._errors import InvalidAddressLengthError as InvalidAddres
 from dcounter_protocol._errors import InvalidFlagError as InvalidFlagError
 from dcounter_protocol._errors import InvalidMessageTypeError as InvalidMessageTypeError
 from dcounter_protocol._errors import InvalidOptionError as InvalidOptionError
+from dcounter_protocol._errors import LocalProtocolError as LocalProtocolError
+from dcounter_protocol._errors import MalformedAddressError as MalformedAddressError
 from dcounter_protocol._errors import MalformedMessageError as MalformedMessageError
 from dcounter_protocol._errors import MessageError as MessageError
 from dcounter_protocol._errors import MessageTooLargeError as MessageTooLargeError
 from dcounter_protocol._errors import ProtocolError as ProtocolError
+from dcounter_protocol._errors import RemoteProtocolError as RemoteProtocolError
 from dcounter_protocol._errors import TransportClosedError as TransportClosedError
 from dcounter_protocol._errors import TransportError as TransportError
 from dcounter_protocol._errors import TransportTimeoutError as TransportTimeoutError
 from dcounter_protocol._errors import TruncatedFrameError as TruncatedFrameError
 from dcounter_protocol._framing import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
-from dcounter_protocol._framing import MAX_ADDRESS_LENGTH as MAX_ADDRESS_LENGTH
 from dcounter_protocol._framing import Frame as Frame
 from dcounter_protocol._framing import FrameDecoder as FrameDecoder
 from dcounter_protocol._framing import decode_frame as decode_frame
@@ -74,11 +81,13 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "FLAG_COMPRESSED",
     "FLAG_PLAIN",
+    "FRAME_OVERHEAD",
     "MAX_ADDRESS_LENGTH",
     "STREAM_ACK",
     "STREAM_MAGIC",
     "STREAM_MARKER",
     "STREAM_VERSION",
+    "BindError",
     "ConnectError",
     "CountOutOfRangeError",
     "DecompressionError",
@@ -98,6 +107,8 @@ __all__ = [
     "InvalidFlagError",
     "InvalidMessageTypeError",
     "InvalidOptionError",
+    "LocalProtocolError",
+    "MalformedAddressError",
     "MalformedMessageError",
     "MemoryNetwork",
     "MemoryTransport",
@@ -106,6 +117,7 @@ __all__ = [
     "MessageTooLargeError",
     "MessageType",
     "ProtocolError",
+    "RemoteProtocolError",
     "StreamDecoder",
     "TCPOptions",
     "TCPTransport",
@@ -123,7 +135,9 @@ __all__ = [
     "encode_hello",
     "encode_message",
     "encode_stream_frames",
+    "format_address",
     "parse_ack",
+    "parse_address",
     "serialize_state",
     "state_digest",
 ]

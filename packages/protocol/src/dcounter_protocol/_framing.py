@@ -4,6 +4,9 @@ One frame per connection; the payload runs to the end of the stream (the sender 
 writing). :class:`FrameDecoder` is fed bytes as they arrive and rejects a bad frame at the
 first byte that proves it bad, and an oversized one before buffering past the limit.
 Every :class:`~dcounter_protocol._errors.FrameError` carries the byte offset of the problem.
+
+``max_size`` is the largest *payload*, as in every decoder of this package; the header (at
+most :data:`~dcounter_protocol._address.FRAME_OVERHEAD` bytes) comes on top.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import codecs
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
+from dcounter_protocol._address import FRAME_OVERHEAD, MAX_ADDRESS_LENGTH, address_bytes
 from dcounter_protocol._errors import (
+    EncodeError,
     FrameError,
     FrameTooLargeError,
     InvalidAddressError,
@@ -24,6 +29,7 @@ from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "FRAME_OVERHEAD",
     "MAX_ADDRESS_LENGTH",
     "Frame",
     "FrameDecoder",
@@ -31,12 +37,8 @@ __all__ = [
     "encode_frame",
 ]
 
-#: The length prefix is one byte.
-MAX_ADDRESS_LENGTH: Final = 255
-#: A maximum-size message behind the longest header.
-DEFAULT_MAX_FRAME_SIZE: Final = DEFAULT_MAX_MESSAGE_SIZE + 1 + MAX_ADDRESS_LENGTH
-#: Length byte, one address byte, one payload byte.
-_MIN_FRAME_SIZE: Final = 3
+#: The largest whole frame by default: a maximum-size message behind the longest header.
+DEFAULT_MAX_FRAME_SIZE: Final = DEFAULT_MAX_MESSAGE_SIZE + FRAME_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,38 +49,22 @@ class Frame:
     payload: bytes
 
 
-def _address_bytes(sender: str) -> bytes:
-    try:
-        raw = sender.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidAddressError(f"sender address is not encodable as UTF-8: {sender!r}") from exc
-    if not raw:
-        raise InvalidAddressLengthError("sender address is empty")
-    if len(raw) > MAX_ADDRESS_LENGTH:
-        raise InvalidAddressError(
-            f"sender address is {len(raw)} bytes, at most {MAX_ADDRESS_LENGTH} fit a frame"
-        )
-    return raw
-
-
 def encode_frame(sender: str, payload: bytes, *, max_size: int | None = None) -> bytes:
     """Frame ``payload`` as sent by ``sender``, byte for byte as the reference's ``Send``.
 
-    Raises :class:`InvalidAddressLengthError` for an empty address,
-    :class:`InvalidAddressError` for one that is not UTF-8 or longer than 255 bytes,
-    :class:`TruncatedFrameError` for an empty payload (every receiver drops such a frame) and
-    :class:`FrameTooLargeError` when ``max_size`` is given and the frame exceeds it.
+    Raises :class:`EncodeError` for an address that is empty, not UTF-8 or longer than 255
+    bytes, an empty payload (every receiver drops such a frame), or a payload above
+    ``max_size`` when that is given.
     """
-    raw = _address_bytes(sender)
+    raw = address_bytes(sender)
     if not payload:
-        raise TruncatedFrameError("a frame needs a non-empty payload")
-    size = 1 + len(raw) + len(payload)
-    if max_size is not None and size > max_size:
-        raise FrameTooLargeError(f"frame of {size} bytes exceeds {max_size}")
+        raise EncodeError("a frame needs a non-empty payload")
+    if max_size is not None and len(payload) > max_size:
+        raise EncodeError(f"payload of {len(payload)} bytes exceeds {max_size}")
     return b"".join((bytes((len(raw),)), raw, payload))
 
 
-def decode_frame(data: bytes, *, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> Frame:
+def decode_frame(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Frame:
     """Split one complete frame (everything a connection carried) into sender and payload."""
     decoder = FrameDecoder(max_size=max_size)
     decoder.feed(data)
@@ -89,13 +75,15 @@ class FrameDecoder:
     """Incremental decoder of the one frame a connection carries.
 
     Call :meth:`feed` with bytes as they arrive and :meth:`end_of_stream` at EOF. The header
-    is validated byte by byte (length byte, then the address as UTF-8), the size limit on
-    every feed; the first error is raised and raised again by any later call.
+    is validated byte by byte (length byte, then the address as UTF-8), the payload's size
+    limit ``max_size`` on every feed; the first error is raised and raised again by any
+    later call.
     """
 
-    def __init__(self, *, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        if max_size < _MIN_FRAME_SIZE:
-            raise InvalidOptionError(f"max_size must be at least {_MIN_FRAME_SIZE}, got {max_size}")
+    def __init__(self, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        """``max_size`` bounds the payload; InvalidOptionError unless it is an int >= 1."""
+        if type(max_size) is not int or max_size < 1:  # bool is an int subclass: refused
+            raise InvalidOptionError(f"max_size must be an int >= 1, got {max_size!r}")
         self._max_size = max_size
         self._received = 0
         self._address_length = 0  # 0 until the length byte arrived
@@ -118,7 +106,7 @@ class FrameDecoder:
 
     @property
     def max_size(self) -> int:
-        """The largest frame accepted, header included."""
+        """The largest payload accepted (the header comes on top)."""
         return self._max_size
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -129,10 +117,9 @@ class FrameDecoder:
             view = self._feed_header(view)
         if not view:
             return
-        if self._received + len(view) > self._max_size:
-            self._fail(
-                FrameTooLargeError(f"frame exceeds {self._max_size} bytes", offset=self._max_size)
-            )
+        if len(self._payload) + len(view) > self._max_size:
+            limit = self._received - len(self._payload) + self._max_size
+            self._fail(FrameTooLargeError(f"payload exceeds {self._max_size} bytes", offset=limit))
         self._payload += view
         self._received += len(view)
 
@@ -144,14 +131,6 @@ class FrameDecoder:
             length = view[0]
             if length == 0:
                 self._fail(InvalidAddressLengthError("sender address length is 0", offset=0))
-            if 1 + length + 1 > self._max_size:
-                self._fail(
-                    FrameTooLargeError(
-                        f"a {length}-byte address leaves no room for a payload within "
-                        f"{self._max_size} bytes",
-                        offset=0,
-                    )
-                )
             self._address_length = length
             self._received = 1
             view = view[1:]

@@ -258,19 +258,19 @@ def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
     """Encode ``msg`` into an envelope exactly as the reference does.
 
     Raises :class:`EncodeError` for an invalid message (type not 1-3, empty node id, push
-    without counts, a count or the digest outside uint64) and :class:`MessageTooLargeError`
-    when the body or the envelope would exceed ``max_size``.
+    without counts, a count or the digest outside uint64) or when the body or the envelope
+    would exceed ``max_size`` (the size of the envelope: the payload a frame carries).
     """
     envelope = _encode_envelope(msg)
     size = len(envelope) - 1
     if size > max_size:
-        raise MessageTooLargeError(f"message body of {size} bytes exceeds {max_size}")
+        raise EncodeError(f"message body of {size} bytes exceeds {max_size}")
     if size > COMPRESSION_THRESHOLD:
         compressed = _compressor().compress(memoryview(envelope)[1:])
         if len(compressed) < size:
             return b"\x80" + compressed
     if size + 1 > max_size:
-        raise MessageTooLargeError(f"message of {size + 1} bytes exceeds {max_size}")
+        raise EncodeError(f"message of {size + 1} bytes exceeds {max_size}")
     return bytes(envelope)
 
 

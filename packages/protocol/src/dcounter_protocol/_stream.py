@@ -27,8 +27,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from dcounter_protocol._address import address_bytes
 from dcounter_protocol._errors import (
     EmptyStreamFrameError,
+    EncodeError,
     FrameError,
     FrameTooLargeError,
     HandshakeError,
@@ -61,7 +63,6 @@ STREAM_VERSION: Final = 1
 STREAM_ACK: Final = STREAM_MAGIC + bytes((STREAM_VERSION,))
 #: The 4-byte length prefix caps a frame whatever max_size says.
 _MAX_LENGTH: Final = 2**32 - 1
-_MAX_ADDRESS_LENGTH: Final = 255
 #: marker, magic, version, address length.
 _HELLO_FIXED: Final = 1 + len(STREAM_MAGIC) + 1 + 1
 _VERSION_AT: Final = 1 + len(STREAM_MAGIC)
@@ -71,19 +72,10 @@ _PREFIX: Final = 4
 def encode_hello(sender: str) -> bytes:
     """The dialer's opening bytes, naming ``sender`` (its listen address) once.
 
-    Raises :class:`InvalidAddressLengthError` for an empty address and
-    :class:`InvalidAddressError` for one that is not UTF-8 or longer than 255 bytes.
+    Raises :class:`EncodeError` for an address that is empty, not UTF-8 or longer than 255
+    bytes.
     """
-    try:
-        raw = sender.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidAddressError(f"sender address is not encodable as UTF-8: {sender!r}") from exc
-    if not raw:
-        raise InvalidAddressLengthError("sender address is empty")
-    if len(raw) > _MAX_ADDRESS_LENGTH:
-        raise InvalidAddressError(
-            f"sender address is {len(raw)} bytes, at most {_MAX_ADDRESS_LENGTH} fit a hello"
-        )
+    raw = address_bytes(sender)
     return b"".join((bytes((STREAM_MARKER,)), STREAM_MAGIC, bytes((STREAM_VERSION, len(raw))), raw))
 
 
@@ -108,8 +100,8 @@ def encode_stream_frames(
 ) -> bytes:
     """Frame each payload (``length + payload``) and join them, ready for one write.
 
-    Raises :class:`EmptyStreamFrameError` for an empty payload and :class:`FrameTooLargeError`
-    for one above ``max_size`` (or above what a 4-byte length can say).
+    Raises :class:`EncodeError` for an empty payload and for one above ``max_size`` (or above
+    what a 4-byte length can say).
     """
     limit = _MAX_LENGTH if max_size is None else min(max_size, _MAX_LENGTH)
     parts: list[bytes | bytearray | memoryview] = []
@@ -118,8 +110,8 @@ def encode_stream_frames(
         size = len(payload)
         if not 0 < size <= limit:
             if size == 0:
-                raise EmptyStreamFrameError("a stream frame needs a non-empty payload")
-            raise FrameTooLargeError(f"payload of {size} bytes exceeds {limit}")
+                raise EncodeError("a stream frame needs a non-empty payload")
+            raise EncodeError(f"payload of {size} bytes exceeds {limit}")
         append(size.to_bytes(_PREFIX, "big"))
         append(payload)
     return b"".join(parts)

@@ -18,13 +18,10 @@ from dcounter_protocol import (
     decode_message,
 )
 
-__all__ = ["Inspection", "Kind", "Problem", "inspect_bytes", "inspect_frame"]
+__all__ = ["Inspection", "Kind", "Problem", "frame_problem", "inspect_bytes", "inspect_frame"]
 
 #: What to read the input as; ``auto`` tries a frame first, then a bare message.
 Kind = Literal["auto", "frame", "message"]
-
-#: Frames carry a 1-byte address length and an address of at most 255 bytes.
-_MAX_FRAME_OVERHEAD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +66,12 @@ class Inspection:
 
 
 def _message_problem(exc: MessageError, offset: int) -> Problem:
-    return Problem("message", type(exc).__name__, str(exc), offset)
+    return Problem("message", type(exc).__name__, exc.reason, offset)
 
 
-def _frame_problem(exc: FrameError) -> Problem:
-    detail = str(exc).removesuffix(f" (at byte {exc.offset})")
-    return Problem("frame", type(exc).__name__, detail, exc.offset)
+def frame_problem(exc: FrameError) -> Problem:
+    """The :class:`Problem` that ``exc`` describes, found at its byte offset."""
+    return Problem("frame", type(exc).__name__, exc.reason, exc.offset)
 
 
 def _as_message(data: bytes, max_size: int) -> Inspection:
@@ -91,9 +88,9 @@ def _as_message(data: bytes, max_size: int) -> Inspection:
 def inspect_frame(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Inspection:
     """Read ``data`` as one seed frame: ``[len][sender address][message payload]``."""
     try:
-        frame = decode_frame(data, max_size=max_size + _MAX_FRAME_OVERHEAD)
+        frame = decode_frame(data, max_size=max_size)
     except FrameError as exc:
-        return Inspection(len(data), None, None, 0, 0, None, None, (_frame_problem(exc),))
+        return Inspection(len(data), None, None, 0, 0, None, None, (frame_problem(exc),))
     offset = len(data) - len(frame.payload)
     payload = frame.payload
     flag = payload[0] if payload else None

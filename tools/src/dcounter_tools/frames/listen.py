@@ -28,14 +28,13 @@ from dcounter_protocol import (
     FrameError,
 )
 from dcounter_tools._address import join_address
-from dcounter_tools.frames.inspection import Inspection, Problem, inspect_frame
+from dcounter_tools.frames.inspection import Inspection, Problem, frame_problem, inspect_frame
 
 __all__ = ["FrameCallback", "FrameEvent", "FrameListener"]
 
 _log = logging.getLogger(__name__)
 
 _READ_CHUNK = 64 * 1024
-_MAX_FRAME_OVERHEAD = 256
 #: The first bytes of a stream-mode hello: never the start of a valid seed frame.
 _STREAM_PROBE = bytes((STREAM_MARKER,)) + STREAM_MAGIC
 
@@ -163,7 +162,7 @@ class FrameListener:
         self, reader: asyncio.StreamReader, peer: str
     ) -> tuple[FrameEvent, bytes] | None:
         """The connection's event and frame bytes; None for a stream-mode probe."""
-        decoder = FrameDecoder(max_size=self._max_message_size + _MAX_FRAME_OVERHEAD)
+        decoder = FrameDecoder(max_size=self._max_message_size)
         received = bytearray()
         # Until the bytes read can no longer be the start of a stream probe, hold them back
         # from the decoder (which would reject the leading 0x00 at once).
@@ -186,9 +185,7 @@ class FrameListener:
                 decoder.feed(bytes(received))
             decoder.end_of_stream()
         except FrameError as exc:
-            detail = str(exc).removesuffix(f" (at byte {exc.offset})")
-            problem = Problem("frame", type(exc).__name__, detail, exc.offset)
-            return FrameEvent(time.time(), peer, len(received), None, problem), b""
+            return FrameEvent(time.time(), peer, len(received), None, frame_problem(exc)), b""
         except TimeoutError:
             detail = f"no end of frame within {self._read_timeout:g} s ({len(received)} bytes read)"
             problem = Problem("frame", "TimeoutError", detail, len(received))

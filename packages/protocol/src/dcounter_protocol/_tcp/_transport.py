@@ -1,0 +1,189 @@
+"""The facade: :class:`TCPTransport` wires options, the dialer, outbound and inbound sides."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from dcounter_protocol._address import MAX_ADDRESS_LENGTH, format_address, parse_address
+from dcounter_protocol._errors import (
+    InvalidOptionError,
+    MalformedAddressError,
+    TransportClosedError,
+    TransportError,
+)
+from dcounter_protocol._tcp._bytestream import Dialer, PlainBackend
+from dcounter_protocol._tcp._deadlines import Reaper
+from dcounter_protocol._tcp._inbound import Inbound, bind
+from dcounter_protocol._tcp._options import Counters, TCPOptions, TransportStats
+from dcounter_protocol._tcp._outbound import Outbound
+
+if TYPE_CHECKING:
+    import socket
+
+    from dcounter_protocol._transport import Handler
+
+__all__ = ["TCPTransport"]
+
+
+class TCPTransport:
+    """TCP with the seed's framing and the negotiated stream mode; implements Transport."""
+
+    def __init__(self, address: str = "127.0.0.1:0", *, options: TCPOptions | None = None) -> None:
+        """Configure (nothing is bound until listen()); InvalidOptionError on a bad address."""
+        if not isinstance(address, str):
+            raise InvalidOptionError(f"address must be a str, got {address!r}")
+        try:
+            self._host, self._port = parse_address(address)
+        except MalformedAddressError as exc:
+            raise MalformedAddressError(
+                f"listen address must be 1..{MAX_ADDRESS_LENGTH} bytes of HOST:PORT: {exc.reason}"
+            ) from None
+        self._address = address
+        self._options = options if options is not None else TCPOptions()
+        self._counters = Counters()
+        backend = PlainBackend()
+        self._deadlines = (Reaper(self._options.dial_timeout), Reaper(self._options.write_timeout))
+        self._outbound = Outbound(
+            address,
+            self._options,
+            self._counters,
+            backend=backend,
+            dialer=Dialer(backend, self._deadlines[0]),
+            write_deadlines=self._deadlines[1],
+        )
+        self._inbound: Inbound | None = None
+        self._backend = backend
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[object]] = set()
+        self._cancelled_sends: set[asyncio.Task[object]] = set()
+        self._sends_drained: asyncio.Future[None] | None = None
+        self._closed = False
+        self._close_done: asyncio.Event | None = None
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The configured ``"host:port"``; once listening, with the real bound port."""
+        return self._address
+
+    @property
+    def options(self) -> TCPOptions:
+        """The timeouts, limits and wire choice in force."""
+        return self._options
+
+    @property
+    def active_connections(self) -> int:
+        """Inbound connections currently holding a slot (being read or handled)."""
+        return 0 if self._inbound is None else len(self._inbound.connections)
+
+    def stats(self) -> TransportStats:
+        """The counters since creation and the current gauges."""
+        open_in = 0 if self._inbound is None else len(self._inbound.streams)
+        return self._counters.snapshot(open_in=open_in, queued=self._outbound.queued())
+
+    async def listen(self, handler: Handler) -> None:
+        """Bind (port 0 picks a free port, reported by :attr:`address`) and start serving.
+
+        Raises :class:`BindError` when the address cannot be resolved or bound.
+        """
+        if self._closed:
+            raise TransportClosedError(f"transport {self._address} is closed")
+        if self._listener is not None:
+            raise TransportError(f"transport {self._address} is already listening")
+        listener = await bind(self._address, self._host, self._port, self._options.backlog)
+        self._listener = listener
+        self._address = format_address(self._host, listener.getsockname()[1])
+        self._outbound.sender = self._address
+        self._inbound = Inbound(self._address, self._options, self._counters, backend=self._backend)
+        self._accept_task = self._inbound.serve(listener, handler)
+
+    async def send(self, address: str, data: bytes) -> None:
+        """Send one message to ``address`` with :attr:`address` as sender (see the module doc).
+
+        Raises ConnectError (refused, unreachable, unresolvable, reset), TransportTimeoutError
+        (dial or write took too long) or TransportClosedError (after or during close()) when
+        this send has to open a connection; never once the peer has a stream. EncodeError
+        for an empty payload.
+        """
+        if self.send_nowait(address, data):
+            return
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - asyncio always runs coroutines in tasks
+            raise RuntimeError("TCPTransport.send() must run in an asyncio task")
+        self._sends.add(task)
+        try:
+            if self._options.wire == "auto" and 0 < len(data) <= self._options.max_message_size:
+                await self._outbound.send_auto(task, address, data)
+            else:
+                await self._outbound.send_seed(task, address, data)
+        except asyncio.CancelledError:
+            if task in self._cancelled_sends and task.uncancel() == 0:
+                raise TransportClosedError(
+                    f"transport {self._address} closed during send"
+                ) from None
+            raise
+        finally:
+            self._sends.discard(task)
+            drained = self._sends_drained
+            if drained is not None and not self._sends and not drained.done():
+                drained.set_result(None)
+
+    def send_nowait(self, address: str, data: bytes) -> bool:
+        """Queue ``data`` for ``address`` if that costs no waiting; False if it needs send().
+
+        True when the peer has a stream open (or being re-opened) and the payload fits it: the
+        message is queued exactly as :meth:`send` would queue it, without creating a task or
+        awaiting anything. False otherwise (no stream yet, a seed-only peer, ``wire="seed"``,
+        an empty or oversized payload): nothing was done and the caller should ``await
+        send()``. Raises TransportClosedError after close(). Must run in the event loop.
+        """
+        if self._closed:
+            raise TransportClosedError(f"transport {self._address} is closed")
+        return self._outbound.try_queue(address, data)
+
+    async def close(self) -> None:
+        """Stop accepting, cancel inbound work and sends in progress; idempotent."""
+        if self._closed:
+            if self._close_done is not None:
+                await self._close_done.wait()
+            return
+        self._closed = True
+        self._outbound.closed = True
+        self._close_done = asyncio.Event()
+        try:
+            if self._accept_task is not None:
+                self._accept_task.cancel()
+                await asyncio.gather(self._accept_task, return_exceptions=True)
+            if self._listener is not None:
+                self._listener.close()
+            if self._inbound is not None:
+                await self._inbound.close()
+            await self._cancel_sends()
+            await self._outbound.close()
+        finally:
+            for reaper in self._deadlines:
+                reaper.close()
+            self._close_done.set()
+
+    async def _cancel_sends(self) -> None:
+        if not self._sends:
+            return
+        self._sends_drained = asyncio.get_running_loop().create_future()
+        self._cancelled_sends.update(self._sends)
+        for send_task in self._sends:
+            send_task.cancel()
+        await self._sends_drained
+        self._cancelled_sends.clear()
+
+    async def __aenter__(self) -> TCPTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "listening" if self._listener else "idle"
+        return f"<TCPTransport {self._address} {state} wire={self._options.wire}>"
