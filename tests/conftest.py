@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from dcounter_node.testing import NodeProcess, wait_until
+
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The Go reference's wire vectors, part of the test data (see the README next to them).
@@ -24,32 +25,57 @@ def golden() -> dict[str, Any]:
     return data
 
 
-#: Upper bound for one wait on a condition; real waits end far sooner.
-WAIT_DEADLINE = 20.0
-
-
 class WaitUntil(Protocol):
+    """``await wait_until(predicate, within=..., what=...)``; the predicate may be sync or async."""
+
     async def __call__(
-        self, predicate: Callable[[], Awaitable[bool]], *, seconds: float = ..., what: str = ...
+        self,
+        predicate: Callable[[], bool | Awaitable[bool]],
+        *,
+        within: float = ...,
+        what: str | Callable[[], str] = ...,
+        interval: float = ...,
     ) -> None: ...
 
 
-async def _wait_until(
-    predicate: Callable[[], Awaitable[bool]],
-    *,
-    seconds: float = WAIT_DEADLINE,
-    what: str = "condition",
-) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not await predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.02)
+@pytest.fixture(name="wait_until")
+def wait_until_fixture() -> WaitUntil:
+    """:func:`dcounter_node.testing.wait_until`: a condition polled against a deadline."""
+    return wait_until
+
+
+class NodeProcesses:
+    """The ``dcounter-node`` processes one test starts, each logging to its own file."""
+
+    def __init__(self, directory: Path, *defaults: str) -> None:
+        self._directory = directory
+        #: Flags every node gets before its own.
+        self.defaults = defaults
+        self.started: list[NodeProcess] = []
+
+    async def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        """Run ``dcounter-node *defaults *args``, logging to ``NAME.log``; do not wait."""
+        log = self._directory / f"{name}.log"
+        node = await NodeProcess.spawn(*self.defaults, *args, log=log, env=env)
+        self.started.append(node)
+        return node
+
+    async def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        """Spawn a node and wait for its ready line (failing with its log if there is none)."""
+        node = await self.spawn(name, *args, env=env)
+        await node.wait_ready()
+        return node
+
+    async def close(self) -> None:
+        """Stop (SIGTERM, then SIGKILL) every node still running."""
+        for node in self.started:
+            if node.returncode is None:
+                await node.stop()
 
 
 @pytest.fixture
-def wait_until() -> WaitUntil:
-    """``await wait_until(async_predicate, seconds=..., what=...)``: a condition with a deadline."""
-    return _wait_until
+async def node_processes(tmp_path: Path) -> AsyncIterator[NodeProcesses]:
+    """Start node processes; every one still running is stopped at teardown."""
+    processes = NodeProcesses(tmp_path)
+    yield processes
+    await processes.close()

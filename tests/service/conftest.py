@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -15,11 +11,11 @@ import pytest
 
 from dcounter_node import Node
 from dcounter_node._http import HTTPServer, create_app, start_http_server
+from dcounter_node.testing import NodeProcess
 from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
-    import signal
-    from pathlib import Path
+    from tests.conftest import NodeProcesses
 
     from dcounter_node._storage import StateStore
 
@@ -91,83 +87,14 @@ async def api(make_api: ApiFactory) -> Api:
 
 # -- node processes ---------------------------------------------------------------------------
 
-
-@dataclass
-class NodeProcess:
-    """A ``python -m dcounter_node`` child process and what its ready line said."""
-
-    process: asyncio.subprocess.Process
-    stderr_path: Path
-    ready: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def http(self) -> str:
-        return f"http://{self.ready['http']}"
-
-    @property
-    def gossip(self) -> str:
-        return self.ready["gossip"]
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    async def wait_ready(self, seconds: float = DEADLINE) -> dict[str, str]:
-        """Read and parse the ready line (fails the test if the process exits first)."""
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
-        except TimeoutError:
-            pytest.fail(f"node did not become ready in {seconds} s; stderr:\n{self.stderr()}")
-        words = line.decode().split()
-        if words[:2] != ["dcounter-node", "ready"]:
-            await self.wait_exit()
-            pytest.fail(f"no ready line (got {line!r}); stderr:\n{self.stderr()}")
-        self.ready = dict(word.split("=", 1) for word in words[2:])
-        return self.ready
-
-    async def wait_exit(self, seconds: float = DEADLINE) -> int:
-        """Wait for the process to exit and return its status."""
-        try:
-            return await asyncio.wait_for(self.process.wait(), seconds)
-        except TimeoutError:
-            pytest.fail(f"node {self.pid} did not exit in {seconds} s; stderr:\n{self.stderr()}")
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
-
-
 SpawnNode = Callable[..., Awaitable[NodeProcess]]
 
 
 @pytest.fixture
-async def spawn_node(tmp_path: Path) -> AsyncIterator[SpawnNode]:
-    """Start ``python -m dcounter_node *args``; every process is killed after the test."""
-    processes: list[NodeProcess] = []
+def spawn_node(node_processes: NodeProcesses) -> SpawnNode:
+    """Start ``dcounter-node *args`` (without waiting for it); every one is stopped after."""
 
     async def spawn(*args: str) -> NodeProcess:
-        stderr_path = tmp_path / f"node-{len(processes)}.stderr"
-        with stderr_path.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "dcounter_node",
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        node = NodeProcess(process, stderr_path)
-        processes.append(node)
-        return node
+        return await node_processes.spawn(f"node-{len(node_processes.started)}", *args)
 
-    yield spawn
-    for node in processes:
-        if node.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                node.process.kill()
-            await node.process.wait()
+    return spawn
