@@ -4,7 +4,7 @@ A block's info string is its language and, optionally, one tag (see "Code in the
 in the repository's README):
 
 - ``python``: a complete program, run in a fresh interpreter;
-- ``toml``: a config file ``dcounter-node --config`` accepts;
+- ``toml``: a config file ``dcounter-node --config`` accepts; ``json``: valid JSON;
 - ``sh`` / ``console``: commands (``console`` ones after ``$ ``), run in one shell in a
   private network, pid and mount namespace (fixed ports are free there, and every process the
   block leaves behind dies with it) with a fresh home directory. Helpers the test inserts
@@ -41,7 +41,7 @@ READMES = sorted(
     if not any(part.startswith(".") or part in {"build", "dist"} for part in path.parts)
 )
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
-_LANGUAGES = {"python", "toml", "sh", "console", "text"}
+_LANGUAGES = {"python", "toml", "json", "sh", "console", "text"}
 _TAGS = {"", "cluster", "dev", "fragment"}
 #: Whole blocks; the cluster runs (kill and partition faults) take the longest.
 BLOCK_TIMEOUT = 180
@@ -112,9 +112,12 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("block", _params(_of("toml", "")))
-def test_toml_block_is_a_valid_config_file(block: Block) -> None:
-    parse_config(tomllib.loads(block.text), source=block.id)  # ConfigError if not
+@pytest.mark.parametrize("block", _params(_of("toml", "") + _of("json", "")))
+def test_data_block_parses(block: Block) -> None:
+    if block.language == "json":
+        json.loads(block.text)  # ValueError if not
+    else:
+        parse_config(tomllib.loads(block.text), source=block.id)  # ConfigError if not
 
 
 # -- dev commands: only checked ---------------------------------------------------------------

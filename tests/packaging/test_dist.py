@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -23,13 +24,24 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
+
+def _distributions() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each workspace member: distribution name -> (import name, its console scripts)."""
+    with (REPO_ROOT / "pyproject.toml").open("rb") as file:
+        root = tomllib.load(file)
+    found = {}
+    for entry in root["tool"]["hatch"]["envs"]["default"]["workspace"]["members"]:
+        folder = REPO_ROOT / (entry if isinstance(entry, str) else entry["path"])
+        with (folder / "pyproject.toml").open("rb") as file:
+            config = tomllib.load(file)
+        (package,) = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+        scripts = tuple(config["project"].get("scripts", {}))
+        found[config["project"]["name"]] = (Path(package).name, scripts)
+    return found
+
+
 #: distribution -> (import name, console scripts whose --help must work).
-DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "dcounter-crdt": ("dcounter_crdt", ()),
-    "dcounter-protocol": ("dcounter_protocol", ()),
-    "dcounter-node": ("dcounter_node", ("dcounter-node",)),
-    "dcounter-tools": ("dcounter_tools", ("dcounter-cluster", "dcounter-frames")),
-}
+DISTRIBUTIONS = _distributions()
 LICENSE = (REPO_ROOT / "LICENSE").read_bytes()
 #: Building and installing hit the package index on a cold cache.
 COMMAND_TIMEOUT = 300
@@ -107,6 +119,13 @@ def test_every_wheel_and_sdist_carries_the_license(dist: Path) -> None:
             member = archive.extractfile(f"{top}/LICENSE")
             assert member is not None, sdist.name
             assert member.read() == LICENSE, sdist.name
+
+
+def test_the_distributions_are_the_four_layers_at_least() -> None:
+    assert {"dcounter-crdt", "dcounter-protocol", "dcounter-node", "dcounter-tools"} <= set(
+        DISTRIBUTIONS
+    )
+    assert DISTRIBUTIONS["dcounter-node"] == ("dcounter_node", ("dcounter-node",))
 
 
 @pytest.mark.parametrize("name", list(DISTRIBUTIONS))
