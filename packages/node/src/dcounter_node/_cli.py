@@ -260,8 +260,7 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
 
 def _reason(exc: BaseException) -> str:
     """Why binding failed, without the address the caller's message already names."""
-    # The transport's own error wraps the OSError (and repeats "cannot listen on ..."):
-    # the OS's reason alone completes our message.
+    # The transport's error wraps the OSError and repeats "cannot listen on ADDR", and
     # aiohttp's OSError repeats the address too: the errno's own text is the reason.
     cause = exc if isinstance(exc, OSError) else exc.__cause__
     if isinstance(cause, OSError):
