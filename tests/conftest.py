@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -11,7 +12,7 @@ import pytest
 from dcounter_node.testing import NodeProcess, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The Go reference's wire vectors, part of the test data (see the README next to them).
@@ -79,3 +80,16 @@ async def node_processes(tmp_path: Path) -> AsyncIterator[NodeProcesses]:
     processes = NodeProcesses(tmp_path)
     yield processes
     await processes.close()
+
+
+SpawnNode = Callable[..., Awaitable[NodeProcess]]
+
+
+@pytest.fixture
+def spawn_node(node_processes: NodeProcesses) -> SpawnNode:
+    """Start ``dcounter-node *args`` (without waiting for it); every one is stopped after."""
+
+    async def spawn(*args: str) -> NodeProcess:
+        return await node_processes.spawn(f"node-{len(node_processes.started)}", *args)
+
+    return spawn

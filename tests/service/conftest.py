@@ -1,4 +1,4 @@
-"""Fixtures for the node service: an in-process API server and real node processes."""
+"""Fixtures for the node service: an in-process API server (node processes: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import pytest
 
 from dcounter_node import Node
 from dcounter_node._http import HTTPServer, create_app, start_http_server
-from dcounter_node.testing import NodeProcess
 from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
-    from tests.conftest import NodeProcesses
-
     from dcounter_node._storage import StateStore
 
 #: Upper bound for any single wait in these tests; real waits end far sooner.
@@ -83,18 +80,3 @@ async def make_api() -> AsyncIterator[ApiFactory]:
 async def api(make_api: ApiFactory) -> Api:
     """One node with its API and default options."""
     return await make_api()
-
-
-# -- node processes ---------------------------------------------------------------------------
-
-SpawnNode = Callable[..., Awaitable[NodeProcess]]
-
-
-@pytest.fixture
-def spawn_node(node_processes: NodeProcesses) -> SpawnNode:
-    """Start ``dcounter-node *args`` (without waiting for it); every one is stopped after."""
-
-    async def spawn(*args: str) -> NodeProcess:
-        return await node_processes.spawn(f"node-{len(node_processes.started)}", *args)
-
-    return spawn

@@ -16,8 +16,7 @@ import aiohttp
 import pytest
 
 if TYPE_CHECKING:
-    from tests.conftest import WaitUntil
-    from tests.service.conftest import SpawnNode
+    from tests.conftest import SpawnNode, WaitUntil
 
 pytestmark = pytest.mark.slow
 

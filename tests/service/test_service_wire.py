@@ -17,8 +17,8 @@ from dcounter_node._settings import NodeSettings, parse_config
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.conftest import WaitUntil
-    from tests.service.conftest import Api, SpawnNode
+    from tests.conftest import SpawnNode, WaitUntil
+    from tests.service.conftest import Api
 
 #: Every node here binds free ports and keeps no durable state.
 FREE = ("--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--in-memory")
