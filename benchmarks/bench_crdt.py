@@ -239,7 +239,17 @@ def _goal_lines(rows: Sequence[Row]) -> list[str]:
             "also validates, updates the total and the value, and builds its delta (a new "
             "CounterState holding a one-entry read-only map)"
         )
+    if not (inc_ok and merge_ok):
+        lines.append(MISS_NOTE)
     return lines
+
+
+#: Printed under the goals when one is missed: misses are expected on a loaded or small
+#: machine and some goals are still open, so a MISS is information for people, not a failure.
+MISS_NOTE = (
+    "MISS = a goal this run did not reach: a known open goal (see the README's benchmark "
+    "section), not a failure; the benchmark exits 0 either way"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from dcounter_node._http import start_http_server
+from dcounter_node.testing import NodeProcess
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -106,36 +107,37 @@ class Server:
     """A server child process and the URL to load."""
 
     name: str
-    process: subprocess.Popen[bytes]
+    pid: int
     url: str
 
     def cpu_seconds(self) -> float | None:
         """utime + stime of the process so far (Linux), else None."""
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return None
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start(name: str, command: list[str], path: str) -> Server:
+def _start_hello() -> tuple[subprocess.Popen[bytes], Server]:
+    command = [sys.executable, _HERE, "--serve-hello"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     assert process.stdout is not None
     line = process.stdout.readline().decode()
     words = dict(w.split("=", 1) for w in line.split() if "=" in w)
     if "http" not in words:
         process.kill()
-        raise SystemExit(f"{name} server did not start (printed {line!r})")
-    return Server(name, process, f"http://{words['http']}{path}")
+        raise SystemExit(f"baseline server did not start (printed {line!r})")
+    return process, Server("baseline", process.pid, f"http://{words['http']}/hello")
 
 
-def _stop(server: Server) -> None:
-    server.process.send_signal(signal.SIGTERM)
+def _stop_hello(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
     try:
-        server.process.wait(timeout=10)
+        process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
 
 
 async def _load(
@@ -189,20 +191,15 @@ async def _counter_value(session: aiohttp.ClientSession, server: Server) -> int:
 
 
 async def _measure(args: argparse.Namespace) -> int:
-    hello = _start("baseline", [sys.executable, _HERE, "--serve-hello"], "/hello")
-    node = _start(
-        "node",
-        [
-            sys.executable,
-            "-m",
-            "dcounter_node",
-            "--listen=127.0.0.1:0",
-            "--http=127.0.0.1:0",
-            "--in-memory",
-            "--log-level=warning",
-        ],
-        "/increment",
-    )
+    hello_process, hello = _start_hello()
+    try:
+        node_process = await NodeProcess.start(
+            "--listen=127.0.0.1:0", "--http=127.0.0.1:0", "--in-memory", "--log-level=warning"
+        )
+    except BaseException:
+        _stop_hello(hello_process)
+        raise
+    node = Server("node", node_process.pid, f"{node_process.url}/increment")
     try:
         connector = aiohttp.TCPConnector(limit=args.concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -214,8 +211,8 @@ async def _measure(args: argparse.Namespace) -> int:
                     )
             counted = await _counter_value(session, node)
     finally:
-        for server in (hello, node):
-            _stop(server)
+        _stop_hello(hello_process)
+        await node_process.stop()
 
     sent = sum(r.requests for r in results["node"])
     base = max(results["baseline"], key=lambda r: r.rate)
@@ -241,6 +238,7 @@ async def _measure(args: argparse.Namespace) -> int:
     print()
     ratio = mine.rate / base.rate
     verdict = "meets" if ratio >= GOAL else "misses"
+    missed = ratio < GOAL
     print(f"throughput ratio node/baseline: {ratio:.2f} ({verdict} the goal of {GOAL:.2f})")
     print(
         f"added latency: p50 {(mine.percentile(50) - base.percentile(50)) * 1e3:+.2f} ms, "
@@ -260,6 +258,7 @@ async def _measure(args: argparse.Namespace) -> int:
             )
         cpu_ratio = base_cpu / mine_cpu
         verdict = "meets" if cpu_ratio >= GOAL else "misses"
+        missed |= cpu_ratio < GOAL
         print(
             f"server-bound ratio (baseline / node server CPU per request): {cpu_ratio:.2f}"
             f" ({verdict} the goal), +{(mine_cpu - base_cpu) * 1e6:.1f} us of CPU per request"
@@ -269,7 +268,17 @@ async def _measure(args: argparse.Namespace) -> int:
         f"node counted {counted} increments: {sent} measured + {extra} during warm-up "
         "(every request answered 200)"
     )
+    if missed:
+        print(MISS_NOTE)
     return 0
+
+
+#: Printed under the goals when one is missed: misses are expected on a loaded or small
+#: machine and some goals are still open, so a MISS is information for people, not a failure.
+MISS_NOTE = (
+    "a missed goal in this run is a known open goal (see the README's benchmark "
+    "section), not a failure; the benchmark exits 0 either way"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -244,6 +244,14 @@ def print_table(results: Sequence[Result]) -> None:
     print(" share of idle messages that are pushes: 0% means digests only)")
 
 
+#: Printed under the goals when one is missed: misses are expected on a loaded or small
+#: machine and some goals are still open, so a MISS is information for people, not a failure.
+MISS_NOTE = (
+    "MISS = a goal this run did not reach: a known open goal (see the README's benchmark "
+    "section), not a failure; the benchmark exits 0 either way"
+)
+
+
 def print_goals(results: Sequence[Result]) -> None:
     """PASS/MISS for each goal that this run measured."""
     goals = [
@@ -252,14 +260,17 @@ def print_goals(results: Sequence[Result]) -> None:
         (False, 100, 6.0, "seed-exact: median < 6 sync intervals at 100 nodes"),
     ]
     print()
+    missed = False
     for deltas, size, limit, text in goals:
         for r in results:
             if r.deltas == deltas and r.nodes == size:
                 value = r.median / r.sync_interval
+                missed |= value >= limit
                 verdict = "PASS" if value < limit else "MISS"
                 print(f"{verdict}  {text} ({r.transport}: {value:.2f})")
     for r in results:
         if r.deltas and r.idle_push_share > 0:
+            missed = True
             print(
                 f"MISS  deltas: idle traffic is digests only ({r.transport}, {r.nodes} nodes: "
                 f"{r.idle_push_share:.1%} pushes)"
@@ -268,6 +279,8 @@ def print_goals(results: Sequence[Result]) -> None:
     else:
         if any(r.deltas for r in results):
             print("PASS  deltas: idle traffic is digests only (every cluster measured)")
+    if missed:
+        print(MISS_NOTE)
 
 
 # -- wire modes (issue 8 item 5) -------------------------------------------------------------
@@ -448,19 +461,22 @@ def print_wire_table(results: Sequence[WireResult]) -> None:
 def print_wire_goals(results: Sequence[WireResult]) -> None:
     """PASS/MISS for the wire goals this run measured."""
     print()
+    verdicts: list[str] = []
     for r in results:
         if r.wire == "auto" and r.idle_cpu is not None:
-            verdict = "PASS" if r.idle_cpu <= GOAL_IDLE_CPU else "MISS"
+            verdicts.append("PASS" if r.idle_cpu <= GOAL_IDLE_CPU else "MISS")
             print(
-                f"{verdict}  auto: {r.nodes} nodes idle at 50 ms within "
+                f"{verdicts[-1]}  auto: {r.nodes} nodes idle at 50 ms within "
                 f"{GOAL_IDLE_CPU:.0%} of one core ({r.idle_cpu:.1%})"
             )
         if r.wire == "auto" and r.nodes == 50:
-            verdict = "PASS" if r.median < GOAL_MEDIAN_50 else "MISS"
+            verdicts.append("PASS" if r.median < GOAL_MEDIAN_50 else "MISS")
             print(
-                f"{verdict}  auto: 50 nodes median convergence under "
+                f"{verdicts[-1]}  auto: 50 nodes median convergence under "
                 f"{GOAL_MEDIAN_50 * 1000:.0f} ms ({_ms(r.median)} ms)"
             )
+    if "MISS" in verdicts:
+        print(MISS_NOTE)
 
 
 def _wire_modes(text: str) -> tuple[WireMode, ...]:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from dcounter_crdt import PNCounter
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore
+from dcounter_node.testing import NodeProcess
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from dcounter_node._storage_sqlite import Durability
 
 MODES: tuple[str, ...] = ("none", "batched", "always")
-_READY = b"dcounter-node ready "
 _REQUEST = (
     b"POST /increment HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
     b'Content-Length: 8\r\n\r\n{"by":1}'
@@ -139,31 +139,12 @@ async def bench_store(directory: Path, duration: float) -> None:
 # -- 2. the node's HTTP API -------------------------------------------------------------
 
 
-async def _start_node(args: Sequence[str]) -> tuple[asyncio.subprocess.Process, str, int]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dcounter_node",
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--log-level",
-        "error",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
+async def _start_node(args: Sequence[str]) -> tuple[NodeProcess, str, int]:
+    node = await NodeProcess.start(
+        "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "error", *args
     )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 60)
-    if not line.startswith(_READY):
-        await process.wait()
-        raise RuntimeError(
-            f"dcounter-node {' '.join(args)} did not start (exit {process.returncode})"
-        )
-    fields = dict(item.split("=", 1) for item in line[len(_READY) :].decode().split())
-    host, _, port = fields["http"].rpartition(":")
-    return process, host, int(port)
+    host, _, port = node.http.rpartition(":")
+    return node, host, int(port)
 
 
 async def _keep_posting(host: str, port: int, until: float, counts: list[int]) -> None:
@@ -200,7 +181,7 @@ async def bench_http(directory: Path, concurrency: int, duration: float, rounds:
         (["--data-dir", str(directory / "batched"), "--durability", "batched"], "batched"),
         (["--data-dir", str(directory / "always"), "--durability", "always"], "always"),
     ]
-    processes: list[asyncio.subprocess.Process] = []
+    processes: list[NodeProcess] = []
     try:
         endpoints = []
         for args, _ in runs:
@@ -217,8 +198,7 @@ async def bench_http(directory: Path, concurrency: int, duration: float, rounds:
                 rates[index].append(await _post_for(host, port, concurrency, duration))
     finally:
         for process in processes:
-            process.terminate()
-            await process.wait()
+            await process.stop()
     rows = [
         Row(label, statistics.median(rate), "rounds: " + ", ".join(f"{r:,.0f}" for r in rate))
         for (_, label), rate in zip(runs, rates, strict=True)
@@ -232,6 +212,16 @@ async def bench_http(directory: Path, concurrency: int, duration: float, rounds:
     batched = rows[1].rate / rows[0].rate
     verdict = "met" if batched >= 0.5 else "NOT met"
     print(f"  goal batched >= 50% of in-memory: {batched:.0%} ({verdict})")
+    if batched < 0.5:
+        print("  " + MISS_NOTE)
+
+
+#: Printed under the goals when one is missed: misses are expected on a loaded or small
+#: machine and some goals are still open, so a MISS is information for people, not a failure.
+MISS_NOTE = (
+    "a goal NOT met in this run is a known open goal (see the README's benchmark "
+    "section), not a failure; the benchmark exits 0 either way"
+)
 
 
 async def main(argv: Sequence[str] | None = None) -> int:

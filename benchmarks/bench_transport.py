@@ -347,7 +347,17 @@ def report(args: argparse.Namespace, samples: dict[str, list[Sample]]) -> str:
         f"(1/{1 / stream_cpu:.0f}) {stream_verdict}; stream/{BATCH_WINDOW} {batched_cpu:.3f} "
         f"(1/{1 / batched_cpu:.0f})",
     ]
+    if "MISS" in (verdict, stream_verdict):
+        lines.append(MISS_NOTE)
     return "\n".join(lines)
+
+
+#: Printed under the goals when one is missed: misses are expected on a loaded or small
+#: machine and some goals are still open, so a MISS is information for people, not a failure.
+MISS_NOTE = (
+    "MISS = a goal this run did not reach: a known open goal (see the README's benchmark "
+    "section), not a failure; the benchmark exits 0 either way"
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -2,153 +2,94 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from dcounter_node.testing import NodeProcess, wait_until
+
 if TYPE_CHECKING:
-    import signal
+    from collections.abc import AsyncIterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: The reference implementation's vectors live beside the repository, never inside it.
-GOLDEN_DIR = Path(os.environ.get("DCOUNTER_GOLDEN_DIR", REPO_ROOT.parent / "shared" / "golden"))
-GOLDEN_FILE = GOLDEN_DIR / "seed-wire-vectors.json"
+#: The Go reference's wire vectors, part of the test data (see the README next to them).
+GOLDEN_FILE = REPO_ROOT / "tests" / "protocol" / "golden" / "seed-wire-vectors.json"
 
 
 @pytest.fixture(scope="session")
 def golden() -> dict[str, Any]:
-    """The Go reference's wire vectors; tests that need them skip, saying why, when absent."""
-    if not GOLDEN_FILE.is_file():
-        pytest.skip(
-            f"golden vectors not found at {GOLDEN_FILE}: they come from ../shared/golden "
-            "(set DCOUNTER_GOLDEN_DIR to point elsewhere)"
-        )
+    """The Go reference's wire vectors (always present: a missing file is an error)."""
     data: dict[str, Any] = json.loads(GOLDEN_FILE.read_text(encoding="utf-8"))
     return data
 
 
-#: Upper bound for one wait on a condition; real waits end far sooner.
-WAIT_DEADLINE = 20.0
-
-
 class WaitUntil(Protocol):
+    """``await wait_until(predicate, within=..., what=...)``; the predicate may be sync or async."""
+
     async def __call__(
-        self, predicate: Callable[[], Awaitable[bool]], *, seconds: float = ..., what: str = ...
+        self,
+        predicate: Callable[[], bool | Awaitable[bool]],
+        *,
+        within: float = ...,
+        what: str | Callable[[], str] = ...,
+        interval: float = ...,
     ) -> None: ...
 
 
-async def _wait_until(
-    predicate: Callable[[], Awaitable[bool]],
-    *,
-    seconds: float = WAIT_DEADLINE,
-    what: str = "condition",
-) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not await predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.02)
+@pytest.fixture(name="wait_until")
+def wait_until_fixture() -> WaitUntil:
+    """:func:`dcounter_node.testing.wait_until`: a condition polled against a deadline."""
+    return wait_until
+
+
+class NodeProcesses:
+    """The ``dcounter-node`` processes one test starts, each logging to its own file."""
+
+    def __init__(self, directory: Path, *defaults: str) -> None:
+        self._directory = directory
+        #: Flags every node gets before its own.
+        self.defaults = defaults
+        self.started: list[NodeProcess] = []
+
+    async def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        """Run ``dcounter-node *defaults *args``, logging to ``NAME.log``; do not wait."""
+        log = self._directory / f"{name}.log"
+        node = await NodeProcess.spawn(*self.defaults, *args, log=log, env=env)
+        self.started.append(node)
+        return node
+
+    async def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        """Spawn a node and wait for its ready line (failing with its log if there is none)."""
+        node = await self.spawn(name, *args, env=env)
+        await node.wait_ready()
+        return node
+
+    async def close(self) -> None:
+        """Stop (SIGTERM, then SIGKILL) every node still running."""
+        for node in self.started:
+            if node.returncode is None:
+                await node.stop()
 
 
 @pytest.fixture
-def wait_until() -> WaitUntil:
-    """``await wait_until(async_predicate, seconds=..., what=...)``: a condition with a deadline."""
-    return _wait_until
-
-
-# -- node processes ---------------------------------------------------------------------------
-
-
-#: Upper bound for a node process to start or exit; real ones take well under a second.
-NODE_DEADLINE = 10.0
-
-
-@dataclass
-class NodeProcess:
-    """A ``python -m dcounter_node`` child process and what its ready line said."""
-
-    process: asyncio.subprocess.Process
-    stderr_path: Path
-    ready: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def http(self) -> str:
-        return f"http://{self.ready['http']}"
-
-    @property
-    def gossip(self) -> str:
-        return self.ready["gossip"]
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    async def wait_ready(self, seconds: float = NODE_DEADLINE) -> dict[str, str]:
-        """Read and parse the ready line (fails the test if the process exits first)."""
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
-        except TimeoutError:
-            pytest.fail(f"node did not become ready in {seconds} s; stderr:\n{self.stderr()}")
-        words = line.decode().split()
-        if words[:2] != ["dcounter-node", "ready"]:
-            await self.wait_exit()
-            pytest.fail(f"no ready line (got {line!r}); stderr:\n{self.stderr()}")
-        self.ready = dict(word.split("=", 1) for word in words[2:])
-        return self.ready
-
-    async def wait_exit(self, seconds: float = NODE_DEADLINE) -> int:
-        """Wait for the process to exit and return its status."""
-        try:
-            return await asyncio.wait_for(self.process.wait(), seconds)
-        except TimeoutError:
-            pytest.fail(f"node {self.pid} did not exit in {seconds} s; stderr:\n{self.stderr()}")
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
+async def node_processes(tmp_path: Path) -> AsyncIterator[NodeProcesses]:
+    """Start node processes; every one still running is stopped at teardown."""
+    processes = NodeProcesses(tmp_path)
+    yield processes
+    await processes.close()
 
 
 SpawnNode = Callable[..., Awaitable[NodeProcess]]
 
 
 @pytest.fixture
-async def spawn_node(tmp_path: Path) -> AsyncIterator[SpawnNode]:
-    """Start ``python -m dcounter_node *args``; every process is killed after the test."""
-    processes: list[NodeProcess] = []
+def spawn_node(node_processes: NodeProcesses) -> SpawnNode:
+    """Start ``dcounter-node *args`` (without waiting for it); every one is stopped after."""
 
     async def spawn(*args: str) -> NodeProcess:
-        stderr_path = tmp_path / f"node-{len(processes)}.stderr"
-        with stderr_path.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "dcounter_node",
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        node = NodeProcess(process, stderr_path)
-        processes.append(node)
-        return node
+        return await node_processes.spawn(f"node-{len(node_processes.started)}", *args)
 
-    yield spawn
-    for node in processes:
-        if node.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                node.process.kill()
-            await node.process.wait()
+    return spawn

@@ -19,9 +19,10 @@ from aiohttp import web
 from dcounter_client import AsyncClient, Client
 
 if TYPE_CHECKING:
-    from tests.conftest import NodeProcess, SpawnNode
+    from tests.conftest import SpawnNode
 
     from dcounter_client import CounterSnapshot, NodeHealth
+    from dcounter_node.testing import NodeProcess
 
 #: A node on free loopback ports, keeping nothing on disk.
 FREE = ("--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--in-memory")

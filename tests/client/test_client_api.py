@@ -34,33 +34,33 @@ async def test_writes_return_the_new_value_and_reads_agree(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
-    client = make_client(node.http)
+    client = make_client(node.url)
     assert await client.increment() == 1
     assert await client.increment(5) == 6
     assert await client.decrement(2) == 4
     assert await client.decrement() == 3
     assert await client.value() == 3
     snapshot = await client.counter()
-    replica = node.ready["replica"]
-    assert snapshot == CounterSnapshot(3, replica, {replica: 6}, {replica: 3}, node.http)
+    replica = node.replica
+    assert snapshot == CounterSnapshot(3, replica, {replica: 6}, {replica: 3}, node.url)
 
 
 async def test_the_same_key_five_times_counts_once(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
-    client = make_client(node.http)
+    client = make_client(node.url)
     answers = [await client.increment(7, key="order-42") for _ in range(5)]
     assert answers == [7] * 5
     assert await client.decrement(2) == 5  # a new key: counted
-    assert (await client.counter()).increments == {node.ready["replica"]: 7}
+    assert (await client.counter()).increments == {node.replica: 7}
 
 
 async def test_a_key_reused_for_another_amount_is_rejected(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
-    client = make_client(node.http)
+    client = make_client(node.url)
     await client.increment(1, key="k")
     with pytest.raises(RejectedError) as caught:
         await client.increment(2, key="k")
@@ -73,11 +73,11 @@ async def test_an_overflowing_write_is_rejected_with_the_nodes_message(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
-    client = make_client(node.http)
+    client = make_client(node.url)
     await client.increment()
     with pytest.raises(RejectedError) as caught:
         await client.increment(2**64 - 1)
-    assert (caught.value.status, caught.value.node) == (409, node.http)
+    assert (caught.value.status, caught.value.node) == (409, node.url)
     assert "exceed the maximum count" in caught.value.message
     assert await client.value() == 1
 
@@ -193,9 +193,9 @@ async def test_health_reports_every_node(
     start_node: StartNode, make_client: MakeClient, refused_url: str
 ) -> None:
     node = await start_node()
-    client = make_client([refused_url, node.http])
+    client = make_client([refused_url, node.url])
     down, up = await client.health()
-    assert up == NodeHealth(node.http, True, "ok")
+    assert up == NodeHealth(node.url, True, "ok")
     assert (down.node, down.ok) == (refused_url, False)
     assert "ConnectError" in down.status
 
@@ -204,7 +204,7 @@ async def test_watch_yields_the_value_then_each_change(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
-    client = make_client(node.http)
+    client = make_client(node.url)
     await client.increment(2)
     seen: list[int] = []
     async with asyncio.timeout(STEP), contextlib.aclosing(client.watch()) as values:
@@ -223,12 +223,12 @@ async def test_peers_are_managed_on_the_first_node_only(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     first, second = await start_node(), await start_node()
-    client = make_client([first.http, second.http])
+    client = make_client([first.url, second.url])
     assert await client.peers() == []
     assert await client.add_peer(second.gossip) is True
     assert await client.add_peer(second.gossip) is False
     assert await client.peers() == [second.gossip]
-    assert await make_client(second.http).peers() == []
+    assert await make_client(second.url).peers() == []
     assert await client.remove_peer(second.gossip) is True
     assert await client.remove_peer(second.gossip) is False
     assert await client.peers() == []
@@ -238,7 +238,7 @@ async def test_a_bad_peer_address_is_rejected_by_the_node(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
-    client = make_client(node.http)
+    client = make_client(node.url)
     with pytest.raises(RejectedError) as caught:
         await client.add_peer("not an address")
     assert caught.value.status == 400

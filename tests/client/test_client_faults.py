@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.client.conftest import MakeClient, StartNode
-    from tests.conftest import NodeProcess
+
+    from dcounter_node.testing import NodeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +39,9 @@ async def crash_and_restart(start_node: StartNode, node: NodeProcess, data_dir: 
     await node.wait_exit()
     # The data belongs to the configured listen address (port 0), not the bound one.
     again = await start_node(
-        "--listen", "127.0.0.1:0", "--http", node.ready["http"], "--data-dir", str(data_dir)
+        "--listen", "127.0.0.1:0", "--http", node.http, "--data-dir", str(data_dir)
     )
-    assert (again.http, again.ready["replica"]) == (node.http, node.ready["replica"])
+    assert (again.url, again.replica) == (node.url, node.replica)
 
 
 async def test_a_write_fails_over_when_the_first_node_refuses_connections(
@@ -49,18 +50,18 @@ async def test_a_write_fails_over_when_the_first_node_refuses_connections(
     first, second = await start_node(), await start_node()
     first.signal(signal.SIGKILL)
     await first.wait_exit()
-    client = make_client([first.http, second.http])
+    client = make_client([first.url, second.url])
     assert await client.increment(4) == 4
     snapshot = await client.counter()
-    assert (snapshot.node, snapshot.increments) == (second.http, {second.ready["replica"]: 4})
+    assert (snapshot.node, snapshot.increments) == (second.url, {second.replica: 4})
 
 
 async def test_a_write_to_a_paused_node_is_indeterminate_then_settles_once(
     start_node: StartNode, make_client: MakeClient
 ) -> None:
     node = await start_node()
-    assert await make_client(node.http, timeout=STEP).increment() == 1
-    client = make_client(node.http, timeout=0.5, retries=2, deadline=3.0, backoff=0.05)
+    assert await make_client(node.url, timeout=STEP).increment() == 1
+    client = make_client(node.url, timeout=0.5, retries=2, deadline=3.0, backoff=0.05)
     node.signal(signal.SIGSTOP)
     try:
         with pytest.raises(IndeterminateError) as caught:
@@ -68,7 +69,7 @@ async def test_a_write_to_a_paused_node_is_indeterminate_then_settles_once(
     finally:
         node.signal(signal.SIGCONT)
     error = caught.value
-    assert (error.node, error.operation, error.by) == (node.http, "increment", 2)
+    assert (error.node, error.operation, error.by) == (node.url, "increment", 2)
     assert "Timeout" in error.reason
     # The three attempts queued in the paused node all carried error.key: settling the
     # write on the node the error names counts it once, whatever those attempts did.
@@ -88,7 +89,7 @@ async def test_a_write_retried_with_its_key_counts_once_across_a_crash(
     start_node: StartNode, make_client: MakeClient, tmp_path: Path
 ) -> None:
     node = await durable_node(start_node, tmp_path)
-    client = make_client(node.http, deadline=STEP)
+    client = make_client(node.url, deadline=STEP)
     assert await client.increment(5, key="order-7") == 5
     await crash_and_restart(start_node, node, tmp_path)
     retries = [await client.increment(5, key="order-7") for _ in range(5)]
@@ -100,7 +101,7 @@ async def test_watch_survives_a_node_restart(
     start_node: StartNode, make_client: MakeClient, tmp_path: Path
 ) -> None:
     node = await durable_node(start_node, tmp_path)
-    client = make_client(node.http, backoff=0.05, deadline=STEP)
+    client = make_client(node.url, backoff=0.05, deadline=STEP)
     await client.increment(2)
     seen: list[int] = []
     async with asyncio.timeout(STEP * 2), contextlib.aclosing(client.watch()) as values:

@@ -29,7 +29,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 if TYPE_CHECKING:
     import re
 
-    from tests.conftest import NodeProcess, SpawnNode
+    from tests.conftest import SpawnNode
+
+    from dcounter_node.testing import NodeProcess
 
 
 def _load_service_fixtures() -> Any:
@@ -227,6 +229,6 @@ def start_node(spawn_node: SpawnNode) -> StartNode:
 @pytest.fixture
 async def pair(start_node: StartNode, client: Client) -> Pair:
     b = await start_node()
-    a = await start_node("--peers", b.gossip, "--peer-http", f"{b.gossip}={b.ready['http']}")
-    await client.post(b.http + "/peers", {"addr": a.gossip})
+    a = await start_node("--peers", b.gossip, "--peer-http", f"{b.gossip}={b.http}")
+    await client.post(b.url + "/peers", {"addr": a.gossip})
     return Pair(a, b)

@@ -21,14 +21,14 @@ pytestmark = pytest.mark.slow
 async def test_page_follows_a_write_on_another_node_until_converged(
     pair: Pair, client: Client, open_dashboard: OpenDashboard
 ) -> None:
-    dashboard = await open_dashboard(pair.a.http)
+    dashboard = await open_dashboard(pair.a.url)
     await dashboard.see("counter-value", "0")
 
-    await client.post(pair.b.http + "/increment", {"by": 5})
+    await client.post(pair.b.url + "/increment", {"by": 5})
 
     await dashboard.see("counter-value", "5")
     await dashboard.see("convergence", "converged")
-    b_replica = pair.b.ready["replica"]
+    b_replica = pair.b.replica
 
     def replica_entries(page: Page) -> None:
         entry = page.get_by_test_id("replicas").locator(f'li[data-replica="{b_replica}"]')
@@ -48,7 +48,7 @@ async def test_page_follows_a_write_on_another_node_until_converged(
 async def test_buttons_write_through_this_node_with_an_idempotency_key(
     pair: Pair, client: Client, open_dashboard: OpenDashboard
 ) -> None:
-    dashboard = await open_dashboard(pair.a.http)
+    dashboard = await open_dashboard(pair.a.url)
     await dashboard.see("counter-value", "0")
 
     def increment_by_3(page: Page) -> dict[str, str]:
@@ -60,7 +60,7 @@ async def test_buttons_write_through_this_node_with_an_idempotency_key(
     headers = await dashboard.do(increment_by_3)
     assert headers.get("idempotency-key")
     await dashboard.see("counter-value", "3")
-    assert (await client.get(pair.a.http + "/counter"))["value"] == 3
+    assert (await client.get(pair.a.url + "/counter"))["value"] == 3
 
     def decrement_by_1(page: Page) -> None:
         page.get_by_test_id("amount").fill("1")
@@ -68,13 +68,13 @@ async def test_buttons_write_through_this_node_with_an_idempotency_key(
 
     await dashboard.do(decrement_by_1)
     await dashboard.see("counter-value", "2")
-    counter = await client.get(pair.a.http + "/counter")
+    counter = await client.get(pair.a.url + "/counter")
     assert counter["value"] == 2
-    assert counter["increments"] == {pair.a.ready["replica"]: 3}
-    assert counter["decrements"] == {pair.a.ready["replica"]: 1}
+    assert counter["increments"] == {pair.a.replica: 3}
+    assert counter["decrements"] == {pair.a.replica: 1}
     await dashboard.see("contribution", "2")
     await dashboard.see("convergence", "converged")
-    assert (await client.get(pair.b.http + "/counter"))["value"] == 2
+    assert (await client.get(pair.b.url + "/counter"))["value"] == 2
 
     def sparklines_drawn(page: Page) -> None:
         for testid in ("writes-sparkline", "value-sparkline"):
@@ -87,7 +87,7 @@ async def test_buttons_write_through_this_node_with_an_idempotency_key(
 async def test_write_errors_are_shown_next_to_the_buttons(
     pair: Pair, client: Client, open_dashboard: OpenDashboard
 ) -> None:
-    dashboard = await open_dashboard(pair.a.http)
+    dashboard = await open_dashboard(pair.a.url)
     await dashboard.see("counter-value", "0")
 
     def click_with(amount: str) -> Callable[[Page], None]:
@@ -106,14 +106,14 @@ async def test_write_errors_are_shown_next_to_the_buttons(
     # A second maximal increment would overflow this replica's count: the node says 409.
     await dashboard.do(click_with(str(2**64 - 1)))
     await dashboard.see("write-error", re.compile(r"increment failed \(HTTP 409\)"))
-    assert (await client.get(pair.a.http + "/counter"))["value"] == 2**64 - 1
+    assert (await client.get(pair.a.url + "/counter"))["value"] == 2**64 - 1
     assert dashboard.page_errors == []
 
 
 async def test_a_stopped_peer_is_marked_down(
     pair: Pair, client: Client, open_dashboard: OpenDashboard
 ) -> None:
-    dashboard = await open_dashboard(pair.a.http)
+    dashboard = await open_dashboard(pair.a.url)
     peer = f'li[data-peer="{pair.b.gossip}"]'
 
     await dashboard.do(
@@ -137,7 +137,7 @@ async def test_the_page_shows_when_its_node_is_gone_and_reconnects_when_it_is_ba
     start_node: StartNode, client: Client, open_dashboard: OpenDashboard
 ) -> None:
     first = await start_node()
-    dashboard = await open_dashboard(first.http)
+    dashboard = await open_dashboard(first.url)
     await dashboard.see("connection", "live")
 
     first.signal(signal.SIGTERM)
@@ -150,11 +150,11 @@ async def test_the_page_shows_when_its_node_is_gone_and_reconnects_when_it_is_ba
         )
     )
     # Another node on the same HTTP address: the page finds it by itself.
-    second = await start_node("--http", first.ready["http"])
-    await client.post(second.http + "/increment", {"by": 7})
+    second = await start_node("--http", first.http)
+    await client.post(second.url + "/increment", {"by": 7})
     await dashboard.see("connection", "live")
     await dashboard.see("counter-value", "7")
-    await dashboard.see("replica-id", second.ready["replica"])
+    await dashboard.see("replica-id", second.replica)
     assert dashboard.page_errors == []
 
 
@@ -162,7 +162,7 @@ async def test_the_token_is_kept_for_the_session_and_sent_as_a_bearer_token(
     start_node: StartNode, open_dashboard: OpenDashboard
 ) -> None:
     node = await start_node()
-    dashboard = await open_dashboard(node.http)
+    dashboard = await open_dashboard(node.url)
     await dashboard.see("connection", "live")
 
     def use_token(page: Page) -> dict[str, str]:

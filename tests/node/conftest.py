@@ -1,7 +1,8 @@
 """Helpers for the node tests: deadline waits, in-memory clusters and raw-message probes.
 
-Nothing here sleeps in place of synchronization: :func:`wait_until` polls a condition
-against a deadline, and every node or probe made through a fixture is closed at teardown.
+Nothing here sleeps in place of synchronization: :func:`wait_until` (the shared one from
+``dcounter_node.testing``) polls a condition against a deadline, and every node or probe made
+through a fixture is closed at teardown.
 """
 
 from __future__ import annotations
@@ -14,33 +15,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dcounter_node import Node, NodeConfig, PeerManager
+from dcounter_node.testing import wait_until as wait_until
 from dcounter_protocol import Message, MessageType, decode_message, encode_message
 from dcounter_protocol._memory import MemoryNetwork
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+    from collections.abc import AsyncIterator, Iterable, Sequence
 
     from dcounter_crdt import CounterState
 
 #: Generous upper bound for conditions that normally hold within milliseconds.
 DEFAULT_TIMEOUT = 10.0
-
-
-async def wait_until(
-    predicate: Callable[[], bool],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the deadline is the point
-    interval: float = 0.002,
-    what: str | Callable[[], str] = "condition",
-) -> None:
-    """Poll ``predicate`` until it is true; fail the test if ``timeout`` seconds pass first."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() >= deadline:
-            detail = what() if callable(what) else what
-            raise AssertionError(f"timed out after {timeout} s waiting for {detail}")
-        await asyncio.sleep(interval)
 
 
 def converged(nodes: Sequence[Node], expected: int) -> bool:
@@ -57,7 +42,7 @@ async def wait_for_convergence(
     """Wait until every node reports exactly ``expected`` with identical states."""
     await wait_until(
         lambda: converged(nodes, expected),
-        timeout=within,
+        within=within,
         what=lambda: f"every node at {expected}, values are {[n.value for n in nodes]}",
     )
 

@@ -14,7 +14,6 @@ they share goes through registries instead:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -95,18 +94,9 @@ st.register_type_strategy(Frame, st.builds(Frame, addresses, st.binary(min_size=
 
 # -- golden vectors -------------------------------------------------------------------------
 
-# The same lookup as the session fixture `golden` in tests/conftest.py, repeated here because
-# parametrizing by vector name happens at collection time, before fixtures exist. Tests still
-# request `golden`, which skips them (with its reason) when the file is absent.
-_GOLDEN_FILE = (
-    Path(
-        os.environ.get(
-            "DCOUNTER_GOLDEN_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "golden"
-        )
-    )
-    / "seed-wire-vectors.json"
-)
-_ABSENT = "golden-vectors-absent"
+# The file `golden` in tests/conftest.py reads; parametrizing by vector name happens at
+# collection time, before fixtures exist, so it is read here too.
+_GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "seed-wire-vectors.json"
 
 _Select = Callable[[dict[str, Any]], bool]
 
@@ -140,11 +130,8 @@ def _name(vector: dict[str, Any]) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for fixture, (group, select) in _VECTOR_FIXTURES.items():
         if fixture in metafunc.fixturenames:
-            if _GOLDEN_FILE.is_file():
-                data = json.loads(_GOLDEN_FILE.read_text(encoding="utf-8"))
-                names = [_name(v) for v in _vectors(data, group) if select(v)]
-            else:
-                names = [_ABSENT]
+            data = json.loads(_GOLDEN_FILE.read_text(encoding="utf-8"))
+            names = [_name(v) for v in _vectors(data, group) if select(v)]
             metafunc.parametrize(fixture, names, ids=names, indirect=True)
 
 

@@ -1,4 +1,4 @@
-"""The Go reference's own vectors (../shared/golden), group by group as their README says."""
+"""The Go reference's own vectors (tests/protocol/golden), group by group as its README says."""
 
 from __future__ import annotations
 

@@ -146,6 +146,8 @@ def test_bad_config_values_raise_config_error(tmp_path: Path) -> None:
         (["--listen", "::1:7946"], "argument --listen: IPv6 addresses need brackets"),
         (["--http", "host:99999"], "argument --http: port must be a number from 0 to 65535"),
         (["--peers", "127.0.0.1:0"], "argument --peers: port 0 cannot be dialled"),
+        (["--peers", "127.0.0.1:1,,127.0.0.1:2"], "argument --peers: empty entry in"),
+        (["--peers", "127.0.0.1:1,"], "argument --peers: empty entry in"),
         (["--log-level", "loud"], "argument --log-level: expected one of debug, info"),
         (["--log-format", "xml"], "argument --log-format: expected one of text, json"),
         (["--node", "a"], "--node needs --config"),

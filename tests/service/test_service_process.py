@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -46,16 +47,16 @@ async def test_three_processes_converge_to_the_exact_total(
         for node in nodes:
             for other in nodes:
                 if other is not node:
-                    await _post(session, node.http + "/peers", {"addr": other.gossip})
-        await _post(session, nodes[0].http + "/increment", {"by": 5})
-        await _post(session, nodes[1].http + "/increment", {"by": 7})
-        await _post(session, nodes[1].http + "/increment", {})
-        await _post(session, nodes[2].http + "/decrement", {"by": 3})
+                    await _post(session, node.url + "/peers", {"addr": other.gossip})
+        await _post(session, nodes[0].url + "/increment", {"by": 5})
+        await _post(session, nodes[1].url + "/increment", {"by": 7})
+        await _post(session, nodes[1].url + "/increment", {})
+        await _post(session, nodes[2].url + "/decrement", {"by": 3})
 
         async def counters() -> list[Any]:
             bodies = []
             for node in nodes:
-                async with session.get(node.http + "/counter") as response:
+                async with session.get(node.url + "/counter") as response:
                     bodies.append(await response.json())
             return bodies
 
@@ -64,7 +65,7 @@ async def test_three_processes_converge_to_the_exact_total(
 
         await wait_until(converged, what="every node to read 10")
         bodies = await counters()
-    replicas = [node.ready["replica"] for node in nodes]
+    replicas = [node.replica for node in nodes]
     assert [body["replica"] for body in bodies] == replicas
     expected_increments = {replicas[0]: 5, replicas[1]: 8}
     for body in bodies:
@@ -75,21 +76,23 @@ async def test_three_processes_converge_to_the_exact_total(
         node.signal(signal.SIGTERM)
     assert [await node.wait_exit() for node in nodes] == [0, 0, 0]
     assert all(_gone(node.pid) for node in nodes)
-    assert all("shutting down" in node.stderr() for node in nodes)
+    assert all("shutting down" in node.log_text() for node in nodes)
 
 
 async def test_ready_line_has_the_bound_addresses_replica_and_pid(spawn_node: SpawnNode) -> None:
     node = await spawn_node(*FREE)
     ready = await node.wait_ready()
-    assert list(ready) == ["gossip", "http", "replica", "pid"]
-    assert ready["pid"] == str(node.pid)
-    assert ready["replica"].startswith(ready["gossip"] + "#")
-    for key in ("gossip", "http"):
-        host, port = ready[key].rsplit(":", 1)
+    words = node.ready_text.split()
+    assert words[:2] == ["dcounter-node", "ready"]
+    assert [word.split("=")[0] for word in words[2:]] == ["gossip", "http", "replica", "pid"]
+    assert ready.pid == node.pid
+    assert ready.replica.startswith(ready.gossip + "#")
+    for address in (ready.gossip, ready.http):
+        host, port = address.rsplit(":", 1)
         assert (host, port != "0") == ("127.0.0.1", True)
     async with (
         aiohttp.ClientSession() as session,
-        session.get(node.http + "/health") as response,
+        session.get(node.url + "/health") as response,
     ):
         assert await response.json() == {"status": "ok"}
     node.signal(signal.SIGINT)
@@ -99,7 +102,7 @@ async def test_ready_line_has_the_bound_addresses_replica_and_pid(spawn_node: Sp
 async def test_sigterm_ends_open_watch_streams_and_exits_0(spawn_node: SpawnNode) -> None:
     node = await spawn_node(*FREE)
     await node.wait_ready()
-    async with aiohttp.ClientSession() as session, session.get(node.http + "/counter/watch") as r:
+    async with aiohttp.ClientSession() as session, session.get(node.url + "/counter/watch") as r:
         assert await asyncio.wait_for(r.content.readline(), 10) == b'data: {"value": 0}\n'
         node.signal(signal.SIGTERM)
         assert await node.wait_exit() == 0
@@ -119,7 +122,10 @@ async def test_address_in_use_exits_1_with_a_clear_message(
         node = await spawn_node(flag, address, other, "127.0.0.1:0", "--in-memory")
         assert await node.wait_exit() == 1
     what = "gossip" if flag == "--listen" else "HTTP"
-    assert f"dcounter-node: error: cannot listen for {what} on {address}" in node.stderr()
+    (line,) = [line for line in node.log_text().splitlines() if "error" in line]
+    assert line == f"dcounter-node: error: cannot listen for {what} on {address}: " + os.strerror(
+        errno.EADDRINUSE
+    )
 
 
 def test_console_script_rejects_bad_flags_with_exit_2(tmp_path: Path) -> None:

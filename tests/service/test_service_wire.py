@@ -149,16 +149,16 @@ async def test_seed_and_auto_wire_processes_converge_exactly_each_on_its_wire(
     for node in nodes:
         await node.wait_ready()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        await _post(session, seed.http + "/peers", {"addr": auto.gossip})
-        await _post(session, auto.http + "/peers", {"addr": seed.gossip})
-        await _post(session, seed.http + "/increment", {"by": 5})
-        await _post(session, auto.http + "/increment", {"by": 7})
-        await _post(session, auto.http + "/decrement", {"by": 2})
+        await _post(session, seed.url + "/peers", {"addr": auto.gossip})
+        await _post(session, auto.url + "/peers", {"addr": seed.gossip})
+        await _post(session, seed.url + "/increment", {"by": 5})
+        await _post(session, auto.url + "/increment", {"by": 7})
+        await _post(session, auto.url + "/decrement", {"by": 2})
 
         async def counters() -> list[Any]:
             bodies = []
             for node in nodes:
-                async with session.get(node.http + "/counter") as response:
+                async with session.get(node.url + "/counter") as response:
                     bodies.append(await response.json())
             return bodies
 
@@ -167,8 +167,8 @@ async def test_seed_and_auto_wire_processes_converge_exactly_each_on_its_wire(
 
         await wait_until(converged, what="both nodes to read 10")
         bodies = await counters()
-        sent = [await _sent_by_wire(session, node.http) for node in nodes]
-    replicas = [node.ready["replica"] for node in nodes]
+        sent = [await _sent_by_wire(session, node.url) for node in nodes]
+    replicas = [node.replica for node in nodes]
     for body in bodies:
         assert body["increments"] == {replicas[0]: 5, replicas[1]: 7}
         assert body["decrements"] == {replicas[1]: 2}

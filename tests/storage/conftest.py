@@ -6,15 +6,10 @@ and every node process started through the ``nodes`` fixture is stopped at teard
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 import sqlite3
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -24,9 +19,10 @@ from dcounter_node._storage_sqlite import DATABASE_FILENAME
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.conftest import NodeProcesses
+
 #: Generous bound for things that normally take well under a second (2 busy cores).
 TIMEOUT = 30.0
-READY = b"dcounter-node ready "
 
 RawDatabase = Callable[..., AbstractContextManager[sqlite3.Connection]]
 
@@ -51,111 +47,24 @@ def raw_database() -> RawDatabase:
     return _raw_database
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[bool]],
-    what: str,
-    timeout: float = TIMEOUT,  # noqa: ASYNC109 - the deadline is the point
-) -> None:
-    """Poll ``check`` until it returns True; fail the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-@dataclass
-class NodeProcess:
-    """A ``python -m dcounter_node`` child process, from its ready line on."""
-
-    process: asyncio.subprocess.Process
-    log: Path
-    gossip: str = ""
-    http: str = ""
-    replica: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.http}"
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    async def stop(self) -> int:
-        """SIGTERM (a clean shutdown) and the exit status."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), TIMEOUT)
-
-    async def kill(self) -> int:
-        """SIGKILL: no shutdown code runs at all."""
-        if self.process.returncode is None:
-            self.process.kill()
-        return await asyncio.wait_for(self.process.wait(), TIMEOUT)
-
-
-def _open_log(path: Path) -> IO[bytes]:
-    return path.open("ab")
-
-
-class NodeLauncher:
-    """Starts node processes on free ports, each logging to its own file in tmp_path."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self._tmp_path = tmp_path
-        self.started: list[NodeProcess] = []
-
-    async def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
-        """Run ``dcounter-node`` (ports 0, quick sync) with extra ``args``; do not wait."""
-        log = self._tmp_path / f"{name}.log"
-        with _open_log(log) as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "dcounter_node",
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--sync-interval",
-                "0.1",
-                "--log-level",
-                "warning",
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                env=env,
-            )
-        node = NodeProcess(process, log)
-        self.started.append(node)
-        return node
-
-    async def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
-        """Spawn a node and wait for its ready line (fail with its log if it exits)."""
-        node = await self.spawn(name, *args, env=env)
-        assert node.process.stdout is not None
-        line = await asyncio.wait_for(node.process.stdout.readline(), TIMEOUT)
-        if not line.startswith(READY):
-            status = await node.kill()
-            raise AssertionError(f"node {name} exited ({status}): {node.log_text()}")
-        fields = dict(item.split("=", 1) for item in line[len(READY) :].decode().split())
-        node.gossip, node.http, node.replica = fields["gossip"], fields["http"], fields["replica"]
-        return node
-
-    async def close(self) -> None:
-        for node in self.started:
-            with contextlib.suppress(ProcessLookupError):
-                await node.stop()
+#: Every node here binds free ports, syncs quickly and logs only warnings.
+QUICK_NODE = (
+    "--listen",
+    "127.0.0.1:0",
+    "--http",
+    "127.0.0.1:0",
+    "--sync-interval",
+    "0.1",
+    "--log-level",
+    "warning",
+)
 
 
 @pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[NodeLauncher]:
-    """Launch node processes; each still running is stopped at teardown."""
-    launcher = NodeLauncher(tmp_path)
-    yield launcher
-    await launcher.close()
+def nodes(node_processes: NodeProcesses) -> NodeProcesses:
+    """Node processes with :data:`QUICK_NODE` flags; each still running is stopped after."""
+    node_processes.defaults = QUICK_NODE
+    return node_processes
 
 
 @pytest.fixture

@@ -15,15 +15,17 @@ import pytest
 from dcounter_crdt import CounterState
 from dcounter_node._cli import EXIT_STORAGE
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore
-
-from .conftest import wait_for
+from dcounter_node.testing import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from dcounter_node._storage import StoredState
+    from tests.conftest import NodeProcesses
 
-    from .conftest import NodeLauncher, NodeProcess, RawDatabase
+    from dcounter_node._storage import StoredState
+    from dcounter_node.testing import NodeProcess
+
+    from .conftest import RawDatabase
 
 pytestmark = pytest.mark.slow
 
@@ -94,11 +96,11 @@ async def converged(http: aiohttp.ClientSession, nodes: list[NodeProcess], value
     async def check() -> bool:
         return all([(await counter(http, node))["value"] == value for node in nodes])
 
-    await wait_for(check, f"every node to reach {value}")
+    await wait_until(check, what=f"every node to reach {value}")
 
 
 async def start_pair(
-    nodes: NodeLauncher, http: aiohttp.ClientSession, *a_args: str
+    nodes: NodeProcesses, http: aiohttp.ClientSession, *a_args: str
 ) -> tuple[NodeProcess, NodeProcess]:
     """Node a (with ``a_args``) and an in-memory node b, started together, peers of each other."""
     a, b = await asyncio.gather(nodes.start("a", *a_args), nodes.start("b", "--in-memory"))
@@ -119,7 +121,7 @@ async def stored_state(path: Path) -> StoredState:
 
 @pytest.mark.parametrize("durability", ["always", "batched"])
 async def test_kill_9_mid_stream_then_restart_on_the_data_dir_converges_exactly(
-    nodes: NodeLauncher, http: aiohttp.ClientSession, tmp_path: Path, durability: str
+    nodes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path, durability: str
 ) -> None:
     data = tmp_path / "a-data"
     a_args = ("--data-dir", str(data), "--durability", durability)
@@ -132,7 +134,7 @@ async def test_kill_9_mid_stream_then_restart_on_the_data_dir_converges_exactly(
     async def enough_acknowledged() -> bool:
         return on_a.increments >= 60
 
-    await wait_for(enough_acknowledged, "60 acknowledged increments on a")
+    await wait_until(enough_acknowledged, what="60 acknowledged increments on a")
     assert await a.kill() == -signal.SIGKILL
     await writing_a
     stop_b.set()
@@ -159,7 +161,7 @@ async def test_kill_9_mid_stream_then_restart_on_the_data_dir_converges_exactly(
 
 
 async def test_restart_without_the_data_dir_is_exact_with_a_new_replica_id(
-    nodes: NodeLauncher, http: aiohttp.ClientSession, tmp_path: Path
+    nodes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     a, b = await start_pair(nodes, http, "--data-dir", str(tmp_path / "a-data"))
     first, on_b = Ledger(), Ledger()
@@ -201,7 +203,7 @@ async def saved_database(path: Path, node_address: str) -> None:
 
 
 async def test_unusable_databases_stop_the_node_with_exit_3(
-    nodes: NodeLauncher, tmp_path: Path, raw_database: RawDatabase
+    nodes: NodeProcesses, tmp_path: Path, raw_database: RawDatabase
 ) -> None:
     corrupt = tmp_path / "corrupt" / DATABASE_FILENAME
     garbage = write_garbage(corrupt)
@@ -222,26 +224,26 @@ async def test_unusable_databases_stop_the_node_with_exit_3(
         *(nodes.spawn(path.parent.name, "--data-dir", str(path.parent)) for path in expected)
     )
     for node, (path, message) in zip(refused, expected.items(), strict=True):
-        assert await node.process.wait() == EXIT_STORAGE == 3, path
+        assert await node.wait_exit() == EXIT_STORAGE == 3, path
         assert message in node.log_text()
     assert corrupt.read_bytes() == garbage
     assert (await stored_state(foreign)).replica_id == "127.0.0.1:7001#0001"
 
 
 async def test_a_data_dir_in_use_stops_a_second_node_with_exit_3(
-    nodes: NodeLauncher, tmp_path: Path
+    nodes: NodeProcesses, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     first = await nodes.start("first", "--data-dir", str(data))
 
     second = await nodes.spawn("second", "--data-dir", str(data))
-    assert await second.process.wait() == EXIT_STORAGE
+    assert await second.wait_exit() == EXIT_STORAGE
     assert "in use by another process" in second.log_text()
     assert await first.stop() == 0
 
 
 async def test_listen_port_0_without_a_data_dir_runs_in_memory_with_a_warning(
-    nodes: NodeLauncher, tmp_path: Path
+    nodes: NodeProcesses, tmp_path: Path
 ) -> None:
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
     node = await nodes.start("a", env=env)

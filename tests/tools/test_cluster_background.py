@@ -118,3 +118,15 @@ def test_status_reports_a_dead_node_and_down_still_cleans_up(
     assert "already stopped" in out
     assert pids_gone([n["pid"] for n in nodes]) == []
     assert not state_dir.exists()
+
+
+def test_up_says_how_many_nodes_and_where_their_settings_came_from(
+    python: str, tools_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    up = _up(python, tools_env, "--nodes", "1")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.splitlines()[0] == "1 node up, configured by command-line flags:"
+    finally:
+        code, out, _ = _call(capsys, "down", "--state-dir", str(tmp_path / "state"))
+    assert code == 0, out

@@ -12,7 +12,7 @@ from dcounter_tools.cluster.backend import NodeInfo
 from dcounter_tools.cluster.cli import main
 from dcounter_tools.cluster.client import CounterView, NodeClient, OpResult, Outcome
 from dcounter_tools.cluster.driver import LoadDriver
-from dcounter_tools.cluster.processes import ReadyLine, parse_ready_line
+from dcounter_tools.cluster.processes import read_ready_line
 from dcounter_tools.cluster.spec import build_spec
 from dcounter_tools.errors import NodeStartError, UsageError
 
@@ -25,23 +25,9 @@ if TYPE_CHECKING:
 # -- ready lines ---------------------------------------------------------------------------
 
 
-def test_ready_line_is_parsed() -> None:
-    line = (
-        "dcounter-node ready gossip=127.0.0.1:40001 http=127.0.0.1:40002 "
-        "replica=127.0.0.1:40001#9f3a pid=1234\n"
-    )
-    assert parse_ready_line(line) == ReadyLine(
-        "127.0.0.1:40001", "127.0.0.1:40002", "127.0.0.1:40001#9f3a", 1234
-    )
-
-
-def test_other_lines_are_not_ready_lines() -> None:
-    assert parse_ready_line("starting up\n") is None
-
-
-def test_ready_line_without_pid_is_an_error() -> None:
-    with pytest.raises(NodeStartError, match="missing pid"):
-        parse_ready_line("dcounter-node ready gossip=a:1 http=a:2 replica=r")
+def test_a_garbled_ready_line_stops_the_launch_with_a_node_start_error() -> None:
+    with pytest.raises(NodeStartError, match="without pid"):
+        read_ready_line("dcounter-node ready gossip=a:1 http=a:2 replica=r")
 
 
 # -- cluster specs -------------------------------------------------------------------------

@@ -134,6 +134,27 @@ def test_frame_without_payload_is_truncated() -> None:
     assert (problem.error, problem.offset) == ("TruncatedFrameError", 4)
 
 
+@pytest.mark.parametrize("cut", range(16, len(FRAME_HEX) // 2))
+def test_a_frame_cut_inside_its_message_is_reported_as_truncated(cut: int) -> None:
+    inspection = inspect_bytes(bytes.fromhex(FRAME_HEX)[:cut])
+    assert (inspection.kind, inspection.sender) == ("frame", "127.0.0.1:9000")
+    (problem,) = inspection.problems
+    assert (problem.layer, problem.error, problem.offset) == ("frame", "TruncatedFrameError", cut)
+    assert "cut short" in problem.detail
+
+
+def test_a_bare_message_cut_short_says_truncated() -> None:
+    inspection = inspect_bytes(bytes.fromhex("0084a174cc"), kind="message")
+    (problem,) = inspection.problems
+    assert problem.detail.startswith("truncated: the 4-byte msgpack body ends inside")
+
+
+def test_a_malformed_but_complete_body_keeps_the_codec_error() -> None:
+    inspection = inspect_bytes(bytes.fromhex("0e3132372e302e302e313a3930303000c1"))
+    (problem,) = inspection.problems
+    assert (problem.layer, problem.error) == ("message", "MalformedMessageError")
+
+
 def test_bad_input_is_reported_and_the_next_input_still_decoded(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

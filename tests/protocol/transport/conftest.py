@@ -1,4 +1,4 @@
-"""Fixtures for the transport tests: transport factories, an inbox handler, wait helpers.
+"""Fixtures for the transport tests: transport factories and an inbox handler.
 
 The conformance suite (:mod:`dcounter_protocol.testing`) runs through ``kit`` against three
 transports: TCP sending with the seed's framing (``tcp-seed``), TCP in stream mode with
@@ -23,25 +23,13 @@ from dcounter_protocol.testing import TransportKit
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from tests.conftest import WaitUntil as WaitUntil  # the shared ``wait_until`` fixture
+
     from dcounter_protocol._tcp import WireMode
 
 #: Upper bound for any single wait in these tests: generous on a loaded 2-core machine, and
 #: only ever reached when a test is about to fail.
 DEADLINE = 5.0
-
-
-class WaitUntil(Protocol):
-    """The type of the ``wait_until`` fixture."""
-
-    async def __call__(self, predicate: Callable[[], bool], *, within: float = ...) -> None: ...
-
-
-async def wait_until(predicate: Callable[[], bool], *, within: float = DEADLINE) -> None:
-    """Return once ``predicate()`` holds; TimeoutError after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        # Polling, for conditions that have no event to wait on (counters, log records).
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
 
 
 class Inbox:
@@ -96,12 +84,6 @@ async def kit(request: pytest.FixtureRequest) -> AsyncIterator[TransportKit]:
 def inbox() -> Inbox:
     """A fresh queueing handler."""
     return Inbox()
-
-
-@pytest.fixture(name="wait_until")
-def wait_until_fixture() -> WaitUntil:
-    """:func:`wait_until`, for conditions that have no event to wait on."""
-    return wait_until
 
 
 @pytest.fixture

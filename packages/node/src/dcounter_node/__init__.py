@@ -20,6 +20,10 @@ from dcounter_node._node import Node as Node
 from dcounter_node._node import ValueWatch as ValueWatch
 from dcounter_node._peers import PeerManager as PeerManager
 from dcounter_node._peers import validate_peer_address as validate_peer_address
+from dcounter_node._ready import READY_PREFIX as READY_PREFIX
+from dcounter_node._ready import ReadyLine as ReadyLine
+from dcounter_node._ready import ReadyLineError as ReadyLineError
+from dcounter_node._ready import parse_ready_line as parse_ready_line
 from dcounter_node._settings import ClusterFile as ClusterFile
 from dcounter_node._settings import NodeSettings as NodeSettings
 from dcounter_node._settings import load_config_file as load_config_file
@@ -31,6 +35,7 @@ from dcounter_node._storage import StoredState as StoredState
 from dcounter_node._storage_sqlite import SQLiteStore as SQLiteStore
 
 __all__ = [
+    "READY_PREFIX",
     "ClusterFile",
     "ConfigError",
     "CorruptStorageError",
@@ -46,6 +51,8 @@ __all__ = [
     "NodeStats",
     "NodeStatsSnapshot",
     "PeerManager",
+    "ReadyLine",
+    "ReadyLineError",
     "SQLiteStore",
     "StateStore",
     "StorageError",
@@ -56,6 +63,7 @@ __all__ = [
     "create_app",
     "load_config_file",
     "parse_config",
+    "parse_ready_line",
     "start_http_server",
     "validate_peer_address",
 ]

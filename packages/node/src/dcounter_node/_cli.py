@@ -20,6 +20,7 @@ from dcounter_node._http import create_app, start_http_server
 from dcounter_node._logging import configure_logging
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
+from dcounter_node._ready import ReadyLine
 from dcounter_node._settings import (
     SETTINGS,
     NodeSettings,
@@ -228,7 +229,7 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
     except (TransportError, OSError) as exc:
-        _error(f"cannot listen for gossip on {settings.listen}: {exc}")
+        _error(f"cannot listen for gossip on {settings.listen}: {_reason(exc)}")
         return EXIT_FAILURE
     try:
         app = create_app(node, peer_http=dict(settings.peer_http))
@@ -238,20 +239,17 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         )
     except OSError as exc:
         await node.close()
-        _error(f"cannot listen for HTTP on {settings.http}: {exc.strerror or exc}")
+        _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
         return EXIT_FAILURE
     try:
         _log.info(
-            "serving: gossip on %s, HTTP API on http://%s, %d peers",
+            "serving: gossip on %s, HTTP API on http://%s, %s",
             node.address,
             server.address,
-            len(node.peers),
+            _peer_count(len(node.peers)),
         )
-        print(
-            f"{PROG} ready gossip={node.address} http={server.address}"
-            f" replica={node.replica_id} pid={os.getpid()}",
-            flush=True,
-        )
+        ready = ReadyLine(node.address, server.address, node.replica_id, os.getpid())
+        print(ready.format(), flush=True)
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
@@ -259,6 +257,23 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         await node.close()
     _log.info("stopped")
     return 0
+
+
+def _reason(exc: BaseException) -> str:
+    """Why binding failed, without the address the caller's message already names."""
+    # The transport's error wraps the OSError and repeats "cannot listen on ADDR", and
+    # aiohttp's OSError repeats the address too: the errno's own text is the reason.
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError):
+        if isinstance(cause.errno, int) and cause.errno > 0:
+            return os.strerror(cause.errno)
+        if cause.strerror:  # resolver errors (negative codes) carry their own text
+            return cause.strerror
+    return str(cause or exc)
+
+
+def _peer_count(count: int) -> str:
+    return f"{count} peer" if count == 1 else f"{count} peers"
 
 
 def _store(settings: NodeSettings) -> SQLiteStore | None:

@@ -283,7 +283,7 @@ class Node:
         if config.delta_gossip:
             self._spawn(self._flush_deltas(), "delta")
         logger.info(
-            "node %s started (replica %s, %d peers, %s gossip)",
+            "node %s started (replica %s, peers: %d, %s gossip)",
             address,
             replica_id,
             len(self._peers),

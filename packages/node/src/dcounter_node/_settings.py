@@ -113,7 +113,12 @@ def _peers(value: object) -> tuple[str, ...]:
 
 
 def _peers_text(text: str) -> tuple[str, ...]:
-    return _peers([item.strip() for item in text.split(",") if item.strip()])
+    if not text.strip():
+        return ()  # `--peers ""`: no static peers (overrides a config file's)
+    items = [item.strip() for item in text.split(",")]
+    if "" in items:
+        raise ConfigError(f"empty entry in {text!r}; expected HOST:PORT[,HOST:PORT...]")
+    return _peers(items)
 
 
 def _peer_http(value: object) -> tuple[tuple[str, str], ...]:

@@ -406,7 +406,10 @@ async def _up(args: argparse.Namespace) -> int:
         print(json.dumps(state.to_json(), indent=2))
         return 0
     width = max(len(n.name) for n in state.nodes)
-    print(f"{len(state.nodes)} nodes up ({state.source}):")
+    count = len(state.nodes)
+    # `source` is "flags" or "config file PATH" (the JSON keeps it as it is).
+    origin = "command-line flags" if state.source == "flags" else state.source
+    print(f"{count} node{'' if count == 1 else 's'} up, configured by {origin}:")
     for n in state.nodes:
         print(f"  {n.name:<{width}}  pid {n.pid:<7} gossip {n.gossip:<21} http {n.http}")
     print(f"state: {state_dir / STATE_FILE}")

@@ -17,59 +17,37 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dcounter_node import ReadyLine, ReadyLineError, parse_ready_line
 from dcounter_tools.errors import NodeStartError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
-    "READY_WORDS",
     "NodeProcess",
-    "ReadyLine",
     "is_node_process",
     "node_command",
-    "parse_ready_line",
     "pid_alive",
+    "read_ready_line",
     "spawn_detached",
     "terminate_pid",
     "wait_ready_file",
 ]
 
-#: The words a node's ready line starts with (the dcounter-node service contract).
-READY_WORDS = "dcounter-node ready"
 #: How often detached nodes' output files and pids are polled.
 _POLL = 0.02
 _LOG_TAIL_LINES = 12
 
 
-@dataclass(frozen=True, slots=True)
-class ReadyLine:
-    """What a node announced when ready: its bound addresses, replica id and pid."""
-
-    gossip: str
-    http: str
-    replica: str
-    pid: int
-
-
-def parse_ready_line(line: str) -> ReadyLine | None:
-    """The :class:`ReadyLine` in ``line``, None if it is not one; NodeStartError if garbled."""
-    text = line.strip()
-    if not text.startswith(READY_WORDS):
-        return None
-    fields: dict[str, str] = {}
-    for item in text[len(READY_WORDS) :].split():
-        key, sep, value = item.partition("=")
-        if sep:
-            fields[key] = value
-    missing = [key for key in ("gossip", "http", "replica", "pid") if not fields.get(key)]
-    if missing or not fields["pid"].isdigit():
-        raise NodeStartError(f"unreadable ready line (missing {', '.join(missing)}): {text!r}")
-    return ReadyLine(fields["gossip"], fields["http"], fields["replica"], int(fields["pid"]))
+def read_ready_line(line: str | bytes) -> ReadyLine | None:
+    """``dcounter_node.parse_ready_line``, with a garbled line as a NodeStartError."""
+    try:
+        return parse_ready_line(line)
+    except ReadyLineError as exc:
+        raise NodeStartError(str(exc)) from None
 
 
 def node_command(args: Sequence[str]) -> list[str]:
@@ -171,7 +149,7 @@ class NodeProcess:
         if stdout is None:  # pragma: no cover - always piped above
             raise NodeStartError(f"{self.name}: no stdout pipe")
         while line := await stdout.readline():
-            ready = parse_ready_line(line.decode("utf-8", errors="replace"))
+            ready = read_ready_line(line)
             if ready is not None:
                 return ready
         status = await proc.wait()
@@ -274,7 +252,7 @@ def _ready_in_file(path: Path) -> ReadyLine | None:
     except OSError:
         return None
     for line in text.splitlines():
-        ready = parse_ready_line(line)
+        ready = read_ready_line(line)
         if ready is not None:
             return ready
     return None

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import msgpack
+
 from dcounter_protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     FLAG_COMPRESSED,
@@ -74,14 +76,43 @@ def frame_problem(exc: FrameError) -> Problem:
     return Problem("frame", type(exc).__name__, exc.reason, exc.offset)
 
 
+def _cut_short(payload: bytes) -> bool:
+    """Whether a plain payload's msgpack body stops in the middle of its object.
+
+    The codec's error for such a body is msgpack's wording (``incomplete input``, or a map
+    header claiming more entries than bytes remain); a streaming unpacker tells it plainly.
+    """
+    if not payload or payload[0] == FLAG_COMPRESSED:
+        return False
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+    unpacker.feed(payload[1:])
+    try:
+        unpacker.unpack()
+    except msgpack.OutOfData:
+        return True
+    except ValueError:  # malformed in another way: the codec's own error says how
+        return False
+    return False
+
+
+def _truncated(exc: MessageError, payload: bytes, offset: int, *, framed: bool) -> Problem:
+    body = len(payload) - 1
+    if framed:
+        detail = f"the frame ends inside its message (a {body}-byte msgpack body, cut short)"
+        return Problem("frame", "TruncatedFrameError", detail, offset + len(payload))
+    detail = f"truncated: the {body}-byte msgpack body ends inside its first object"
+    return Problem("message", type(exc).__name__, detail, offset)
+
+
 def _as_message(data: bytes, max_size: int) -> Inspection:
     flag = data[0] if data else None
     try:
         message = decode_message(data, max_size=max_size)
     except MessageError as exc:
-        return Inspection(
-            len(data), None, None, 0, len(data), flag, None, (_message_problem(exc, 0),)
+        problem = (
+            _truncated(exc, data, 0, framed=False) if _cut_short(data) else _message_problem(exc, 0)
         )
+        return Inspection(len(data), None, None, 0, len(data), flag, None, (problem,))
     return Inspection(len(data), "message", None, 0, len(data), flag, message)
 
 
@@ -97,7 +128,10 @@ def inspect_frame(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> I
     try:
         message = decode_message(payload, max_size=max_size)
     except MessageError as exc:
-        problem = _message_problem(exc, offset)
+        if _cut_short(payload):
+            problem = _truncated(exc, payload, offset, framed=True)
+        else:
+            problem = _message_problem(exc, offset)
         return Inspection(
             len(data), "frame", frame.sender, offset, len(payload), flag, None, (problem,)
         )
