@@ -67,6 +67,7 @@ class LabReport:
     schedule: list[dict[str, Any]]
     verdict: Verdict
     history: History = field(repr=False)
+    #: Seconds from the end of the writes (everything healed) until all nodes agreed.
     converged_after_heal: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -95,7 +96,10 @@ class LabReport:
             f"final values: {v.get('final_values')}",
         ]
         if self.converged_after_heal is not None:
-            lines.append(f"nodes agreed {self.converged_after_heal:.2f} s after the last heal")
+            lines.append(
+                f"nodes agreed {self.converged_after_heal:.2f} s after the writes stopped "
+                "and every fault was healed"
+            )
         lines.append(("VALID: " if self.verdict.valid else "INVALID: ") + self.verdict.reason)
         return "\n".join(lines)
 
@@ -117,6 +121,8 @@ class _Lab:
         self.run_id = secrets.token_hex(4)
         self.history = History(nodes=cluster.names, seed=options.seed)
         self.acked = 0
+        #: Set once the write phase is cancelled (see :meth:`watch`).
+        self.stopping = False
 
     def now(self) -> float:
         return round(self.loop.time() - self.t0, 4)
@@ -131,6 +137,8 @@ class _Lab:
         rng = random.Random(f"{options.seed}/client/{client}")
         sequence = 0
         while True:
+            if self.stopping:
+                raise asyncio.CancelledError
             sequence += 1
             await self.sleep_until(sequence * options.interval)
             if self.now() >= options.duration:
@@ -145,7 +153,7 @@ class _Lab:
                 self.acked += 1
 
     async def poller(self, node: int) -> None:
-        while True:
+        while not self.stopping:
             read = await self.read(node)
             if read is not None:
                 self.history.polls.append(read)
@@ -163,6 +171,19 @@ class _Lab:
             failed = sum(op.outcome != "ok" for op in self.history.ops)
             self.progress.writing(self.now(), self.options.duration, self.acked, failed)
             await asyncio.sleep(0.2)
+
+    async def watch(self) -> None:
+        """Flag a cancellation of the write phase for every client to see.
+
+        A request cancelled just as its own timeout fires may come back as a timeout
+        instead (aiohttp's timeout swallows the cancellation), and its client would then
+        write on until the end of the run; each client checks this flag before each write.
+        """
+        try:
+            await self.sleep_until(self.options.duration)
+        except asyncio.CancelledError:
+            self.stopping = True
+            raise
 
     # -- nemesis ----------------------------------------------------------------------------
 
@@ -217,7 +238,9 @@ class _Lab:
                 for c in range(count * self.options.clients_per_node):
                     group.create_task(self.client(c, c % count))
                 group.create_task(self.nemesis())
+                group.create_task(self.watch())
         finally:
+            self.stopping = True
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -228,7 +251,7 @@ class _Lab:
         self.progress.phase("healed; waiting for the nodes to agree")
         began = self.loop.time()
         deadline = began + self.options.converge_timeout
-        while True:
+        while not self.stopping:
             reads = await asyncio.gather(*(self.read(i) for i in range(len(self.cluster))))
             states = {None if r is None else (r.value, r.p, r.n) for r in reads}
             if len(states) == 1 and None not in states:
@@ -236,6 +259,14 @@ class _Lab:
             if self.loop.time() > deadline:
                 return None
             await asyncio.sleep(_SETTLE_POLL)
+        return None
+
+
+def _stop_if_cancelled() -> None:
+    """Honour a cancellation of this task that a request swallowed (see :meth:`_Lab.watch`)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _read(time: float, node: int, view: CounterView) -> Read:

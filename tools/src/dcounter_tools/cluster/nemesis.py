@@ -25,9 +25,9 @@ from dcounter_tools.errors import UsageError
 
 __all__ = [
     "NEMESIS_KINDS",
-    "Links",
     "PARTITION_SHAPES",
     "Fault",
+    "Links",
     "parse_nemesis",
     "plan_schedule",
     "render_schedule",

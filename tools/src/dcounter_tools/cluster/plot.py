@@ -41,7 +41,7 @@ def require_matplotlib() -> Any:
 def plot_history(history: History, path: Path, *, title: str = "") -> None:
     """Draw ``history`` into the PNG file ``path``."""
     plt = require_matplotlib()
-    figure, axes = plt.subplots(figsize=(11, 5.5), dpi=110)
+    figure, axes = plt.subplots(figsize=(12, 5.5), dpi=110)
     try:
         shown: set[str] = set()
         for record in history.faults:
@@ -76,6 +76,7 @@ def plot_history(history: History, path: Path, *, title: str = "") -> None:
                 linewidth=2.0,
                 linestyle="--",
                 label="acknowledged total",
+                zorder=3,
             )
         final = next((r for r in history.final if r is not None), None)
         if final is not None:
@@ -90,7 +91,8 @@ def plot_history(history: History, path: Path, *, title: str = "") -> None:
         axes.set_ylabel("counter value")
         axes.set_title(title or f"dcounter fault lab, seed {history.seed}")
         axes.grid(True, alpha=0.3)
-        axes.legend(loc="upper left", fontsize="small", ncol=2)
+        # Outside the axes, so it never hides a fault window or a node's line.
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
         figure.tight_layout()
         figure.savefig(path)
     finally:
