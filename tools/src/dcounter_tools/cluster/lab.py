@@ -50,6 +50,8 @@ class LabOptions:
     seed: int = 0
     schedule: tuple[Fault, ...] = ()
     converge_timeout: float = 30.0
+    #: How long the nodes must keep agreeing before the final reads.
+    quiet_period: float = 1.0
     poll_interval: float = 0.2
     clients_per_node: int = 1
     #: Each write adds or subtracts 1..max_amount.
@@ -247,19 +249,28 @@ class _Lab:
             await self.heal_everything()
 
     async def settle(self) -> float | None:
-        """Wait until every node answers with the same counter; seconds it took, or None."""
+        """Wait until every node answers with the same counter for ``quiet_period`` seconds.
+
+        Returns the seconds until they first agreed on it, or None at the timeout.
+        """
         self.progress.phase("healed; waiting for the nodes to agree")
         began = self.loop.time()
         deadline = began + self.options.converge_timeout
-        while not self.stopping:
+        agreed: tuple[int, int, int] | None = None
+        since = began
+        while True:
+            _stop_if_cancelled()
             reads = await asyncio.gather(*(self.read(i) for i in range(len(self.cluster))))
             states = {None if r is None else (r.value, r.p, r.n) for r in reads}
-            if len(states) == 1 and None not in states:
-                return round(self.loop.time() - began, 3)
-            if self.loop.time() > deadline:
+            now = self.loop.time()
+            state = states.pop() if len(states) == 1 else None
+            if state is None or state != agreed:
+                agreed, since = state, now
+            elif now - since >= self.options.quiet_period:
+                return round(since - began, 3)
+            if now > deadline:
                 return None
             await asyncio.sleep(_SETTLE_POLL)
-        return None
 
 
 def _stop_if_cancelled() -> None:
