@@ -6,6 +6,7 @@ __all__ = [
     "ClusterError",
     "ClusterStateError",
     "InputError",
+    "LabUnavailableError",
     "NodeStartError",
     "ToolError",
     "UsageError",
@@ -34,3 +35,7 @@ class NodeStartError(ClusterError):
 
 class ClusterStateError(ClusterError):
     """The background cluster's state file is missing, unreadable, or already in use."""
+
+
+class LabUnavailableError(UsageError):
+    """``--hosts netns`` cannot run here: not root, or no ``ip`` command (exit 2)."""

@@ -5,6 +5,9 @@ run      start N node processes, write to them, optionally kill one / partition 
 up       start a cluster in the background and record it in a state directory
 status   show each background node's value and peers
 down     stop the background cluster and remove its state
+clean    remove network namespaces and links a crashed fault lab left behind
+
+``run --hosts netns`` is the fault lab (see labcli.py and lab.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from typing import TYPE_CHECKING, Any
 from dcounter_tools.__about__ import __version__
 from dcounter_tools.cluster.backend import ClusterBackend, ProcessBackend
 from dcounter_tools.cluster.inprocess import InProcessBackend
+from dcounter_tools.cluster.labcli import (
+    add_lab_flags,
+    clean_command,
+    lab_command,
+    lab_flags_used,
+)
 from dcounter_tools.cluster.progress import make_progress
 from dcounter_tools.cluster.runner import KILL_AT, RunOptions, run_cluster
 from dcounter_tools.cluster.spec import (
@@ -39,7 +48,7 @@ from dcounter_tools.cluster.state import (
     cluster_status,
     cluster_up,
 )
-from dcounter_tools.errors import ClusterError, UsageError
+from dcounter_tools.errors import ClusterError, LabUnavailableError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +66,8 @@ examples:
   dcounter-cluster run --in-process --transport tcp
   dcounter-cluster run --config cluster.toml            nodes from a dcounter-node file
   dcounter-cluster up --nodes 3 && dcounter-cluster status && dcounter-cluster down
+  dcounter-cluster run --hosts netns --nemesis partition,kill,pause,restart --duration 30 \
+      --nemesis-interval 3 --seed 7 --history h.jsonl --plot h.png     the fault lab (root)
 """
 
 
@@ -153,9 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--request-timeout",
         type=float,
-        default=5.0,
+        default=None,
         metavar="S",
-        help="seconds per HTTP request before its outcome counts as unknown (5)",
+        help="seconds per HTTP request before its outcome counts as unknown (5; 1 with "
+        "--hosts netns)",
     )
     faults = run.add_argument_group("faults")
     faults.add_argument(
@@ -194,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         help="give every node a fresh data directory (in a temporary work directory) instead "
         "of --in-memory, so a killed node resumes its replica id and counts on restart",
     )
+    add_lab_flags(run)
     inproc = run.add_argument_group("in-process mode")
     inproc.add_argument(
         "--in-process",
@@ -232,6 +245,12 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="S",
         help="seconds between SIGTERM and SIGKILL (5)",
+    )
+    commands.add_parser(
+        "clean",
+        help="remove what a crashed fault lab left behind (root)",
+        description="Kill any process in, and remove, every network namespace and network "
+        "link whose name starts with the fault lab's prefix (dclab). Exit 0.",
     )
     for sub in (up, status, down):
         sub.add_argument(
@@ -334,6 +353,12 @@ async def _guarded(command: Callable[[], Awaitable[int]]) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.hosts == "netns":
+        return await lab_command(args)
+    if lab_flags_used(args):
+        raise UsageError("--nemesis, --nemesis-interval, --history and --plot need --hosts netns")
+    if args.request_timeout is None:
+        args.request_timeout = 5.0
     backend: ClusterBackend
     if args.in_process:
         if args.config is not None or args.base_port not in (None, 0) or args.durable:
@@ -483,7 +508,7 @@ async def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "up": _up, "status": _status, "down": _down}
+_COMMANDS = {"run": _run, "up": _up, "status": _status, "down": _down, "clean": clean_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -497,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _COMMANDS[args.command]
     try:
         result = asyncio.run(_guarded(lambda: command(args)))
+    except LabUnavailableError as exc:
+        print(f"dcounter-cluster: {exc}", file=sys.stderr)
+        return 2
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"dcounter-cluster: error: {exc}", file=sys.stderr)

@@ -89,9 +89,18 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 class NodeProcess:
     """One attached ``dcounter-node`` process (stdout piped for its ready line)."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path | None,
+        *,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self._argv = list(argv)
+        # A command the node runs under, e.g. ``ip netns exec NS`` (it must exec, not fork).
+        self._prefix = list(prefix)
         self._log_path = log_path
         self._proc: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
@@ -117,6 +126,7 @@ class NodeProcess:
         if self._log_path is not None:
             with self._log_path.open("ab") as log:
                 proc = await asyncio.create_subprocess_exec(
+                    *self._prefix,
                     *node_command(self._argv),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
@@ -125,6 +135,7 @@ class NodeProcess:
                 )
         else:
             proc = await asyncio.create_subprocess_exec(
+                *self._prefix,
                 *node_command(self._argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
