@@ -294,8 +294,8 @@ async def test_a_damaged_page_is_refused_as_corrupt(db_path: Path) -> None:
     await saved(db_path, state({f"replica-{i}#x": i + 1 for i in range(2000)}))
     data = bytearray(read_file(db_path))
     page_size = int.from_bytes(data[16:18], "big")
-    # Page 3 onwards hold table b-trees: scribble over the middle of one.
-    start = 3 * page_size + 8
+    # Page 3 is the root of the counts b-tree: scribble over the middle of it.
+    start = 2 * page_size + 8
     data[start : start + 200] = random.Random(3).randbytes(200)
     write_file(db_path, bytes(data))
 

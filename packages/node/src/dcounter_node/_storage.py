@@ -13,10 +13,16 @@ __all__ = ["StateStore", "StoredState"]
 
 @dataclass(frozen=True, slots=True)
 class StoredState:
-    """What a store hands back on start: the replica id it belongs to and its counts."""
+    """What a store hands back on start: the replica id it belongs to and its counts.
+
+    ``clean_shutdown`` is False when the store cannot prove the state is complete (the
+    node did not shut down cleanly): the node must then bind a new replica id (a new
+    incarnation) instead of resuming ``replica_id``, whose counts peers may hold higher.
+    """
 
     replica_id: str
     state: CounterState
+    clean_shutdown: bool = True
 
 
 class StateStore(Protocol):
@@ -31,7 +37,8 @@ class StateStore(Protocol):
         ...
 
     async def bind(self, replica_id: str) -> None:
-        """Record the replica id of a new store (called once, after open() returned None)."""
+        """Record the replica id of a new store or a new incarnation (called once, after
+        open() returned None or a state with ``clean_shutdown=False``)."""
         ...
 
     def stage(self, changes: CounterState) -> None:
