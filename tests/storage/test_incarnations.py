@@ -49,7 +49,8 @@ async def test_writes_after_losing_the_log_tail_are_not_absorbed_by_peers(
         await count(http, a, before, "increment", 1)
 
     async def b_learned_everything() -> bool:
-        return (await counter(http, b))["increments"].get(a.replica) == 30
+        learned: int | None = (await counter(http, b))["increments"].get(a.replica)
+        return learned == 30
 
     await wait_for(b_learned_everything, "b to hold a's 30 increments")
     await a.kill()

@@ -75,7 +75,9 @@ State is kept in --data-dir (default $XDG_DATA_HOME/dcounter/<listen address>, i
 
 exit status: 0 stopped by a signal; 1 an address cannot be bound (e.g. in use);
 2 bad flags or config file; 3 the database in the data directory cannot be used
-(unreadable or corrupt, another node's, a newer schema, or in use by another process)."""
+(unreadable or corrupt, missing or emptied although the node kept state there, its
+write-ahead log lost after a crash, another node's, a newer schema, or in use by another
+process), or the node was stopped while its storage was failing."""
 
 
 def _flag_type(spec: SettingSpec) -> Callable[[str], Any]:
@@ -230,7 +232,13 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _error(f"cannot listen for gossip on {settings.listen}: {exc}")
         return EXIT_FAILURE
     try:
-        app = create_app(node)
+        app = create_app(
+            node,
+            idempotency_keys=settings.idempotency_keys,
+            idempotency_ttl=settings.idempotency_ttl,
+            storage=store,
+            key_journal=store,
+        )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
             app, settings.http, access_log=access_logger if verbose else None
@@ -255,7 +263,12 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
         await server.close()
-        await node.close()
+        try:
+            await node.close()
+        except StorageError as exc:
+            # Unsaved changes were never acknowledged; the next start is a new incarnation.
+            _error(f"stopped without saving every change: {exc}")
+            return EXIT_STORAGE
     _log.info("stopped")
     return 0
 
@@ -277,5 +290,9 @@ def _store(settings: NodeSettings) -> SQLiteStore | None:
     _log.info("state in %s (durability %s)", directory, settings.durability)
     durability: Durability = "always" if settings.durability == "always" else "batched"
     return SQLiteStore(
-        directory / DATABASE_FILENAME, durability=durability, node_address=settings.listen
+        directory / DATABASE_FILENAME,
+        durability=durability,
+        node_address=settings.listen,
+        key_ttl=settings.idempotency_ttl,
+        max_keys=settings.idempotency_keys,
     )

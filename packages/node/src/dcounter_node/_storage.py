@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from dcounter_crdt import CounterState
 
-__all__ = ["StateStore", "StoredState"]
+__all__ = ["StateStore", "StorageHealth", "StoredState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,4 +51,17 @@ class StateStore(Protocol):
 
     async def close(self) -> None:
         """Flush what is staged and release the store; idempotent."""
+        ...
+
+
+class StorageHealth(Protocol):
+    """What the HTTP API asks a store while it serves (``/health``, ``/counter``)."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why commits currently fail (they are being retried), or None while they succeed."""
+        ...
+
+    def committed_state(self) -> CounterState:
+        """The counts as last committed (shown instead of the live state while failing)."""
         ...

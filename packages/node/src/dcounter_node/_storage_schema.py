@@ -27,7 +27,6 @@ Everything here runs on the store's worker thread; nothing touches the event loo
 
 from __future__ import annotations
 
-import sqlite3
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -36,6 +35,7 @@ from dcounter_crdt import MAX_COUNT, CounterState, CRDTError
 from dcounter_node._errors import CorruptStorageError, UnsupportedSchemaError
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Iterable
     from pathlib import Path
 
@@ -59,9 +59,7 @@ APPLICATION_ID: Final = 0x64436E74  # "dCnt"
 _COUNT_WIDTH: Final = 20  # len(str(MAX_COUNT))
 _OPS: Final = ("increment", "decrement")
 
-_COUNT_CHECK: Final = (
-    f"CHECK (length(value) = {_COUNT_WIDTH} AND value NOT GLOB '*[^0-9]*')"
-)
+_COUNT_CHECK: Final = f"CHECK (length(value) = {_COUNT_WIDTH} AND value NOT GLOB '*[^0-9]*')"
 _TABLES: Final = (
     "CREATE TABLE meta ("
     " key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, checksum INTEGER NOT NULL"
@@ -285,7 +283,11 @@ def _load_keys(conn: sqlite3.Connection, path: Path) -> list[StoredKey]:
     for key, op, amount, value, created, checksum in rows:
         try:
             stored = StoredKey(
-                _text(key), _text(op), int(_text(amount)), int(_text(value)), float(created)  # type: ignore[arg-type]
+                _text(key),
+                _text(op),
+                int(_text(amount)),
+                int(_text(value)),
+                float(created),  # type: ignore[arg-type]
             )
         except (TypeError, ValueError) as exc:
             raise CorruptStorageError(f"{path}: idempotency key {key!r}: {exc}") from exc
@@ -301,9 +303,7 @@ def _text(value: object) -> str:
     return value
 
 
-def upsert_counts(
-    conn: sqlite3.Connection, inc: dict[str, int], dec: dict[str, int]
-) -> None:
+def upsert_counts(conn: sqlite3.Connection, inc: dict[str, int], dec: dict[str, int]) -> None:
     rows = [count_row(r, "inc", c) for r, c in inc.items()]
     rows += [count_row(r, "dec", c) for r, c in dec.items()]
     conn.executemany(UPSERT_COUNT, rows)

@@ -208,7 +208,7 @@ class SQLiteStore:
             raise ConfigError(f"node_address must be a non-empty str, not {node_address!r}")
         if not _is_seconds(key_ttl) or not key_ttl > 0:
             raise ConfigError(f"key_ttl must be a finite number of seconds > 0, not {key_ttl!r}")
-        if not isinstance(max_keys, int) or isinstance(max_keys, bool) or max_keys < 1:
+        if isinstance(max_keys, bool) or max_keys < 1:
             raise ConfigError(f"max_keys must be an int >= 1, not {max_keys!r}")
         self._path = Path(path)
         self._durability: Durability = durability
@@ -633,7 +633,7 @@ class SQLiteStore:
         level = "FULL" if full or self._durability == "always" else "NORMAL"
         conn.execute(f"PRAGMA synchronous = {level}")
 
-    def _durably(self, conn: sqlite3.Connection, write: Callable[[], None]) -> None:
+    def _durably(self, conn: sqlite3.Connection, write: Callable[[], object]) -> None:
         """Run ``write`` in a transaction that is fsynced, then fold the log into the file."""
         self._synchronous(conn, full=True)
         try:
@@ -676,7 +676,9 @@ class SQLiteStore:
         assert conn is not None  # open() succeeded
         if self._loaded is not None:
             # A new incarnation of an existing database.
-            self._durably(conn, lambda: conn.execute(UPSERT_META, meta_row("replica_id", replica_id)))
+            self._durably(
+                conn, lambda: conn.execute(UPSERT_META, meta_row("replica_id", replica_id))
+            )
             self._loaded = None
             return
         meta = {
@@ -741,7 +743,9 @@ class SQLiteStore:
         replica_id = self._replica_id
         assert replica_id is not None  # the store was ready
         try:
-            self._durably(conn, lambda: conn.execute(UPSERT_META, meta_row("clean_shutdown", replica_id)))
+            self._durably(
+                conn, lambda: conn.execute(UPSERT_META, meta_row("clean_shutdown", replica_id))
+            )
         except sqlite3.Error as exc:
             _log.error("%s: cannot record the clean shutdown: %s", self._path, exc)
 
