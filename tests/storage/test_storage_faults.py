@@ -12,23 +12,24 @@ import os
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 
 from dcounter_crdt import CounterState
 from dcounter_node._cli import EXIT_STORAGE
 from dcounter_node._errors import StorageError
 from dcounter_node._storage import StoredState
-from dcounter_node import _storage_sqlite
+from dcounter_node._storage_schema import upsert_counts
 from dcounter_node._storage_sqlite import SQLiteStore
 
 from .conftest import wait_for
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
+
+    import aiohttp
 
     from .conftest import NodeLauncher, NodeProcess
 
@@ -39,14 +40,13 @@ REPLICA = "127.0.0.1:7001#a1b2"
 def deny_writes(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """While set, every write transaction fails as SQLite fails it on a full disk."""
     deny = threading.Event()
-    real_upsert = _storage_sqlite.upsert_counts
 
     def upsert(conn: sqlite3.Connection, inc: dict[str, int], dec: dict[str, int]) -> None:
         if deny.is_set():
             raise sqlite3.OperationalError("database or disk is full")
-        real_upsert(conn, inc, dec)
+        upsert_counts(conn, inc, dec)
 
-    monkeypatch.setattr(_storage_sqlite, "upsert_counts", upsert)
+    monkeypatch.setattr("dcounter_node._storage_sqlite.upsert_counts", upsert)
     return deny
 
 
@@ -141,7 +141,8 @@ def fill(disk: Path) -> Path:
         while True:
             os.write(fd, b"\0" * 4096)
     except OSError as exc:
-        assert exc.errno == errno.ENOSPC
+        if exc.errno != errno.ENOSPC:
+            raise
     finally:
         os.close(fd)
     return filler
