@@ -137,6 +137,18 @@ def _raise_max(target: dict[str, int], counts: Mapping[str, int]) -> None:
             target[replica_id] = count
 
 
+class _Flush(asyncio.Future[None]):
+    """The outcome of one transaction, awaited by every commit() it covers.
+
+    It refuses cancellation: a waiter that is cancelled gets its CancelledError when the
+    transaction ends (asyncio delivers it then), and the others still get the outcome.
+    Cheaper than an ``asyncio.shield`` per waiter, which matters at 100,000 commits/s.
+    """
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+
 class _Batch:
     """What one transaction writes: counts (each the max staged) and idempotency keys."""
 
@@ -385,8 +397,8 @@ class SQLiteStore:
             waiter = self._inflight
         else:
             return
-        # Shielded: one caller giving up must not cancel the transaction others wait for.
-        await asyncio.shield(waiter)
+        # A _Flush: one caller giving up cannot cancel the transaction others wait for.
+        await waiter
 
     async def close(self) -> None:
         """Commit what is staged, mark a clean shutdown and release the database; idempotent.
@@ -432,8 +444,7 @@ class SQLiteStore:
         self._writer = asyncio.create_task(self._write_loop(), name=f"sqlite-writer {self._path}")
 
     def _new_flush_future(self) -> asyncio.Future[None]:
-        assert self._loop is not None  # opened
-        future: asyncio.Future[None] = self._loop.create_future()
+        future = _Flush(loop=self._loop)
         future.add_done_callback(_consume_exception)
         return future
 
