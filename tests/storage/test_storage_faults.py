@@ -46,7 +46,7 @@ def deny_writes(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
             raise sqlite3.OperationalError("database or disk is full")
         upsert_counts(conn, inc, dec)
 
-    monkeypatch.setattr("dcounter_node._storage_sqlite.upsert_counts", upsert)
+    monkeypatch.setattr("dcounter_node._storage_database.upsert_counts", upsert)
     return deny
 
 

@@ -1,7 +1,9 @@
 """A :class:`~dcounter_node._storage.StateStore` on SQLite: one WAL database per node.
 
-The schema, its row checksums and its migrations live in :mod:`._storage_schema`; the files
-kept beside the database (identity, ``-running``) in :mod:`._storage_files`.
+This module is the event-loop side: staging, group commit, retries and health. The SQLite
+connection lives in :mod:`._storage_database` (on the store's worker thread), the schema,
+row checksums and migrations in :mod:`._storage_schema`, and the files kept beside the
+database (identity, ``-running``) in :mod:`._storage_files`.
 
 Every sqlite3 call runs on one worker thread owned by the store, so a commit waiting on the
 disk never blocks the event loop. The connection holds an exclusive lock on the database
@@ -22,39 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import math
 import os
 import re
-import sqlite3
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from dcounter_crdt import CounterState, InvalidReplicaIdError
-from dcounter_node import _storage_files as files
 from dcounter_node._errors import (
     ConfigError,
-    CorruptStorageError,
-    ForeignStorageError,
     StorageError,
 )
 from dcounter_node._storage import StoredState
+from dcounter_node._storage_database import Database
 from dcounter_node._storage_schema import (
-    INSERT_KEY,
     SCHEMA_VERSION,
-    UPSERT_META,
-    Loaded,
     StoredKey,
-    create_schema,
-    key_row,
-    load,
-    meta_row,
-    migrate,
-    upsert_counts,
 )
 
 if TYPE_CHECKING:
@@ -84,8 +71,6 @@ DEFAULT_MAX_KEYS: Final = 100_000
 #: Retries of a failed write start after this long and back off up to the maximum.
 _RETRY_FIRST: Final = 0.05
 _RETRY_MAX: Final = 1.0
-#: Old idempotency rows are deleted at most this often (and when over the cap).
-_PRUNE_EVERY: Final = 60.0
 
 _Phase = Literal["created", "opening", "unbound", "ready", "closing", "closed"]
 _T = TypeVar("_T")
@@ -230,7 +215,6 @@ class SQLiteStore:
         self._max_keys = max_keys
         self._phase: _Phase = "created"
         self._replica_id: str | None = None
-        self._loaded: Loaded | None = None
         self._problem: StorageError | None = None
         self._problem_since = 0.0
         self._flushes = 0
@@ -239,8 +223,6 @@ class SQLiteStore:
         # Everything committed so far (what /counter shows while writes fail).
         self._committed_inc: dict[str, int] = {}
         self._committed_dec: dict[str, int] = {}
-        self._stored_keys: list[StoredKey] = []
-        self._key_rows = 0
         self._last_prune = 0.0
         # `_next_flush` resolves when the transaction that will take the pending entries is
         # committed; `_inflight` when the one being written now is.
@@ -253,8 +235,13 @@ class SQLiteStore:
         self._writer: asyncio.Task[None] | None = None
         self._closed: asyncio.Event | None = None
         # Used on the worker thread only.
-        self._conn: sqlite3.Connection | None = None
-        self._marked_running = False
+        self._db = Database(
+            self._path,
+            durability=durability,
+            node_address=node_address,
+            key_ttl=self._key_ttl,
+            max_keys=max_keys,
+        )
 
     # -- properties ---------------------------------------------------------------------
 
@@ -309,7 +296,7 @@ class SQLiteStore:
 
     def stored_keys(self) -> list[StoredKey]:
         """The unexpired Idempotency-Keys found by open(), oldest first."""
-        return list(self._stored_keys)
+        return list(self._db.stored_keys)
 
     # -- StateStore ---------------------------------------------------------------------
 
@@ -332,7 +319,7 @@ class SQLiteStore:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcounter-sqlite")
         try:
-            loaded = await self._run(self._open_sync)
+            loaded = await self._run(self._db.open)
         except BaseException:
             await self._release()
             self._phase = "closed"
@@ -340,7 +327,6 @@ class SQLiteStore:
         if loaded is None:
             self._phase = "unbound"
             return None
-        self._loaded = loaded
         self._committed_inc = dict(loaded.state.increments)
         self._committed_dec = dict(loaded.state.decrements)
         clean = loaded.clean_shutdown
@@ -362,7 +348,7 @@ class SQLiteStore:
             )
         if not _is_text(replica_id):
             raise InvalidReplicaIdError(f"replica id must be a non-empty str, not {replica_id!r}")
-        await self._run(self._bind_sync, replica_id)
+        await self._run(self._db.bind, replica_id)
         self._replica_id = replica_id
         self._start_writer()
         _log.debug("bound %s to replica %s", self._path, replica_id)
@@ -426,7 +412,8 @@ class SQLiteStore:
                 self._wakeup.set()
                 await self._writer
             if was_ready and self._problem is None:
-                await self._run(self._mark_clean_sync)
+                assert self._replica_id is not None  # set when the store became ready
+                await self._run(self._db.mark_clean, self._replica_id)
         finally:
             await self._release()
             self._phase = "closed"
@@ -470,7 +457,7 @@ class SQLiteStore:
             self._next_flush = None
             self._inflight = done
             try:
-                await self._run(self._write_sync, batch)
+                await self._run(self._db.write, batch.inc, batch.dec, list(batch.keys.values()))
             except Exception as exc:
                 self._inflight = None
                 batch.absorb(self._pending)
@@ -535,238 +522,11 @@ class SQLiteStore:
         if self._executor is None:
             return
         try:
-            await self._run(self._close_sync)
+            await self._run(self._db.close)
         finally:
             # The worker is idle now, so this only joins a thread that is about to exit.
             self._executor.shutdown(wait=True)
             self._executor = None
-
-    def _storage_error(self, exc: sqlite3.Error, doing: str) -> StorageError:
-        if exc.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_LOCKED"):
-            return StorageError(
-                f"{self._path}: database is in use by another process "
-                "(is another dcounter-node running on this data directory?)"
-            )
-        return CorruptStorageError(f"{self._path}: cannot {doing}: {exc}")
-
-    def _open_sync(self) -> Loaded | None:
-        path = self._path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot create the directory: {exc}") from exc
-        # Looked at before SQLite runs: opening creates a missing write-ahead log.
-        facts = files.FileFacts.look(path)
-        identity = files.Identity.read(files.identity_path(path))
-        if identity is not None and not facts.database_size:
-            raise self._lost(identity, "is missing" if facts.database_size is None else "is empty")
-        try:
-            # Autocommit (isolation_level=None): transactions are begun explicitly. No busy
-            # timeout: a database locked by another process is refused at once.
-            self._conn = conn = sqlite3.connect(path, isolation_level=None, timeout=0)
-        except sqlite3.Error as exc:
-            raise self._storage_error(exc, "open the database") from exc
-        try:
-            # Exclusive: the lock is taken at the first read and kept until close().
-            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            loaded = load(conn, path)
-            if loaded is None:
-                if identity is not None:
-                    raise self._lost(identity, "holds no state")
-                self._configure(conn)
-                return None
-            self._check(loaded, identity, facts)
-            self._configure(conn)
-            if not facts.wal_exists and loaded.version == 1:
-                # Schema 1 kept no marker; SQLite deletes the log only at a clean close.
-                loaded.meta["clean_shutdown"] = loaded.replica_id
-            loaded = self._start_sync(conn, loaded)
-        except sqlite3.Error as exc:
-            raise self._storage_error(exc, "read the database") from exc
-        if identity is None:
-            self._identity(loaded.meta).write(files.identity_path(path))
-        self._stored_keys = self._live_keys(loaded.keys)
-        self._key_rows = len(loaded.keys)
-        return loaded
-
-    def _lost(self, identity: files.Identity, what: str) -> CorruptStorageError:
-        return CorruptStorageError(
-            f"{self._path}: the database {what}, but {files.identity_path(self._path).name}"
-            f" shows this node kept state here since {identity.created}: refusing to start"
-            " a new node over it (restore the database from a backup, or remove the data"
-            " directory to start over with a new replica id)"
-        )
-
-    def _check(
-        self, loaded: Loaded, identity: files.Identity | None, facts: files.FileFacts
-    ) -> None:
-        path, meta = self._path, loaded.meta
-        stored_address = meta.get("node_address")
-        if self._node_address is not None and stored_address != self._node_address:
-            raise ForeignStorageError(
-                f"{path}: the database belongs to node {stored_address!r} (replica "
-                f"{loaded.replica_id!r}), not to {self._node_address!r}"
-            )
-        if identity is not None and meta.get("database_id", identity.database_id) != (
-            identity.database_id
-        ):
-            raise CorruptStorageError(
-                f"{path}: the database is not the one {files.identity_path(path).name} names"
-                f" (database id {meta.get('database_id')!r}, expected"
-                f" {identity.database_id!r}): it was replaced"
-            )
-        if facts.running_exists and not facts.wal_exists:
-            raise CorruptStorageError(
-                f"{path}: the write-ahead log {files.wal_path(path).name} is missing after an"
-                " unclean shutdown: committed changes were lost with it, refusing to start"
-                " (restore the file, or remove the data directory to start over with a new"
-                " replica id)"
-            )
-
-    def _identity(self, meta: Mapping[str, str]) -> files.Identity:
-        return files.Identity(meta["database_id"], meta["created"], meta.get("node_address"))
-
-    def _live_keys(self, keys: list[StoredKey]) -> list[StoredKey]:
-        oldest = time.time() - self._key_ttl
-        return [key for key in keys if key.created > oldest][-self._max_keys :]
-
-    def _configure(self, conn: sqlite3.Connection) -> None:
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode != "wal":
-            raise StorageError(f"{self._path}: cannot use WAL journal mode (got {mode!r})")
-        if self._durability == "always":
-            # macOS: a plain fsync() leaves the data in the drive's cache.
-            conn.execute("PRAGMA fullfsync = ON")
-            conn.execute("PRAGMA checkpoint_fullfsync = ON")
-        self._synchronous(conn)
-
-    def _synchronous(self, conn: sqlite3.Connection, *, full: bool = False) -> None:
-        level = "FULL" if full or self._durability == "always" else "NORMAL"
-        conn.execute(f"PRAGMA synchronous = {level}")
-
-    def _durably(self, conn: sqlite3.Connection, write: Callable[[], object]) -> None:
-        """Run ``write`` in a transaction that is fsynced, then fold the log into the file."""
-        self._synchronous(conn, full=True)
-        try:
-            self._transaction(conn, write)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            self._synchronous(conn)
-
-    def _start_sync(self, conn: sqlite3.Connection, loaded: Loaded) -> Loaded:
-        """Migrate an old schema and remove the clean-shutdown marker, durably.
-
-        From here until close() writes it again, a crash leaves the database without the
-        marker. The log is then folded into the file, and the ``-running`` file says that a
-        missing log means lost commits.
-        """
-        result = loaded
-
-        def write() -> None:
-            nonlocal result
-            if loaded.version < SCHEMA_VERSION:
-                result = migrate(conn, loaded, uuid.uuid4().hex)
-                _log.warning(
-                    "%s: upgraded the schema from version %d to %d",
-                    self._path,
-                    loaded.version,
-                    SCHEMA_VERSION,
-                )
-            conn.execute("DELETE FROM meta WHERE key = 'clean_shutdown'")
-
-        self._durably(conn, write)
-        self._mark_running()
-        return result
-
-    def _mark_running(self) -> None:
-        files.mark_running(self._path)
-        self._marked_running = True
-
-    def _bind_sync(self, replica_id: str) -> None:
-        conn = self._conn
-        assert conn is not None  # open() succeeded
-        if self._loaded is not None:
-            # A new incarnation of an existing database.
-            self._durably(
-                conn, lambda: conn.execute(UPSERT_META, meta_row("replica_id", replica_id))
-            )
-            self._loaded = None
-            return
-        meta = {
-            "schema_version": str(SCHEMA_VERSION),
-            "replica_id": replica_id,
-            "database_id": uuid.uuid4().hex,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-        if self._node_address is not None:
-            meta["node_address"] = self._node_address
-        try:
-            self._durably(conn, lambda: create_schema(conn, meta))
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self._path}: cannot initialise the database: {exc}") from exc
-        self._mark_running()
-        # After the database: a crash in between leaves a database the next open() adopts.
-        self._identity(meta).write(files.identity_path(self._path))
-
-    def _transaction(self, conn: sqlite3.Connection, write: Callable[[], object]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            write()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _write_sync(self, batch: _Batch) -> None:
-        conn = self._conn
-        assert conn is not None  # open() succeeded
-
-        def write() -> None:
-            upsert_counts(conn, batch.inc, batch.dec)
-            if batch.keys:
-                conn.executemany(INSERT_KEY, [key_row(key) for key in batch.keys.values()])
-                self._key_rows += len(batch.keys)
-                self._prune_keys(conn)
-
-        try:
-            self._transaction(conn, write)
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self._path}: write failed: {exc}") from exc
-
-    def _prune_keys(self, conn: sqlite3.Connection) -> None:
-        now = time.time()
-        over = self._key_rows - self._max_keys
-        if over <= max(100, self._max_keys // 10) and now - self._last_prune < _PRUNE_EVERY:
-            return
-        self._last_prune = now
-        conn.execute("DELETE FROM idempotency WHERE created <= ?", (now - self._key_ttl,))
-        conn.execute(
-            "DELETE FROM idempotency WHERE key IN"
-            " (SELECT key FROM idempotency ORDER BY created DESC LIMIT -1 OFFSET ?)",
-            (self._max_keys,),
-        )
-        (self._key_rows,) = conn.execute("SELECT count(*) FROM idempotency").fetchone()
-
-    def _mark_clean_sync(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        replica_id = self._replica_id
-        assert replica_id is not None  # the store was ready
-        try:
-            self._durably(
-                conn, lambda: conn.execute(UPSERT_META, meta_row("clean_shutdown", replica_id))
-            )
-        except sqlite3.Error as exc:
-            _log.error("%s: cannot record the clean shutdown: %s", self._path, exc)
-
-    def _close_sync(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-            if self._marked_running:
-                # SQLite folded the log into the file and removed it, unless that failed.
-                files.clear_running(self._path)
 
     def __repr__(self) -> str:
         return (
