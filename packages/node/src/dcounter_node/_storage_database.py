@@ -119,7 +119,7 @@ class Database:
         except sqlite3.Error as exc:
             raise self._storage_error(exc, "read the database") from exc
         if identity is None:
-            self._identity(loaded.meta).write(files.identity_path(path))
+            self._identity(loaded.meta).write(path)
         self.stored_keys = self._live_keys(loaded.keys)
         self._key_rows = len(loaded.keys)
         self.loaded = loaded
@@ -241,7 +241,7 @@ class Database:
             raise StorageError(f"{self._path}: cannot initialise the database: {exc}") from exc
         self._mark_running()
         # After the database: a crash in between leaves a database the next open() adopts.
-        self._identity(meta).write(files.identity_path(self._path))
+        self._identity(meta).write(self._path)
 
     def _transaction(self, conn: sqlite3.Connection, write: Callable[[], object]) -> None:
         conn.execute("BEGIN IMMEDIATE")

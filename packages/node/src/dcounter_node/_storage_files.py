@@ -70,11 +70,13 @@ class Identity:
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptStorageError(f"{path}: the identity file is damaged: {exc}") from exc
 
-    def write(self, path: Path) -> None:
-        """Write atomically and durably (temporary file, fsync, rename, fsync the directory)."""
+    def write(self, database: Path) -> None:
+        """Write beside ``database``, atomically and durably (temporary file, fsync, rename,
+        fsync the directory)."""
+        path = identity_path(database)
         data = {
             "format": _IDENTITY_FORMAT,
-            "database": path.name.removesuffix(".identity.json"),
+            "database": database.name,
             "database_id": self.database_id,
             "created": self.created,
             "node_address": self.node_address,
