@@ -493,3 +493,17 @@ async def test_event_loop_keeps_running_during_a_slow_commit(db_path: Path, trac
         await ticking
         tracer.hook = None
     assert ticks >= 100
+
+
+async def test_batched_mode_keeps_the_log_bounded_with_its_own_checkpoints(
+    db_path: Path,
+) -> None:
+    wal = db_path.with_name(db_path.name + "-wal")
+    async with opened(db_path, durability="batched") as store:
+        # One page per transaction: 1,500 of them are about 6 MiB of log unless folded in.
+        for i in range(1, 1501):
+            store.stage(state({REPLICA: i}))
+            await store.commit()
+        size = wal.stat().st_size
+    assert 0 < size < 4 * 1024 * 1024
+    assert await reopen(db_path) == StoredState(REPLICA, state({REPLICA: 1500}))

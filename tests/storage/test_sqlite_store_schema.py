@@ -179,16 +179,21 @@ async def test_a_new_incarnation_keeps_the_old_counts_and_resumes_cleanly_after(
 async def test_a_cancelled_commit_leaves_the_others_waiting_for_the_same_transaction(
     db_path: Path,
 ) -> None:
-    store = await new_store(db_path)
+    # Transactions at least a second apart: the second one is still pending when one of
+    # its two waiters is cancelled.
+    store = await new_store(db_path, batch_interval=1.0)
     store.stage(counts({REPLICA: 1}))
+    await store.commit()
+    store.stage(counts({REPLICA: 2}))
     first = asyncio.ensure_future(store.commit())
     second = asyncio.ensure_future(store.commit())
     await asyncio.sleep(0)
+    assert not first.done()
     first.cancel()
     await second
     with pytest.raises(asyncio.CancelledError):
         await first
-    assert store.committed_state() == counts({REPLICA: 1})
+    assert store.committed_state() == counts({REPLICA: 2})
     await store.close()
 
 

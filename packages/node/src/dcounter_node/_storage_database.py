@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import sqlite3
 import time
 import uuid
@@ -67,6 +68,7 @@ class Database:
         self._key_ttl = key_ttl
         self._max_keys = max_keys
         self._conn: sqlite3.Connection | None = None
+        self._wal = files.wal_path(path)
         self._marked_running = False
         self._key_rows = 0
         self._last_prune = 0.0
@@ -98,7 +100,11 @@ class Database:
         try:
             # Autocommit (isolation_level=None): transactions are begun explicitly. No busy
             # timeout: a database locked by another process is refused at once.
-            self._conn = conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+            # Not same-thread: batched commits run on the event loop's thread (the store
+            # never uses the connection from two threads at once).
+            self._conn = conn = sqlite3.connect(
+                path, isolation_level=None, timeout=0, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise self._storage_error(exc, "open the database") from exc
         try:
@@ -174,6 +180,10 @@ class Database:
             # macOS: a plain fsync() leaves the data in the drive's cache.
             conn.execute("PRAGMA fullfsync = ON")
             conn.execute("PRAGMA checkpoint_fullfsync = ON")
+        else:
+            # A checkpoint fsyncs: the store runs them on its worker thread instead of
+            # letting a commit on the event loop trigger one (see SQLiteStore._write).
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._synchronous(conn)
 
     def _synchronous(self, conn: sqlite3.Connection, *, full: bool = False) -> None:
@@ -266,7 +276,11 @@ class Database:
                 self._prune_keys(conn)
 
         try:
-            self._transaction(conn, write)
+            if len(inc) + len(dec) == 1 and not keys:
+                # One statement is a transaction of its own: no BEGIN and COMMIT needed.
+                upsert_counts(conn, inc, dec)
+            else:
+                self._transaction(conn, write)
         except sqlite3.Error as exc:
             raise StorageError(f"{self._path}: write failed: {exc}") from exc
 
@@ -292,6 +306,23 @@ class Database:
             self._durably(conn, lambda: _set_meta(conn, "clean_shutdown", replica_id))
         except sqlite3.Error as exc:
             _log.error("%s: cannot record the clean shutdown: %s", self._path, exc)
+
+    def log_size(self) -> int:
+        """The size of the write-ahead log in bytes (0 if there is none)."""
+        try:
+            return os.stat(self._wal).st_size
+        except OSError:
+            return 0
+
+    def checkpoint(self) -> None:
+        """Fold the log into the database and empty it (a failure is logged, not raised:
+        the log only keeps growing until the next checkpoint succeeds)."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            _log.warning("%s: checkpoint failed (will retry): %s", self._path, exc)
 
     def close(self) -> None:
         """Close the connection (SQLite checkpoints and removes the log); idempotent."""

@@ -5,10 +5,12 @@ connection lives in :mod:`._storage_database` (on the store's worker thread), th
 row checksums and migrations in :mod:`._storage_schema`, and the files kept beside the
 database (identity, ``-running``) in :mod:`._storage_files`.
 
-Every sqlite3 call runs on one worker thread owned by the store, so a commit waiting on the
-disk never blocks the event loop. The connection holds an exclusive lock on the database
-for as long as the store is open: a second process that opens the same file is refused
-instead of writing the same replica's counts behind this one's back.
+Every sqlite3 call that may wait on the disk runs on one worker thread owned by the
+store, so an fsync never blocks the event loop: opening, closing, checkpoints, and every
+commit in ``always`` mode. A ``batched`` commit (no fsync) runs on the event loop itself.
+The connection holds an exclusive lock on the database for as long as the store is open: a
+second process that opens the same file is refused instead of writing the same replica's
+counts behind this one's back.
 
 **Incarnations (issue 12, Riak's "kv679").** A store proves that its state is complete only
 with a clean-shutdown marker, written as the last transaction of :meth:`SQLiteStore.close`
@@ -68,6 +70,8 @@ DATABASE_FILENAME: Final = "state.sqlite3"
 DEFAULT_KEY_TTL: Final = 24 * 3600.0
 DEFAULT_MAX_KEYS: Final = 100_000
 
+#: In batched mode the log is folded into the database (on the worker) beyond this size.
+_CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
 #: Retries of a failed write start after this long and back off up to the maximum.
 _RETRY_FIRST: Final = 0.05
 _RETRY_MAX: Final = 1.0
@@ -457,7 +461,7 @@ class SQLiteStore:
             self._next_flush = None
             self._inflight = done
             try:
-                await self._run(self._db.write, batch.inc, batch.dec, list(batch.keys.values()))
+                await self._write(batch)
             except Exception as exc:
                 self._inflight = None
                 batch.absorb(self._pending)
@@ -484,6 +488,19 @@ class SQLiteStore:
             done.set_result(None)
             if self._pending or self._phase == "closing":
                 wakeup.set()
+            if self._durability == "batched" and self._db.log_size() >= _CHECKPOINT_BYTES:
+                # The fsyncs of batched mode; commits staged meanwhile wait for it.
+                await self._run(self._db.checkpoint)
+
+    async def _write(self, batch: _Batch) -> None:
+        keys = list(batch.keys.values())
+        if self._durability == "batched":
+            # Inline, as Redis writes its append-only file: without fsync a commit is a
+            # write() into the page cache (tens of microseconds), cheaper than handing it
+            # to the worker thread and back. Checkpoints, which fsync, stay on the worker.
+            self._db.write(batch.inc, batch.dec, keys)
+        else:
+            await self._run(self._db.write, batch.inc, batch.dec, keys)
 
     async def _pause(self, delay: float) -> None:
         """Wait ``delay`` seconds (pacing or retry backoff); close() cuts it short."""
