@@ -361,11 +361,19 @@ class SQLiteStore:
         """Queue ``changes`` for the next transaction; each count keeps the max staged."""
         if self._phase != "ready":
             raise StorageError(f"{self._path}: stage() needs an open, bound store")
+        # On every write's path: _raise_max inlined, an empty side skipped.
         pending = self._pending
-        _raise_max(pending.inc, changes.increments)
-        _raise_max(pending.dec, changes.decrements)
-        if pending and self._wakeup is not None:
-            self._wakeup.set()
+        for target, counts in (
+            (pending.inc, changes.increments),
+            (pending.dec, changes.decrements),
+        ):
+            if counts:
+                get = target.get
+                for replica_id, count in counts.items():
+                    if count > get(replica_id, 0):
+                        target[replica_id] = count
+        if self._wakeup is not None:
+            self._wakeup.set()  # a spurious wakeup (nothing staged) is harmless
 
     def stage_key(self, key: StoredKey) -> None:
         """Queue an Idempotency-Key and its answer; it commits with the counts staged so far."""
