@@ -50,9 +50,8 @@ def deny_writes(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return deny
 
 
-async def test_a_failing_writer_is_retried_until_it_recovers(
-    db_path: Path, deny_writes: threading.Event
-) -> None:
+async def failing_store(db_path: Path, deny_writes: threading.Event) -> SQLiteStore:
+    """A store that committed {REPLICA: 1}, then failed to commit {REPLICA: 2}."""
     store = SQLiteStore(db_path)
     assert await store.open() is None
     await store.bind(REPLICA)
@@ -62,6 +61,13 @@ async def test_a_failing_writer_is_retried_until_it_recovers(
     store.stage(CounterState.from_maps({REPLICA: 2}))
     with pytest.raises(StorageError, match="not persisted yet"):
         await store.commit()
+    return store
+
+
+async def test_a_failing_writer_is_retried_until_it_recovers(
+    db_path: Path, deny_writes: threading.Event
+) -> None:
+    store = await failing_store(db_path, deny_writes)
     assert store.problem is not None
     assert "database or disk is full" in store.problem
     # Fails at once while the problem lasts; shows only what was committed.
@@ -85,15 +91,7 @@ async def test_a_failing_writer_is_retried_until_it_recovers(
 async def test_closing_while_writes_fail_reports_it_and_leaves_an_unclean_shutdown(
     db_path: Path, deny_writes: threading.Event
 ) -> None:
-    store = SQLiteStore(db_path)
-    assert await store.open() is None
-    await store.bind(REPLICA)
-    store.stage(CounterState.from_maps({REPLICA: 1}))
-    await store.commit()
-    deny_writes.set()
-    store.stage(CounterState.from_maps({REPLICA: 2}))
-    with pytest.raises(StorageError):
-        await store.commit()
+    store = await failing_store(db_path, deny_writes)
     with pytest.raises(StorageError, match=r"1 staged change\(s\) could not be saved"):
         await store.close()
     deny_writes.clear()

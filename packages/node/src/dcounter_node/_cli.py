@@ -263,12 +263,15 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
         await server.close()
+        unsaved: StorageError | None = None
         try:
             await node.close()
         except StorageError as exc:
-            # Unsaved changes were never acknowledged; the next start is a new incarnation.
-            _error(f"stopped without saving every change: {exc}")
-            return EXIT_STORAGE
+            unsaved = exc
+    if unsaved is not None:
+        # Unsaved changes were never acknowledged; the next start is a new incarnation.
+        _error(f"stopped without saving every change: {unsaved}")
+        return EXIT_STORAGE
     _log.info("stopped")
     return 0
 
