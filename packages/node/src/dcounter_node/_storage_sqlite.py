@@ -72,6 +72,8 @@ DEFAULT_MAX_KEYS: Final = 100_000
 
 #: In batched mode the log is folded into the database (on the worker) beyond this size.
 _CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
+#: ... looked at every this many transactions (a stat() per commit is a measurable cost).
+_CHECKPOINT_CHECK_EVERY: Final = 16
 #: Retries of a failed write start after this long and back off up to the maximum.
 _RETRY_FIRST: Final = 0.05
 _RETRY_MAX: Final = 1.0
@@ -110,13 +112,6 @@ def _is_seconds(value: object) -> bool:
 def _is_text(value: object) -> bool:
     """True for a non-empty str (callers may pass anything despite the annotations)."""
     return isinstance(value, str) and bool(value)
-
-
-def _consume_exception(future: asyncio.Future[None]) -> None:
-    # Every caller of commit() sees a failed flush; this only keeps asyncio from logging
-    # "exception was never retrieved" for a flush that nobody happened to wait for.
-    if not future.cancelled():
-        future.exception()
 
 
 def _raise_max(target: dict[str, int], counts: Mapping[str, int]) -> None:
@@ -443,9 +438,7 @@ class SQLiteStore:
         self._writer = asyncio.create_task(self._write_loop(), name=f"sqlite-writer {self._path}")
 
     def _new_flush_future(self) -> asyncio.Future[None]:
-        future = _Flush(loop=self._loop)
-        future.add_done_callback(_consume_exception)
-        return future
+        return _Flush(loop=self._loop)
 
     async def _write_loop(self) -> None:
         assert self._loop is not None
@@ -461,9 +454,10 @@ class SQLiteStore:
                 if closing:
                     return
                 continue
-            if self._batch_interval and not closing:
-                await self._pause(last_start + self._batch_interval - loop.time())
-            last_start = loop.time()
+            if self._batch_interval:
+                if not closing:
+                    await self._pause(last_start + self._batch_interval - loop.time())
+                last_start = loop.time()
             batch, self._pending = self._pending, _Batch()
             done = self._next_flush or self._new_flush_future()
             self._next_flush = None
@@ -496,7 +490,11 @@ class SQLiteStore:
             done.set_result(None)
             if self._pending or self._phase == "closing":
                 wakeup.set()
-            if self._durability == "batched" and self._db.log_size() >= _CHECKPOINT_BYTES:
+            if (
+                self._durability == "batched"
+                and self._flushes % _CHECKPOINT_CHECK_EVERY == 0
+                and self._db.log_size() >= _CHECKPOINT_BYTES
+            ):
                 # The fsyncs of batched mode; commits staged meanwhile wait for it.
                 await self._run(self._db.checkpoint)
 
@@ -534,6 +532,9 @@ class SQLiteStore:
         for future in (done, self._next_flush):
             if future is not None and not future.done():
                 future.set_exception(error)
+                # Every waiter sees it; this keeps asyncio from logging "exception was
+                # never retrieved" for a flush that nobody happened to wait for.
+                future.exception()
         self._next_flush = None
 
     # -- worker thread ------------------------------------------------------------------
