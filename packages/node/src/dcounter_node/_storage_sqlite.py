@@ -426,9 +426,8 @@ class SQLiteStore:
             self._phase = "closed"
         if self._problem is not None:
             lost = self._pending.size()
-            raise StorageError(
-                f"{self._path}: {lost} staged change(s) could not be saved: {self._problem}"
-            )
+            # The problem names the database already.
+            raise StorageError(f"{lost} staged change(s) could not be saved: {self._problem}")
 
     # -- writer -------------------------------------------------------------------------
 
