@@ -7,7 +7,7 @@ import json
 import sqlite3
 import time
 from contextlib import closing
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -55,16 +55,16 @@ def replace_file(target: Path, source: Path) -> None:
     target.write_bytes(source.read_bytes())
 
 
-async def open_and_close(path: Path, **options: object) -> StoredState | None:
-    store = SQLiteStore(path, **options)  # type: ignore[arg-type]
+async def open_and_close(path: Path, **options: Any) -> StoredState | None:
+    store = SQLiteStore(path, **options)
     try:
         return await store.open()
     finally:
         await store.close()
 
 
-async def new_store(path: Path, **options: object) -> SQLiteStore:
-    store = SQLiteStore(path, **options)  # type: ignore[arg-type]
+async def new_store(path: Path, **options: Any) -> SQLiteStore:
+    store = SQLiteStore(path, **options)
     assert await store.open() is None
     await store.bind(REPLICA)
     return store

@@ -270,9 +270,13 @@ class Node:
             if stored is not None:
                 state = state.merged(stored.state)
                 logger.warning(
-                    "no clean shutdown recorded: continuing as replica %s (was %s)",
+                    "no clean shutdown recorded: continuing as replica %s (was %s)%s",
                     replica_id,
                     stored.replica_id,
+                    ""
+                    if wanted is None
+                    else "; the id is fixed by the configuration, so"
+                    " peers holding higher counts for it may absorb the next writes",
                 )
             if self._store is not None:
                 await self._store.bind(replica_id)

@@ -287,7 +287,7 @@ def _load_keys(conn: sqlite3.Connection, path: Path) -> list[StoredKey]:
                 _text(op),
                 int(_text(amount)),
                 int(_text(value)),
-                float(created),  # type: ignore[arg-type]
+                _real(created),
             )
         except (TypeError, ValueError) as exc:
             raise CorruptStorageError(f"{path}: idempotency key {key!r}: {exc}") from exc
@@ -295,6 +295,12 @@ def _load_keys(conn: sqlite3.Connection, path: Path) -> list[StoredKey]:
             raise _mismatch(path, f"idempotency key {key!r}")
         keys.append(stored)
     return keys
+
+
+def _real(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, found {value!r}")
+    return float(value)
 
 
 def _text(value: object) -> str:
