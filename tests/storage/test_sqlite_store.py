@@ -507,3 +507,24 @@ async def test_batched_mode_keeps_the_log_bounded_with_its_own_checkpoints(
         size = wal.stat().st_size
     assert 0 < size < 4 * 1024 * 1024
     assert await reopen(db_path) == StoredState(REPLICA, state({REPLICA: 1500}))
+
+
+async def test_batched_mode_writes_small_batches_on_the_loop_and_large_ones_on_the_worker(
+    db_path: Path, tracer: Tracer
+) -> None:
+    threads: dict[int, set[int]] = {1: set(), 1000: set()}
+    rows = 0
+
+    def record(sql: str) -> None:
+        if "INSERT" in sql:
+            threads[rows].add(threading.get_ident())
+
+    async with opened(db_path, durability="batched") as store:
+        tracer.hook = record
+        for rows in threads:
+            store.stage(state({f"r{i}": 1 for i in range(rows)}))
+            await store.commit()
+        tracer.hook = None
+    assert threads[1] == {threading.get_ident()}
+    assert threads[1000]
+    assert threading.get_ident() not in threads[1000]

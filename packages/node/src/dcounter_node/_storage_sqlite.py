@@ -74,6 +74,8 @@ DEFAULT_MAX_KEYS: Final = 100_000
 _CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
 #: ... looked at every this many transactions (a stat() per commit is a measurable cost).
 _CHECKPOINT_CHECK_EVERY: Final = 16
+#: Batched transactions of at most this many rows are written on the event loop itself.
+_INLINE_ROWS: Final = 256
 #: Retries of a failed write start after this long and back off up to the maximum.
 _RETRY_FIRST: Final = 0.05
 _RETRY_MAX: Final = 1.0
@@ -499,10 +501,11 @@ class SQLiteStore:
 
     async def _write(self, batch: _Batch) -> None:
         keys = list(batch.keys.values())
-        if self._durability == "batched":
+        if self._durability == "batched" and batch.size() <= _INLINE_ROWS:
             # Inline, as Redis writes its append-only file: without fsync a commit is a
             # write() into the page cache (tens of microseconds), cheaper than handing it
-            # to the worker thread and back. Checkpoints, which fsync, stay on the worker.
+            # to the worker thread and back. Checkpoints, which fsync, stay on the worker,
+            # and so do large batches (a merge of thousands of replicas).
             self._db.write(batch.inc, batch.dec, keys)
         else:
             await self._run(self._db.write, batch.inc, batch.dec, keys)
