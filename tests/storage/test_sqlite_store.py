@@ -294,8 +294,8 @@ async def test_a_damaged_page_is_refused_as_corrupt(db_path: Path) -> None:
     await saved(db_path, state({f"replica-{i}#x": i + 1 for i in range(2000)}))
     data = bytearray(read_file(db_path))
     page_size = int.from_bytes(data[16:18], "big")
-    # Page 3 onwards hold table b-trees: scribble over the middle of one.
-    start = 3 * page_size + 8
+    # Page 3 is the root of the counts b-tree: scribble over the middle of it.
+    start = 2 * page_size + 8
     data[start : start + 200] = random.Random(3).randbytes(200)
     write_file(db_path, bytes(data))
 
@@ -493,3 +493,38 @@ async def test_event_loop_keeps_running_during_a_slow_commit(db_path: Path, trac
         await ticking
         tracer.hook = None
     assert ticks >= 100
+
+
+async def test_batched_mode_keeps_the_log_bounded_with_its_own_checkpoints(
+    db_path: Path,
+) -> None:
+    wal = db_path.with_name(db_path.name + "-wal")
+    async with opened(db_path, durability="batched") as store:
+        # One page per transaction: 1,500 of them are about 6 MiB of log unless folded in.
+        for i in range(1, 1501):
+            store.stage(state({REPLICA: i}))
+            await store.commit()
+        size = wal.stat().st_size
+    assert 0 < size < 4 * 1024 * 1024
+    assert await reopen(db_path) == StoredState(REPLICA, state({REPLICA: 1500}))
+
+
+async def test_batched_mode_writes_small_batches_on_the_loop_and_large_ones_on_the_worker(
+    db_path: Path, tracer: Tracer
+) -> None:
+    threads: dict[int, set[int]] = {1: set(), 1000: set()}
+    rows = 0
+
+    def record(sql: str) -> None:
+        if "INSERT" in sql:
+            threads[rows].add(threading.get_ident())
+
+    async with opened(db_path, durability="batched") as store:
+        tracer.hook = record
+        for rows in threads:
+            store.stage(state({f"r{i}": 1 for i in range(rows)}))
+            await store.commit()
+        tracer.hook = None
+    assert threads[1] == {threading.get_ident()}
+    assert threads[1000]
+    assert threading.get_ident() not in threads[1000]

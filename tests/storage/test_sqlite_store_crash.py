@@ -63,7 +63,10 @@ def test_committed_state_survives_a_process_crash(db_path: Path, durability: Dur
         finally:
             await store.close()
 
-    # Only the 100 committed increments: the last one was staged, never committed.
+    # Only the 100 committed increments: the last one was staged, never committed. No
+    # clean shutdown was recorded, so the node will continue as a new incarnation.
     assert asyncio.run(reopen()) == StoredState(
-        "crashy#1", CounterState.from_maps({"crashy#1": 100}, {"peer#2": 200})
+        "crashy#1",
+        CounterState.from_maps({"crashy#1": 100}, {"peer#2": 200}),
+        clean_shutdown=False,
     )

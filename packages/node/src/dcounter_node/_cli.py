@@ -77,7 +77,9 @@ State is kept in --data-dir (default $XDG_DATA_HOME/dcounter/<listen address>, i
 
 exit status: 0 stopped by a signal; 1 an address cannot be bound (e.g. in use);
 2 bad flags or config file; 3 the database in the data directory cannot be used
-(unreadable or corrupt, another node's, a newer schema, or in use by another process)."""
+(unreadable or corrupt, missing or emptied although the node kept state there, its
+write-ahead log lost after a crash, another node's, a newer schema, or in use by another
+process), or the node was stopped while its storage was failing."""
 
 
 def _flag_type(spec: SettingSpec) -> Callable[[str], Any]:
@@ -232,7 +234,14 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _error(f"cannot listen for gossip on {settings.listen}: {_reason(exc)}")
         return EXIT_FAILURE
     try:
-        app = create_app(node, peer_http=dict(settings.peer_http))
+        app = create_app(
+            node,
+            idempotency_keys=settings.idempotency_keys,
+            idempotency_ttl=settings.idempotency_ttl,
+            storage=store,
+            key_journal=store,
+            peer_http=dict(settings.peer_http),
+        )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
             app, settings.http, access_log=access_logger if verbose else None
@@ -254,7 +263,15 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
         await server.close()
-        await node.close()
+        unsaved: StorageError | None = None
+        try:
+            await node.close()
+        except StorageError as exc:
+            unsaved = exc
+    if unsaved is not None:
+        # Unsaved changes were never acknowledged; the next start is a new incarnation.
+        _error(f"stopped without saving every change: {unsaved}")
+        return EXIT_STORAGE
     _log.info("stopped")
     return 0
 
@@ -293,5 +310,9 @@ def _store(settings: NodeSettings) -> SQLiteStore | None:
     _log.info("state in %s (durability %s)", directory, settings.durability)
     durability: Durability = "always" if settings.durability == "always" else "batched"
     return SQLiteStore(
-        directory / DATABASE_FILENAME, durability=durability, node_address=settings.listen
+        directory / DATABASE_FILENAME,
+        durability=durability,
+        node_address=settings.listen,
+        key_ttl=settings.idempotency_ttl,
+        max_keys=settings.idempotency_keys,
     )

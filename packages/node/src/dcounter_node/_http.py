@@ -11,7 +11,8 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
   the same key with another operation or amount is a 422.
 * ``GET /peers``, ``POST /peers`` ``{"addr": "host:port"}`` (201 if new, 200 if known or
   this node itself), ``DELETE /peers/{addr}`` (404 if unknown).
-* ``GET /health``: 200 ``{"status": "ok"}`` (503 while shutting down).
+* ``GET /health``: 200 ``{"status": "ok"}`` (503 while shutting down, and 503
+  ``{"status": "storage failing", "reason": ...}`` while commits fail).
 * ``GET /metrics``: Prometheus text format.
 * ``GET /`` (the dashboard), ``GET /dashboard/{file}``, ``GET /cluster``: see
   :mod:`dcounter_node._dashboard`.
@@ -47,13 +48,15 @@ from dcounter_node._errors import (
     NodeError,
     StorageError,
 )
-from dcounter_node._idempotency import IdempotencyCache
+from dcounter_node._idempotency import IdempotencyCache, KeyJournal
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
 from dcounter_node._settings import format_address, parse_address
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from dcounter_node._storage import StorageHealth
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -197,12 +200,15 @@ class _API:
     keys: IdempotencyCache
     keepalive: float
     registry: CollectorRegistry
+    storage: StorageHealth | None = None
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- counter ------------------------------------------------------------------------
 
     async def counter(self, request: web.Request) -> web.Response:
         state = self.node.state()
+        if self.storage is not None and self.storage.problem is not None:
+            state = self.storage.committed_state()  # never counts that were not committed
         return _json(
             {
                 "value": state.value,
@@ -227,13 +233,13 @@ class _API:
             return _value_response(value)
         entry = self.keys.get(key)
         if entry is None:
-            result = self.keys.begin(key, (op, by))
+            self.keys.begin(key, (op, by))
             try:
                 value = self._apply(op, by)
             except BaseException as exc:
                 self.keys.abandon(key, exc)
                 raise
-            result.set_result(value)
+            self.keys.complete(key, value)
             replayed = False
         else:
             if entry.fingerprint != (op, by):
@@ -250,6 +256,8 @@ class _API:
         return response
 
     def _apply(self, op: str, by: int) -> int:
+        if self.storage is not None and self.storage.problem is not None:
+            raise _APIError(503, f"not counted: storage is failing: {self.storage.problem}")
         try:
             value = self.node.increment(by) if op == "increment" else self.node.decrement(by)
         except CountOverflowError as exc:
@@ -299,6 +307,8 @@ class _API:
     async def health(self, request: web.Request) -> web.Response:
         if self.closing.is_set():
             return _json({"status": "shutting down"}, 503)
+        if self.storage is not None and self.storage.problem is not None:
+            return _json({"status": "storage failing", "reason": self.storage.problem}, 503)
         return _json({"status": "ok"})
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -377,14 +387,18 @@ def create_app(
     node: Node,
     *,
     client_max_size: int = DEFAULT_MAX_BODY,
-    idempotency_keys: int = 10_000,
-    idempotency_ttl: float = 3600.0,
+    idempotency_keys: int = 100_000,
+    idempotency_ttl: float = 24 * 3600.0,
     keepalive: float = 15.0,
     peer_http: Mapping[str, str] | None = None,
+    storage: StorageHealth | None = None,
+    key_journal: KeyJournal | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
     ``peer_http`` maps peers' gossip addresses to their HTTP addresses (for ``/cluster``).
+    ``storage`` (the node's store) makes writes, ``/health`` and ``/counter`` follow its
+    health; ``key_journal`` keeps Idempotency-Keys durably (both: the node's SQLiteStore).
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -392,9 +406,10 @@ def create_app(
     api = _API(
         node,
         stats,
-        IdempotencyCache(max_keys=idempotency_keys, ttl=idempotency_ttl),
+        IdempotencyCache(max_keys=idempotency_keys, ttl=idempotency_ttl, journal=key_journal),
         keepalive,
         create_registry(node, stats),
+        storage,
     )
     app = web.Application(client_max_size=client_max_size)
     app[NODE_KEY] = node

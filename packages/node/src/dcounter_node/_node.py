@@ -253,19 +253,31 @@ class Node:
         self._peers.set_self_address(address)
 
         wanted = self._config.replica_id
-        if stored is not None:
-            if wanted is not None and wanted != stored.replica_id:
-                raise ForeignStorageError(
-                    f"the store belongs to replica {stored.replica_id!r}, "
-                    f"but the configuration asks for {wanted!r}"
-                )
+        if stored is not None and wanted is not None and wanted != stored.replica_id:
+            raise ForeignStorageError(
+                f"the store belongs to replica {stored.replica_id!r}, "
+                f"but the configuration asks for {wanted!r}"
+            )
+        if stored is not None and stored.clean_shutdown:
             replica_id = stored.replica_id
             state = self._initial_state.merged(stored.state)
         else:
-            # A new incarnation id whenever the node starts without its durable state, so
+            # A new incarnation id whenever the node starts without its complete durable
+            # state (none, or an unclean shutdown that may have lost the log's tail), so
             # its fresh counts are never swallowed by its old ones still held by peers.
             replica_id = wanted or f"{address}#{secrets.token_hex(4)}"
             state = self._initial_state
+            if stored is not None:
+                state = state.merged(stored.state)
+                logger.warning(
+                    "no clean shutdown recorded: continuing as replica %s (was %s)%s",
+                    replica_id,
+                    stored.replica_id,
+                    ""
+                    if wanted is None
+                    else "; the id is fixed by the configuration, so"
+                    " peers holding higher counts for it may absorb the next writes",
+                )
             if self._store is not None:
                 await self._store.bind(replica_id)
                 self._still_starting()

@@ -338,11 +338,31 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "durability",
         "--durability",
-        "always: fsync each commit (survives power loss); batched: group commit every few"
-        " ms (survives a process crash); writes are acknowledged once committed either way",
+        "always: fsync each commit (survives power loss); batched: group commit without"
+        " fsync (survives a process crash); writes are acknowledged once committed either"
+        " way",
         _choice(("always", "batched")),
         _choice(("always", "batched")),
         metavar="{always,batched}",
+    ),
+    # Idempotency-Keys (issue 17): kept in the database with the counts they produced.
+    SettingSpec(
+        "idempotency_ttl",
+        "--idempotency-ttl",
+        "seconds a write's Idempotency-Key is remembered, so a retry gets the first answer"
+        " (in the database, across restarts and crashes; in memory with --in-memory)",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "idempotency_keys",
+        "--idempotency-keys",
+        "most Idempotency-Keys remembered (the newest are kept)",
+        _positive_int,
+        _positive_int_text,
+        metavar="N",
     ),
     # Wire and event loop (issue 8).
     SettingSpec(
@@ -387,6 +407,8 @@ class NodeSettings:
     data_dir: str | None = None
     in_memory: bool = False
     durability: str = "batched"
+    idempotency_ttl: float = 24 * 3600.0
+    idempotency_keys: int = 100_000
     wire: str = "auto"
     loop: str = "asyncio"
 

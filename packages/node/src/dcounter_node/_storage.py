@@ -8,15 +8,21 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from dcounter_crdt import CounterState
 
-__all__ = ["StateStore", "StoredState"]
+__all__ = ["StateStore", "StorageHealth", "StoredState"]
 
 
 @dataclass(frozen=True, slots=True)
 class StoredState:
-    """What a store hands back on start: the replica id it belongs to and its counts."""
+    """What a store hands back on start: the replica id it belongs to and its counts.
+
+    ``clean_shutdown`` is False when the store cannot prove the state is complete (the
+    node did not shut down cleanly): the node must then bind a new replica id (a new
+    incarnation) instead of resuming ``replica_id``, whose counts peers may hold higher.
+    """
 
     replica_id: str
     state: CounterState
+    clean_shutdown: bool = True
 
 
 class StateStore(Protocol):
@@ -31,7 +37,8 @@ class StateStore(Protocol):
         ...
 
     async def bind(self, replica_id: str) -> None:
-        """Record the replica id of a new store (called once, after open() returned None)."""
+        """Record the replica id of a new store or a new incarnation (called once, after
+        open() returned None or a state with ``clean_shutdown=False``)."""
         ...
 
     def stage(self, changes: CounterState) -> None:
@@ -44,4 +51,17 @@ class StateStore(Protocol):
 
     async def close(self) -> None:
         """Flush what is staged and release the store; idempotent."""
+        ...
+
+
+class StorageHealth(Protocol):
+    """What the HTTP API asks a store while it serves (``/health``, ``/counter``)."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why commits currently fail (they are being retried), or None while they succeed."""
+        ...
+
+    def committed_state(self) -> CounterState:
+        """The counts as last committed (shown instead of the live state while failing)."""
         ...

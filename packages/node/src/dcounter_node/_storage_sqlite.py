@@ -1,49 +1,50 @@
 """A :class:`~dcounter_node._storage.StateStore` on SQLite: one WAL database per node.
 
-Layout (schema version 1)::
+This module is the event-loop side: staging, group commit, retries and health. The SQLite
+connection lives in :mod:`._storage_database` (on the store's worker thread), the schema,
+row checksums and migrations in :mod:`._storage_schema`, and the files kept beside the
+database (identity, ``-running``) in :mod:`._storage_files`.
 
-    meta(key TEXT PRIMARY KEY, value TEXT)      schema_version, replica_id, created
-                                                and node_address (when known)
-    counts(replica TEXT, kind 'inc'|'dec', value TEXT, PRIMARY KEY (replica, kind))
+Every sqlite3 call that may wait on the disk runs on one worker thread owned by the
+store, so an fsync never blocks the event loop: opening, closing, checkpoints, and every
+commit in ``always`` mode. A ``batched`` commit (no fsync) runs on the event loop itself.
+The connection holds an exclusive lock on the database for as long as the store is open: a
+second process that opens the same file is refused instead of writing the same replica's
+counts behind this one's back.
 
-A count is stored as exactly 20 decimal digits, zero-padded. SQLite's INTEGER is a signed
-64-bit number and cannot hold every uint64, while fixed-width digit strings hold all of
-them, stay readable in the ``sqlite3`` shell and order like the numbers they spell, so
-``max()`` in the upsert keeps the larger count without converting anything.
-
-The database header carries ``application_id`` 0x64436E74 ("dCnt"), which tells a dcounter
-database from any other SQLite file. Future schemas keep the ``meta`` table and its
-``schema_version`` key, so an older dcounter can always tell that it is too old.
-
-Every sqlite3 call runs on one worker thread owned by the store, so a commit waiting on the
-disk never blocks the event loop. The connection holds an exclusive lock on the database
-for as long as the store is open: a second process that opens the same file is refused
-instead of writing the same replica's counts behind this one's back.
+**Incarnations (issue 12, Riak's "kv679").** A store proves that its state is complete only
+with a clean-shutdown marker, written as the last transaction of :meth:`SQLiteStore.close`
+and removed (durably) when the database is opened again. A database opened without it may
+have lost the tail of its write-ahead log (an OS crash in ``batched`` mode, a torn disk)
+while peers already hold those counts; resuming the same replica id below them would let
+their higher count swallow the next acknowledged writes. :meth:`SQLiteStore.open` therefore
+reports ``clean_shutdown=False`` and the node binds a new replica id: the old id's counts
+stay as stored and peers restore the rest by merge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import math
 import os
 import re
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
-from dcounter_crdt import MAX_COUNT, CounterState, CRDTError, InvalidReplicaIdError
+from dcounter_crdt import CounterState, InvalidReplicaIdError
 from dcounter_node._errors import (
     ConfigError,
-    CorruptStorageError,
-    ForeignStorageError,
     StorageError,
-    UnsupportedSchemaError,
 )
 from dcounter_node._storage import StoredState
+from dcounter_node._storage_database import Database
+from dcounter_node._storage_schema import (
+    SCHEMA_VERSION,
+    StoredKey,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -54,6 +55,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Durability",
     "SQLiteStore",
+    "StoredKey",
     "default_data_dir",
 ]
 
@@ -62,27 +64,21 @@ _log = logging.getLogger(__name__)
 Durability = Literal["always", "batched"]
 DURABILITY_MODES: Final[tuple[Durability, ...]] = ("always", "batched")
 
-#: The schema this code writes, and the newest one it can read.
-SCHEMA_VERSION: Final = 1
 #: The file name a node uses inside its data directory.
 DATABASE_FILENAME: Final = "state.sqlite3"
+#: Default lifetime and number of the Idempotency-Keys kept (see --idempotency-ttl).
+DEFAULT_KEY_TTL: Final = 24 * 3600.0
+DEFAULT_MAX_KEYS: Final = 100_000
 
-_APPLICATION_ID: Final = 0x64436E74  # "dCnt"
-_COUNT_WIDTH: Final = 20  # len(str(MAX_COUNT))
-
-_SCHEMA: Final = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE counts ("
-    " replica TEXT NOT NULL CHECK (length(replica) > 0),"
-    " kind TEXT NOT NULL CHECK (kind IN ('inc', 'dec')),"
-    f" value TEXT NOT NULL CHECK (length(value) = {_COUNT_WIDTH} AND value NOT GLOB '*[^0-9]*'),"
-    " PRIMARY KEY (replica, kind)"
-    ") WITHOUT ROWID",
-)
-_UPSERT: Final = (
-    "INSERT INTO counts (replica, kind, value) VALUES (?, ?, ?)"
-    " ON CONFLICT (replica, kind) DO UPDATE SET value = max(value, excluded.value)"
-)
+#: In batched mode the log is folded into the database (on the worker) beyond this size.
+_CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
+#: ... looked at every this many transactions (a stat() per commit is a measurable cost).
+_CHECKPOINT_CHECK_EVERY: Final = 16
+#: Batched transactions of at most this many rows are written on the event loop itself.
+_INLINE_ROWS: Final = 256
+#: Retries of a failed write start after this long and back off up to the maximum.
+_RETRY_FIRST: Final = 0.05
+_RETRY_MAX: Final = 1.0
 
 _Phase = Literal["created", "opening", "unbound", "ready", "closing", "closed"]
 _T = TypeVar("_T")
@@ -106,25 +102,6 @@ def default_data_dir(listen: str, environ: Mapping[str, str] | None = None) -> P
     return root / "dcounter" / re.sub(r"[^a-z0-9._-]", "_", listen.lower())
 
 
-def _encode_count(count: int) -> str:
-    return f"{count:0{_COUNT_WIDTH}d}"
-
-
-def _decode_count(value: object) -> int:
-    """The count spelled by a stored value; ValueError unless it is 20 digits <= MAX_COUNT."""
-    if not (
-        isinstance(value, str)
-        and len(value) == _COUNT_WIDTH
-        and value.isascii()
-        and value.isdigit()
-    ):
-        raise ValueError(f"expected {_COUNT_WIDTH} decimal digits, found {value!r}")
-    count = int(value)
-    if count > MAX_COUNT:
-        raise ValueError(f"{count} exceeds the maximum count {MAX_COUNT}")
-    return count
-
-
 def _is_seconds(value: object) -> bool:
     return (
         isinstance(value, int | float)
@@ -139,34 +116,74 @@ def _is_text(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def _consume_exception(future: asyncio.Future[None]) -> None:
-    # Every caller of commit() sees a failed flush; this only keeps asyncio from logging
-    # "exception was never retrieved" for a flush that nobody happened to wait for.
-    if not future.cancelled():
-        future.exception()
+def _raise_max(target: dict[str, int], counts: Mapping[str, int]) -> None:
+    get = target.get
+    for replica_id, count in counts.items():
+        if count > get(replica_id, 0):
+            target[replica_id] = count
+
+
+class _Flush(asyncio.Future[None]):
+    """The outcome of one transaction, awaited by every commit() it covers.
+
+    It refuses cancellation: a waiter that is cancelled gets its CancelledError when the
+    transaction ends (asyncio delivers it then), and the others still get the outcome.
+    Cheaper than an ``asyncio.shield`` per waiter, which matters at 100,000 commits/s.
+    """
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+
+class _Batch:
+    """What one transaction writes: counts (each the max staged) and idempotency keys."""
+
+    __slots__ = ("dec", "inc", "keys")
+
+    def __init__(self) -> None:
+        self.inc: dict[str, int] = {}
+        self.dec: dict[str, int] = {}
+        self.keys: dict[str, StoredKey] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.inc or self.dec or self.keys)
+
+    def absorb(self, other: _Batch) -> None:
+        """Add ``other``'s entries (a failed batch takes back what was staged since)."""
+        _raise_max(self.inc, other.inc)
+        _raise_max(self.dec, other.dec)
+        self.keys.update(other.keys)
+
+    def size(self) -> int:
+        return len(self.inc) + len(self.dec) + len(self.keys)
 
 
 class SQLiteStore:
     """Durable node state in a SQLite database (WAL journal), safe against process crashes.
 
-    ``durability`` decides what a finished :meth:`commit` guarantees and how writes are
-    grouped; in both modes a commit returns only after its changes are in a committed
-    SQLite transaction, so an acknowledged write survives the process being killed:
+    ``durability`` decides what a finished :meth:`commit` guarantees; in both modes a
+    commit returns only after its changes are in a committed SQLite transaction, so an
+    acknowledged write survives the process being killed. Commits are grouped: one
+    transaction is written at a time, and everything staged meanwhile goes into the next.
 
     ``"always"``
-        Every commit starts a transaction at once (callers arriving while one is being
-        written share the next one: group commit) and uses ``synchronous=FULL``: the WAL is
-        fsynced at each commit, so acknowledged writes also survive an OS crash or a power
-        loss (as far as the disk honours fsync).
+        ``synchronous=FULL``: the WAL is fsynced at each commit, so acknowledged writes also
+        survive an OS crash or a power loss (as far as the disk honours fsync).
     ``"batched"``
-        Transactions start at most once per ``batch_interval`` seconds (the first after an
-        idle period at once) and carry everything staged meanwhile; commit() waits for the
-        one holding its changes. ``synchronous=NORMAL``: a commit is written to the WAL file
-        (into the OS page cache) but fsynced only at checkpoints, so it survives a crash of
-        the process, not of the machine: a power loss may roll back the latest batches.
+        ``synchronous=NORMAL``: a commit is written to the WAL file (the OS page cache) but
+        fsynced only at checkpoints, so it survives a crash of the process, not of the
+        machine (the next start is then a new incarnation, see the module docstring).
+        ``batch_interval`` (default 0) spaces transactions at least that far apart.
+
+    A write that fails (disk full, I/O error) fails the commits waiting for it and makes
+    :attr:`problem` say why; its changes stay staged and are retried, with backoff up to a
+    second, until a write succeeds, which clears :attr:`problem`. Meanwhile commit() fails
+    at once.
 
     ``node_address`` is recorded by :meth:`bind`; when given to a later :meth:`open`, the
     database must hold the same address (or :class:`ForeignStorageError` is raised).
+    Idempotency-Keys staged with :meth:`stage_key` are kept ``key_ttl`` seconds, at most the
+    ``max_keys`` newest.
     """
 
     def __init__(
@@ -174,8 +191,10 @@ class SQLiteStore:
         path: str | os.PathLike[str],
         *,
         durability: Durability = "batched",
-        batch_interval: float = 0.005,
+        batch_interval: float = 0.0,
         node_address: str | None = None,
+        key_ttl: float = DEFAULT_KEY_TTL,
+        max_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ConfigError(f"durability must be 'always' or 'batched', not {durability!r}")
@@ -185,17 +204,27 @@ class SQLiteStore:
             )
         if node_address is not None and not _is_text(node_address):
             raise ConfigError(f"node_address must be a non-empty str, not {node_address!r}")
+        if not _is_seconds(key_ttl) or not key_ttl > 0:
+            raise ConfigError(f"key_ttl must be a finite number of seconds > 0, not {key_ttl!r}")
+        if isinstance(max_keys, bool) or max_keys < 1:
+            raise ConfigError(f"max_keys must be an int >= 1, not {max_keys!r}")
         self._path = Path(path)
         self._durability: Durability = durability
         self._batch_interval = float(batch_interval)
         self._node_address = node_address
+        self._key_ttl = float(key_ttl)
+        self._max_keys = max_keys
         self._phase: _Phase = "created"
         self._replica_id: str | None = None
-        self._failure: StorageError | None = None
+        self._problem: StorageError | None = None
+        self._problem_since = 0.0
         self._flushes = 0
-        # Staged but not yet handed to a transaction; each count is the max seen.
-        self._pending_inc: dict[str, int] = {}
-        self._pending_dec: dict[str, int] = {}
+        # Staged but not yet handed to a transaction.
+        self._pending = _Batch()
+        # Everything committed so far (what /counter shows while writes fail).
+        self._committed_inc: dict[str, int] = {}
+        self._committed_dec: dict[str, int] = {}
+        self._last_prune = 0.0
         # `_next_flush` resolves when the transaction that will take the pending entries is
         # committed; `_inflight` when the one being written now is.
         self._next_flush: asyncio.Future[None] | None = None
@@ -207,7 +236,13 @@ class SQLiteStore:
         self._writer: asyncio.Task[None] | None = None
         self._closed: asyncio.Event | None = None
         # Used on the worker thread only.
-        self._conn: sqlite3.Connection | None = None
+        self._db = Database(
+            self._path,
+            durability=durability,
+            node_address=node_address,
+            key_ttl=self._key_ttl,
+            max_keys=max_keys,
+        )
 
     # -- properties ---------------------------------------------------------------------
 
@@ -241,13 +276,40 @@ class SQLiteStore:
         """How many write transactions have been committed since open()."""
         return self._flushes
 
+    @property
+    def problem(self) -> str | None:
+        """Why writes currently fail (they are being retried), or None while they succeed."""
+        return None if self._problem is None else str(self._problem)
+
+    @property
+    def key_ttl(self) -> float:
+        """Seconds an Idempotency-Key is kept."""
+        return self._key_ttl
+
+    @property
+    def max_keys(self) -> int:
+        """How many Idempotency-Keys are kept at most (the newest)."""
+        return self._max_keys
+
+    def committed_state(self) -> CounterState:
+        """The counts of every committed transaction (staged ones not included)."""
+        return CounterState.from_maps(self._committed_inc, self._committed_dec)
+
+    def stored_keys(self) -> list[StoredKey]:
+        """The unexpired Idempotency-Keys found by open(), oldest first."""
+        return list(self._db.stored_keys)
+
     # -- StateStore ---------------------------------------------------------------------
 
     async def open(self) -> StoredState | None:
         """Open and validate the database; return its state, or None when it is new.
 
+        After an unclean shutdown the state comes back with ``clean_shutdown=False`` and
+        the store waits for :meth:`bind` with the replica id of a new incarnation.
+
         Raises :class:`CorruptStorageError` (unreadable file, not a dcounter database,
-        failed integrity check, bad metadata or counts), :class:`ForeignStorageError`
+        failed integrity check or checksum, bad metadata or counts, a database or
+        write-ahead log missing though state existed), :class:`ForeignStorageError`
         (recorded for another node address), :class:`UnsupportedSchemaError` (written by a
         newer dcounter) or :class:`StorageError` (in use by another process). A refused
         database is never rewritten or replaced.
@@ -258,52 +320,71 @@ class SQLiteStore:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcounter-sqlite")
         try:
-            stored = await self._run(self._open_sync)
+            loaded = await self._run(self._db.open)
         except BaseException:
             await self._release()
             self._phase = "closed"
             raise
-        if stored is None:
+        if loaded is None:
             self._phase = "unbound"
             return None
-        self._replica_id = stored.replica_id
-        self._start_writer()
-        _log.debug("opened %s: replica %s", self._path, stored.replica_id)
-        return stored
+        self._committed_inc = dict(loaded.state.increments)
+        self._committed_dec = dict(loaded.state.decrements)
+        clean = loaded.clean_shutdown
+        if clean:
+            self._replica_id = loaded.replica_id
+            self._start_writer()
+        else:
+            self._phase = "unbound"
+        _log.debug("opened %s: replica %s (clean: %s)", self._path, loaded.replica_id, clean)
+        return StoredState(loaded.replica_id, loaded.state, clean_shutdown=clean)
 
     async def bind(self, replica_id: str) -> None:
-        """Create the schema for a new database and record ``replica_id`` in it."""
+        """Record ``replica_id``: of a new database, or of a new incarnation after open()
+        returned a state with ``clean_shutdown=False``."""
         if self._phase != "unbound":
             raise StorageError(
                 f"{self._path}: bind() is only valid once, after open() found a new database"
+                " or an unclean shutdown"
             )
         if not _is_text(replica_id):
             raise InvalidReplicaIdError(f"replica id must be a non-empty str, not {replica_id!r}")
-        await self._run(self._bind_sync, replica_id)
+        await self._run(self._db.bind, replica_id)
         self._replica_id = replica_id
         self._start_writer()
-        _log.debug("created %s for replica %s", self._path, replica_id)
+        _log.debug("bound %s to replica %s", self._path, replica_id)
 
     def stage(self, changes: CounterState) -> None:
         """Queue ``changes`` for the next transaction; each count keeps the max staged."""
         if self._phase != "ready":
             raise StorageError(f"{self._path}: stage() needs an open, bound store")
-        for pending, counts in (
-            (self._pending_inc, changes.increments),
-            (self._pending_dec, changes.decrements),
+        # On every write's path: _raise_max inlined, an empty side skipped.
+        pending = self._pending
+        for target, counts in (
+            (pending.inc, changes.increments),
+            (pending.dec, changes.decrements),
         ):
-            get = pending.get
-            for replica_id, count in counts.items():
-                if count > get(replica_id, 0):
-                    pending[replica_id] = count
-        if self._wakeup is not None and (self._pending_inc or self._pending_dec):
+            if counts:
+                get = target.get
+                for replica_id, count in counts.items():
+                    if count > get(replica_id, 0):
+                        target[replica_id] = count
+        if self._wakeup is not None:
+            self._wakeup.set()  # a spurious wakeup (nothing staged) is harmless
+
+    def stage_key(self, key: StoredKey) -> None:
+        """Queue an Idempotency-Key and its answer; it commits with the counts staged so far."""
+        if self._phase != "ready":
+            raise StorageError(f"{self._path}: stage_key() needs an open, bound store")
+        self._pending.keys[key.key] = key
+        if self._wakeup is not None:
             self._wakeup.set()
 
     async def commit(self) -> None:
         """Return once everything staged so far is committed (raise StorageError if not)."""
-        if self._failure is not None:
-            raise StorageError(str(self._failure)) from self._failure
-        if self._pending_inc or self._pending_dec:
+        if self._problem is not None:
+            raise StorageError(f"change not persisted yet: {self._problem}")
+        if self._pending:
             if self._next_flush is None:
                 self._next_flush = self._new_flush_future()
             waiter = self._next_flush
@@ -311,11 +392,15 @@ class SQLiteStore:
             waiter = self._inflight
         else:
             return
-        # Shielded: one caller giving up must not cancel the transaction others wait for.
-        await asyncio.shield(waiter)
+        # A _Flush: one caller giving up cannot cancel the transaction others wait for.
+        await waiter
 
     async def close(self) -> None:
-        """Commit what is staged, then release the database and the worker; idempotent."""
+        """Commit what is staged, mark a clean shutdown and release the database; idempotent.
+
+        Raises StorageError when the staged changes cannot be written (the next open() then
+        sees an unclean shutdown).
+        """
         if self._closed is not None:
             # Only the first call reports a failure to flush; later ones wait for it to end.
             await self._closed.wait()
@@ -327,6 +412,7 @@ class SQLiteStore:
             self._closed.set()
 
     async def _close(self) -> None:
+        was_ready = self._phase == "ready"
         self._phase = "closing"
         try:
             if self._writer is not None:
@@ -334,11 +420,16 @@ class SQLiteStore:
                 self._closing.set()
                 self._wakeup.set()
                 await self._writer
+            if was_ready and self._problem is None:
+                assert self._replica_id is not None  # set when the store became ready
+                await self._run(self._db.mark_clean, self._replica_id)
         finally:
             await self._release()
             self._phase = "closed"
-        if self._failure is not None:
-            raise self._failure
+        if self._problem is not None:
+            lost = self._pending.size()
+            # The problem names the database already.
+            raise StorageError(f"{lost} staged change(s) could not be saved: {self._problem}")
 
     # -- writer -------------------------------------------------------------------------
 
@@ -348,59 +439,105 @@ class SQLiteStore:
         self._writer = asyncio.create_task(self._write_loop(), name=f"sqlite-writer {self._path}")
 
     def _new_flush_future(self) -> asyncio.Future[None]:
-        assert self._loop is not None  # opened
-        future: asyncio.Future[None] = self._loop.create_future()
-        future.add_done_callback(_consume_exception)
-        return future
+        return _Flush(loop=self._loop)
 
     async def _write_loop(self) -> None:
         assert self._loop is not None
         assert self._wakeup is not None
         loop, wakeup = self._loop, self._wakeup
         last_start = -math.inf
+        retry_delay = _RETRY_FIRST
         while True:
             await wakeup.wait()
             wakeup.clear()
             closing = self._phase == "closing"
-            if not (self._pending_inc or self._pending_dec):
+            if not self._pending:
                 if closing:
                     return
                 continue
-            if self._durability == "batched" and not closing:
-                delay = last_start + self._batch_interval - loop.time()
-                if delay > 0:
-                    # Pacing, not synchronization: what is staged meanwhile joins this
-                    # batch. close() cuts the wait short.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(delay):
-                            await self._closing.wait()
-            last_start = loop.time()
-            inc, self._pending_inc = self._pending_inc, {}
-            dec, self._pending_dec = self._pending_dec, {}
+            if self._batch_interval:
+                if not closing:
+                    await self._pause(last_start + self._batch_interval - loop.time())
+                last_start = loop.time()
+            batch, self._pending = self._pending, _Batch()
             done = self._next_flush or self._new_flush_future()
             self._next_flush = None
             self._inflight = done
             try:
-                await self._run(self._write_sync, inc, dec)
+                await self._write(batch)
             except Exception as exc:
-                failure = (
-                    exc
-                    if isinstance(exc, StorageError)
-                    else StorageError(f"{self._path}: write failed: {exc}")
-                )
-                _log.error("%s", failure)
-                self._failure = failure
-                for future in (done, self._next_flush):
-                    if future is not None and not future.done():
-                        future.set_exception(failure)
-                self._next_flush = None
-                return
-            finally:
                 self._inflight = None
-            self._flushes += 1
-            done.set_result(None)
-            if self._pending_inc or self._pending_dec or self._phase == "closing":
+                batch.absorb(self._pending)
+                self._pending = batch
+                self._failed(exc, done)
+                if closing:
+                    return  # close() reports what could not be saved
+                await self._pause(retry_delay)
+                retry_delay = min(retry_delay * 2, _RETRY_MAX)
                 wakeup.set()
+                continue
+            self._inflight = None
+            retry_delay = _RETRY_FIRST
+            _raise_max(self._committed_inc, batch.inc)
+            _raise_max(self._committed_dec, batch.dec)
+            self._flushes += 1
+            if self._problem is not None:
+                _log.warning(
+                    "%s: writes succeed again after %.1f s; storage recovered",
+                    self._path,
+                    loop.time() - self._problem_since,
+                )
+                self._problem = None
+            done.set_result(None)
+            if self._pending or self._phase == "closing":
+                wakeup.set()
+            if (
+                self._durability == "batched"
+                and self._flushes % _CHECKPOINT_CHECK_EVERY == 0
+                and self._db.log_size() >= _CHECKPOINT_BYTES
+            ):
+                # The fsyncs of batched mode; commits staged meanwhile wait for it.
+                await self._run(self._db.checkpoint)
+
+    async def _write(self, batch: _Batch) -> None:
+        keys = list(batch.keys.values())
+        if self._durability == "batched" and batch.size() <= _INLINE_ROWS:
+            # Inline, as Redis writes its append-only file: without fsync a commit is a
+            # write() into the page cache (tens of microseconds), cheaper than handing it
+            # to the worker thread and back. Checkpoints, which fsync, stay on the worker,
+            # and so do large batches (a merge of thousands of replicas).
+            self._db.write(batch.inc, batch.dec, keys)
+        else:
+            await self._run(self._db.write, batch.inc, batch.dec, keys)
+
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds (pacing or retry backoff); close() cuts it short."""
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
+
+    def _failed(self, exc: Exception, done: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        failure = (
+            exc
+            if isinstance(exc, StorageError)
+            else StorageError(f"{self._path}: write failed: {exc}")
+        )
+        if self._problem is None:
+            self._problem_since = self._loop.time()
+            _log.error("%s (retrying until it succeeds)", failure)
+        elif str(self._problem) != str(failure):
+            _log.error("%s (still retrying)", failure)
+        self._problem = failure
+        error = StorageError(f"change not persisted yet: {failure}")
+        for future in (done, self._next_flush):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                # Every waiter sees it; this keeps asyncio from logging "exception was
+                # never retrieved" for a flush that nobody happened to wait for.
+                future.exception()
+        self._next_flush = None
 
     # -- worker thread ------------------------------------------------------------------
 
@@ -413,164 +550,11 @@ class SQLiteStore:
         if self._executor is None:
             return
         try:
-            await self._run(self._close_sync)
+            await self._run(self._db.close)
         finally:
             # The worker is idle now, so this only joins a thread that is about to exit.
             self._executor.shutdown(wait=True)
             self._executor = None
-
-    def _storage_error(self, exc: sqlite3.Error, doing: str) -> StorageError:
-        if exc.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_LOCKED"):
-            return StorageError(
-                f"{self._path}: database is in use by another process "
-                "(is another dcounter-node running on this data directory?)"
-            )
-        return CorruptStorageError(f"{self._path}: cannot {doing}: {exc}")
-
-    def _open_sync(self) -> StoredState | None:
-        path = self._path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot create the directory: {exc}") from exc
-        try:
-            # Autocommit (isolation_level=None): transactions are begun explicitly. No busy
-            # timeout: a database locked by another process is refused at once.
-            self._conn = conn = sqlite3.connect(path, isolation_level=None, timeout=0)
-        except sqlite3.Error as exc:
-            raise self._storage_error(exc, "open the database") from exc
-        try:
-            # Exclusive: the lock is taken at the first read and kept until close().
-            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            stored = self._validate(conn)
-            self._configure(conn)
-        except sqlite3.Error as exc:
-            raise self._storage_error(exc, "read the database") from exc
-        return stored
-
-    def _validate(self, conn: sqlite3.Connection) -> StoredState | None:
-        """The stored state, None for a database with nothing in it, or a StorageError."""
-        path = self._path
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
-        if problems != ["ok"]:
-            raise CorruptStorageError(
-                f"{path}: integrity check failed: {'; '.join(map(str, problems[:5]))}"
-            )
-        (application_id,) = conn.execute("PRAGMA application_id").fetchone()
-        tables = {
-            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        if not tables and application_id in (0, _APPLICATION_ID):
-            # Never bound (bind() creates everything in one transaction): nothing to lose.
-            return None
-        if application_id != _APPLICATION_ID:
-            raise CorruptStorageError(
-                f"{path}: not a dcounter database (application_id {application_id:#x}, "
-                f"tables {', '.join(sorted(tables)) or 'none'})"
-            )
-        if "meta" not in tables:
-            raise CorruptStorageError(f"{path}: the meta table is missing")
-        meta: dict[str, str] = {}
-        for key, value in conn.execute("SELECT key, value FROM meta"):
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise CorruptStorageError(f"{path}: meta entry {key!r} = {value!r} is not text")
-            meta[key] = value
-        version_text = meta.get("schema_version")
-        if version_text is None or not version_text.isascii() or not version_text.isdigit():
-            raise CorruptStorageError(f"{path}: meta schema_version is {version_text!r}")
-        version = int(version_text)
-        if version > SCHEMA_VERSION:
-            raise UnsupportedSchemaError(
-                f"{path}: schema version {version} is newer than this dcounter supports "
-                f"({SCHEMA_VERSION}); upgrade dcounter to use this database"
-            )
-        if version < 1:
-            raise CorruptStorageError(f"{path}: meta schema_version is {version_text!r}")
-        replica_id = meta.get("replica_id")
-        if not replica_id:
-            raise CorruptStorageError(f"{path}: meta replica_id is {replica_id!r}")
-        stored_address = meta.get("node_address")
-        if self._node_address is not None and stored_address != self._node_address:
-            raise ForeignStorageError(
-                f"{path}: the database belongs to node {stored_address!r} (replica "
-                f"{replica_id!r}), not to {self._node_address!r}"
-            )
-        if "counts" not in tables:
-            raise CorruptStorageError(f"{path}: the counts table is missing")
-        maps: dict[str, dict[str, int]] = {"inc": {}, "dec": {}}
-        for replica, kind, value in conn.execute("SELECT replica, kind, value FROM counts"):
-            if kind not in maps:
-                raise CorruptStorageError(f"{path}: count of {replica!r} has kind {kind!r}")
-            try:
-                maps[kind][replica] = _decode_count(value)
-            except ValueError as exc:
-                raise CorruptStorageError(
-                    f"{path}: {kind} count of replica {replica!r}: {exc}"
-                ) from exc
-        try:
-            state = CounterState.from_maps(maps["inc"], maps["dec"])
-        except CRDTError as exc:
-            raise CorruptStorageError(f"{path}: the stored counts are invalid: {exc}") from exc
-        return StoredState(replica_id=replica_id, state=state)
-
-    def _configure(self, conn: sqlite3.Connection) -> None:
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode != "wal":
-            raise StorageError(f"{self._path}: cannot use WAL journal mode (got {mode!r})")
-        if self._durability == "always":
-            conn.execute("PRAGMA synchronous = FULL")
-            # macOS: a plain fsync() leaves the data in the drive's cache.
-            conn.execute("PRAGMA fullfsync = ON")
-            conn.execute("PRAGMA checkpoint_fullfsync = ON")
-        else:
-            conn.execute("PRAGMA synchronous = NORMAL")
-
-    def _bind_sync(self, replica_id: str) -> None:
-        conn = self._conn
-        assert conn is not None  # open() succeeded
-        meta = {
-            "schema_version": str(SCHEMA_VERSION),
-            "replica_id": replica_id,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-        if self._node_address is not None:
-            meta["node_address"] = self._node_address
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self._path}: cannot initialise the database: {exc}") from exc
-
-    def _write_sync(self, inc: dict[str, int], dec: dict[str, int]) -> None:
-        conn = self._conn
-        assert conn is not None  # open() succeeded
-        rows = [(r, "inc", _encode_count(c)) for r, c in inc.items()]
-        rows += [(r, "dec", _encode_count(c)) for r, c in dec.items()]
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_UPSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self._path}: write failed: {exc}") from exc
-
-    def _close_sync(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     def __repr__(self) -> str:
         return (
