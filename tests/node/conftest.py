@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dcounter_node import Node, NodeConfig, PeerManager
-from dcounter_protocol import Message, MessageType, decode_message, encode_message
+from dcounter_protocol import DigestPull, Message, MessageType, decode_message, encode_message
 from dcounter_protocol._memory import MemoryNetwork
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class Probe:
             what=f"{node.address} to handle the probe's messages",
         )
         digest = node.digest
-        await self.send(node.address, Message.digest_pull(self.address, digest))
+        await self.send(node.address, DigestPull(self.address, digest))
         before: list[Message] = []
         while True:
             _, message = await self.receive()

@@ -14,7 +14,7 @@ import pytest
 
 from dcounter_crdt import CounterState
 from dcounter_node import Node
-from dcounter_protocol import Message, MessageType, decode_frame
+from dcounter_protocol import DigestPull, Message, MessageType, decode_frame
 from dcounter_protocol._memory import MemoryNetwork
 
 from .conftest import Probe, fast_config
@@ -58,7 +58,7 @@ async def test_node_answers_the_reference_exchange(golden: dict[str, Any]) -> No
                 # answer as to any mismatch; with our own digest the ack is byte-exact.
                 assert sent_digest != node.digest, name
                 _assert_full_push_or_nothing(node, replies, name)
-                await probe.send(node_address, Message.digest_pull(peer_address, node.digest))
+                await probe.send(node_address, DigestPull(peer_address, node.digest))
                 sender, payload = await probe.receive_raw()
                 golden_ack = bytes.fromhex(step["reply_payload_hex"])
                 assert sender == node_address, name

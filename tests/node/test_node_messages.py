@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dcounter_crdt import CounterState
-from dcounter_protocol import Message, MessageType, state_digest
+from dcounter_protocol import DigestAck, DigestPull, Message, MessageType, Push, state_digest
 
 from .conftest import PROBE_ADDRESS, fast_config
 
@@ -40,10 +40,10 @@ async def test_pull_with_matching_digest_is_answered_with_an_ack_echoing_it(
     make_cluster: ClusterFactory,
 ) -> None:
     node, probe = await lone_node(make_cluster, state=OTHER)
-    await probe.send(node.address, Message.digest_pull(probe.address, node.digest))
+    await probe.send(node.address, DigestPull(probe.address, node.digest))
     sender, reply = await probe.receive()
     assert sender == node.address
-    assert reply == Message.digest_ack(node.address, node.digest)
+    assert reply == DigestAck(node.address, node.digest)
 
 
 async def test_pull_with_other_digest_is_answered_with_the_full_state(
@@ -51,7 +51,7 @@ async def test_pull_with_other_digest_is_answered_with_the_full_state(
 ) -> None:
     node, probe = await lone_node(make_cluster, state=OTHER)
     node.increment(4)
-    await probe.send(node.address, Message.digest_pull(probe.address, 12345))
+    await probe.send(node.address, DigestPull(probe.address, 12345))
     sender, reply = await probe.receive()
     assert sender == node.address
     assert reply.type is MessageType.PUSH
@@ -64,7 +64,7 @@ async def test_node_with_empty_state_does_not_answer_a_mismatched_pull(
     make_cluster: ClusterFactory,
 ) -> None:
     node, probe = await lone_node(make_cluster)
-    await probe.send(node.address, Message.digest_pull(probe.address, 12345))
+    await probe.send(node.address, DigestPull(probe.address, 12345))
     assert await probe.replies_until_ack(node) == []
 
 
@@ -72,7 +72,7 @@ async def test_reply_goes_to_the_frame_sender_not_the_message_node_id(
     make_cluster: ClusterFactory,
 ) -> None:
     node, probe = await lone_node(make_cluster, state=OTHER)
-    await probe.send(node.address, Message.digest_pull("10.7.7.7:7946", node.digest))
+    await probe.send(node.address, DigestPull("10.7.7.7:7946", node.digest))
     _, reply = await probe.receive()
     assert reply.type is MessageType.DIGEST_ACK
 
@@ -80,9 +80,7 @@ async def test_reply_goes_to_the_frame_sender_not_the_message_node_id(
 async def test_push_is_merged_by_pointwise_max_without_reply(make_cluster: ClusterFactory) -> None:
     node, probe = await lone_node(make_cluster, state=OTHER)
     other = "10.3.3.3:7946#00000001"
-    await probe.send(
-        node.address, Message.push(probe.address, {other: 5, "p#1": 3}, {other: 7, "p#1": 1})
-    )
+    await probe.send(node.address, Push(probe.address, {other: 5, "p#1": 3}, {other: 7, "p#1": 1}))
     assert await probe.replies_until_ack(node) == []
     assert node.state() == CounterState.from_maps({other: 9, "p#1": 3}, {other: 7, "p#1": 1})
     assert node.value == 4
@@ -94,7 +92,7 @@ async def test_stale_push_changes_nothing(make_cluster: ClusterFactory) -> None:
     node, probe = await lone_node(make_cluster, state=OTHER)
     watch = node.watch(initial=False)
     digest = node.digest
-    await probe.send(node.address, Message.push(probe.address, {"10.3.3.3:7946#00000001": 1}, None))
+    await probe.send(node.address, Push(probe.address, {"10.3.3.3:7946#00000001": 1}, None))
     assert await probe.replies_until_ack(node) == []
     assert node.state() == OTHER
     assert node.digest == digest
@@ -106,13 +104,13 @@ async def test_stale_push_changes_nothing(make_cluster: ClusterFactory) -> None:
 async def test_merged_push_is_seen_by_watchers(make_cluster: ClusterFactory) -> None:
     node, probe = await lone_node(make_cluster)
     watch = node.watch(initial=False)
-    await probe.send(node.address, Message.push(probe.address, {"p#1": 6}, None))
+    await probe.send(node.address, Push(probe.address, {"p#1": 6}, None))
     assert await anext(watch) == 6
 
 
 async def test_ack_gets_no_reply(make_cluster: ClusterFactory) -> None:
     node, probe = await lone_node(make_cluster, state=OTHER)
-    await probe.send(node.address, Message.digest_ack(probe.address, 777))
+    await probe.send(node.address, DigestAck(probe.address, 777))
     assert await probe.replies_until_ack(node) == []
     assert node.stats.snapshot().messages_received[MessageType.DIGEST_ACK] == 1
 
@@ -167,7 +165,7 @@ async def test_sync_round_pulls_with_the_current_digest(make_cluster: ClusterFac
     node, probe = await lone_node(make_cluster, config=config, state=OTHER, probe_is_peer=True)
     sender, message = await probe.receive()
     assert sender == node.address
-    assert message == Message.digest_pull(node.address, node.digest)
+    assert message == DigestPull(node.address, node.digest)
 
 
 async def test_full_sync_round_pushes_the_full_state(make_cluster: ClusterFactory) -> None:
@@ -208,7 +206,7 @@ async def test_merged_change_is_forwarded_but_not_echoed_to_its_source(
     cluster = await make_cluster(config=config)
     source, other = await cluster.probe(), await cluster.probe("10.8.8.9:7946")
     (node,) = await cluster.spawn(1, extra_peers=[source.address, other.address])
-    await source.send(node.address, Message.push(source.address, {"p#1": 6}, None))
+    await source.send(node.address, Push(source.address, {"p#1": 6}, None))
     _, forwarded = await other.receive()
     assert forwarded.state() == CounterState.from_maps({"p#1": 6})
     node.increment()
@@ -228,7 +226,7 @@ async def test_full_push_lacking_our_entries_is_answered_with_just_those(
 ) -> None:
     node, probe = await lone_node(make_cluster, config=DELTAS_QUIET, state=OTHER)
     theirs = CounterState.from_maps({"p#1": 3})
-    full = Message.push(probe.address, {"p#1": 3}, None, _digest_of(theirs))
+    full = Push(probe.address, {"p#1": 3}, None, _digest_of(theirs))
     await probe.send(node.address, full)
     _, message = await probe.receive()
     assert message.type is MessageType.PUSH
@@ -242,7 +240,7 @@ async def test_full_push_equal_to_our_state_after_merge_gets_no_answer(
 ) -> None:
     node, probe = await lone_node(make_cluster, config=DELTAS_QUIET, state=OTHER)
     theirs = OTHER.merged(CounterState.from_maps({"p#1": 3}))
-    full = Message.push(probe.address, theirs.increments, theirs.decrements, _digest_of(theirs))
+    full = Push(probe.address, theirs.increments, theirs.decrements, _digest_of(theirs))
     await probe.send(node.address, full)
     assert await probe.replies_until_ack(node) == []
     assert node.state() == theirs
@@ -252,7 +250,7 @@ async def test_delta_push_gets_no_answer_even_when_it_lacks_our_entries(
     make_cluster: ClusterFactory,
 ) -> None:
     node, probe = await lone_node(make_cluster, config=DELTAS_QUIET, state=OTHER)
-    await probe.send(node.address, Message.push(probe.address, {"p#1": 3}, None))
+    await probe.send(node.address, Push(probe.address, {"p#1": 3}, None))
     assert await probe.replies_until_ack(node) == []
 
 
@@ -260,15 +258,15 @@ async def test_full_state_reply_carries_our_digest_with_delta_gossip(
     make_cluster: ClusterFactory,
 ) -> None:
     node, probe = await lone_node(make_cluster, config=DELTAS_QUIET, state=OTHER)
-    await probe.send(node.address, Message.digest_pull(probe.address, 12345))
+    await probe.send(node.address, DigestPull(probe.address, 12345))
     _, reply = await probe.receive()
-    assert reply == Message.push(node.address, OTHER.increments, OTHER.decrements, node.digest)
+    assert reply == Push(node.address, OTHER.increments, OTHER.decrements, node.digest)
 
 
 async def test_seed_exact_full_state_reply_has_no_digest_like_the_reference(
     make_cluster: ClusterFactory,
 ) -> None:
     node, probe = await lone_node(make_cluster, state=OTHER)
-    await probe.send(node.address, Message.digest_pull(probe.address, 12345))
+    await probe.send(node.address, DigestPull(probe.address, 12345))
     _, reply = await probe.receive()
-    assert reply == Message.push(node.address, OTHER.increments, OTHER.decrements)
+    assert reply == Push(node.address, OTHER.increments, OTHER.decrements)

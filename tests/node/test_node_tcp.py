@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dcounter_node import Node, PeerManager
-from dcounter_protocol import Message, encode_frame, encode_message
+from dcounter_protocol import Push, encode_frame, encode_message
 from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 from .conftest import apply_random_writes, fast_config, wait_for_convergence, wait_until
@@ -136,7 +136,7 @@ async def test_tcp_node_fed_garbage_frames_keeps_converging(
         await _send_raw(target.address, b"\x20short")
         expected += apply_random_writes(nodes, rng, 10)
     # A valid frame still gets through after all that.
-    valid = encode_message(Message.push(sender, {"raw#1": 11}, None))
+    valid = encode_message(Push(sender, {"raw#1": 11}, None))
     await _send_raw(target.address, encode_frame(sender, valid))
     expected += 11
     await wait_for_convergence(nodes, expected)

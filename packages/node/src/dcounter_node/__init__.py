@@ -17,7 +17,6 @@ from dcounter_node._http import HTTPServer as HTTPServer
 from dcounter_node._http import create_app as create_app
 from dcounter_node._http import start_http_server as start_http_server
 from dcounter_node._node import Node as Node
-from dcounter_node._node import ValueWatch as ValueWatch
 from dcounter_node._peers import PeerManager as PeerManager
 from dcounter_node._peers import validate_peer_address as validate_peer_address
 from dcounter_node._settings import ClusterFile as ClusterFile
@@ -29,6 +28,7 @@ from dcounter_node._stats import NodeStatsSnapshot as NodeStatsSnapshot
 from dcounter_node._storage import StateStore as StateStore
 from dcounter_node._storage import StoredState as StoredState
 from dcounter_node._storage_sqlite import SQLiteStore as SQLiteStore
+from dcounter_node._watch import ValueWatch as ValueWatch
 
 __all__ = [
     "ClusterFile",

@@ -49,8 +49,11 @@ from dcounter_protocol._message import COMPRESSION_THRESHOLD as COMPRESSION_THRE
 from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from dcounter_protocol._message import FLAG_COMPRESSED as FLAG_COMPRESSED
 from dcounter_protocol._message import FLAG_PLAIN as FLAG_PLAIN
+from dcounter_protocol._message import DigestAck as DigestAck
+from dcounter_protocol._message import DigestPull as DigestPull
 from dcounter_protocol._message import Message as Message
 from dcounter_protocol._message import MessageType as MessageType
+from dcounter_protocol._message import Push as Push
 from dcounter_protocol._message import decode_message as decode_message
 from dcounter_protocol._message import encode_message as encode_message
 from dcounter_protocol._stream import STREAM_ACK as STREAM_ACK
@@ -82,6 +85,8 @@ __all__ = [
     "ConnectError",
     "CountOutOfRangeError",
     "DecompressionError",
+    "DigestAck",
+    "DigestPull",
     "EmptyMessageError",
     "EmptyNodeIdError",
     "EmptyPushError",
@@ -106,6 +111,7 @@ __all__ = [
     "MessageTooLargeError",
     "MessageType",
     "ProtocolError",
+    "Push",
     "StreamDecoder",
     "TCPOptions",
     "TCPTransport",

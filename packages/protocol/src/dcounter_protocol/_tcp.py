@@ -720,6 +720,11 @@ class TCPTransport:
         """Inbound connections currently holding a slot (being read or handled)."""
         return len(self._connections)
 
+    def streaming(self, address: str) -> bool:
+        """True while a confirmed stream to ``address`` is open (it takes full-size frames)."""
+        peer = self._peers.get(address)
+        return peer is not None and peer.stream is not None
+
     def stats(self) -> TransportStats:
         """The counters since creation and the current gauges."""
         return TransportStats(

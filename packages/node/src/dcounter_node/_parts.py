@@ -1,0 +1,116 @@
+"""Pushes split into parts that fit what the receiver reads (pure code).
+
+A full state can outgrow a message: the message size limit for everyone, and one 16 KiB
+read for a peer on the seed framing (the Go reference reads one chunk and drops the rest).
+A state that does not fit goes out as several pushes, each a slice of its replica ids:
+pointwise-max merging makes the parts together exactly as good as the whole. Only an
+unsplit full state carries the sender's digest (a part is not a full state).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from dcounter_protocol import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MessageTooLargeError,
+    ProtocolError,
+    Push,
+    encode_message,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dcounter_crdt import CounterState
+
+__all__ = ["SEED_READ_SIZE", "PushEncoder", "encode_push_parts"]
+
+#: What the reference reads from a connection in one go (its frames beyond it are cut).
+SEED_READ_SIZE: Final = 16 * 1024
+
+
+def encode_push_parts(
+    node_id: str, state: CounterState, digest: int, limit: int
+) -> tuple[bytes, ...]:
+    """``state`` as encoded pushes of at most ``limit`` bytes each (one if it fits).
+
+    Raises :class:`MessageTooLargeError` when a single replica's entries do not fit, and
+    :class:`~dcounter_protocol.EncodeError` for a state that cannot be encoded at all.
+    """
+    whole = _encode(node_id, state.increments, state.decrements, digest)
+    if whole is not None and len(whole) <= limit:
+        return (whole,)
+    ids = sorted(state.replicas())
+    inc, dec = state.increments, state.decrements
+    # Start from equal slices sized by the whole encoding, then halve what still does not fit.
+    slices = 2 if whole is None else -(-len(whole) // limit) + 1
+    step = max(1, -(-len(ids) // slices))
+    pending = [ids[i : i + step] for i in range(0, len(ids), step)]
+    pending.reverse()
+    parts: list[bytes] = []
+    while pending:
+        chunk = pending.pop()
+        part = _encode(
+            node_id,
+            {r: inc[r] for r in chunk if r in inc},
+            {r: dec[r] for r in chunk if r in dec},
+            0,
+        )
+        if part is not None and len(part) <= limit:
+            parts.append(part)
+        elif len(chunk) == 1:
+            raise MessageTooLargeError(f"the entries of replica {chunk[0]!r} exceed {limit} bytes")
+        else:
+            middle = len(chunk) // 2
+            pending.extend((chunk[middle:], chunk[:middle]))
+    return tuple(parts)
+
+
+def _encode(
+    node_id: str, increments: Mapping[str, int], decrements: Mapping[str, int], digest: int
+) -> bytes | None:
+    """The push, or None when it is beyond any message's size."""
+    try:
+        return encode_message(Push(node_id, increments, decrements, digest))
+    except MessageTooLargeError:
+        return None
+
+
+class PushEncoder:
+    """Encodes pushes for the two kinds of receivers, caching our full state's parts.
+
+    The full state is encoded at most once per kind of receiver between two changes of
+    state (:meth:`clear`), failures included, so a state that cannot be encoded costs one
+    attempt, not one per pull.
+    """
+
+    def __init__(self, node_id: str, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self._node_id = node_id
+        #: Largest payload for a stream peer.
+        self.stream_limit = max_message_size
+        #: Largest payload for a seed peer: the frame (length byte, address, payload) must
+        #: fit one read of the reference.
+        self.seed_limit = min(max_message_size, SEED_READ_SIZE - 1 - len(node_id.encode()))
+        self._full: dict[int, tuple[bytes, ...]] = {}
+        self.failure: ProtocolError | None = None
+
+    def clear(self) -> None:
+        """Forget the cached full state (it changed)."""
+        self._full.clear()
+        self.failure = None
+
+    def full(self, state: CounterState, digest: int, limit: int) -> tuple[bytes, ...]:
+        """Our full state in parts of at most ``limit`` bytes; () if it cannot be encoded."""
+        parts = self._full.get(limit)
+        if parts is None:
+            parts = self._full[limit] = self.parts(state, digest, limit)
+        return parts
+
+    def parts(self, state: CounterState, digest: int, limit: int) -> tuple[bytes, ...]:
+        """``state`` in parts of at most ``limit`` bytes; () (failure recorded) if impossible."""
+        try:
+            return encode_push_parts(self._node_id, state, digest, limit)
+        except ProtocolError as exc:
+            self.failure = exc
+            return ()
