@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dcounter_crdt import CounterState
-from dcounter_node import Node
+from dcounter_node import Node, PeerManager
 from dcounter_protocol import DigestPull, Message, MessageType, decode_frame
 from dcounter_protocol._memory import MemoryNetwork
 
@@ -33,7 +33,8 @@ async def test_node_answers_the_reference_exchange(golden: dict[str, Any]) -> No
     node_address, peer_address = exchange["node_addr"], exchange["peer_addr"]
     network = MemoryNetwork()
     config = fast_config(sync_interval=QUIET, full_sync_interval=QUIET, delta_gossip=False)
-    node = Node(network.transport(node_address), config)
+    # The reference's peer is one of the node's peers: a node answers only those.
+    node = Node(network.transport(node_address), config, peers=PeerManager(peers=[peer_address]))
     probe = Probe(network, peer_address)
     await probe.start()
     await node.start()
@@ -91,7 +92,8 @@ async def test_reference_push_frames_merge_like_the_reference(golden: dict[str, 
     pushes = [s for s in exchange["steps"] if s["sent"]["type"] == MessageType.PUSH]
     network = MemoryNetwork()
     config = fast_config(sync_interval=QUIET, full_sync_interval=QUIET, delta_gossip=False)
-    async with Node(network.transport(exchange["node_addr"]), config) as node:
+    peers = PeerManager(peers=[exchange["peer_addr"]])
+    async with Node(network.transport(exchange["node_addr"]), config, peers=peers) as node:
         probe = Probe(network, exchange["peer_addr"])
         await probe.start()
         try:

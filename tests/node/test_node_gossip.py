@@ -174,7 +174,10 @@ def test_no_peers_no_messages() -> None:
 def big_state(replicas: int) -> CounterState:
     rng = random.Random(7)
     return CounterState.from_maps(
-        {f"10.{i // 250}.{i % 250}.1:7946#{rng.getrandbits(32):08x}": i + 1 for i in range(replicas)}
+        {
+            f"10.{i // 250}.{i % 250}.1:7946#{rng.getrandbits(32):08x}": i + 1
+            for i in range(replicas)
+        }
     )
 
 
@@ -204,3 +207,19 @@ def test_parts_never_exceed_the_limit_and_cover_the_state() -> None:
     for part in parts:
         merged = merged.merged(decode_message(part).state())
     assert merged == state
+
+
+# -- reflection: replies go only to known peers ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(DigestPull(STRANGER, 12345), id="pull-other-digest"),
+        pytest.param(DigestPull(STRANGER, digest(HELD)), id="pull-same-digest"),
+        pytest.param(Push(STRANGER, {THEIRS: 1}, None, 99), id="full-push-lacking-ours"),
+    ],
+)
+def test_no_reply_goes_to_an_address_only_read_in_a_frame(message: Message) -> None:
+    received = make(HELD).receive(STRANGER, encode_message(message))
+    assert (received.sends, received.unknown_sender) == ([], True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from dcounter_crdt import CounterState
 from dcounter_protocol import DigestAck, DigestPull, Message, MessageType, Push, state_digest
 
-from .conftest import PROBE_ADDRESS, fast_config
+from .conftest import PROBE_ADDRESS, fast_config, wait_until
 
 if TYPE_CHECKING:
     from dcounter_node import Node, NodeConfig
@@ -23,7 +23,7 @@ async def lone_node(
     *,
     config: NodeConfig | None = None,
     state: CounterState | None = None,
-    probe_is_peer: bool = False,
+    probe_is_peer: bool = True,
 ) -> tuple[Node, Probe]:
     quiet = fast_config(sync_interval=QUIET, full_sync_interval=QUIET, delta_gossip=False)
     cluster = await make_cluster(config=config or quiet)
@@ -75,6 +75,19 @@ async def test_reply_goes_to_the_frame_sender_not_the_message_node_id(
     await probe.send(node.address, DigestPull("10.7.7.7:7946", node.digest))
     _, reply = await probe.receive()
     assert reply.type is MessageType.DIGEST_ACK
+
+
+async def test_pull_from_an_address_that_is_not_a_peer_is_not_answered(
+    make_cluster: ClusterFactory,
+) -> None:
+    # Reflection: a frame can name any host:port; the node must not dial it for the asker.
+    node, probe = await lone_node(make_cluster, state=OTHER, probe_is_peer=False)
+    await probe.send(node.address, DigestPull(probe.address, 12345))
+    await probe.send(node.address, DigestPull(probe.address, node.digest))
+    await wait_until(lambda: node.stats.snapshot().total_messages_received == 2)
+    stats = node.stats.snapshot()
+    assert (stats.total_messages_sent, stats.send_failures, stats.unknown_senders) == (0, 0, 2)
+    assert probe.inbox.empty()
 
 
 async def test_push_is_merged_by_pointwise_max_without_reply(make_cluster: ClusterFactory) -> None:

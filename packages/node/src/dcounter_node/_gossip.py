@@ -266,12 +266,18 @@ class Gossip:
         missing = self._counter.delta_since(theirs)
         if not missing:
             return
+        if sender not in self._peers:
+            result.unknown_sender = True
+            return
         result.sends.extend(self._pushes([sender], missing))
 
     def _on_pull(self, sender: str, message: DigestPull, result: Received) -> None:
         digest = self.digest
         if message.digest != digest:
             self._diverged = True
+        if sender not in self._peers:
+            result.unknown_sender = True
+            return
         if message.digest == digest:
             data = encode_message(DigestAck(self._address, digest))
             result.sends.append(Outgoing(sender, MessageType.DIGEST_ACK, data))
