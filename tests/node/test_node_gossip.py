@@ -223,3 +223,19 @@ def test_parts_never_exceed_the_limit_and_cover_the_state() -> None:
 def test_no_reply_goes_to_an_address_only_read_in_a_frame(message: Message) -> None:
     received = make(HELD).receive(STRANGER, encode_message(message))
     assert (received.sends, received.unknown_sender) == ([], True)
+
+
+# -- hostile pushes --------------------------------------------------------------------------
+
+
+def test_a_claim_above_our_own_count_is_refused_and_the_rest_merged() -> None:
+    gossip = make(HELD)
+    forged = Push(PEER, {MINE: 2**64 - 1, THEIRS: 9}, {MINE: 1})
+    received = gossip.receive(PEER, encode_message(forged))
+    assert received.forged == CounterState.from_maps({MINE: 2**64 - 1}, {MINE: 1})
+    assert gossip.state() == CounterState.from_maps({MINE: 3, THEIRS: 9})
+
+
+def test_our_own_entry_at_or_below_our_count_is_no_forgery() -> None:
+    received = make(HELD).receive(PEER, encode_message(Push(PEER, {MINE: 3}, None)))
+    assert (received.forged, received.learned) == (CounterState.empty(), CounterState.empty())

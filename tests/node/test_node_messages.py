@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dcounter_crdt import CounterState
+from dcounter_crdt import MAX_COUNT, CounterState
 from dcounter_protocol import DigestAck, DigestPull, Message, MessageType, Push, state_digest
 
 from .conftest import PROBE_ADDRESS, fast_config, wait_until
@@ -283,3 +283,17 @@ async def test_seed_exact_full_state_reply_has_no_digest_like_the_reference(
     await probe.send(node.address, DigestPull(probe.address, 12345))
     _, reply = await probe.receive()
     assert reply == Push(node.address, OTHER.increments, OTHER.decrements)
+
+
+async def test_forged_push_cannot_raise_the_nodes_own_count(make_cluster: ClusterFactory) -> None:
+    # One push claiming inc[<the node's own replica>] = 2**64-1 used to be merged, and every
+    # later increment then failed (CountOverflowError, 409 over HTTP), forever.
+    node, probe = await lone_node(make_cluster)
+    node.increment(2)
+    other = "10.3.3.3:7946#00000001"
+    forged = Push(probe.address, {node.replica_id: MAX_COUNT, other: 5}, {node.replica_id: 1})
+    await probe.send(node.address, forged)
+    await wait_until(lambda: node.stats.snapshot().merges == 1)
+    assert node.increment(1) == 3 + 5
+    assert node.state() == CounterState.from_maps({node.replica_id: 3, other: 5})
+    assert node.stats.snapshot().forged_refused == 1
