@@ -297,3 +297,30 @@ async def test_forged_push_cannot_raise_the_nodes_own_count(make_cluster: Cluste
     assert node.increment(1) == 3 + 5
     assert node.state() == CounterState.from_maps({node.replica_id: 3, other: 5})
     assert node.stats.snapshot().forged_refused == 1
+
+
+async def test_push_past_max_replicas_is_rejected_whole(make_cluster: ClusterFactory) -> None:
+    # Made-up replica ids used to grow the state (and the database) without bound.
+    config = fast_config(
+        sync_interval=QUIET, full_sync_interval=QUIET, delta_gossip=False, max_replicas=4
+    )
+    node, probe = await lone_node(make_cluster, config=config, state=OTHER)
+    node.increment(1)  # the node's own replica and OTHER's: 2 of 4
+    flood = {f"10.8.8.8:7946#{i:08x}": 1 for i in range(3)}
+    await probe.send(node.address, Push(probe.address, flood, None))
+    await probe.send(node.address, Push(probe.address, dict(list(flood.items())[:2]), None))
+    await wait_until(lambda: node.stats.snapshot().total_messages_received == 2)
+    assert len(node.state().replicas()) == 4
+    assert node.stats.snapshot().pushes_rejected == 1
+
+
+async def test_push_naming_a_replica_id_over_255_bytes_is_rejected_whole(
+    make_cluster: ClusterFactory,
+) -> None:
+    node, probe = await lone_node(make_cluster, state=OTHER)
+    longest, too_long = "é" * 127 + "x", "é" * 128  # 255 and 256 UTF-8 bytes
+    await probe.send(node.address, Push(probe.address, {too_long: 1, "p#1": 1}, None))
+    await probe.send(node.address, Push(probe.address, {longest: 1}, None))
+    await wait_until(lambda: node.stats.snapshot().total_messages_received == 2)
+    assert node.state() == OTHER.merged(CounterState.from_maps({longest: 1}))
+    assert node.stats.snapshot().pushes_rejected == 1
