@@ -242,14 +242,17 @@ class Gossip:
         except CRDTError as exc:
             result.error = exc
             return
-        result.rejected = self._check_limits(theirs)
-        if result.rejected is not None:
-            return
-        theirs, result.forged = self._without_forged(theirs)
-        learned = self._counter.merge_delta(theirs)
-        if learned:
-            self._changed(learned, sender)
-            result.learned = learned
+        # What the push would change here (most pushes mostly repeat what we hold): only
+        # these entries can pass a limit or claim more for our own replica than we counted.
+        gains = theirs.delta_since(self.state())
+        if gains:
+            result.rejected = self._check_limits(gains)
+            if result.rejected is not None:
+                return
+            gains, result.forged = self._without_forged(gains)
+            result.learned = self._counter.merge_delta(gains)
+            if result.learned:
+                self._changed(result.learned, sender)
         if not self._config.delta_gossip:
             return
         if not message.digest:
@@ -288,35 +291,33 @@ class Gossip:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _check_limits(self, theirs: CounterState) -> Rejection | None:
-        ids = theirs.increments.keys() | theirs.decrements.keys()
-        for replica_id in ids:
-            if len(replica_id) > _SURELY_SHORT and (
-                len(replica_id.encode("utf-8", "surrogatepass")) > MAX_REPLICA_ID_BYTES
-            ):
-                return Rejection.REPLICA_ID_TOO_LONG
+    def _check_limits(self, gains: CounterState) -> Rejection | None:
+        """Whether merging ``gains`` (entries above ours) would pass a limit."""
+        ids = gains.increments.keys() | gains.decrements.keys()
+        if max(map(len, ids)) > _SURELY_SHORT and any(
+            len(replica_id.encode("utf-8", "surrogatepass")) > MAX_REPLICA_ID_BYTES
+            for replica_id in ids
+        ):
+            return Rejection.REPLICA_ID_TOO_LONG
         known = self._known_replicas()
         if len(known) + len(ids - known) > self._config.max_replicas:
             return Rejection.TOO_MANY_REPLICAS
         return None
 
-    def _without_forged(self, theirs: CounterState) -> tuple[CounterState, CounterState]:
-        """``theirs`` without claims above our own counts for our own replica, and those."""
+    def _without_forged(self, gains: CounterState) -> tuple[CounterState, CounterState]:
+        """``gains`` without entries of our own replica (above our own counts by definition:
+        legitimate gossip never has them), and those entries."""
         own = self._counter.replica_id
-        if own not in theirs.increments and own not in theirs.decrements:
-            return theirs, CounterState.empty()
-        ours = self.state()
-        forged_inc = theirs.increments.get(own, 0) > ours.increments.get(own, 0)
-        forged_dec = theirs.decrements.get(own, 0) > ours.decrements.get(own, 0)
-        if not forged_inc and not forged_dec:
-            return theirs, CounterState.empty()
-        increments = dict(theirs.increments)
-        decrements = dict(theirs.decrements)
+        increments, decrements = gains.increments, gains.decrements
+        if own not in increments and own not in decrements:
+            return gains, CounterState.empty()
+        rest_inc = {r: c for r, c in increments.items() if r != own}
+        rest_dec = {r: c for r, c in decrements.items() if r != own}
         forged = CounterState.from_maps(
-            {own: increments.pop(own)} if forged_inc else None,
-            {own: decrements.pop(own)} if forged_dec else None,
+            {own: increments[own]} if own in increments else None,
+            {own: decrements[own]} if own in decrements else None,
         )
-        return CounterState.from_maps(increments, decrements), forged
+        return CounterState.from_maps(rest_inc, rest_dec), forged
 
     def _known_replicas(self) -> frozenset[str]:
         if self._replicas is None:
