@@ -24,11 +24,12 @@ from dcounter_node._errors import (
     NodeNotStartedError,
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
+from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
 from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._stats import NodeStats
 from dcounter_node._watch import ValueWatch
-from dcounter_protocol import MessageType, TCPTransport, TransportError
+from dcounter_protocol import MessageType, TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -41,9 +42,6 @@ __all__ = ["Node"]
 
 logger = logging.getLogger(__name__)
 
-#: Sends in flight to one address; beyond this a dead or slow peer's sends are dropped so it
-#: cannot use up the node's whole outbound budget.
-_MAX_SENDS_PER_PEER = 8
 #: How long close() waits for sends already in flight (including the farewell delta).
 _CLOSE_DRAIN_TIMEOUT = 1.0
 #: A hostile peer's refused pushes are logged at most once per peer per this many seconds.
@@ -96,12 +94,13 @@ class Node:
             maxsize=self._config.inbound_queue_size
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._sends: set[asyncio.Task[None]] = set()
-        self._sends_per_peer: dict[str, int] = {}
         self._closer: asyncio.Future[None] | None = None
         self._watches: weakref.WeakSet[ValueWatch] = weakref.WeakSet()
         self._log = RateLimitedLog(logger)
         self._hostile_log = RateLimitedLog(logger, _HOSTILE_LOG_EVERY)
+        self._outbound = Outbound(
+            transport, self._stats, self._log, limit=self._config.outbound_queue_size, store=store
+        )
         # Set while the gossip core holds changed entries for the next delta flush.
         self._pending_ready = asyncio.Event()
 
@@ -208,12 +207,7 @@ class Node:
             if was_running and self._config.delta_gossip:
                 # Writes not yet gossiped would be lost with a node that never comes back.
                 self._flush()
-            if self._sends:
-                await asyncio.wait(set(self._sends), timeout=_CLOSE_DRAIN_TIMEOUT)
-            sends = set(self._sends)
-            for task in sends:
-                task.cancel()
-            await asyncio.gather(*sends, return_exceptions=True)
+            await self._outbound.close(_CLOSE_DRAIN_TIMEOUT)
             await self._transport.close()
         finally:
             while not self._inbound.empty():
@@ -286,7 +280,7 @@ class Node:
     @property
     def sends_in_flight(self) -> int:
         """Sends started and not finished yet (bounded by ``outbound_queue_size``)."""
-        return len(self._sends)
+        return len(self._outbound)
 
     @property
     def value(self) -> int:
@@ -425,8 +419,7 @@ class Node:
         if received.learned:
             self._changed(received.learned, before)
         self._report(sender, received)
-        for send in received.sends:
-            self._send(send)
+        self._send_all(received.sends)
 
     def _report(self, sender: str, received: Received) -> None:
         """Count and log (rate limited) what the gossip core refused."""
@@ -455,55 +448,9 @@ class Node:
         if failure is not None:
             self._log.warning("encode", "cannot encode our state: %s", failure)
 
-    # -- outbound -------------------------------------------------------------------------
-
-    def _send(self, send: Outgoing) -> None:
-        """Send without waiting: one task per send, bounded in total and per peer."""
-        address = send.address
-        in_flight = self._sends_per_peer.get(address, 0)
-        if len(self._sends) >= self._config.outbound_queue_size or (
-            in_flight >= _MAX_SENDS_PER_PEER
-        ):
-            self._stats.record_outbound_drop()
-            self._log.warning(
-                f"outbound:{address}", "too many sends in flight: dropping one to %s", address
-            )
-            return
-        task = asyncio.ensure_future(self._deliver(address, send.data, send.kind))
-        self._sends.add(task)
-        self._sends_per_peer[address] = in_flight + 1
-        task.add_done_callback(lambda done: self._sent(done, address))
-
-    def _sent(self, task: asyncio.Task[None], address: str) -> None:
-        self._sends.discard(task)
-        left = self._sends_per_peer.get(address, 1) - 1
-        if left > 0:
-            self._sends_per_peer[address] = left
-        else:
-            self._sends_per_peer.pop(address, None)
-
-    async def _deliver(self, address: str, data: bytes, message_type: MessageType) -> None:
-        try:
-            if message_type is MessageType.PUSH and self._store is not None:
-                # A push goes out only once every count in it is durable here. Otherwise a
-                # crash could bring this replica back below what its peers already hold,
-                # and max-merge would swallow its next acknowledged writes. Everything in
-                # ``data`` was staged before it was encoded, so this commit covers it.
-                await self._store.commit()
-            await self._transport.send(address, data)
-        except TransportError as exc:
-            self._stats.record_send_failure()
-            logger.debug("send to %s failed: %s: %s", address, type(exc).__name__, exc)
-            self._log.warning(
-                f"send:{address}", "cannot reach %s: %s: %s", address, type(exc).__name__, exc
-            )
-        except Exception as exc:
-            self._stats.record_send_failure()
-            self._log.warning(
-                f"send:{address}", "send to %s failed: %s: %s", address, type(exc).__name__, exc
-            )
-        else:
-            self._stats.record_sent(message_type, len(data), address)
+    def _send_all(self, sends: list[Outgoing]) -> None:
+        for send in sends:
+            self._outbound.send(send)
 
     # -- periodic gossip ------------------------------------------------------------------
 
@@ -530,13 +477,11 @@ class Node:
 
     def _sync_round(self) -> None:
         if self._gossip is not None:
-            for send in self._gossip.sync_tick():
-                self._send(send)
+            self._send_all(self._gossip.sync_tick())
 
     def _full_sync_round(self) -> None:
         if self._gossip is not None:
-            for send in self._gossip.full_sync_tick():
-                self._send(send)
+            self._send_all(self._gossip.full_sync_tick())
 
     async def _flush_deltas(self) -> None:
         interval = self._config.delta_flush_interval
@@ -548,5 +493,4 @@ class Node:
     def _flush(self) -> None:
         self._pending_ready.clear()
         if self._gossip is not None:
-            for send in self._gossip.flush():
-                self._send(send)
+            self._send_all(self._gossip.flush())
