@@ -9,6 +9,7 @@ import pytest
 
 from dcounter_crdt import CounterState, PNCounter
 from dcounter_node import NodeConfig, PeerManager
+from dcounter_node import _parts as parts_module
 from dcounter_node._gossip import Gossip, Outgoing
 from dcounter_node._parts import SEED_READ_SIZE, encode_push_parts
 from dcounter_protocol import (
@@ -239,3 +240,29 @@ def test_a_claim_above_our_own_count_is_refused_and_the_rest_merged() -> None:
 def test_our_own_entry_at_or_below_our_count_is_no_forgery() -> None:
     received = make(HELD).receive(PEER, encode_message(Push(PEER, {MINE: 3}, None)))
     assert (received.forged, received.learned) == (CounterState.empty(), CounterState.empty())
+
+
+def test_a_state_that_cannot_be_encoded_is_tried_once_per_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seen before: every pull re-encoded an oversized state, failed, and logged a traceback.
+    calls = []
+    real = parts_module.encode_push_parts
+
+    def counting(*args: Any) -> tuple[bytes, ...]:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(parts_module, "encode_push_parts", counting)
+    noise = "".join(random.Random(5).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=40_000))
+    huge = CounterState.from_maps({noise: 1})  # one entry past a seed read, even compressed
+    gossip = make(huge, streams=False)
+    pulls = [gossip.receive(PEER, encode_message(DigestPull(PEER, 1))) for _ in range(3)]
+    assert [r.sends for r in pulls] == [[], [], []]
+    assert len(calls) == 1
+    failure = gossip.take_encode_failure()
+    assert failure is not None
+    assert gossip.take_encode_failure() is None  # reported once
+    gossip.increment(1)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, 1)))
+    assert len(calls) == 2

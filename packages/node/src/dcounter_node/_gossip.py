@@ -145,10 +145,12 @@ class Gossip:
         """True while changed entries wait for :meth:`flush`."""
         return bool(self._pending)
 
-    @property
-    def full_push_failure(self) -> ProtocolError | None:
-        """Why our full state could not be encoded (cached until the state changes)."""
-        return self._encoder.failure
+    def take_encode_failure(self) -> ProtocolError | None:
+        """A push that could not be encoded since the last call, once (None if none).
+
+        A full state that cannot be encoded is not tried again until the state changes.
+        """
+        return self._encoder.take_failure()
 
     def state(self) -> CounterState:
         """The full state (an immutable snapshot, cached until the next change)."""
@@ -260,7 +262,7 @@ class Gossip:
             # either way someone differs from us, so keep the periodic full push going.
             self._diverged = True
             return
-        # A push carrying a digest is the sender's full state (see FullPushCache).
+        # A push carrying a digest is the sender's full state (see _full_push).
         if message.digest == self.digest:
             self._diverged = False
             return

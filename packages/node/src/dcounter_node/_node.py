@@ -444,13 +444,13 @@ class Node:
             self._log.warning(
                 f"unknown:{sender}", "not answering %s: it is not one of our peers", sender
             )
-        failure = self._gossip.full_push_failure if self._gossip is not None else None
-        if failure is not None:
-            self._log.warning("encode", "cannot encode our state: %s", failure)
 
     def _send_all(self, sends: list[Outgoing]) -> None:
         for send in sends:
             self._outbound.send(send)
+        failure = self._gossip.take_encode_failure() if self._gossip is not None else None
+        if failure is not None:
+            self._log.warning("encode", "cannot encode a push: %s", failure)
 
     # -- periodic gossip ------------------------------------------------------------------
 

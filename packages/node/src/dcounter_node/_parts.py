@@ -93,24 +93,31 @@ class PushEncoder:
         #: fit one read of the reference.
         self.seed_limit = min(max_message_size, SEED_READ_SIZE - 1 - len(node_id.encode()))
         self._full: dict[int, tuple[bytes, ...]] = {}
-        self.failure: ProtocolError | None = None
+        self._failure: ProtocolError | None = None
 
     def clear(self) -> None:
         """Forget the cached full state (it changed)."""
         self._full.clear()
-        self.failure = None
+
+    def take_failure(self) -> ProtocolError | None:
+        """The last encoding failure not reported yet (then forgotten)."""
+        failure, self._failure = self._failure, None
+        return failure
 
     def full(self, state: CounterState, digest: int, limit: int) -> tuple[bytes, ...]:
-        """Our full state in parts of at most ``limit`` bytes; () if it cannot be encoded."""
+        """Our full state in parts of at most ``limit`` bytes; () if it cannot be encoded.
+
+        The outcome, a failure included, is kept until :meth:`clear`.
+        """
         parts = self._full.get(limit)
         if parts is None:
             parts = self._full[limit] = self.parts(state, digest, limit)
         return parts
 
     def parts(self, state: CounterState, digest: int, limit: int) -> tuple[bytes, ...]:
-        """``state`` in parts of at most ``limit`` bytes; () (failure recorded) if impossible."""
+        """``state`` in parts of at most ``limit`` bytes; () (failure kept) if impossible."""
         try:
             return encode_push_parts(self._node_id, state, digest, limit)
         except ProtocolError as exc:
-            self.failure = exc
+            self._failure = exc
             return ()
