@@ -10,6 +10,8 @@ from dcounter_protocol import DigestAck, DigestPull, Message, MessageType, Push,
 from .conftest import PROBE_ADDRESS, fast_config, wait_until
 
 if TYPE_CHECKING:
+    import pytest
+
     from dcounter_node import Node, NodeConfig
 
     from .conftest import ClusterFactory, Probe
@@ -324,3 +326,16 @@ async def test_push_naming_a_replica_id_over_255_bytes_is_rejected_whole(
     await wait_until(lambda: node.stats.snapshot().total_messages_received == 2)
     assert node.state() == OTHER.merged(CounterState.from_maps({longest: 1}))
     assert node.stats.snapshot().pushes_rejected == 1
+
+
+async def test_forged_pushes_are_logged_once_per_peer(
+    make_cluster: ClusterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    node, probe = await lone_node(make_cluster)
+    node.increment(1)
+    for _ in range(3):
+        await probe.send(node.address, Push(probe.address, {node.replica_id: 99}, None))
+    await wait_until(lambda: node.stats.snapshot().forged_refused == 3)
+    lines = [r for r in caplog.records if "refused counts for our own replica" in r.getMessage()]
+    assert len(lines) == 1
+    assert probe.address in lines[0].getMessage()
