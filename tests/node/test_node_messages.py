@@ -5,16 +5,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dcounter_crdt import MAX_COUNT, CounterState
-from dcounter_protocol import DigestAck, DigestPull, Message, MessageType, Push, state_digest
+from dcounter_node import Node, SQLiteStore
+from dcounter_protocol import (
+    DigestAck,
+    DigestPull,
+    MemoryNetwork,
+    Message,
+    MessageType,
+    Push,
+    state_digest,
+)
 
-from .conftest import PROBE_ADDRESS, fast_config, wait_until
+from .conftest import PROBE_ADDRESS, Probe, fast_config, wait_until
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pytest
 
-    from dcounter_node import Node, NodeConfig
+    from dcounter_node import NodeConfig
 
-    from .conftest import ClusterFactory, Probe
+    from .conftest import ClusterFactory
 
 #: Long enough that a node never gossips on its own during a test.
 QUIET = 60.0
@@ -339,3 +350,30 @@ async def test_forged_pushes_are_logged_once_per_peer(
     lines = [r for r in caplog.records if "refused counts for our own replica" in r.getMessage()]
     assert len(lines) == 1
     assert probe.address in lines[0].getMessage()
+
+
+async def test_a_rejected_push_leaves_nothing_in_the_store(tmp_path: Path) -> None:
+    network = MemoryNetwork()
+    probe = Probe(network)
+    await probe.start()
+    config = fast_config(
+        sync_interval=QUIET, full_sync_interval=QUIET, delta_gossip=False, max_replicas=3
+    )
+    path = tmp_path / "state.sqlite3"
+    node = Node(network.transport("10.0.0.1:7946"), config, store=SQLiteStore(path))
+    try:
+        await node.start()
+        node.increment(2)
+        flood = {f"10.8.8.8:7946#{i:08x}": 1 for i in range(3)}
+        await probe.send(node.address, Push(probe.address, flood, None))
+        await wait_until(lambda: node.stats.snapshot().pushes_rejected == 1)
+        await node.commit()
+        replica = node.replica_id
+    finally:
+        await node.close()
+        await probe.close()
+    store = SQLiteStore(path)
+    stored = await store.open()
+    await store.close()
+    assert stored is not None
+    assert stored.state == CounterState.from_maps({replica: 2})
