@@ -266,3 +266,35 @@ def test_a_state_that_cannot_be_encoded_is_tried_once_per_change(
     gossip.increment(1)
     gossip.receive(PEER, encode_message(DigestPull(PEER, 1)))
     assert len(calls) == 2
+
+
+def test_a_large_changing_state_is_re_encoded_at_most_once_a_second() -> None:
+    now = [100.0]
+    state = big_state(1500)
+    gossip = Gossip(
+        PNCounter(MINE, state),
+        ME,
+        NodeConfig(),
+        PeerManager(ME, [PEER]),
+        random.Random(1),
+        clock=lambda: now[0],
+    )
+
+    def pulled() -> CounterState:
+        (push,) = sent(gossip.receive(PEER, encode_message(DigestPull(PEER, 1))).sends)
+        return push[1].state()
+
+    assert pulled() == state
+    gossip.increment(1)
+    now[0] += 0.5
+    assert pulled() == state  # the previous encoding: a valid, slightly older state
+    now[0] += 0.6
+    assert pulled() == state.merged(CounterState.from_maps({MINE: 1}))
+
+
+def test_a_small_state_is_always_pushed_as_it_is_now() -> None:
+    gossip = make(HELD)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, 1)))
+    gossip.increment(1)
+    (push,) = sent(gossip.receive(PEER, encode_message(DigestPull(PEER, 1))).sends)
+    assert push[1].state() == HELD.merged(CounterState.from_maps({MINE: 4}))

@@ -30,6 +30,7 @@ rest of the push is merged.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, assert_never
 
@@ -101,7 +102,9 @@ class Gossip:
 
     ``streams_to(address)`` tells whether ``address`` takes messages up to the full message
     size (a stream peer); otherwise full pushes to it are split into parts that fit one
-    16 KiB read of the reference. Not thread-safe: one event loop (or one test) drives it.
+    16 KiB read of the reference. ``clock`` (seconds) only paces re-encoding a large full
+    state (see :class:`~dcounter_node._parts.PushEncoder`). Not thread-safe: one event loop
+    (or one test) drives it.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class Gossip:
         rng: random.Random,
         *,
         streams_to: Callable[[str], bool] = lambda address: True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._counter = counter
         self._address = address
@@ -120,6 +124,7 @@ class Gossip:
         self._peers = peers
         self._rng = rng
         self._streams_to = streams_to
+        self._clock = clock
         # Caches, dropped on every change of state.
         self._snapshot: CounterState | None = None
         self._digest: int | None = None
@@ -335,7 +340,7 @@ class Gossip:
         if not state:
             return []
         digest = self.digest if self._config.delta_gossip else 0
-        parts = self._encoder.full(state, digest, self._limit(address))
+        parts = self._encoder.full(state, digest, self._limit(address), self._clock())
         return [Outgoing(address, MessageType.PUSH, part) for part in parts]
 
     def _pushes(self, targets: list[str], state: CounterState) -> list[Outgoing]:
@@ -355,7 +360,7 @@ class Gossip:
         self._snapshot = None
         self._digest = None
         self._replicas = None
-        self._encoder.clear()
+        self._encoder.changed()
         self._diverged = True
         if self._config.delta_gossip:
             holders = frozenset(()) if source is None else frozenset((source,))

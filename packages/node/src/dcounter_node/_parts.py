@@ -81,37 +81,56 @@ class PushEncoder:
     """Encodes pushes for the two kinds of receivers, caching our full state's parts.
 
     The full state is encoded at most once per kind of receiver between two changes of
-    state (:meth:`clear`), failures included, so a state that cannot be encoded costs one
-    attempt, not one per pull.
+    state (:meth:`changed`), failures included, so a state that cannot be encoded costs one
+    attempt, not one per pull. A large state (over ``reuse_above`` entries, where one
+    encoding takes milliseconds) is re-encoded at most once per ``reuse_for`` seconds even
+    while it keeps changing: until then pulls get the previous encoding. That is safe (any
+    earlier state is a valid push; merging is idempotent, and the changes since travel as
+    deltas and with the next encoding) and keeps a busy node from spending its loop on
+    encoding.
     """
 
-    def __init__(self, node_id: str, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        reuse_above: int = 1000,
+        reuse_for: float = 1.0,
+    ) -> None:
         self._node_id = node_id
         #: Largest payload for a stream peer.
         self.stream_limit = max_message_size
         #: Largest payload for a seed peer: the frame (length byte, address, payload) must
         #: fit one read of the reference.
         self.seed_limit = min(max_message_size, SEED_READ_SIZE - 1 - len(node_id.encode()))
-        self._full: dict[int, tuple[bytes, ...]] = {}
+        self._reuse_above = reuse_above
+        self._reuse_for = reuse_for
+        #: limit -> (parts, when encoded, whether the state changed since).
+        self._full: dict[int, tuple[tuple[bytes, ...], float, bool]] = {}
         self._failure: ProtocolError | None = None
 
-    def clear(self) -> None:
-        """Forget the cached full state (it changed)."""
-        self._full.clear()
+    def changed(self) -> None:
+        """The state changed: cached encodings are out of date."""
+        self._full = {limit: (parts, at, True) for limit, (parts, at, _) in self._full.items()}
 
     def take_failure(self) -> ProtocolError | None:
         """The last encoding failure not reported yet (then forgotten)."""
         failure, self._failure = self._failure, None
         return failure
 
-    def full(self, state: CounterState, digest: int, limit: int) -> tuple[bytes, ...]:
-        """Our full state in parts of at most ``limit`` bytes; () if it cannot be encoded.
-
-        The outcome, a failure included, is kept until :meth:`clear`.
-        """
-        parts = self._full.get(limit)
-        if parts is None:
-            parts = self._full[limit] = self.parts(state, digest, limit)
+    def full(self, state: CounterState, digest: int, limit: int, now: float) -> tuple[bytes, ...]:
+        """Our full state in parts of at most ``limit`` bytes; () if it cannot be encoded."""
+        cached = self._full.get(limit)
+        if cached is not None:
+            parts, at, stale = cached
+            if not stale:
+                return parts
+            entries = len(state.increments) + len(state.decrements)
+            if entries > self._reuse_above and now - at < self._reuse_for:
+                return parts
+        parts = self.parts(state, digest, limit)
+        self._full[limit] = (parts, now, False)
         return parts
 
     def parts(self, state: CounterState, digest: int, limit: int) -> tuple[bytes, ...]:
