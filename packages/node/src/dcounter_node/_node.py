@@ -423,10 +423,13 @@ class Node:
 
     def _report(self, sender: str, received: Received) -> None:
         """Count and log (rate limited) what the gossip core refused."""
+        # Once per peer per minute; a frame's sender is only a claim, so every address that
+        # is not a peer shares one key (a flood of made-up senders logs one line a minute).
+        who = sender if sender in self._peers else "<not a peer>"
         if received.rejected is not None:
             self._stats.record_push_rejected()
             self._hostile_log.warning(
-                f"rejected:{sender}",
+                f"rejected:{who}",
                 "rejected a whole push from %s: %s",
                 sender,
                 received.rejected.value,
@@ -434,16 +437,14 @@ class Node:
         if received.forged:
             self._stats.record_forged_refused()
             self._hostile_log.warning(
-                f"forged:{sender}",
+                f"forged:{who}",
                 "refused counts for our own replica from %s above what we counted: %s",
                 sender,
                 received.forged,
             )
         if received.unknown_sender:
             self._stats.record_unknown_sender()
-            self._log.warning(
-                f"unknown:{sender}", "not answering %s: it is not one of our peers", sender
-            )
+            self._log.warning("unknown", "not answering %s: it is not one of our peers", sender)
 
     def _send_all(self, sends: list[Outgoing]) -> None:
         for send in sends:

@@ -60,7 +60,8 @@ def encode_push_parts(
         if part is not None and len(part) <= limit:
             parts.append(part)
         elif len(chunk) == 1:
-            raise MessageTooLargeError(f"the entries of replica {chunk[0]!r} exceed {limit} bytes")
+            shown = chunk[0] if len(chunk[0]) <= 64 else chunk[0][:64] + "..."
+            raise MessageTooLargeError(f"the entries of replica {shown!r} exceed {limit} bytes")
         else:
             middle = len(chunk) // 2
             pending.extend((chunk[middle:], chunk[:middle]))
