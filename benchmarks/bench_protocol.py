@@ -26,7 +26,7 @@ import zstandard
 from dcounter_protocol import (
     COMPRESSION_THRESHOLD,
     FLAG_COMPRESSED,
-    Message,
+    Push,
     decode_message,
     encode_message,
     state_digest,
@@ -86,7 +86,7 @@ def cluster_state(replicas: int) -> tuple[dict[str, int], dict[str, int]]:
 
 def codec_rows(replicas: int, min_time: float) -> list[Row]:
     increments, decrements = cluster_state(replicas)
-    message = Message.push(NODE, increments, decrements)
+    message = Push(NODE, increments, decrements)
     fields = {"t": 1, "id": NODE, "inc": increments, "dec": decrements}
     compressor = zstandard.ZstdCompressor(level=3, write_checksum=True)
     decompressor = zstandard.ZstdDecompressor()

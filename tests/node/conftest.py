@@ -16,7 +16,7 @@ import pytest
 
 from dcounter_node import Node, NodeConfig, PeerManager
 from dcounter_node.testing import wait_until as wait_until
-from dcounter_protocol import Message, MessageType, decode_message, encode_message
+from dcounter_protocol import DigestPull, Message, MessageType, decode_message, encode_message
 from dcounter_protocol._memory import MemoryNetwork
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Probe:
             what=f"{node.address} to handle the probe's messages",
         )
         digest = node.digest
-        await self.send(node.address, Message.digest_pull(self.address, digest))
+        await self.send(node.address, DigestPull(self.address, digest))
         before: list[Message] = []
         while True:
             _, message = await self.receive()

@@ -11,7 +11,7 @@ import pytest
 
 from dcounter_crdt import CounterState
 from dcounter_node import Node, PeerManager
-from dcounter_protocol import Message, MessageType, decode_message
+from dcounter_protocol import Message, MessageType, Push, decode_message
 from dcounter_protocol._memory import MemoryNetwork
 
 from .conftest import (
@@ -202,12 +202,12 @@ async def test_full_inbound_queue_drops_and_counts(make_cluster: ClusterFactory)
     probe = await cluster.probe()
     (node,) = await cluster.spawn(1)
     for i in range(1, 51):
-        await probe.send(node.address, Message.push(probe.address, {"p#1": i}, None))
+        await probe.send(node.address, Push(probe.address, {"p#1": i}, None))
     await wait_until(
         lambda: node.stats.snapshot().inbound_drops + node.stats.snapshot().merges == 50
     )
     assert node.stats.snapshot().inbound_drops > 0
-    await probe.send(node.address, Message.push(probe.address, {"p#1": 100}, None))
+    await probe.send(node.address, Push(probe.address, {"p#1": 100}, None))
     await wait_until(lambda: node.value == 100)
 
 

@@ -70,3 +70,9 @@ def test_invalid_setting_raises_config_error_naming_it(
 def test_config_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="max_sync_peers"):
         NodeConfig(max_sync_peers=-3)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_max_replicas_must_be_a_positive_integer(value: object) -> None:
+    with pytest.raises(ConfigError, match="max_replicas"):
+        NodeConfig(max_replicas=value)  # type: ignore[arg-type]

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from dcounter_crdt import CounterState
-from dcounter_node import Node
-from dcounter_protocol import Message, MessageType, decode_frame
+from dcounter_node import Node, PeerManager
+from dcounter_protocol import DigestPull, Message, MessageType, decode_frame
 from dcounter_protocol._memory import MemoryNetwork
 
 from .conftest import Probe, fast_config
@@ -33,7 +33,8 @@ async def test_node_answers_the_reference_exchange(golden: dict[str, Any]) -> No
     node_address, peer_address = exchange["node_addr"], exchange["peer_addr"]
     network = MemoryNetwork()
     config = fast_config(sync_interval=QUIET, full_sync_interval=QUIET, delta_gossip=False)
-    node = Node(network.transport(node_address), config)
+    # The reference's peer is one of the node's peers: a node answers only those.
+    node = Node(network.transport(node_address), config, peers=PeerManager(peers=[peer_address]))
     probe = Probe(network, peer_address)
     await probe.start()
     await node.start()
@@ -58,7 +59,7 @@ async def test_node_answers_the_reference_exchange(golden: dict[str, Any]) -> No
                 # answer as to any mismatch; with our own digest the ack is byte-exact.
                 assert sent_digest != node.digest, name
                 _assert_full_push_or_nothing(node, replies, name)
-                await probe.send(node_address, Message.digest_pull(peer_address, node.digest))
+                await probe.send(node_address, DigestPull(peer_address, node.digest))
                 sender, payload = await probe.receive_raw()
                 golden_ack = bytes.fromhex(step["reply_payload_hex"])
                 assert sender == node_address, name
@@ -91,7 +92,8 @@ async def test_reference_push_frames_merge_like_the_reference(golden: dict[str, 
     pushes = [s for s in exchange["steps"] if s["sent"]["type"] == MessageType.PUSH]
     network = MemoryNetwork()
     config = fast_config(sync_interval=QUIET, full_sync_interval=QUIET, delta_gossip=False)
-    async with Node(network.transport(exchange["node_addr"]), config) as node:
+    peers = PeerManager(peers=[exchange["peer_addr"]])
+    async with Node(network.transport(exchange["node_addr"]), config, peers=peers) as node:
         probe = Probe(network, exchange["peer_addr"])
         await probe.start()
         try:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import socket
 from typing import TYPE_CHECKING
 
 import pytest
 
+from dcounter_crdt import CounterState
 from dcounter_node import Node, PeerManager
-from dcounter_protocol import Message, encode_frame, encode_message
+from dcounter_node._parts import SEED_READ_SIZE
+from dcounter_protocol import (
+    ProtocolError,
+    Push,
+    decode_frame,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
 from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 from .conftest import apply_random_writes, fast_config, wait_for_convergence, wait_until
@@ -136,7 +146,7 @@ async def test_tcp_node_fed_garbage_frames_keeps_converging(
         await _send_raw(target.address, b"\x20short")
         expected += apply_random_writes(nodes, rng, 10)
     # A valid frame still gets through after all that.
-    valid = encode_message(Message.push(sender, {"raw#1": 11}, None))
+    valid = encode_message(Push(sender, {"raw#1": 11}, None))
     await _send_raw(target.address, encode_frame(sender, valid))
     expected += 11
     await wait_for_convergence(nodes, expected)
@@ -151,3 +161,41 @@ async def test_tcp_node_address_is_the_bound_port() -> None:
         assert int(port) > 0
         assert node.replica_id.startswith(node.address + "#")
         assert peers.self_address == node.address
+
+
+async def test_a_state_over_16_kib_reaches_a_reader_of_one_16_kib_chunk() -> None:
+    # The Go reference reads one 16 KiB chunk per connection and drops the rest, so one
+    # push of a large (legal) state never reached it: it must go out in parts that fit.
+    received: list[CounterState] = []
+
+    async def reference_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = (await reader.read())[:SEED_READ_SIZE]
+        writer.close()
+        try:
+            received.append(decode_message(decode_frame(data).payload).state())
+        except ProtocolError:
+            received.append(CounterState.empty())  # a cut frame: nothing usable
+
+    server = await asyncio.start_server(reference_like, "127.0.0.1", 0)
+    listener = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    rng = random.Random(3)
+    state = CounterState.from_maps(
+        {f"10.{i // 200}.{i % 200}.9:7946#{rng.getrandbits(32):08x}": i + 1 for i in range(3000)}
+    )
+    config = fast_config(sync_interval=60.0, full_sync_interval=0.2, delta_gossip=False)
+    transport = TCPTransport("127.0.0.1:0", options=dataclasses.replace(OPTIONS, wire="seed"))
+    node = Node(transport, config, peers=PeerManager(peers=[listener]), state=state)
+    try:
+        await node.start()
+
+        def whole_state_arrived() -> bool:
+            merged = CounterState.empty()
+            for part in received:
+                merged = merged.merged(part)
+            return merged == state
+
+        await wait_until(whole_state_arrived)
+    finally:
+        await node.close()
+        server.close()
+        await server.wait_closed()

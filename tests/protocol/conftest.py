@@ -5,7 +5,7 @@ they share goes through registries instead:
 
 - the Hypothesis settings profile ``"protocol"`` (``settings.get_profile("protocol")``):
   derandomized, so runs are reproducible, and no example database in the tree;
-- type strategies for :class:`Message` and :class:`Frame`, drawn with ``st.from_type(...)``;
+- type strategies for the message classes and :class:`Frame`, drawn with ``st.from_type(...)``;
 - fixtures: ``golden_message`` (golden JSON message -> :class:`Message`), one fixture per
   golden vector group (``decode_vector``, ``encode_vector``, ...) parametrized with the
   vectors' names at collection time, and ``zstd_bomb``.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from dcounter_crdt import MAX_COUNT
-from dcounter_protocol import Frame, Message, MessageType
+from dcounter_protocol import DigestAck, DigestPull, Frame, Message, MessageType, Push
 
 # -- Hypothesis ---------------------------------------------------------------------------
 
@@ -69,21 +70,18 @@ count_maps = st.one_of(
     _cluster_maps,
 )
 
-_pushes = st.builds(Message.push, replica_ids, count_maps, count_maps, digests).filter(
+_pushes = st.builds(Push, replica_ids, count_maps, count_maps, digests).filter(
     lambda msg: bool(msg.increments or msg.decrements)
 )
-_pulls = st.builds(Message.digest_pull, replica_ids, digests)
-_acks = st.builds(Message.digest_ack, replica_ids, digests)
+_pulls = st.builds(DigestPull, replica_ids, digests)
+_acks = st.builds(DigestAck, replica_ids, digests)
 #: The reference also encodes maps in pulls and acks; they must survive a round trip too.
-_others_with_maps = st.builds(
-    Message,
-    st.sampled_from([MessageType.DIGEST_PULL, MessageType.DIGEST_ACK]),
-    replica_ids,
-    count_maps,
-    count_maps,
-    digests,
-)
-st.register_type_strategy(Message, st.one_of(_pushes, _pulls, _acks, _others_with_maps))
+_pulls_with_maps = st.builds(DigestPull, replica_ids, digests, count_maps, count_maps)
+_acks_with_maps = st.builds(DigestAck, replica_ids, digests, count_maps, count_maps)
+# ``st.from_type(Message)`` draws from the union's members, each registered here.
+st.register_type_strategy(Push, _pushes)
+st.register_type_strategy(DigestPull, st.one_of(_pulls, _pulls_with_maps))
+st.register_type_strategy(DigestAck, st.one_of(_acks, _acks_with_maps))
 
 #: Addresses of every UTF-8 length 1..255 (multi-byte characters included).
 addresses = st.text(min_size=1, max_size=255).filter(
@@ -191,14 +189,17 @@ def message_from_golden(obj: Mapping[str, Any]) -> Message:
     """A golden JSON message (``digest`` as ``"0x%016x"``; null maps are nil) as a Message."""
     digest = obj["digest"]
     kind = obj["type"]
-    return Message(
-        # encode_rejects holds invalid types (0, 4) on purpose.
-        MessageType(kind) if kind in set(MessageType) else cast("MessageType", kind),
-        obj["node_id"],
-        obj["inc"],
-        obj["dec"],
-        int(digest, 16) if isinstance(digest, str) else digest,
-    )
+    fields = {
+        "node_id": obj["node_id"],
+        "increments": obj["inc"],
+        "decrements": obj["dec"],
+        "digest": int(digest, 16) if isinstance(digest, str) else digest,
+    }
+    if kind not in set(MessageType):
+        # encode_rejects holds invalid types (0, 4) on purpose: no message class has them.
+        return cast("Message", SimpleNamespace(type=kind, **fields))
+    cls: type[Message] = {1: Push, 2: DigestPull, 3: DigestAck}[kind]
+    return cls(**fields)
 
 
 @pytest.fixture(scope="session")

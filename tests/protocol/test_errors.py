@@ -16,7 +16,9 @@ from dcounter_protocol import (
     LocalProtocolError,
     MalformedAddressError,
     MessageError,
+    OversizeMessageError,
     ProtocolError,
+    Push,
     RemoteProtocolError,
     TransportClosedError,
     TransportError,
@@ -24,7 +26,6 @@ from dcounter_protocol import (
     decode_message,
     encode_message,
 )
-from dcounter_protocol import Message as Msg
 
 ERRORS = [
     value
@@ -37,6 +38,7 @@ LOCAL = {
     InvalidOptionError,
     LocalProtocolError,
     MalformedAddressError,
+    OversizeMessageError,
     TransportClosedError,
 }
 #: Network conditions, and the area bases: neither side's fault by themselves.
@@ -66,7 +68,7 @@ def test_decode_errors_are_remote_and_encode_errors_local() -> None:
     with pytest.raises(RemoteProtocolError):
         decode_message(b"\x07garbage")
     with pytest.raises(LocalProtocolError):
-        encode_message(Msg.push("node", {"a": 1}, None), max_size=1)
+        encode_message(Push("node", {"a": 1}, None), max_size=1)
 
 
 def test_reason_is_the_cause_without_the_offset() -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from dcounter_protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DecompressionError,
+    DigestPull,
     Frame,
     FrameDecoder,
     FrameError,
@@ -22,9 +23,9 @@ from dcounter_protocol import (
     InvalidAddressError,
     InvalidAddressLengthError,
     MalformedMessageError,
-    Message,
     MessageError,
     MessageTooLargeError,
+    Push,
     decode_frame,
     decode_message,
     encode_frame,
@@ -36,9 +37,9 @@ profile = settings.get_profile("protocol")
 NODE = "127.0.0.1:9000"
 #: Messages whose every strict prefix must be rejected: plain, with a digest, compressed.
 VALID_ENVELOPES = {
-    "plain-push": encode_message(Message.push(NODE, {"a": 1, "b": 2}, {"a": 1})),
-    "digest-pull": encode_message(Message.digest_pull(NODE, 0x0123456789ABCDEF)),
-    "compressed-push": encode_message(Message.push(NODE, {f"r{i}": i for i in range(200)}, None)),
+    "plain-push": encode_message(Push(NODE, {"a": 1, "b": 2}, {"a": 1})),
+    "digest-pull": encode_message(DigestPull(NODE, 0x0123456789ABCDEF)),
+    "compressed-push": encode_message(Push(NODE, {f"r{i}": i for i in range(200)}, None)),
 }
 
 
@@ -150,7 +151,7 @@ def test_unknown_field_named_like_a_field_but_binary_is_rejected() -> None:
 def test_millions_of_duplicate_keys_decode_to_the_last_value() -> None:
     entry = b"\xa1t\x02"
     body = struct.pack(">BI", 0xDF, 200_001) + entry * 200_000 + b"\xa2id\xa1x"
-    assert decode_message(b"\x00" + body) == Message.digest_pull("x", 0)
+    assert decode_message(b"\x00" + body) == DigestPull("x", 0)
 
 
 # -- oversized messages and zstd bombs ------------------------------------------------------

@@ -7,10 +7,20 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcounter_protocol import FLAG_COMPRESSED, Message, decode_message, encode_message
+from dcounter_protocol import (
+    FLAG_COMPRESSED,
+    DigestAck,
+    DigestPull,
+    Message,
+    Push,
+    decode_message,
+    encode_message,
+)
 
 profile = settings.get_profile("protocol")
-messages = st.from_type(Message)
+messages: st.SearchStrategy[Message] = st.one_of(
+    st.from_type(Push), st.from_type(DigestPull), st.from_type(DigestAck)
+)
 
 
 def _body(envelope: bytes) -> bytes:

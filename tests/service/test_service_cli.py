@@ -183,3 +183,14 @@ def test_json_log_format_writes_one_object_per_line() -> None:
         "message": "hello world",
     }
     assert record["time"].endswith("+00:00")
+
+
+def test_max_replicas_comes_from_the_config_file_or_the_flag(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'max_replicas = 500\n[[nodes]]\nlisten = "127.0.0.1:7001"\n')
+    from_file = settings_from_args(["--config", path])
+    from_flag = settings_from_args(["--config", path, "--max-replicas", "20"])
+    assert (from_file.node_config().max_replicas, from_flag.node_config().max_replicas) == (
+        500,
+        20,
+    )
+    assert settings_from_args([]).node_config().max_replicas == 10_000

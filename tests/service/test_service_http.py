@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dcounter_node._http import DEFAULT_MAX_BODY
+from dcounter_protocol import Push, encode_frame, encode_message
 
 if TYPE_CHECKING:
     import aiohttp
@@ -432,7 +433,13 @@ async def test_metrics_have_every_gossip_series(api: Api) -> None:
             for direction in ("sent", "received"):
                 key = (name, (("direction", direction), ("type", kind)))
                 assert samples[key] == 0
-    for name in ("dcounter_merges_total", "dcounter_send_failures_total"):
+    for name in (
+        "dcounter_merges_total",
+        "dcounter_send_failures_total",
+        "dcounter_pushes_rejected_total",
+        "dcounter_forged_pushes_total",
+        "dcounter_unknown_senders_total",
+    ):
         assert samples[(name, ())] == 0
     for direction in ("inbound", "outbound"):
         assert samples[("dcounter_drops_total", (("direction", direction),))] == 0
@@ -503,3 +510,28 @@ async def test_server_shutdown_ends_open_watch_streams_promptly(api: Api) -> Non
         await api.server.close()
         assert loop.time() - started < 2.0
         assert await asyncio.wait_for(response.content.read(), 10) == b""
+
+
+async def test_a_forged_push_for_the_nodes_own_replica_does_not_block_increments(
+    api: Api, wait_until: WaitUntil
+) -> None:
+    # The attack: one small seed frame claiming inc[<the node's own replica>] = 2**64-1 made
+    # every later increment fail with 409, for good (the count was stored).
+    sender = "127.0.0.1:9"
+    forged = Push(sender, {api.node.replica_id: MAX, "10.3.3.3:7946#1": 5}, None)
+    host, port = api.node.address.rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(encode_frame(sender, encode_message(forged)))
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    async def merged() -> bool:
+        return api.node.stats.snapshot().merges == 1
+
+    await wait_until(merged, what="the push to be handled")
+    status, body, _ = await api.request("POST", "/increment")
+    assert (status, body) == (200, {"value": 1 + 5})
+    async with api.session.get(api.url + "/metrics") as response:
+        samples = _samples(await response.text())
+    assert samples[("dcounter_forged_pushes_total", ())] == 1

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dcounter_node import Node, NodeConfig, PeerManager
-from dcounter_protocol import Message, MessageType, TCPTransport, encode_hello, encode_message
+from dcounter_protocol import MessageType, Push, TCPTransport, encode_hello, encode_message
 from dcounter_tools.frames import FrameEvent, FrameListener, FrameProxy
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from tests.conftest import WaitUntil
 
-PUSH = encode_message(Message.push("127.0.0.1:9", {"a": 5}, {"a": 2}))
+PUSH = encode_message(Push("127.0.0.1:9", {"a": 5}, {"a": 2}))
 
 
 async def _send_raw(address: str, data: bytes) -> None:

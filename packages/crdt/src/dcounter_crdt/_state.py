@@ -41,10 +41,12 @@ class CounterState:
         decrements: Mapping[str, int] | None = None,
     ) -> CounterState:
         """Validate and build a state; ``None`` stands for an empty map."""
-        return cls(
-            _EMPTY_MAP if increments is None else increments,
-            _EMPTY_MAP if decrements is None else decrements,
-        )
+        inc = _EMPTY_MAP if increments is None else increments
+        dec = _EMPTY_MAP if decrements is None else decrements
+        if cls is CounterState and _plainly_valid(inc) and _plainly_valid(dec):
+            # The common case (e.g. every decoded push) validated with builtins in bulk.
+            return _trusted(_nonzero(inc), _nonzero(dec))
+        return cls(inc, dec)
 
     @classmethod
     def empty(cls) -> CounterState:
@@ -139,6 +141,8 @@ def _trusted(increments: dict[str, int], decrements: dict[str, int]) -> CounterS
 
 def _canonical(counts: Any, field: str) -> dict[str, int]:
     """A validated copy of ``counts`` with its zero entries dropped."""
+    if _plainly_valid(counts):
+        return _nonzero(counts)
     if not isinstance(counts, Mapping):
         raise InvalidStateError(f"{field} must be a mapping, not {type(counts).__name__}")
     result: dict[str, int] = {}
@@ -158,6 +162,36 @@ def _canonical(counts: Any, field: str) -> dict[str, int]:
             # int() turns a subclass (an IntEnum, say) into a plain int, as str() did above.
             result[replica_id] = int(count)
     return result
+
+
+def _plainly_valid(counts: object) -> bool:
+    """True for the common case, checked with builtins in bulk: a dict (or a read-only view
+    of one) of non-empty str ids to int counts in 0..MAX_COUNT, no subclasses. Anything else
+    takes the per-entry path, which names the problem.
+    """
+    if type(counts) not in _PLAIN_MAPPINGS:
+        return False
+    assert isinstance(counts, dict | MappingProxyType)
+    if len(counts) < 8:  # a delta: a plain loop beats building sets
+        for replica_id, count in counts.items():
+            if type(replica_id) is not str or not replica_id or type(count) is not int:
+                return False
+            if not 0 <= count <= MAX_COUNT:
+                return False
+        return True
+    if not set(map(type, counts)) <= _STR_TYPE or "" in counts:
+        return False
+    values = counts.values()
+    return set(map(type, values)) <= _INT_TYPE and min(values) >= 0 and max(values) <= MAX_COUNT
+
+
+def _nonzero(counts: Mapping[str, int]) -> dict[str, int]:
+    return {replica_id: count for replica_id, count in counts.items() if count}
+
+
+_PLAIN_MAPPINGS: Final = frozenset((dict, MappingProxyType))
+_STR_TYPE: Final = frozenset((str,))
+_INT_TYPE: Final = frozenset((int,))
 
 
 def _check_replica_id(replica_id: object) -> str:

@@ -42,6 +42,8 @@ class NodeConfig:
     #: Set it only if it is never reused by a node starting without its old counts (peers
     #: still holding them would swallow the new ones by max-merge).
     replica_id: str | None = None
+    #: Most replica entries the state may hold; a push that would pass it is rejected whole.
+    max_replicas: int = 10_000
 
     def __post_init__(self) -> None:
         _check_interval("sync_interval", self.sync_interval)
@@ -54,6 +56,7 @@ class NodeConfig:
         _check_count("delta_fanout", self.delta_fanout)
         _check_count("inbound_queue_size", self.inbound_queue_size)
         _check_count("outbound_queue_size", self.outbound_queue_size)
+        _check_count("max_replicas", self.max_replicas)
         if self.replica_id is not None:
             _check_replica_id(self.replica_id)
 

@@ -154,6 +154,21 @@ class NodeCollector(Collector):
             "Gossip sends the transport could not deliver.",
             value=stats.send_failures,
         )
+        yield CounterMetricFamily(
+            "dcounter_pushes_rejected",
+            "Received pushes rejected whole for passing a limit (max replicas, id length).",
+            value=stats.pushes_rejected,
+        )
+        yield CounterMetricFamily(
+            "dcounter_forged_pushes",
+            "Received pushes claiming more for this node's own replica than it counted.",
+            value=stats.forged_refused,
+        )
+        yield CounterMetricFamily(
+            "dcounter_unknown_senders",
+            "Replies withheld because the asking address is not a known peer.",
+            value=stats.unknown_senders,
+        )
 
         peers = node.peers.peers()
         yield GaugeMetricFamily("dcounter_peers", "Known peers.", value=len(peers))

@@ -292,6 +292,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
         metavar="N",
     ),
     SettingSpec(
+        "max_replicas",
+        "--max-replicas",
+        "most replica entries the counter may hold; a push from a peer that would pass it is"
+        " rejected whole (a guard against made-up replica ids)",
+        _positive_int,
+        _positive_int_text,
+        metavar="N",
+    ),
+    SettingSpec(
         "delta_gossip",
         "--delta-gossip",
         "push each change to a few peers at once; off gives the seed's periodic gossip only",
@@ -401,6 +410,7 @@ class NodeSettings:
     sync_interval: float = _NODE_DEFAULTS.sync_interval
     full_sync_interval: float | None = _NODE_DEFAULTS.full_sync_interval
     max_sync_peers: int = _NODE_DEFAULTS.max_sync_peers
+    max_replicas: int = _NODE_DEFAULTS.max_replicas
     delta_gossip: bool = _NODE_DEFAULTS.delta_gossip
     log_level: str = "info"
     log_format: str = "text"
@@ -422,6 +432,7 @@ class NodeSettings:
             sync_interval=self.sync_interval,
             full_sync_interval=self.full_sync_interval,
             max_sync_peers=self.max_sync_peers,
+            max_replicas=self.max_replicas,
             delta_gossip=self.delta_gossip,
         )
 

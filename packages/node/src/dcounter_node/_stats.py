@@ -47,6 +47,13 @@ class NodeStatsSnapshot:
     #: Peer address -> wall-clock time (time.time()) of the last message sent to it
     #: successfully or received from it.
     last_contact: Mapping[str, float]
+    #: Pushes rejected whole for passing a limit (max_replicas, replica id length).
+    pushes_rejected: int = 0
+    #: Pushes that claimed more for this node's own replica than it counted (that entry
+    #: was refused, the rest merged).
+    forged_refused: int = 0
+    #: Replies not sent because the asking address is not one of our peers.
+    unknown_senders: int = 0
 
     @property
     def total_messages_sent(self) -> int:
@@ -86,6 +93,9 @@ class NodeStats:
         self._outbound_drops = 0
         self._decode_errors = 0
         self._send_failures = 0
+        self._pushes_rejected = 0
+        self._forged_refused = 0
+        self._unknown_senders = 0
         self._last_contact: dict[str, float] = {}
 
     def record_sent(self, message_type: MessageType, size: int, peer: str) -> None:
@@ -129,6 +139,21 @@ class NodeStats:
         with self._lock:
             self._send_failures += 1
 
+    def record_push_rejected(self) -> None:
+        """Count one push rejected whole for passing a limit."""
+        with self._lock:
+            self._pushes_rejected += 1
+
+    def record_forged_refused(self) -> None:
+        """Count one push whose claim for our own replica was refused."""
+        with self._lock:
+            self._forged_refused += 1
+
+    def record_unknown_sender(self) -> None:
+        """Count one reply withheld from an address that is not a peer."""
+        with self._lock:
+            self._unknown_senders += 1
+
     def snapshot(self) -> NodeStatsSnapshot:
         """An immutable copy of every counter, taken at one instant."""
         with self._lock:
@@ -144,6 +169,9 @@ class NodeStats:
                 decode_errors=self._decode_errors,
                 send_failures=self._send_failures,
                 last_contact=MappingProxyType(dict(self._last_contact)),
+                pushes_rejected=self._pushes_rejected,
+                forged_refused=self._forged_refused,
+                unknown_senders=self._unknown_senders,
             )
 
     def _touch(self, peer: str) -> None:

@@ -39,6 +39,7 @@ from dcounter_protocol._errors import MalformedAddressError as MalformedAddressE
 from dcounter_protocol._errors import MalformedMessageError as MalformedMessageError
 from dcounter_protocol._errors import MessageError as MessageError
 from dcounter_protocol._errors import MessageTooLargeError as MessageTooLargeError
+from dcounter_protocol._errors import OversizeMessageError as OversizeMessageError
 from dcounter_protocol._errors import ProtocolError as ProtocolError
 from dcounter_protocol._errors import RemoteProtocolError as RemoteProtocolError
 from dcounter_protocol._errors import TransportClosedError as TransportClosedError
@@ -56,8 +57,11 @@ from dcounter_protocol._message import COMPRESSION_THRESHOLD as COMPRESSION_THRE
 from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from dcounter_protocol._message import FLAG_COMPRESSED as FLAG_COMPRESSED
 from dcounter_protocol._message import FLAG_PLAIN as FLAG_PLAIN
+from dcounter_protocol._message import DigestAck as DigestAck
+from dcounter_protocol._message import DigestPull as DigestPull
 from dcounter_protocol._message import Message as Message
 from dcounter_protocol._message import MessageType as MessageType
+from dcounter_protocol._message import Push as Push
 from dcounter_protocol._message import decode_message as decode_message
 from dcounter_protocol._message import encode_message as encode_message
 from dcounter_protocol._stream import STREAM_ACK as STREAM_ACK
@@ -91,6 +95,8 @@ __all__ = [
     "ConnectError",
     "CountOutOfRangeError",
     "DecompressionError",
+    "DigestAck",
+    "DigestPull",
     "EmptyMessageError",
     "EmptyNodeIdError",
     "EmptyPushError",
@@ -116,7 +122,9 @@ __all__ = [
     "MessageError",
     "MessageTooLargeError",
     "MessageType",
+    "OversizeMessageError",
     "ProtocolError",
+    "Push",
     "RemoteProtocolError",
     "StreamDecoder",
     "TCPOptions",

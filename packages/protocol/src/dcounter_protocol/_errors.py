@@ -88,6 +88,13 @@ class EncodeError(MessageError, LocalProtocolError):
     """
 
 
+class OversizeMessageError(EncodeError):
+    """A valid message whose encoding would exceed the encoder's ``max_size``.
+
+    Its own class so a sender can split what it sends instead of giving up.
+    """
+
+
 class EmptyMessageError(MessageError, RemoteProtocolError):
     """No bytes at all, or a flag byte with no body behind it."""
 

@@ -22,7 +22,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
 import msgpack
 import zstandard
@@ -39,6 +39,7 @@ from dcounter_protocol._errors import (
     InvalidMessageTypeError,
     MalformedMessageError,
     MessageTooLargeError,
+    OversizeMessageError,
 )
 
 if TYPE_CHECKING:
@@ -49,8 +50,11 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "FLAG_COMPRESSED",
     "FLAG_PLAIN",
+    "DigestAck",
+    "DigestPull",
     "Message",
     "MessageType",
+    "Push",
     "decode_message",
     "encode_message",
 ]
@@ -87,21 +91,20 @@ def _is_frozen(counts: Mapping[str, int] | None) -> bool:
     return counts is None or type(counts) is MappingProxyType
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One protocol message, field for field the reference's ``protocol.Message``.
+class _Counts:
+    """What the three messages share: the count maps every type carries on the wire.
 
     ``increments``/``decrements`` of ``None`` are Go nil maps (``c0`` on the wire), distinct
-    from empty maps (``80``). Maps given as plain mappings are copied into read-only views.
-    Construction does not validate (so invalid messages can be represented and rejected by
-    :func:`encode_message`); :func:`decode_message` only ever returns valid ones.
+    from empty maps (``80``). The reference writes and reads them on every type, so pulls and
+    acks keep them too (they mean nothing there). Maps given as plain mappings are copied
+    into read-only views. Construction does not validate (so invalid messages can be
+    represented and rejected by :func:`encode_message`); :func:`decode_message` only ever
+    returns valid ones.
     """
 
-    type: MessageType
-    node_id: str
-    increments: Mapping[str, int] | None = None
-    decrements: Mapping[str, int] | None = None
-    digest: int = 0
+    __slots__ = ()
+    increments: Mapping[str, int] | None
+    decrements: Mapping[str, int] | None
 
     def __post_init__(self) -> None:
         if not _is_frozen(self.increments):
@@ -109,30 +112,51 @@ class Message:
         if not _is_frozen(self.decrements):
             object.__setattr__(self, "decrements", MappingProxyType(dict(self.decrements or {})))
 
-    @classmethod
-    def push(
-        cls,
-        node_id: str,
-        increments: Mapping[str, int] | None,
-        decrements: Mapping[str, int] | None,
-        digest: int = 0,
-    ) -> Message:
-        """A push carrying (part of) the sender's state."""
-        return cls(MessageType.PUSH, node_id, increments, decrements, digest)
-
-    @classmethod
-    def digest_pull(cls, node_id: str, digest: int) -> Message:
-        """A request to compare digests; the receiver pushes its state on mismatch."""
-        return cls(MessageType.DIGEST_PULL, node_id, None, None, digest)
-
-    @classmethod
-    def digest_ack(cls, node_id: str, digest: int) -> Message:
-        """The answer to a digest pull whose digest matched."""
-        return cls(MessageType.DIGEST_ACK, node_id, None, None, digest)
-
     def state(self) -> CounterState:
         """The message's counts as a counter state (nil maps read as empty)."""
         return CounterState.from_maps(self.increments, self.decrements)
+
+
+@dataclass(frozen=True, slots=True)
+class Push(_Counts):
+    """A push carrying (part of) the sender's state (``t`` = 1)."""
+
+    node_id: str
+    increments: Mapping[str, int] | None = None
+    decrements: Mapping[str, int] | None = None
+    digest: int = 0
+    type: ClassVar[Literal[MessageType.PUSH]] = MessageType.PUSH
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPull(_Counts):
+    """A request to compare digests; the receiver pushes its state on mismatch (``t`` = 2)."""
+
+    node_id: str
+    digest: int = 0
+    increments: Mapping[str, int] | None = None
+    decrements: Mapping[str, int] | None = None
+    type: ClassVar[Literal[MessageType.DIGEST_PULL]] = MessageType.DIGEST_PULL
+
+
+@dataclass(frozen=True, slots=True)
+class DigestAck(_Counts):
+    """The answer to a digest pull whose digest matched (``t`` = 3)."""
+
+    node_id: str
+    digest: int = 0
+    increments: Mapping[str, int] | None = None
+    decrements: Mapping[str, int] | None = None
+    type: ClassVar[Literal[MessageType.DIGEST_ACK]] = MessageType.DIGEST_ACK
+
+
+#: One protocol message, field for field the reference's ``protocol.Message``, as a tagged
+#: union: dispatch with ``match`` on the class (the ``type`` tag is a class constant).
+Message: TypeAlias = Push | DigestPull | DigestAck
+
+_CLASSES: Final[dict[MessageType, type[Push] | type[DigestPull] | type[DigestAck]]] = {
+    cls.type: cls for cls in (Push, DigestPull, DigestAck)
+}
 
 
 # -- encoding ---------------------------------------------------------------------------
@@ -150,6 +174,7 @@ _KEY_DIG: Final = b"\xa3dig"
 _NIL: Final = b"\xc0"
 #: ``t`` is a uint8 that the reference always writes as ``cc XX``.
 _TYPE_BYTES: Final[dict[int, bytes]] = {kind: bytes((0xCC, kind)) for kind in MessageType}
+_MESSAGE_CLASSES: Final = frozenset(_CLASSES.values())
 
 
 def _str_header(size: int) -> bytes:
@@ -225,9 +250,9 @@ def _write_counts(out: bytearray, counts: Mapping[str, int] | None, what: str) -
 
 def _encode_envelope(msg: Message) -> bytearray:
     """A plain envelope: flag 0x00 followed by the msgpack body."""
-    kind: object = msg.type
-    if type(kind) is bool or not isinstance(kind, int) or kind not in _TYPE_BYTES:
-        raise EncodeError(f"invalid message type {kind!r}: must be 1, 2 or 3")
+    if type(msg) not in _MESSAGE_CLASSES:
+        raise EncodeError(f"not a message: {msg!r} (a Push, DigestPull or DigestAck)")
+    kind = msg.type
     node_id = msg.node_id
     if type(node_id) is not str or not node_id:
         raise EncodeError(f"node id must be a non-empty str, got {node_id!r}")
@@ -259,18 +284,19 @@ def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
 
     Raises :class:`EncodeError` for an invalid message (type not 1-3, empty node id, push
     without counts, a count or the digest outside uint64) or when the body or the envelope
-    would exceed ``max_size`` (the size of the envelope: the payload a frame carries).
+    would exceed ``max_size`` (the size of the envelope: the payload a frame carries; then
+    :class:`OversizeMessageError`, an ``EncodeError``).
     """
     envelope = _encode_envelope(msg)
     size = len(envelope) - 1
     if size > max_size:
-        raise EncodeError(f"message body of {size} bytes exceeds {max_size}")
+        raise OversizeMessageError(f"message body of {size} bytes exceeds {max_size}")
     if size > COMPRESSION_THRESHOLD:
         compressed = _compressor().compress(memoryview(envelope)[1:])
         if len(compressed) < size:
             return b"\x80" + compressed
     if size + 1 > max_size:
-        raise EncodeError(f"message of {size + 1} bytes exceeds {max_size}")
+        raise OversizeMessageError(f"message of {size + 1} bytes exceeds {max_size}")
     return bytes(envelope)
 
 
@@ -415,7 +441,9 @@ def _decode_body(body: bytes | memoryview) -> Message:
         raise EmptyNodeIdError("message without a node id")
     if message_type is MessageType.PUSH and not increments and not decrements:
         raise EmptyPushError("a push must carry increments or decrements")
-    return Message(message_type, node_id, increments, decrements, digest)
+    return _CLASSES[message_type](
+        node_id=node_id, increments=increments, decrements=decrements, digest=digest
+    )
 
 
 def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Message:

@@ -62,6 +62,11 @@ class Outbound:
         """Stream connections made and not yet lost (confirmed or not)."""
         return self._streams
 
+    def streaming(self, address: str) -> bool:
+        """True while a confirmed stream to ``address`` is open."""
+        peer = self._peers.get(address)
+        return peer is not None and peer.stream is not None
+
     def queued(self) -> int:
         return sum(len(peer.queue) for peer in self._peers.values())
 

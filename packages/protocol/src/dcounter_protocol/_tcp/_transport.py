@@ -79,6 +79,10 @@ class TCPTransport:
         """Inbound connections currently holding a slot (being read or handled)."""
         return 0 if self._inbound is None else len(self._inbound.connections)
 
+    def streaming(self, address: str) -> bool:
+        """True while a confirmed stream to ``address`` is open (it takes full-size frames)."""
+        return self._outbound.streaming(address)
+
     def stats(self) -> TransportStats:
         """The counters since creation and the current gauges."""
         open_in = 0 if self._inbound is None else len(self._inbound.streams)

@@ -1,0 +1,370 @@
+"""The gossip core: what a replica sends to whom, as pure code (no asyncio, no sockets).
+
+:class:`Gossip` owns the replica's :class:`~dcounter_crdt.PNCounter` and decides the
+anti-entropy traffic. Each event (a local update, a received payload, a sync tick, a
+full-sync tick, a delta flush) returns the messages to send as :class:`Outgoing` values
+(address, type, encoded bytes); the :class:`~dcounter_node.Node` only drives it: it runs the
+timers, makes counts durable before a push leaves, and moves the bytes.
+
+Anti-entropy follows the seed (and stays wire-compatible with the Go reference): every sync
+interval a digest pull goes to a few random peers; a receiver whose digest matches answers
+with a digest ack, otherwise with a push of its full state; every full-sync interval a full
+push goes to a few peers; pushes merge by pointwise max. Replies go to the sender address
+carried in the frame, and only when that sender is one of our peers: an address read in a
+frame alone is never dialled (a forged pull would otherwise make us connect anywhere).
+
+Beyond the seed (``NodeConfig.delta_gossip``, on by default): changes are pushed eagerly.
+Local updates and entries won in merges are batched until :meth:`Gossip.flush` and pushed,
+holding only the changed entries, to ``delta_fanout`` random peers (never back to the one
+they came from). In that mode full-state pushes carry the sender's digest (a field the
+reference ignores on pushes), and a node that gets one while holding entries the sender lacks
+answers with just those entries, so one pull repairs both sides. The periodic full push is
+skipped while no divergence was seen since a peer acknowledged our digest.
+
+Hostile input: a push that would take the state past ``max_replicas`` entries or that names
+a replica id longer than 255 bytes is rejected whole; an entry claiming more for our own
+replica than we counted ourselves is refused (legitimate gossip can never do that) and the
+rest of the push is merged.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, assert_never
+
+from dcounter_crdt import CounterState, CRDTError, PNCounter
+from dcounter_node._parts import PushEncoder
+from dcounter_protocol import (
+    DigestAck,
+    DigestPull,
+    Message,
+    MessageType,
+    ProtocolError,
+    Push,
+    decode_message,
+    encode_message,
+    state_digest,
+)
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable
+
+    from dcounter_node._config import NodeConfig
+    from dcounter_node._peers import PeerManager
+
+__all__ = ["MAX_REPLICA_ID_BYTES", "Gossip", "Outgoing", "Received", "Rejection"]
+
+#: Longest replica id accepted from a peer, in UTF-8 bytes (as long as a seed address).
+MAX_REPLICA_ID_BYTES: Final = 255
+#: Strings this short cannot exceed MAX_REPLICA_ID_BYTES (4 UTF-8 bytes per character).
+_SURELY_SHORT: Final = MAX_REPLICA_ID_BYTES // 4
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send: where, what type, and its encoded payload."""
+
+    address: str
+    kind: MessageType
+    data: bytes
+
+
+class Rejection(enum.Enum):
+    """Why a whole push was refused."""
+
+    TOO_MANY_REPLICAS = "it would take the state past max_replicas entries"
+    REPLICA_ID_TOO_LONG = f"it names a replica id longer than {MAX_REPLICA_ID_BYTES} bytes"
+
+
+@dataclass(slots=True)
+class Received:
+    """What handling one received payload did (for the driver to count, log and send)."""
+
+    #: The decoded message; None when the payload was invalid (see ``error``).
+    message: Message | None = None
+    error: ProtocolError | CRDTError | None = None
+    #: Entries won by merging (already applied): to persist, and a value change to publish.
+    learned: CounterState = field(default_factory=CounterState.empty)
+    #: The whole push was refused, nothing of it merged.
+    rejected: Rejection | None = None
+    #: Entries for our own replica above our own counts, refused (a forged push).
+    forged: CounterState = field(default_factory=CounterState.empty)
+    #: A reply was due but the sender is not one of our peers, so none was sent.
+    unknown_sender: bool = False
+    sends: list[Outgoing] = field(default_factory=list)
+
+
+class Gossip:
+    """The anti-entropy and delta-gossip decisions of one replica (sans-IO).
+
+    ``streams_to(address)`` tells whether ``address`` takes messages up to the full message
+    size (a stream peer); otherwise full pushes to it are split into parts that fit one
+    16 KiB read of the reference. ``clock`` (seconds) only paces re-encoding a large full
+    state (see :class:`~dcounter_node._parts.PushEncoder`). Not thread-safe: one event loop
+    (or one test) drives it.
+    """
+
+    def __init__(
+        self,
+        counter: PNCounter,
+        address: str,
+        config: NodeConfig,
+        peers: PeerManager,
+        rng: random.Random,
+        *,
+        streams_to: Callable[[str], bool] = lambda address: True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._counter = counter
+        self._address = address
+        self._config = config
+        self._peers = peers
+        self._rng = rng
+        self._streams_to = streams_to
+        self._clock = clock
+        # Caches, dropped on every change of state.
+        self._snapshot: CounterState | None = None
+        self._digest: int | None = None
+        self._replicas: frozenset[str] | None = None
+        self._encoder = PushEncoder(address)
+        # Delta gossip: changed entries waiting for the next flush, and the peers known to
+        # hold all of them already (the one they all came from).
+        self._pending = CounterState.empty()
+        self._pending_holders: frozenset[str] = frozenset()
+        # Whether anything diverged since the last full sync or since a peer confirmed
+        # holding our exact state (while False, the periodic full push is skipped).
+        self._diverged = True
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def counter(self) -> PNCounter:
+        """The replica (read it freely; change it only through this object)."""
+        return self._counter
+
+    @property
+    def has_pending(self) -> bool:
+        """True while changed entries wait for :meth:`flush`."""
+        return bool(self._pending)
+
+    def take_encode_failure(self) -> ProtocolError | None:
+        """A push that could not be encoded since the last call, once (None if none).
+
+        A full state that cannot be encoded is not tried again until the state changes.
+        """
+        return self._encoder.take_failure()
+
+    def state(self) -> CounterState:
+        """The full state (an immutable snapshot, cached until the next change)."""
+        if self._snapshot is None:
+            self._snapshot = self._counter.snapshot()
+        return self._snapshot
+
+    @property
+    def digest(self) -> int:
+        """The state digest peers compare with (cached until the state changes)."""
+        if self._digest is None:
+            self._digest = self.digest_of(self.state())
+        return self._digest
+
+    @staticmethod
+    def digest_of(state: CounterState) -> int:
+        """The digest of any state, as peers compute it."""
+        return state_digest(state.increments, state.decrements)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def increment(self, by: int) -> CounterState:
+        """Count ``by`` up locally; return the delta (to persist before it is pushed)."""
+        delta = self._counter.increment(by)
+        self._changed(delta, None)
+        return delta
+
+    def decrement(self, by: int) -> CounterState:
+        """Count ``by`` down locally; return the delta."""
+        delta = self._counter.decrement(by)
+        self._changed(delta, None)
+        return delta
+
+    def receive(self, sender: str, payload: bytes) -> Received:
+        """Handle one payload from ``sender`` (the address its frame names)."""
+        try:
+            message = decode_message(payload)
+        except ProtocolError as exc:
+            return Received(error=exc)
+        result = Received(message)
+        match message:
+            case Push():
+                self._on_push(sender, message, result)
+            case DigestPull():
+                self._on_pull(sender, message, result)
+            case DigestAck():
+                if message.digest == self.digest:
+                    # A peer holds exactly our state: no full push is needed for this change.
+                    self._diverged = False
+            case _:
+                assert_never(message)
+        return result
+
+    def sync_tick(self) -> list[Outgoing]:
+        """A sync round: a digest pull to a few random peers."""
+        targets = self._peers.sample(self._config.max_sync_peers, self._rng)
+        if not targets:
+            return []
+        data = encode_message(DigestPull(self._address, self.digest))
+        return [Outgoing(address, MessageType.DIGEST_PULL, data) for address in targets]
+
+    def full_sync_tick(self) -> list[Outgoing]:
+        """A full-sync round: our full state to a few random peers (with deltas, if needed)."""
+        if self._config.delta_gossip:
+            if not self._diverged:
+                return []
+            self._diverged = False
+        sends: list[Outgoing] = []
+        for address in self._peers.sample(self._config.full_sync_peers, self._rng):
+            sends.extend(self._full_push(address))
+        return sends
+
+    def flush(self) -> list[Outgoing]:
+        """Push the pending changed entries to ``delta_fanout`` random peers."""
+        pending, self._pending = self._pending, CounterState.empty()
+        if not pending:
+            return []
+        # Never echo a change back to the one peer it came from.
+        targets = self._peers.sample(
+            self._config.delta_fanout, self._rng, exclude=self._pending_holders
+        )
+        if not targets:
+            return []
+        return self._pushes(targets, pending)
+
+    # -- handlers -------------------------------------------------------------------------
+
+    def _on_push(self, sender: str, message: Push, result: Received) -> None:
+        try:
+            theirs = message.state()
+        except CRDTError as exc:
+            result.error = exc
+            return
+        # What the push would change here (most pushes mostly repeat what we hold): only
+        # these entries can pass a limit or claim more for our own replica than we counted.
+        gains = theirs.delta_since(self.state())
+        if gains:
+            result.rejected = self._check_limits(gains)
+            if result.rejected is not None:
+                return
+            gains, result.forged = self._without_forged(gains)
+            result.learned = self._counter.merge_delta(gains)
+            if result.learned:
+                self._changed(result.learned, sender)
+        if not self._config.delta_gossip:
+            return
+        if not message.digest:
+            # A delta, or a full state from a node that does not mark them (the reference):
+            # either way someone differs from us, so keep the periodic full push going.
+            self._diverged = True
+            return
+        # A push carrying a digest is the sender's full state (see _full_push).
+        if message.digest == self.digest:
+            self._diverged = False
+            return
+        # The sender lacks something we hold: hand it just that, so the pull (or full sync)
+        # that caused this push repairs both sides at once.
+        missing = self._counter.delta_since(theirs)
+        if not missing:
+            return
+        if sender not in self._peers:
+            result.unknown_sender = True
+            return
+        result.sends.extend(self._pushes([sender], missing))
+
+    def _on_pull(self, sender: str, message: DigestPull, result: Received) -> None:
+        digest = self.digest
+        if message.digest != digest:
+            self._diverged = True
+        if sender not in self._peers:
+            result.unknown_sender = True
+            return
+        if message.digest == digest:
+            data = encode_message(DigestAck(self._address, digest))
+            result.sends.append(Outgoing(sender, MessageType.DIGEST_ACK, data))
+            return
+        # An empty state sends nothing (an empty push is invalid on the wire); the puller's
+        # own pushes will reach us.
+        result.sends.extend(self._full_push(sender))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _check_limits(self, gains: CounterState) -> Rejection | None:
+        """Whether merging ``gains`` (entries above ours) would pass a limit."""
+        ids = gains.increments.keys() | gains.decrements.keys()
+        if max(map(len, ids)) > _SURELY_SHORT and any(
+            len(replica_id.encode("utf-8", "surrogatepass")) > MAX_REPLICA_ID_BYTES
+            for replica_id in ids
+        ):
+            return Rejection.REPLICA_ID_TOO_LONG
+        known = self._known_replicas()
+        if len(known) + len(ids - known) > self._config.max_replicas:
+            return Rejection.TOO_MANY_REPLICAS
+        return None
+
+    def _without_forged(self, gains: CounterState) -> tuple[CounterState, CounterState]:
+        """``gains`` without entries of our own replica (above our own counts by definition:
+        legitimate gossip never has them), and those entries."""
+        own = self._counter.replica_id
+        increments, decrements = gains.increments, gains.decrements
+        if own not in increments and own not in decrements:
+            return gains, CounterState.empty()
+        rest_inc = {r: c for r, c in increments.items() if r != own}
+        rest_dec = {r: c for r, c in decrements.items() if r != own}
+        forged = CounterState.from_maps(
+            {own: increments[own]} if own in increments else None,
+            {own: decrements[own]} if own in decrements else None,
+        )
+        return CounterState.from_maps(rest_inc, rest_dec), forged
+
+    def _known_replicas(self) -> frozenset[str]:
+        if self._replicas is None:
+            self._replicas = self.state().replicas() | {self._counter.replica_id}
+        return self._replicas
+
+    def _limit(self, address: str) -> int:
+        encoder = self._encoder
+        return encoder.stream_limit if self._streams_to(address) else encoder.seed_limit
+
+    def _full_push(self, address: str) -> list[Outgoing]:
+        state = self.state()
+        if not state:
+            return []
+        digest = self.digest if self._config.delta_gossip else 0
+        parts = self._encoder.full(state, digest, self._limit(address), self._clock())
+        return [Outgoing(address, MessageType.PUSH, part) for part in parts]
+
+    def _pushes(self, targets: list[str], state: CounterState) -> list[Outgoing]:
+        """``state`` (a delta) to each target, encoded once per kind of receiver."""
+        encoded: dict[int, tuple[bytes, ...]] = {}
+        sends: list[Outgoing] = []
+        for address in targets:
+            limit = self._limit(address)
+            parts = encoded.get(limit)
+            if parts is None:
+                parts = encoded[limit] = self._encoder.parts(state, 0, limit)
+            sends.extend(Outgoing(address, MessageType.PUSH, part) for part in parts)
+        return sends
+
+    def _changed(self, changes: CounterState, source: str | None) -> None:
+        """Record that ``changes`` (already applied, learned from ``source``) altered state."""
+        self._snapshot = None
+        self._digest = None
+        self._replicas = None
+        self._encoder.changed()
+        self._diverged = True
+        if self._config.delta_gossip:
+            holders = frozenset(()) if source is None else frozenset((source,))
+            self._pending_holders = (
+                holders if not self._pending else self._pending_holders & holders
+            )
+            self._pending = self._pending.merged(changes)

@@ -1,0 +1,109 @@
+"""Sending the gossip core's messages: without waiting, bounded, counts durable first."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from dcounter_protocol import MessageType, TransportError
+
+if TYPE_CHECKING:
+    from dcounter_node._gossip import Outgoing
+    from dcounter_node._ratelimit import RateLimitedLog
+    from dcounter_node._stats import NodeStats
+    from dcounter_node._storage import StateStore
+    from dcounter_protocol._transport import Transport
+
+__all__ = ["MAX_SENDS_PER_PEER", "Outbound"]
+
+logger = logging.getLogger(__name__)
+
+#: Sends in flight to one address; beyond this a dead or slow peer's sends are dropped so it
+#: cannot use up the node's whole outbound budget.
+MAX_SENDS_PER_PEER = 8
+
+
+class Outbound:
+    """One task per send, at most ``limit`` in flight in total and 8 per address.
+
+    Every send runs under the transport's timeouts, so a dead peer never delays the others;
+    beyond the bounds a send is dropped and counted. With a store, a push leaves only once
+    the store committed (see :meth:`_deliver`).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        stats: NodeStats,
+        log: RateLimitedLog,
+        *,
+        limit: int,
+        store: StateStore | None,
+    ) -> None:
+        self._transport = transport
+        self._stats = stats
+        self._log = log
+        self._limit = limit
+        self._store = store
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._per_peer: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """Sends started and not finished yet."""
+        return len(self._tasks)
+
+    def send(self, send: Outgoing) -> None:
+        """Start sending ``send`` (or drop and count it when too many are in flight)."""
+        address = send.address
+        in_flight = self._per_peer.get(address, 0)
+        if len(self._tasks) >= self._limit or in_flight >= MAX_SENDS_PER_PEER:
+            self._stats.record_outbound_drop()
+            self._log.warning(
+                f"outbound:{address}", "too many sends in flight: dropping one to %s", address
+            )
+            return
+        task = asyncio.ensure_future(self._deliver(address, send.data, send.kind))
+        self._tasks.add(task)
+        self._per_peer[address] = in_flight + 1
+        task.add_done_callback(lambda done: self._sent(done, address))
+
+    async def close(self, grace: float) -> None:
+        """Give the sends in flight ``grace`` seconds, then cancel and await the rest."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _sent(self, task: asyncio.Task[None], address: str) -> None:
+        self._tasks.discard(task)
+        left = self._per_peer.get(address, 1) - 1
+        if left > 0:
+            self._per_peer[address] = left
+        else:
+            self._per_peer.pop(address, None)
+
+    async def _deliver(self, address: str, data: bytes, message_type: MessageType) -> None:
+        try:
+            if message_type is MessageType.PUSH and self._store is not None:
+                # A push goes out only once every count in it is durable here. Otherwise a
+                # crash could bring this replica back below what its peers already hold,
+                # and max-merge would swallow its next acknowledged writes. Everything in
+                # ``data`` was staged before it was encoded, so this commit covers it.
+                await self._store.commit()
+            await self._transport.send(address, data)
+        except TransportError as exc:
+            self._stats.record_send_failure()
+            logger.debug("send to %s failed: %s: %s", address, type(exc).__name__, exc)
+            self._log.warning(
+                f"send:{address}", "cannot reach %s: %s: %s", address, type(exc).__name__, exc
+            )
+        except Exception as exc:
+            self._stats.record_send_failure()
+            self._log.warning(
+                f"send:{address}", "send to %s failed: %s: %s", address, type(exc).__name__, exc
+            )
+        else:
+            self._stats.record_sent(message_type, len(data), address)
