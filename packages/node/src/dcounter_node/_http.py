@@ -44,6 +44,7 @@ from dcounter_node._errors import (
     NodeError,
     StorageError,
 )
+from dcounter_node._http_guard import ConnectionGuard, GuardCollector, GuardStats, HTTPLimits
 from dcounter_node._idempotency import IdempotencyCache
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "GUARD_STATS_KEY",
     "NODE_KEY",
     "SERVICE_STATS_KEY",
     "HTTPServer",
@@ -74,6 +76,7 @@ _PEER_FIELDS: Final = frozenset({"addr"})
 
 NODE_KEY: Final = web.AppKey("node", Node)
 SERVICE_STATS_KEY: Final = web.AppKey("service_stats", ServiceStats)
+GUARD_STATS_KEY: Final = web.AppKey("guard_stats", GuardStats)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -393,6 +396,8 @@ def create_app(
     app = web.Application(client_max_size=client_max_size)
     app[NODE_KEY] = node
     app[SERVICE_STATS_KEY] = stats
+    app[GUARD_STATS_KEY] = GuardStats()
+    api.registry.register(GuardCollector(app[GUARD_STATS_KEY]))
     routes: dict[str, dict[str, _Handler]] = {
         "/counter": {"GET": api.counter},
         "/counter/watch": {"GET": api.watch},
@@ -428,13 +433,20 @@ class HTTPServer:
 
     address: str
     _runner: web.AppRunner
+    _listener: asyncio.Server
+    _guard: ConnectionGuard
     _closing: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         """Stop accepting, end open streams, wait for requests in flight; idempotent."""
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._runner.cleanup())
+            self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        self._listener.close()
+        await self._guard.close()
+        await self._runner.cleanup()
 
 
 async def start_http_server(
@@ -444,26 +456,39 @@ async def start_http_server(
     access_log: logging.Logger | None = None,
     shutdown_timeout: float = 5.0,
     backlog: int = 1024,
+    limits: HTTPLimits | None = None,
 ) -> HTTPServer:
     """Bind ``address`` ("host:port", port 0 allowed) and serve ``app`` on it.
 
     Raises OSError when the address cannot be bound (in use, not local, unresolvable).
-    Access logging is off unless ``access_log`` is given.
+    Access logging is off unless ``access_log`` is given. ``limits`` caps connections and
+    bounds how long clients may take (see :mod:`dcounter_node._http_guard`).
     """
+    limits = limits if limits is not None else HTTPLimits()
     host, port = parse_address(address)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, sockaddr = infos[0]
     sock = socket.create_server(sockaddr, family=family, backlog=backlog)
+    guard = ConnectionGuard(limits, stats=app.get(GUARD_STATS_KEY))
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=access_log, shutdown_timeout=shutdown_timeout
+        app,
+        handle_signals=False,
+        access_log=access_log,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=limits.idle_timeout,
+        logger=guard.server_log(),
     )
     try:
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        assert runner.server is not None  # set by setup()
+        guard.attach(runner.server)
+        # Our own listener rather than a web.SockSite: the guard's protocol goes in front.
+        listener = await loop.create_server(guard.protocol_factory, sock=sock, backlog=backlog)
     except BaseException:
         sock.close()
         await runner.cleanup()
         raise
+    guard.start()
     bound_host, bound_port = sock.getsockname()[:2]
-    return HTTPServer(format_address(bound_host, bound_port), runner)
+    return HTTPServer(format_address(bound_host, bound_port), runner, listener, guard)
