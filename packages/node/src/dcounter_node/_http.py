@@ -220,7 +220,8 @@ class _API:
 
     async def _count(self, request: web.Request, op: str) -> web.Response:
         key = _idempotency_key(request)
-        by = _amount(await _read_json_object(request, _COUNT_FIELDS))
+        # Most writes carry no body: skip reading and parsing one.
+        by = _amount(await _read_json_object(request, _COUNT_FIELDS)) if request.body_exists else 1
         if key is None:
             value = self._apply(op, by)
             await self._commit()

@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -202,13 +202,13 @@ class _GuardedConnection(asyncio.Protocol):
         self.since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast("asyncio.Transport", transport)
         self.since = self._guard.now()
         self.inner = self._guard.admit(self)
         if self.inner is None:
-            transport.write(_BUSY_RESPONSE)
-            transport.close()
+            self.transport.write(_BUSY_RESPONSE)
+            self.transport.close()
             return
         self.inner.connection_made(transport)
 
