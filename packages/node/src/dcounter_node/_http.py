@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,6 +45,7 @@ from dcounter_node._errors import (
     StorageError,
 )
 from dcounter_node._http_guard import ConnectionGuard, GuardCollector, GuardStats, HTTPLimits
+from dcounter_node._http_origin import OriginGuard
 from dcounter_node._idempotency import IdempotencyCache
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
@@ -109,17 +110,20 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return response
 
 
-def _guarded(handler: _Handler, stats: ServiceStats, route: str) -> _Handler:
+def _guarded(handler: _Handler, stats: ServiceStats, route: str, origins: OriginGuard) -> _Handler:
     """``handler`` answering every failure as a JSON error, and counting its responses.
 
-    A wrapper per route rather than a middleware: aiohttp's middleware chain costs a
-    noticeable share of a write's time, and unmatched paths and methods get their own
-    routes (see :func:`create_app`), so nothing needs to sit in front of the router.
+    Requests from foreign browser origins are refused first (``origins``). A wrapper per
+    route rather than a middleware: aiohttp's middleware chain costs a noticeable share of
+    a write's time, and unmatched paths and methods get their own routes (see
+    :func:`create_app`), so nothing needs to sit in front of the router.
     """
 
     async def guarded(request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
         try:
-            response = await handler(request)
+            refusal = None if origin is None else origins.screen(request, origin)
+            response = await handler(request) if refusal is None else refusal
         except _APIError as exc:
             response = _error(exc.status, exc.message, exc.headers)
         except web.HTTPException as exc:  # e.g. 413 from request.read()
@@ -381,8 +385,12 @@ def create_app(
     idempotency_keys: int = 10_000,
     idempotency_ttl: float = 3600.0,
     keepalive: float = 15.0,
+    allowed_origins: Iterable[str] = (),
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
+
+    Requests from browser pages of other origins than the node's own and
+    ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`).
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -395,6 +403,7 @@ def create_app(
         create_registry(node, stats),
     )
     app = web.Application(client_max_size=client_max_size)
+    origins = OriginGuard(app, allowed_origins)
     app[NODE_KEY] = node
     app[SERVICE_STATS_KEY] = stats
     app[GUARD_STATS_KEY] = GuardStats()
@@ -415,11 +424,11 @@ def create_app(
         if "GET" in handlers and path != "/counter/watch":  # a stream has no HEAD
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
-            resource.add_route(method, _guarded(handler, stats, path))
+            resource.add_route(method, _guarded(handler, stats, path, origins))
         allowed = ", ".join(sorted(handlers))
         # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
-        resource.add_route("*", _guarded(_method_not_allowed(allowed), stats, path))
-    app.router.add_route("*", "/{tail:.*}", _guarded(_not_found, stats, "unmatched"))
+        resource.add_route("*", _guarded(_method_not_allowed(allowed), stats, path, origins))
+    app.router.add_route("*", "/{tail:.*}", _guarded(_not_found, stats, "unmatched", origins))
 
     async def begin_shutdown(app: web.Application) -> None:
         api.closing.set()
