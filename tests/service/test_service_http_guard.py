@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
 
-from dcounter_node import ConfigError
+from dcounter_node import ConfigError, NodeSettings
+from dcounter_node._cli import settings_from_args
 from dcounter_node._http import GUARD_STATS_KEY
 from dcounter_node._http_guard import HTTPLimits, LogLimiter
 
 if TYPE_CHECKING:
-    from tests.service.conftest import Api, ApiFactory
+    from pathlib import Path
+
+    from tests.service.conftest import Api, ApiFactory, SpawnNode
 
 DEADLINE = 10.0
+EVIL = "https://evil.example"
 
 #: Short deadlines: a test connection past them is closed within a fraction of a second.
 #: Each test shortens only the deadline it is about, so that one is what closes.
@@ -279,3 +285,69 @@ def test_http_limits_refuse_nonsense(options: dict[str, object]) -> None:
 async def test_guard_stats_are_shared_with_the_app(api: Api) -> None:
     app = api.server._runner.app
     assert app[GUARD_STATS_KEY] is api.server._guard.stats
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_limits_come_from_flags_and_config_keys(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        "http_max_connections = 7\nhttp_idle_timeout = 12.5\n"
+        'allowed_origins = ["https://Dash.example:443"]\n'
+    )
+    settings = settings_from_args(["--config", str(config), "--http-header-timeout", "2"])
+    assert settings.http_limits() == HTTPLimits(
+        max_connections=7, header_timeout=2.0, idle_timeout=12.5
+    )
+    assert settings.allowed_origins == ("https://dash.example",)
+    assert settings_from_args(settings.to_argv()) == settings
+
+
+def test_defaults_are_sane() -> None:
+    limits = NodeSettings().http_limits()
+    assert limits == HTTPLimits()
+    assert (limits.max_connections, limits.header_timeout, limits.idle_timeout) == (512, 10, 30)
+    assert NodeSettings().allowed_origins == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--http-max-connections", "0"], "expected an integer >= 1"),
+        (["--http-header-timeout", "-1"], "expected a number of seconds > 0"),
+        (["--allowed-origins", "evil.example"], "expected an origin"),
+    ],
+)
+def test_bad_limits_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        settings_from_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+async def test_a_node_process_applies_its_http_flags(spawn_node: SpawnNode) -> None:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    node = await spawn_node(
+        *("--listen=127.0.0.1:0", "--http=127.0.0.1:0", "--in-memory", f"--loop={loop}"),
+        *("--http-header-timeout=0.3", "--allowed-origins=https://dash.example"),
+    )
+    await node.wait_ready()
+    url = node.http
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DEADLINE)) as session:
+        async with session.post(
+            url + "/increment", headers={"Origin": "https://dash.example"}
+        ) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+        async with session.post(url + "/increment", headers={"Origin": EVIL}) as response:
+            assert response.status == 403
+    host, port = node.ready["http"].rsplit(":", 1)
+    connection = await asyncio.open_connection(host, int(port))
+    connection[1].write(b"GET /counter HTTP/1.1\r\n")
+    try:
+        assert await closed_by_server(connection)
+    finally:
+        close_all(connection)

@@ -230,10 +230,13 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _error(f"cannot listen for gossip on {settings.listen}: {exc}")
         return EXIT_FAILURE
     try:
-        app = create_app(node)
+        app = create_app(node, allowed_origins=settings.allowed_origins)
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
-            app, settings.http, access_log=access_logger if verbose else None
+            app,
+            settings.http,
+            access_log=access_logger if verbose else None,
+            limits=settings.http_limits(),
         )
     except OSError as exc:
         await node.close()

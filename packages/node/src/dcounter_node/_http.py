@@ -3,6 +3,7 @@
 Routes (JSON in and out; every error is ``{"error": "..."}``):
 
 * ``GET /counter``: value, this replica's id and the per-replica counts.
+* ``GET /counter/value``: the value alone, as a decimal integer in text/plain.
 * ``POST /increment``, ``POST /decrement``: optional body ``{"by": n}`` with an integer
   ``1 <= n < 2**64`` (empty body or ``{}``: 1); answers ``{"value": new value}`` once the
   change is committed (:meth:`Node.commit`). An ``Idempotency-Key`` header makes retries
@@ -216,6 +217,10 @@ class _API:
             }
         )
 
+    async def value(self, request: web.Request) -> web.Response:
+        # Exact at any size, unlike the float of /metrics and JSON parsers that use doubles.
+        return web.Response(text=f"{self.node.value}\n")
+
     async def increment(self, request: web.Request) -> web.Response:
         return await self._count(request, "increment")
 
@@ -410,6 +415,7 @@ def create_app(
     api.registry.register(GuardCollector(app[GUARD_STATS_KEY]))
     routes: dict[str, dict[str, _Handler]] = {
         "/counter": {"GET": api.counter},
+        "/counter/value": {"GET": api.value},
         "/counter/watch": {"GET": api.watch},
         "/increment": {"POST": api.increment},
         "/decrement": {"POST": api.decrement},
