@@ -116,6 +116,7 @@ async def test_a_connection_that_sends_nothing_is_closed_at_the_idle_timeout(
         assert await closed_by_server(connection)
     finally:
         close_all(connection)
+    assert guard_stats(api)[2]["idle"] == 1
 
 
 async def test_an_idle_keep_alive_connection_is_closed_at_the_idle_timeout(

@@ -186,6 +186,7 @@ _AWAITING: Final = 0  # connected, nothing received yet
 _HEAD: Final = 1  # a request head is arriving
 _BODY: Final = 2  # head complete, body still arriving
 _SERVED: Final = 3  # request received (being answered, or idle under aiohttp's keep-alive)
+_CLOSED: Final = 4  # closed by the guard
 
 
 class _GuardedConnection(asyncio.Protocol):
@@ -238,6 +239,8 @@ class _GuardedConnection(asyncio.Protocol):
         if self.inner is not None:
             self._guard.forget(self)
             self.inner.connection_lost(exc)
+            if self.phase == _AWAITING:
+                self._guard.ended_unused(self)
 
     def pause_writing(self) -> None:
         if self.inner is not None:
@@ -356,7 +359,15 @@ class ConnectionGuard:
             self._open.pop(connection.inner, None)
         self.stats.open = len(self._open)
 
+    def ended_unused(self, connection: _GuardedConnection) -> None:
+        """``connection`` ended without sending a byte (closed by aiohttp, or the client)."""
+        # aiohttp's keep-alive timer closes never-used connections at the idle timeout too,
+        # usually just before the sweep would: count those as the guard's own.
+        if self.now() - connection.since >= self.limits.idle_timeout:
+            self.stats.timed_out["idle"] += 1
+
     def _close(self, connection: _GuardedConnection) -> None:
+        connection.phase = _CLOSED
         self.forget(connection)
         if connection.transport is not None:
             connection.transport.abort()
