@@ -93,7 +93,10 @@ async def test_a_slowly_dripped_request_head_is_closed_at_the_header_timeout(
     assert guard_stats(api)[2]["header"] == 1
 
 
-async def test_a_slowly_sent_body_is_closed_at_the_header_timeout(make_api: ApiFactory) -> None:
+async def test_a_slowly_sent_body_is_closed_at_the_header_timeout(
+    make_api: ApiFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
     api = await make_api(limits=SLOW_HEADS)
     connection = await connect(api)
     head = b"POST /increment HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
@@ -105,6 +108,12 @@ async def test_a_slowly_sent_body_is_closed_at_the_header_timeout(make_api: ApiF
         close_all(connection)
     assert guard_stats(api)[2]["body"] == 1
     assert await api.value() == 0
+    # One line for the slow client, and none from the handler it was cut off from.
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(messages) == 1
+    assert messages[0].startswith("closed HTTP connection from 127.0.0.1:")
+    assert "request body incomplete after" in messages[0]
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 async def test_a_connection_that_sends_nothing_is_closed_at_the_idle_timeout(

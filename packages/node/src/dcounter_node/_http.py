@@ -17,10 +17,11 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
 * ``GET /counter/watch``: server-sent events, ``data: {"value": n}`` now and on every change,
   a comment line every ``keepalive`` seconds, ended cleanly when the server shuts down.
 
-Statuses: 400 malformed body, amount or address; 404 unknown route or peer; 405 wrong
-method; 409 the change would overflow this replica's count; 413 body over
-``client_max_size``; 422 idempotency key reused for a different request; 503 node closed or
-the change could not be committed.
+Statuses: 400 malformed body, amount or address; 403 sent from a foreign browser origin
+(:mod:`dcounter_node._http_origin`); 404 unknown route or peer; 405 wrong method; 408 the
+request body stopped arriving; 409 the change would overflow this replica's count; 413 body
+over ``client_max_size``; 422 idempotency key reused for a different request; 503 node
+closed or the change could not be committed.
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ def _guarded(handler: _Handler, stats: ServiceStats, route: str, origins: Origin
             response = await handler(request) if refusal is None else refusal
         except _APIError as exc:
             response = _error(exc.status, exc.message, exc.headers)
+        except ConnectionError:
+            # The client left, or was cut off as too slow (see _http_guard), mid-request:
+            # this answer reaches nobody (aiohttp drops it quietly) but is counted.
+            response = _error(408, "the request did not arrive completely")
         except web.HTTPException as exc:  # e.g. 413 from request.read()
             if exc.status < 400:
                 raise
