@@ -14,6 +14,7 @@ from dcounter_node._http import HTTPServer, create_app, start_http_server
 from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
+    from dcounter_node._http_limits import HTTPLimits
     from dcounter_node._storage import StateStore
 
 #: Upper bound for any single wait in these tests; real waits end far sooner.
@@ -60,10 +61,12 @@ async def make_api() -> AsyncIterator[ApiFactory]:
     """Start nodes with their API (``await make_api(**create_app_options)``); all stopped after."""
     started: list[Api] = []
 
-    async def make(*, store: StateStore | None = None, **options: Any) -> Api:
+    async def make(
+        *, store: StateStore | None = None, limits: HTTPLimits | None = None, **options: Any
+    ) -> Api:
         node = Node(TCPTransport("127.0.0.1:0"), store=store)
         await node.start()
-        server = await start_http_server(create_app(node, **options), "127.0.0.1:0")
+        server = await start_http_server(create_app(node, **options), "127.0.0.1:0", limits=limits)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DEADLINE))
         api = Api(node, server, session)
         started.append(api)

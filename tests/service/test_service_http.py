@@ -535,3 +535,22 @@ async def test_a_forged_push_for_the_nodes_own_replica_does_not_block_increments
     async with api.session.get(api.url + "/metrics") as response:
         samples = _samples(await response.text())
     assert samples[("dcounter_forged_pushes_total", ())] == 1
+
+
+# -- exact values beyond 2**53 (issue 12.8) ----------------------------------------------------
+
+
+async def test_metrics_value_is_a_float_and_counter_value_is_exact(api: Api) -> None:
+    exact = 2**53 + 1  # the first integer a float cannot hold
+    status, _, _ = await api.request("POST", "/increment", json={"by": exact})
+    assert status == 200
+    async with api.session.get(api.url + "/metrics") as response:
+        families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    value = families["dcounter_value"]
+    assert "2**53" in value.documentation
+    assert "GET /counter/value" in value.documentation
+    assert value.samples[0].value == float(exact) != exact
+    async with api.session.get(api.url + "/counter/value") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        assert await response.text() == f"{exact}\n"

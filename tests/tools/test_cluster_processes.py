@@ -61,6 +61,21 @@ def test_run_from_a_config_file_converges_exactly(
     assert pids_gone(_pids(report)) == []
 
 
+def test_run_durable_with_a_killed_node_on_ports_it_picked_converges_exactly(
+    cluster_json: ClusterCLI, pids_gone: PidsGone
+) -> None:
+    # Issue 12.8: the restarted node's database remembered 127.0.0.1:0 and refused to start.
+    status, report = cluster_json("run", "--nodes", "2", "--kill-node", "0", "--durable", *FAST)
+    assert status == 0, report
+    kill = report["kill"]
+    assert kill["node"] == "node-0"
+    assert kill["old_pid"] != kill["new_pid"]
+    assert kill["old_replica"].split("#")[0] == kill["new_replica"].split("#")[0]
+    assert not kill["old_replica"].startswith("127.0.0.1:0#")
+    _assert_exact(report)
+    assert pids_gone(_pids(report)) == []
+
+
 def test_run_with_a_killed_node_converges_exactly(
     cluster_json: ClusterCLI, pids_gone: PidsGone
 ) -> None:

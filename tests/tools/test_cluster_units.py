@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import pytest
 from aiohttp import web
 
-from dcounter_tools.cluster.backend import NodeInfo
+from dcounter_tools.cluster.backend import NodeInfo, pin_free_ports
 from dcounter_tools.cluster.cli import main
 from dcounter_tools.cluster.client import CounterView, NodeClient, OpResult, Outcome
 from dcounter_tools.cluster.driver import LoadDriver
 from dcounter_tools.cluster.processes import read_ready_line
-from dcounter_tools.cluster.spec import build_spec
+from dcounter_tools.cluster.spec import ClusterSpec, NodeSpec, build_spec
 from dcounter_tools.errors import NodeStartError, UsageError
 
 if TYPE_CHECKING:
@@ -305,3 +305,20 @@ async def test_refused_connection_is_failed() -> None:
     finally:
         await client.close()
     assert result.outcome is Outcome.FAILED
+
+
+def test_pin_free_ports_replaces_only_port_zero_with_distinct_free_ports() -> None:
+    spec = ClusterSpec(
+        nodes=tuple(
+            NodeSpec(f"n{i}", "127.0.0.1:0", http, (), addresses_from_file=True)
+            for i, http in enumerate(("127.0.0.1:0", "127.0.0.1:18080"))
+        ),
+        source="test",
+    )
+    pinned = pin_free_ports(spec)
+    ports = [int(a.rsplit(":", 1)[1]) for n in pinned.nodes for a in (n.listen, n.http)]
+    assert ports[3] == 18080
+    assert 0 not in ports
+    assert len(set(ports)) == 4
+    assert all(not n.addresses_from_file for n in pinned.nodes)
+    assert "--listen" in pinned.nodes[0].argv(data_dir=None)

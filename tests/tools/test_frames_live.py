@@ -218,3 +218,30 @@ async def test_listener_close_with_a_connection_open_logs_no_asyncio_error(
         with contextlib.suppress(ConnectionResetError):
             await writer.wait_closed()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+async def test_listener_closed_by_its_own_frame_callback_logs_no_asyncio_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What `dcounter-frames listen --count N` does: the Nth frame ends the listener at once.
+    done = asyncio.Event()
+    server = FrameListener(lambda event: done.set(), read_timeout=5.0)
+    await server.start()
+
+    async def close_when_done() -> None:
+        await done.wait()
+        await server.close()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        closer = asyncio.ensure_future(close_when_done())
+        try:
+            host, port = server.address.rsplit(":", 1)
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"\x00")
+            await asyncio.wait_for(asyncio.shield(closer), 10.0)
+            writer.close()
+            await asyncio.sleep(0.1)  # asyncio logs a failed connection callback a tick later
+        finally:
+            closer.cancel()
+            await server.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

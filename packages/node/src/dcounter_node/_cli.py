@@ -241,10 +241,14 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
             storage=store,
             key_journal=store,
             peer_http=dict(settings.peer_http),
+            allowed_origins=settings.allowed_origins,
         )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
-            app, settings.http, access_log=access_logger if verbose else None
+            app,
+            settings.http,
+            access_log=access_logger if verbose else None,
+            limits=settings.http_limits(),
         )
     except OSError as exc:
         await node.close()

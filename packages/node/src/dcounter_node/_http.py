@@ -3,6 +3,7 @@
 Routes (JSON in and out; every error is ``{"error": "..."}``):
 
 * ``GET /counter``: value, this replica's id and the per-replica counts.
+* ``GET /counter/value``: the value alone, as a decimal integer in text/plain.
 * ``POST /increment``, ``POST /decrement``: optional body ``{"by": n}`` with an integer
   ``1 <= n < 2**64`` (empty body or ``{}``: 1); answers ``{"value": new value}`` once the
   change is committed (:meth:`Node.commit`). An ``Idempotency-Key`` header makes retries
@@ -19,10 +20,11 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
 * ``GET /counter/watch``: server-sent events, ``data: {"value": n}`` now and on every change,
   a comment line every ``keepalive`` seconds, ended cleanly when the server shuts down.
 
-Statuses: 400 malformed body, amount or address; 404 unknown route or peer; 405 wrong
-method; 409 the change would overflow this replica's count; 413 body over
-``client_max_size``; 422 idempotency key reused for a different request; 503 node closed or
-the change could not be committed.
+Statuses: 400 malformed body, amount or address; 403 sent from a foreign browser origin
+(:mod:`dcounter_node._http_origin`); 404 unknown route or peer; 405 wrong method; 408 the
+request body stopped arriving; 409 the change would overflow this replica's count; 413 body
+over ``client_max_size``; 422 idempotency key reused for a different request; 503 node
+closed or the change could not be committed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,6 +50,9 @@ from dcounter_node._errors import (
     NodeError,
     StorageError,
 )
+from dcounter_node._http_guard import ConnectionGuard, GuardCollector, GuardStats
+from dcounter_node._http_limits import HTTPLimits
+from dcounter_node._http_origin import OriginGuard
 from dcounter_node._idempotency import IdempotencyCache, KeyJournal
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "GUARD_STATS_KEY",
     "NODE_KEY",
     "SERVICE_STATS_KEY",
     "HTTPServer",
@@ -80,6 +86,7 @@ _PEER_FIELDS: Final = frozenset({"addr"})
 
 NODE_KEY: Final = web.AppKey("node", Node)
 SERVICE_STATS_KEY: Final = web.AppKey("service_stats", ServiceStats)
+GUARD_STATS_KEY: Final = web.AppKey("guard_stats", GuardStats)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -112,19 +119,26 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return response
 
 
-def _guarded(handler: _Handler, stats: ServiceStats, route: str) -> _Handler:
+def _guarded(handler: _Handler, stats: ServiceStats, route: str, origins: OriginGuard) -> _Handler:
     """``handler`` answering every failure as a JSON error, and counting its responses.
 
-    A wrapper per route rather than a middleware: aiohttp's middleware chain costs a
-    noticeable share of a write's time, and unmatched paths and methods get their own
-    routes (see :func:`create_app`), so nothing needs to sit in front of the router.
+    Requests from foreign browser origins are refused first (``origins``). A wrapper per
+    route rather than a middleware: aiohttp's middleware chain costs a noticeable share of
+    a write's time, and unmatched paths and methods get their own routes (see
+    :func:`create_app`), so nothing needs to sit in front of the router.
     """
 
     async def guarded(request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
         try:
-            response = await handler(request)
+            refusal = None if origin is None else origins.screen(request, origin)
+            response = await handler(request) if refusal is None else refusal
         except _APIError as exc:
             response = _error(exc.status, exc.message, exc.headers)
+        except ConnectionError:
+            # The client left, or was cut off as too slow (see _http_guard), mid-request:
+            # this answer reaches nobody (aiohttp drops it quietly) but is counted.
+            response = _error(408, "the request did not arrive completely")
         except web.HTTPException as exc:  # e.g. 413 from request.read()
             if exc.status < 400:
                 raise
@@ -218,6 +232,10 @@ class _API:
             }
         )
 
+    async def value(self, request: web.Request) -> web.Response:
+        # Exact at any size, unlike the float of /metrics and JSON parsers that use doubles.
+        return web.Response(text=f"{self.node.value}\n")
+
     async def increment(self, request: web.Request) -> web.Response:
         return await self._count(request, "increment")
 
@@ -226,7 +244,8 @@ class _API:
 
     async def _count(self, request: web.Request, op: str) -> web.Response:
         key = _idempotency_key(request)
-        by = _amount(await _read_json_object(request, _COUNT_FIELDS))
+        # Most writes carry no body: skip reading and parsing one.
+        by = _amount(await _read_json_object(request, _COUNT_FIELDS)) if request.body_exists else 1
         if key is None:
             value = self._apply(op, by)
             await self._commit()
@@ -393,12 +412,15 @@ def create_app(
     peer_http: Mapping[str, str] | None = None,
     storage: StorageHealth | None = None,
     key_journal: KeyJournal | None = None,
+    allowed_origins: Iterable[str] = (),
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
     ``peer_http`` maps peers' gossip addresses to their HTTP addresses (for ``/cluster``).
     ``storage`` (the node's store) makes writes, ``/health`` and ``/counter`` follow its
     health; ``key_journal`` keeps Idempotency-Keys durably (both: the node's SQLiteStore).
+    Requests from browser pages of other origins than the node's own and
+    ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`).
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -412,10 +434,14 @@ def create_app(
         storage,
     )
     app = web.Application(client_max_size=client_max_size)
+    origins = OriginGuard(app, allowed_origins)
     app[NODE_KEY] = node
     app[SERVICE_STATS_KEY] = stats
+    app[GUARD_STATS_KEY] = GuardStats()
+    api.registry.register(GuardCollector(app[GUARD_STATS_KEY]))
     routes: dict[str, dict[str, _Handler]] = {
         "/counter": {"GET": api.counter},
+        "/counter/value": {"GET": api.value},
         "/counter/watch": {"GET": api.watch},
         "/increment": {"POST": api.increment},
         "/decrement": {"POST": api.decrement},
@@ -431,11 +457,11 @@ def create_app(
         if "GET" in handlers and path != "/counter/watch":  # a stream has no HEAD
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
-            resource.add_route(method, _guarded(handler, stats, path))
+            resource.add_route(method, _guarded(handler, stats, path, origins))
         allowed = ", ".join(sorted(handlers))
         # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
-        resource.add_route("*", _guarded(_method_not_allowed(allowed), stats, path))
-    app.router.add_route("*", "/{tail:.*}", _guarded(_not_found, stats, "unmatched"))
+        resource.add_route("*", _guarded(_method_not_allowed(allowed), stats, path, origins))
+    app.router.add_route("*", "/{tail:.*}", _guarded(_not_found, stats, "unmatched", origins))
 
     async def begin_shutdown(app: web.Application) -> None:
         api.closing.set()
@@ -450,13 +476,20 @@ class HTTPServer:
 
     address: str
     _runner: web.AppRunner
+    _listener: asyncio.Server
+    _guard: ConnectionGuard
     _closing: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         """Stop accepting, end open streams, wait for requests in flight; idempotent."""
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._runner.cleanup())
+            self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        self._listener.close()
+        await self._guard.close()
+        await self._runner.cleanup()
 
 
 async def start_http_server(
@@ -466,26 +499,39 @@ async def start_http_server(
     access_log: logging.Logger | None = None,
     shutdown_timeout: float = 5.0,
     backlog: int = 1024,
+    limits: HTTPLimits | None = None,
 ) -> HTTPServer:
     """Bind ``address`` ("host:port", port 0 allowed) and serve ``app`` on it.
 
     Raises OSError when the address cannot be bound (in use, not local, unresolvable).
-    Access logging is off unless ``access_log`` is given.
+    Access logging is off unless ``access_log`` is given. ``limits`` caps connections and
+    bounds how long clients may take (see :mod:`dcounter_node._http_guard`).
     """
+    limits = limits if limits is not None else HTTPLimits()
     host, port = parse_address(address)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, sockaddr = infos[0]
     sock = socket.create_server(sockaddr, family=family, backlog=backlog)
+    guard = ConnectionGuard(limits, stats=app.get(GUARD_STATS_KEY))
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=access_log, shutdown_timeout=shutdown_timeout
+        app,
+        handle_signals=False,
+        access_log=access_log,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=limits.idle_timeout,
+        logger=guard.server_log(),
     )
     try:
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        assert runner.server is not None  # set by setup()
+        guard.attach(runner.server)
+        # Our own listener rather than a web.SockSite: the guard's protocol goes in front.
+        listener = await loop.create_server(guard.protocol_factory, sock=sock, backlog=backlog)
     except BaseException:
         sock.close()
         await runner.cleanup()
         raise
+    guard.start()
     bound_host, bound_port = sock.getsockname()[:2]
-    return HTTPServer(format_address(bound_host, bound_port), runner)
+    return HTTPServer(format_address(bound_host, bound_port), runner, listener, guard)

@@ -78,7 +78,10 @@ class NodeCollector(Collector):
         info.add_metric([node.address, node.replica_id], 1)
         yield info
         yield GaugeMetricFamily(
-            "dcounter_value", "Current counter value seen by this node.", value=state.value
+            "dcounter_value",
+            "Current counter value seen by this node, as a float: exact only while its"
+            " magnitude is at most 2**53; GET /counter/value answers the exact integer.",
+            value=state.value,
         )
         yield GaugeMetricFamily(
             "dcounter_replicas",

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from dcounter_node._config import NodeConfig
 from dcounter_node._errors import ConfigError
+from dcounter_node._http_limits import HTTPLimits
+from dcounter_node._origin_policy import normalize_origin
 from dcounter_protocol import MalformedAddressError, format_address
 from dcounter_protocol import parse_address as _parse_address
 
@@ -75,6 +77,7 @@ LOOPS = ("asyncio", "uvloop")
 _NAME = re.compile(r"\S+")
 
 _NODE_DEFAULTS = NodeConfig()
+_HTTP_DEFAULTS = HTTPLimits()
 
 
 def parse_address(text: str, *, allow_port_zero: bool = True) -> tuple[str, int]:
@@ -179,6 +182,16 @@ def _positive_int_text(text: str) -> int:
     except ValueError:
         raise ConfigError(f"expected an integer >= 1, got {text!r}") from None
     return _positive_int(value)
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"expected a list of origins such as https://dash.example, got {value!r}")
+    return tuple(dict.fromkeys(normalize_origin(item) for item in value))
+
+
+def _origins_text(text: str) -> tuple[str, ...]:
+    return _origins([item.strip() for item in text.split(",") if item.strip()])
 
 
 def _boolean(value: object) -> bool:
@@ -392,6 +405,47 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _choice(LOOPS),
         metavar="{" + ",".join(LOOPS) + "}",
     ),
+    # HTTP hardening (issue 12).
+    SettingSpec(
+        "http_max_connections",
+        "--http-max-connections",
+        "HTTP connections open at once; beyond it a connection that never sent a byte is"
+        " closed to make room, else the new one gets 503",
+        _positive_int,
+        _positive_int_text,
+        metavar="N",
+    ),
+    SettingSpec(
+        "http_header_timeout",
+        "--http-header-timeout",
+        "seconds a client may take to send a request's head once it began (and then its"
+        " body); slower connections are closed",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "http_idle_timeout",
+        "--http-idle-timeout",
+        "seconds an HTTP connection may stay open without a request (after connecting or"
+        " after its last response)",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "allowed_origins",
+        "--allowed-origins",
+        "comma-separated browser origins (https://host[:port], or *) whose pages may use the"
+        " API besides the node's own; requests from other pages' origins get 403",
+        _origins,
+        _origins_text,
+        metavar="ORIGIN[,ORIGIN...]",
+        default_text="none",
+        to_text=",".join,
+    ),
 )
 
 _SPECS = {spec.key: spec for spec in SETTINGS}
@@ -421,6 +475,10 @@ class NodeSettings:
     idempotency_keys: int = 100_000
     wire: str = "auto"
     loop: str = "asyncio"
+    http_max_connections: int = _HTTP_DEFAULTS.max_connections
+    http_header_timeout: float = _HTTP_DEFAULTS.header_timeout
+    http_idle_timeout: float = _HTTP_DEFAULTS.idle_timeout
+    allowed_origins: tuple[str, ...] = ()
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""
@@ -434,6 +492,14 @@ class NodeSettings:
             max_sync_peers=self.max_sync_peers,
             max_replicas=self.max_replicas,
             delta_gossip=self.delta_gossip,
+        )
+
+    def http_limits(self) -> HTTPLimits:
+        """The HTTP connection limits as :class:`HTTPLimits`."""
+        return HTTPLimits(
+            max_connections=self.http_max_connections,
+            header_timeout=self.http_header_timeout,
+            idle_timeout=self.http_idle_timeout,
         )
 
     def to_argv(self) -> list[str]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from dcounter_tools._address import join_address, split_address
 from dcounter_tools.cluster.client import CounterView, NodeClient, OpResult
 from dcounter_tools.cluster.processes import NodeProcess
 from dcounter_tools.errors import ClusterError
@@ -21,7 +24,14 @@ if TYPE_CHECKING:
 
     from dcounter_tools.cluster.spec import ClusterSpec
 
-__all__ = ["ClusterBackend", "EventSink", "NodeInfo", "ProcessBackend", "wire_mesh"]
+__all__ = [
+    "ClusterBackend",
+    "EventSink",
+    "NodeInfo",
+    "ProcessBackend",
+    "pin_free_ports",
+    "wire_mesh",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -106,6 +116,37 @@ async def wire_mesh(backend: ClusterBackend, dynamic: Sequence[int]) -> None:
     await asyncio.gather(*(backend.add_peer(i, nodes[j].gossip) for i, j in sorted(pairs)))
 
 
+def pin_free_ports(spec: ClusterSpec) -> ClusterSpec:
+    """``spec`` with every port-0 address replaced by a port that is free now.
+
+    All the ports are held open together while chosen, so no two nodes get the same one.
+    The node binds its port a moment later; should another program take it meanwhile, the
+    node fails to start with a clear "cannot listen" error.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def pinned(address: str) -> str:
+            host, port = split_address(address)
+            if port != 0:
+                return address
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            return join_address(host, sock.getsockname()[1])
+
+        nodes = tuple(
+            dataclasses.replace(
+                node,
+                listen=pinned(node.listen),
+                http=pinned(node.http),
+                # Pass the pinned addresses as flags even if the spec came from a file.
+                addresses_from_file=False,
+            )
+            for node in spec.nodes
+        )
+    return dataclasses.replace(spec, nodes=nodes)
+
+
 class ProcessBackend:
     """Each node its own ``python -m dcounter_node`` process, driven over HTTP."""
 
@@ -119,7 +160,9 @@ class ProcessBackend:
         request_timeout: float = 5.0,
         stop_grace: float = 5.0,
     ) -> None:
-        self._spec = spec
+        # A durable node records its listen address and must come back at it after a
+        # restart: a port 0 would be recorded as "host:0" and the real address refused.
+        self._spec = spec if data_root is None else pin_free_ports(spec)
         self._log_dir = log_dir
         self._data_root = data_root
         self._startup_timeout = startup_timeout

@@ -14,7 +14,6 @@ framing, which is what gets reported.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -153,8 +152,15 @@ class FrameListener:
                 raise
         finally:
             writer.close()
-            with contextlib.suppress(OSError):
+            try:
                 await writer.wait_closed()
+            except OSError:
+                pass
+            except asyncio.CancelledError:
+                # close() may cancel this task here too, e.g. when the frame just reported
+                # was the last one wanted (--count): the same clean end as above.
+                if not self._closing:
+                    raise
             if task is not None:
                 self._connections.discard(task)
 
