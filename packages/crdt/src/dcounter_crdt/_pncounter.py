@@ -77,9 +77,7 @@ class PNCounter:
         if self._value_stale:
             self._sync()
             self._base = (
-                sum(self._inc.values())
-                - sum(self._dec.values())
-                - (self._own_inc - self._own_dec)
+                sum(self._inc.values()) - sum(self._dec.values()) - (self._own_inc - self._own_dec)
             )
             self._value_stale = False
         return self._base + self._own_inc - self._own_dec
