@@ -93,10 +93,7 @@ class PNCounter:
             by = _check_amount(by)
         total = self._own_inc + by
         if total > MAX_COUNT:
-            raise CountOverflowError(
-                f"incrementing {self._replica_id!r} by {by} would exceed the maximum "
-                f"count {MAX_COUNT}"
-            )
+            raise _overflow("incrementing", self._replica_id, by)
         self._own_inc = total
 
     def subtract(self, by: int = 1) -> None:
@@ -109,10 +106,7 @@ class PNCounter:
             by = _check_amount(by)
         total = self._own_dec + by
         if total > MAX_COUNT:
-            raise CountOverflowError(
-                f"decrementing {self._replica_id!r} by {by} would exceed the maximum "
-                f"count {MAX_COUNT}"
-            )
+            raise _overflow("decrementing", self._replica_id, by)
         self._own_dec = total
 
     def increment(self, by: int = 1) -> CounterState:
@@ -120,9 +114,15 @@ class PNCounter:
 
         The change joins the pending delta too, so callers may use either method.
         """
-        self.add(by)
+        # add()'s body again: a call less matters on this path too.
+        if by.__class__ is not int or by < 1:
+            by = _check_amount(by)
+        total = self._own_inc + by
+        if total > MAX_COUNT:
+            raise _overflow("incrementing", self._replica_id, by)
+        self._own_inc = total
         delta = _new(CounterState)
-        _set_increments(delta, MappingProxyType({self._replica_id: self._own_inc}))
+        _set_increments(delta, MappingProxyType({self._replica_id: total}))
         _set_decrements(delta, _EMPTY_MAP)
         return delta
 
@@ -131,10 +131,15 @@ class PNCounter:
 
         The change joins the pending delta too, so callers may use either method.
         """
-        self.subtract(by)
+        if by.__class__ is not int or by < 1:
+            by = _check_amount(by)
+        total = self._own_dec + by
+        if total > MAX_COUNT:
+            raise _overflow("decrementing", self._replica_id, by)
+        self._own_dec = total
         delta = _new(CounterState)
         _set_increments(delta, _EMPTY_MAP)
-        _set_decrements(delta, MappingProxyType({self._replica_id: self._own_dec}))
+        _set_decrements(delta, MappingProxyType({self._replica_id: total}))
         return delta
 
     @property
@@ -244,3 +249,9 @@ class PNCounter:
             f"PNCounter(replica_id={self._replica_id!r}, value={self.value}, "
             f"replicas={len(self._inc.keys() | self._dec.keys())})"
         )
+
+
+def _overflow(verb: str, replica_id: str, by: int) -> CountOverflowError:
+    return CountOverflowError(
+        f"{verb} {replica_id!r} by {by} would exceed the maximum count {MAX_COUNT}"
+    )
