@@ -201,7 +201,7 @@ def test_replicas_exchanging_deltas_in_any_order_converge(
     for replica in replicas:
         for delta in data.draw(st.permutations(deltas)):
             replica.merge(delta)
-    expected = {}
+    expected: dict[str, int] = {}
     for script in scripts:
         for key, kind, amount in script:
             expected[key] = expected.get(key, 0) + (amount if kind == "inc" else -amount)
