@@ -11,6 +11,7 @@ not for CI.
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import sys
 import time
@@ -20,13 +21,15 @@ from functools import partial
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
-from dcounter_crdt import CounterState, PNCounter
+from dcounter_crdt import CounterMapState, CounterState, PNCounter, PNCounterMap
 from dcounter_crdt import __version__ as crdt_version
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 REPLICA_COUNTS = (10, 100, 1_000)
+MAP_KEYS = 10_000
+MAP_REPLICAS = 3
 INCREMENT_GOAL_RATIO = 2.0
 MERGE_GOAL_SECONDS = 1e-3
 FLOOR_ROW = "(an empty method call)"
@@ -78,10 +81,16 @@ def _paired_items(
     for _ in range(repeat):
         for side, (make, run) in enumerate((subject, baseline)):
             items = make()
-            start = time.perf_counter()
-            for item in items:
-                run(item)
-            best[side] = min(best[side], (time.perf_counter() - start) / len(items))
+            # As timeit does: a collection of the large heaps around is not the operation.
+            gc.disable()
+            try:
+                start = time.perf_counter()
+                for item in items:
+                    run(item)
+                elapsed = time.perf_counter() - start
+            finally:
+                gc.enable()
+            best[side] = min(best[side], elapsed / len(items))
     return best[0], best[1]
 
 
@@ -213,6 +222,92 @@ def bench_merges(items: int, repeat: int) -> list[Row]:
     return rows
 
 
+DictMap = dict[str, tuple[dict[str, int], dict[str, int]]]
+
+
+def _map_state(keys: int, base: int) -> CounterMapState:
+    """A map of ``keys`` counters, each with entries for MAP_REPLICAS replicas."""
+    return CounterMapState({f"page:/{k:05d}": _state(MAP_REPLICAS, base + k) for k in range(keys)})
+
+
+def _dict_map(state: CounterMapState) -> DictMap:
+    return {key: (dict(s.increments), dict(s.decrements)) for key, s in state.counters.items()}
+
+
+def _dict_map_merge(mine: DictMap, theirs: CounterMapState) -> bool:
+    """The baseline map merge: per key, the plain-dict pointwise maximum."""
+    changed = False
+    for key, state in theirs.counters.items():
+        own = mine.get(key)
+        if own is None:
+            own = mine[key] = ({}, {})
+        if _dict_merge(own, state):
+            changed = True
+    return changed
+
+
+def bench_map(repeat: int) -> list[Row]:
+    """PNCounterMap over MAP_KEYS names: increments across all keys, and merges.
+
+    Figures only (no goal): increments against ``d[key] += 1`` over as many keys, merges
+    against the per-key plain-dict maximum.
+    """
+    keys = [f"page:/{k:05d}" for k in range(MAP_KEYS)]
+    old, new = _map_state(MAP_KEYS, 1_000), _map_state(MAP_KEYS, 2_000)
+    counters = PNCounterMap("bench", old)
+    namespace: dict[str, Any] = {
+        "counters": counters,
+        "d": dict.fromkeys(keys, 0),
+        "keys": keys,
+        "new": new,
+        "old": old,
+        "mine": _dict_map(new),
+        "dict_map_merge": _dict_map_merge,
+    }
+    rows: list[Row] = []
+    # Whole passes over every key, so the figure covers a map of this size, not one hot key.
+    subject, baseline = _paired_ops(
+        "for k in keys: counters.add(k)", "for k in keys: d[k] += 1", namespace, 2, repeat
+    )
+    rows.append(Row("map add() per key", MAP_KEYS, subject / MAP_KEYS, baseline / MAP_KEYS))
+
+    def fresh_maps() -> list[PNCounterMap]:
+        return [PNCounterMap("bench", old) for _ in range(2)]
+
+    def fresh_dicts() -> list[DictMap]:
+        return [_dict_map(old) for _ in range(2)]
+
+    def written_maps() -> list[PNCounterMap]:
+        maps = fresh_maps()
+        for counters in maps:
+            for key in keys:
+                counters.add(key)
+        return maps
+
+    def dicts_to_copy() -> list[dict[str, int]]:
+        return [dict.fromkeys(keys, 1) for _ in range(2)]
+
+    subject, baseline = _paired_items(
+        (written_maps, methodcaller("take_delta")), (dicts_to_copy, dict), repeat
+    )
+    rows.append(Row("map take_delta() (*)", MAP_KEYS, subject, baseline))
+    dict_side = (fresh_dicts, partial(_dict_map_merge, theirs=new))
+    for operation, method in (
+        ("map merge() all win", "merge"),
+        ("map merge_delta() all win", "merge_delta"),
+    ):
+        subject, baseline = _paired_items(
+            (fresh_maps, methodcaller(method, new)), dict_side, repeat
+        )
+        rows.append(Row(operation, MAP_KEYS, subject, baseline))
+    namespace["counters"] = PNCounterMap("bench", new)
+    subject, baseline = _paired_ops(
+        "counters.merge(new)", "dict_map_merge(mine, new)", namespace, 1, repeat
+    )
+    rows.append(Row("map merge() nothing wins", MAP_KEYS, subject, baseline))
+    return rows
+
+
 def _format_time(seconds: float) -> str:
     if seconds < 1e-6:
         return f"{seconds * 1e9:8.1f} ns"
@@ -221,8 +316,8 @@ def _format_time(seconds: float) -> str:
     return f"{seconds * 1e3:8.3f} ms"
 
 
-def _print_table(rows: Sequence[Row]) -> None:
-    header = f"{'operation':<26} {'replicas':>8} {'dcounter':>11} {'baseline':>11} {'ratio':>7}"
+def _print_table(rows: Sequence[Row], size: str = "replicas") -> None:
+    header = f"{'operation':<26} {size:>8} {'dcounter':>11} {'baseline':>11} {'ratio':>7}"
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -296,8 +391,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         *bench_values(number // 4, repeat),
         *bench_merges(max(10, number // 1_000), repeat),
     ]
+    map_rows = bench_map(repeat)
     print()
     _print_table(rows)
+    print()
+    _print_table(map_rows, "keys")
+    print(
+        f"(PNCounterMap, {MAP_REPLICAS} replicas per key; (*) take_delta() after one add() "
+        "per key, against copying a dict of as many keys)"
+    )
     print()
     for line in _goal_lines(rows):
         print(line)

@@ -118,11 +118,22 @@ class PNCounterMap:
         cannot take, InvalidAmountError or CountOverflowError as PNCounter.add does; the
         map is then unchanged.
         """
-        self._update(key, PNCounter.add, by)
+        counter = self._counters.get(key) if key.__class__ is str else None
+        if counter is None:
+            self._update(key, PNCounter.add, by)
+        else:
+            # The common case, a name the map holds, without _update's generality.
+            counter.add(by)
+            self._pending.add(key)
 
     def subtract(self, key: str, by: int = 1) -> None:
         """Subtract ``by`` (an int >= 1) from counter ``key``; it joins the pending delta."""
-        self._update(key, PNCounter.subtract, by)
+        counter = self._counters.get(key) if key.__class__ is str else None
+        if counter is None:
+            self._update(key, PNCounter.subtract, by)
+        else:
+            counter.subtract(by)
+            self._pending.add(key)
 
     def increment(self, key: str, by: int = 1) -> CounterMapState:
         """Like :meth:`add`, and return the delta of this one change (it joins the pending one)."""
