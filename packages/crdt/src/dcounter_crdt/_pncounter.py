@@ -102,6 +102,7 @@ class PNCounter:
         Raises InvalidAmountError for a bad amount and CountOverflowError when this
         replica's decrement total would pass MAX_COUNT; the counter is then unchanged.
         """
+        # add() line for line: a helper shared by both would cost the hot path a call.
         if by.__class__ is not int or by < 1:
             by = _check_amount(by)
         total = self._own_dec + by
@@ -114,15 +115,9 @@ class PNCounter:
 
         The change joins the pending delta too, so callers may use either method.
         """
-        # add()'s body again: a call less matters on this path too.
-        if by.__class__ is not int or by < 1:
-            by = _check_amount(by)
-        total = self._own_inc + by
-        if total > MAX_COUNT:
-            raise _overflow("incrementing", self._replica_id, by)
-        self._own_inc = total
+        self.add(by)
         delta = _new(CounterState)
-        _set_increments(delta, MappingProxyType({self._replica_id: total}))
+        _set_increments(delta, MappingProxyType({self._replica_id: self._own_inc}))
         _set_decrements(delta, _EMPTY_MAP)
         return delta
 
@@ -131,15 +126,10 @@ class PNCounter:
 
         The change joins the pending delta too, so callers may use either method.
         """
-        if by.__class__ is not int or by < 1:
-            by = _check_amount(by)
-        total = self._own_dec + by
-        if total > MAX_COUNT:
-            raise _overflow("decrementing", self._replica_id, by)
-        self._own_dec = total
+        self.subtract(by)
         delta = _new(CounterState)
         _set_increments(delta, _EMPTY_MAP)
-        _set_decrements(delta, MappingProxyType({self._replica_id: total}))
+        _set_decrements(delta, MappingProxyType({self._replica_id: self._own_dec}))
         return delta
 
     @property
