@@ -224,12 +224,12 @@ class PNCounterMap:
         leaves no empty counter behind.
         """
         counter = self._counters.get(key) if key.__class__ is str else None
-        new = counter is None
+        new = False
         if counter is None:
             key = _check_key(key)
             counter = self._counters.get(key)
-            new = counter is None
             if counter is None:
+                new = True
                 self._admit_key(key)
                 if len(self._counters) >= self._max_keys:
                     raise TooManyKeysError(
