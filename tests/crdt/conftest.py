@@ -5,7 +5,8 @@ what they share goes through Hypothesis's own registries instead:
 
 - the settings profile ``"crdt"`` (``settings.get_profile("crdt")``): derandomized, so a
   run is reproducible in CI, with no example database written into the tree;
-- the type strategies registered below, drawn with ``st.from_type(...)``.
+- the type strategies registered below, drawn with ``st.from_type(...)``
+  (``CounterState`` and ``CounterMapState``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from dcounter_crdt import MAX_COUNT, CounterState
+from dcounter_crdt import MAX_COUNT, CounterMapState, CounterState
 
 settings.register_profile(
     "crdt",
@@ -39,3 +40,14 @@ counts = st.one_of(
 _count_maps = st.dictionaries(replica_ids, counts, max_size=6)
 
 st.register_type_strategy(CounterState, st.builds(CounterState.from_maps, _count_maps, _count_maps))
+
+#: Counter names: a few shared ones (so that maps overlap), the default, and arbitrary.
+counter_names = st.one_of(st.sampled_from(["default", "x", "y", "z"]), st.text(min_size=1))
+
+st.register_type_strategy(
+    CounterMapState,
+    st.builds(
+        CounterMapState,
+        st.dictionaries(counter_names, st.from_type(CounterState), max_size=4),
+    ),
+)

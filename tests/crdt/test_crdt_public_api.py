@@ -14,15 +14,25 @@ def test_all_names_are_importable() -> None:
 
 def test_all_lists_the_contract_api() -> None:
     expected = {
+        "DEFAULT_KEY",
+        "DEFAULT_MAX_KEYS",
+        "DEFAULT_MAX_KEY_LENGTH",
         "MAX_COUNT",
         "CRDTError",
         "CountOverflowError",
+        "CounterMapState",
         "CounterState",
         "GCounter",
         "InvalidAmountError",
+        "InvalidKeyError",
+        "InvalidLimitError",
         "InvalidReplicaIdError",
         "InvalidStateError",
+        "KeyLimitError",
+        "KeyTooLongError",
         "PNCounter",
+        "PNCounterMap",
+        "TooManyKeysError",
         "__version__",
     }
     assert set(dcounter_crdt.__all__) == expected

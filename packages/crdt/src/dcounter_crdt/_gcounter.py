@@ -54,35 +54,36 @@ class GCounter:
     def merge(self, other: GCounter | Mapping[str, int]) -> bool:
         """Raise every total to at least ``other``'s; True if any total changed."""
         theirs = other._counts if isinstance(other, GCounter) else _canonical(other, "other")
-        return self._merge_trusted(theirs)
-
-    # The two trusted merges below take totals that are already valid (a CounterState's,
-    # say): they are PNCounter's hot paths, so they skip validation.
-
-    def _merge_trusted(self, theirs: Mapping[str, int]) -> bool:
-        """Raise totals to ``theirs``; True if any changed."""
-        mine = self._counts
-        get = mine.get
-        changed = False
-        for replica_id, count in theirs.items():
-            if count > get(replica_id, 0):
-                mine[replica_id] = count
-                changed = True
-        return changed
-
-    def _merge_trusted_won(self, theirs: Mapping[str, int]) -> dict[str, int]:
-        """Raise totals to ``theirs``; return the entries that won."""
-        mine = self._counts
-        get = mine.get
-        won: dict[str, int] = {}
-        for replica_id, count in theirs.items():
-            if count > get(replica_id, 0):
-                mine[replica_id] = count
-                won[replica_id] = count
-        return won
+        return _raise_to(self._counts, theirs)
 
     def __repr__(self) -> str:
         return f"GCounter({dict(sorted(self._counts.items()))!r})"
+
+
+# The two trusted merges below take totals that are already valid (a CounterState's, say):
+# they are the hot paths of every merge, so they skip validation.
+
+
+def _raise_to(mine: dict[str, int], theirs: Mapping[str, int]) -> bool:
+    """Raise the totals of ``mine`` to ``theirs`` in place; True if any changed."""
+    get = mine.get
+    changed = False
+    for replica_id, count in theirs.items():
+        if count > get(replica_id, 0):
+            mine[replica_id] = count
+            changed = True
+    return changed
+
+
+def _raise_to_won(mine: dict[str, int], theirs: Mapping[str, int]) -> dict[str, int]:
+    """Raise the totals of ``mine`` to ``theirs`` in place; return the entries that won."""
+    get = mine.get
+    won: dict[str, int] = {}
+    for replica_id, count in theirs.items():
+        if count > get(replica_id, 0):
+            mine[replica_id] = count
+            won[replica_id] = count
+    return won
 
 
 def _check_amount(by: object) -> int:
