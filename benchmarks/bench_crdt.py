@@ -349,7 +349,7 @@ def _goal_lines(rows: Sequence[Row]) -> list[str]:
             f"       note: an empty method call alone costs {floor.ratio:.2f}x; add() also "
             "validates the amount, adds and checks the uint64 bound"
         )
-    if not (inc_ok and merge_ok):
+    if not (add_ok and merge_ok):
         lines.append(MISS_NOTE)
     return lines
 
