@@ -27,7 +27,7 @@ from dcounter_protocol._tcp._options import (
 )
 
 if TYPE_CHECKING:
-    from dcounter_protocol._tcp._bytestream import PlainBackend, SocketStream
+    from dcounter_protocol._tcp._bytestream import Backend, ByteStream
     from dcounter_protocol._tcp._options import Counters, TCPOptions
     from dcounter_protocol._transport import Handler
 
@@ -70,7 +70,7 @@ class _Accepted:
 
     __slots__ = ("evicted", "handed", "received", "stream", "task")
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.handed: InboundStream | None = None
         self.task: asyncio.Task[None] | None = None
@@ -83,7 +83,7 @@ class Inbound:
     """The listening side: at most ``max_connections`` connections read or handled at once."""
 
     def __init__(
-        self, address: str, options: TCPOptions, counters: Counters, *, backend: PlainBackend
+        self, address: str, options: TCPOptions, counters: Counters, *, backend: Backend
     ) -> None:
         #: Our listen address, for log lines.
         self.address = address
