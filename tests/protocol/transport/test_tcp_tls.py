@@ -214,9 +214,9 @@ def test_options_name_the_file_that_cannot_be_loaded(issue_tls: IssueTLS, tmp_pa
     files = issue_tls("a")
     missing = tmp_path / "missing.pem"
 
-    with pytest.raises(InvalidOptionError, match="missing.pem"):
+    with pytest.raises(InvalidOptionError, match=r"missing\.pem"):
         TLSOptions.from_files(files.cert, files.key, missing)
-    with pytest.raises(InvalidOptionError, match="missing.pem"):
+    with pytest.raises(InvalidOptionError, match=r"missing\.pem"):
         TLSOptions.from_files(missing, files.key, files.ca)
 
 
