@@ -8,6 +8,7 @@ import contextlib
 import re
 import shutil
 import signal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -200,9 +201,9 @@ async def test_rotation_by_sighup_keeps_the_cluster_converging(
             else:
                 old.ca.write_bytes(new_ca.cert_pem.bytes())
             node.signal(signal.SIGHUP)
-        await wait_until(lambda t=total: reloaded(nodes, t - 1), what=f"reload {total - 1}")
+        await wait_until(partial(reloaded, nodes, total - 1), what=f"reload {total - 1}")
         await post(session, nodes[total % 3].http + "/increment", {"by": 1})
-        await wait_until(lambda t=total: converged(session, nodes, t), what=f"all at {total}")
+        await wait_until(partial(converged, session, nodes, total), what=f"all at {total}")
 
     newcomer_files = issue_tls("d-new", ca=new_ca)
     newcomer_files.ca.write_bytes(new_ca.cert_pem.bytes())
