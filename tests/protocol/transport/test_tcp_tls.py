@@ -17,6 +17,7 @@ import trustme
 from dcounter_protocol._errors import ConnectError, InvalidOptionError
 from dcounter_protocol._framing import encode_frame
 from dcounter_protocol._tcp import TCPOptions, TCPTransport, TLSOptions
+from dcounter_protocol.testing import check_transport
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -244,3 +245,30 @@ def test_repr_says_tls(issue_tls: IssueTLS) -> None:
     transport = TCPTransport(options=TCPOptions(tls=issue_tls("a").options()))
 
     assert repr(transport).endswith(" tls>")
+
+
+def test_the_transport_contract_holds_over_tls_on_uvloop(
+    issue_tls: IssueTLS, make_inbox: type[Inbox], free_address: str
+) -> None:
+    """uvloop has its own TLS transport: the whole suite, and a refusal, on it."""
+    uvloop = pytest.importorskip("uvloop")
+    tls = issue_tls("a").options()
+    intruder = issue_tls("intruder", ca=trustme.CA()).options()
+    options = TCPOptions(dial_timeout=5.0, read_timeout=5.0, write_timeout=5.0, tls=tls)
+
+    async def scenario() -> int:
+        await check_transport(
+            lambda: TCPTransport(options=options), unreachable=lambda: free_address
+        )
+        inbox = make_inbox()
+        async with TCPTransport(options=options) as listener:
+            await listener.listen(inbox)
+            async with TCPTransport(options=TCPOptions(tls=intruder, wire="seed")) as sender:
+                with contextlib.suppress(ConnectError):
+                    await sender.send(listener.address, b"forged push")
+            async with asyncio.timeout(5):
+                while listener.stats().tls_refused == 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            return inbox.queue.qsize()
+
+    assert uvloop.run(scenario()) == 0

@@ -245,10 +245,11 @@ class TLSBackend:
         if (normalize_ip(str(address[0])), address[1]) in self.tls.plaintext_targets:
             return await self._plain.connect(loop, target)
         plain = await self._plain.connect(loop, target)
-        stream: TLSStream
+        # Our own instance, not the returned protocol: uvloop returns its SSL protocol there.
+        stream = TLSStream(loop)
         try:
-            _, stream = await loop.create_connection(
-                lambda: TLSStream(loop),
+            await loop.create_connection(
+                lambda: stream,
                 sock=plain.sock,
                 ssl=self.tls.client_context,
                 # No SNI and no host-name check: peers are IP:port (see TLSOptions).
@@ -273,9 +274,10 @@ class TLSBackend:
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket
     ) -> TLSStream:
         """The server side of the handshake on ``sock``; counts and re-raises a refusal."""
+        stream = TLSStream(loop)
         try:
-            _, stream = await loop.connect_accepted_socket(
-                lambda: TLSStream(loop),
+            await loop.connect_accepted_socket(
+                lambda: stream,
                 sock,
                 ssl=self.tls.server_context,
                 ssl_handshake_timeout=self._options.read_timeout,
