@@ -34,6 +34,7 @@ __all__ = [
     "SocketStream",
     "numeric_family",
     "sockaddr",
+    "wait_readable",
 ]
 
 SockAddr = tuple[Any, ...]
@@ -160,6 +161,21 @@ class PlainBackend:
     ) -> None:
         """Hand an accepted stream to a protocol (which then owns the connection)."""
         await loop.connect_accepted_socket(factory, _socket_of(stream))
+
+
+async def wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Return once ``sock`` is readable (data, a connection to accept, or EOF)."""
+    readable = loop.create_future()
+    loop.add_reader(sock.fileno(), _wake, readable)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def numeric_family(host: str) -> int | None:

@@ -22,7 +22,12 @@ import asyncio
 import socket
 from typing import TYPE_CHECKING, cast
 
-from dcounter_protocol._tcp._bytestream import ByteStream, PlainBackend, SocketStream
+from dcounter_protocol._tcp._bytestream import (
+    ByteStream,
+    PlainBackend,
+    SocketStream,
+    wait_readable,
+)
 from dcounter_protocol._tcp._options import RECV_SIZE
 from dcounter_protocol._tcp._tlsoptions import normalize_ip
 
@@ -337,14 +342,4 @@ async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
             return sock.recv(len(_TLS_RECORD), socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             pass
-        readable = loop.create_future()
-        loop.add_reader(sock.fileno(), _wake, readable)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(sock.fileno())
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        await wait_readable(loop, sock)
