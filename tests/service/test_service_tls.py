@@ -241,3 +241,25 @@ async def test_a_failed_reload_keeps_the_old_certificates(
     async with TCPTransport(options=TCPOptions(tls=member, wire="seed")) as insider:
         await insider.send(nodes[0].gossip, forged_payload())
     await wait_until(lambda: converged(session, nodes, 1004), what="the member's push")
+
+
+async def test_a_plain_node_listed_as_plaintext_peer_converges_with_tls_nodes(
+    spawn_node: SpawnNode,
+    issue_tls: IssueTLS,
+    wait_until: WaitUntil,
+    session: aiohttp.ClientSession,
+) -> None:
+    """The Go reference's place: a node without TLS, speaking the seed's framing."""
+    plain = await spawn_node(*FREE, *FAST, "--wire", "seed")
+    await plain.wait_ready()
+    exception = ("--plaintext-peers", plain.gossip)
+    members = [await start(spawn_node, issue_tls(name), *exception) for name in "ab"]
+    nodes = [plain, *members]
+    await mesh(session, nodes)
+
+    for by, node in zip((2, 3, 4), nodes, strict=True):
+        await post(session, node.http + "/increment", {"by": by})
+
+    await wait_until(lambda: converged(session, nodes, 9), what="every node to read 9")
+    for member in members:
+        assert await metric(session, member, "dcounter_transport_tls_refused") == 0
