@@ -23,28 +23,37 @@ the CPU figure the median round:
   (so a persistent stream), at most as many messages in flight as there are sender loops
   (4 by default): each event-loop pass writes a handful of frames, about what gossip does;
 * ``TCPTransport stream/256``: the same with up to 256 messages in flight, so writes and
-  reads carry big batches (the throughput ceiling of the stream mode).
+  reads carry big batches (the throughput ceiling of the stream mode);
+* ``TLS stream/4`` and ``TLS stream/256``: the same two inside mutual TLS 1.3
+  (``TCPOptions.tls``; a throwaway CA and P-256 certificates made for the run), the
+  connection set up once, so what is measured is the per-message cost of encryption.
 
-Goals (issue 3 and issue 8): the seed wire reaches at least 70% of the bare streams loop's
+Goals (issues 3, 8 and 13): the seed wire reaches at least 70% of the bare streams loop's
 rate; the stream mode costs at most one third of the seed wire's CPU per message (checked on
-``stream/4``, the conservative one). The benchmark prints PASS or MISS, never fails on a MISS.
+``stream/4``, the conservative one); the stream mode inside TLS costs at most 1.5 times the
+plaintext stream mode's CPU per message (checked on ``TLS stream/4`` against ``stream/4``).
+The benchmark prints PASS or MISS, never fails on a MISS.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import platform
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from dcounter_protocol import __version__ as protocol_version
 from dcounter_protocol._framing import encode_frame
-from dcounter_protocol._tcp import TCPOptions, TCPTransport
+from dcounter_protocol._tcp import TCPOptions, TCPTransport, TLSOptions
+from dcounter_tools.cluster.certs import CA_FILE, write_cluster_certs
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -54,6 +63,8 @@ if TYPE_CHECKING:
 GOAL_RATIO = 0.70
 #: Stream CPU per message at most this fraction of the seed wire's.
 STREAM_CPU_GOAL = 1 / 3
+#: TLS stream CPU per message at most this multiple of the plaintext stream's.
+TLS_CPU_GOAL = 1.5
 SENDER_ADDRESS = "127.0.0.1:9000"
 #: In-flight bounds of the two stream subjects beyond the concurrency itself.
 BATCH_WINDOW = 256
@@ -223,14 +234,15 @@ async def _transport(
     wire: WireMode,
     window: int | None,
     burst: int = 1,
+    tls: TLSOptions | None = None,
 ) -> Sample:
     counter = Counter(window)
 
     async def handler(sender: str, data: bytes) -> None:
         counter.hit()
 
-    receiver = TCPTransport("127.0.0.1:0")
-    sender = TCPTransport(SENDER_ADDRESS, options=TCPOptions(wire=wire))
+    receiver = TCPTransport("127.0.0.1:0", options=TCPOptions(tls=tls))
+    sender = TCPTransport(SENDER_ADDRESS, options=TCPOptions(wire=wire, tls=tls))
     await receiver.listen(handler)
     target = receiver.address
 
@@ -255,13 +267,22 @@ async def transport_seed(payload: bytes, *, duration: float, concurrency: int) -
     )
 
 
-async def transport_stream(payload: bytes, *, duration: float, concurrency: int) -> Sample:
+async def transport_stream(
+    payload: bytes, *, duration: float, concurrency: int, tls: TLSOptions | None = None
+) -> Sample:
     return await _transport(
-        payload, duration=duration, concurrency=concurrency, wire="auto", window=concurrency
+        payload,
+        duration=duration,
+        concurrency=concurrency,
+        wire="auto",
+        window=concurrency,
+        tls=tls,
     )
 
 
-async def transport_stream_batched(payload: bytes, *, duration: float, concurrency: int) -> Sample:
+async def transport_stream_batched(
+    payload: bytes, *, duration: float, concurrency: int, tls: TLSOptions | None = None
+) -> Sample:
     return await _transport(
         payload,
         duration=duration,
@@ -269,7 +290,14 @@ async def transport_stream_batched(payload: bytes, *, duration: float, concurren
         wire="auto",
         window=BATCH_WINDOW,
         burst=max(1, BATCH_WINDOW // concurrency // 2),
+        tls=tls,
     )
+
+
+def throwaway_tls(folder: Path) -> TLSOptions:
+    """Mutual TLS between the benchmark's two transports, from a CA made for this run."""
+    write_cluster_certs(folder, [("bench", "127.0.0.1")])
+    return TLSOptions.from_files(folder / "bench.pem", folder / "bench.key", folder / CA_FILE)
 
 
 SEED = "TCPTransport seed"
@@ -282,16 +310,25 @@ SUBJECTS: dict[str, Callable[..., Awaitable[Sample]]] = {  # name -> subject
     STREAM: transport_stream,
     STREAM_BATCHED: transport_stream_batched,
 }
+TLS_STREAM = "TLS stream/4"
+TLS_STREAM_BATCHED = f"TLS stream/{BATCH_WINDOW}"
 
 
 async def run(args: argparse.Namespace) -> dict[str, list[Sample]]:
     payload = bytes(range(256)) * (args.payload // 256) + bytes(args.payload % 256)
-    samples: dict[str, list[Sample]] = {name: [] for name in SUBJECTS}
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as folder:
+        tls = throwaway_tls(Path(folder))
+    subjects: dict[str, Callable[..., Awaitable[Sample]]] = {
+        **SUBJECTS,
+        TLS_STREAM: functools.partial(transport_stream, tls=tls),
+        TLS_STREAM_BATCHED: functools.partial(transport_stream_batched, tls=tls),
+    }
+    samples: dict[str, list[Sample]] = {name: [] for name in subjects}
     # Warm-up: first connections pay for imports, caches and socket setup paths.
-    for subject in SUBJECTS.values():
+    for subject in subjects.values():
         await subject(payload, duration=0.2, concurrency=args.concurrency)
     for _ in range(args.rounds):
-        for name, subject in SUBJECTS.items():
+        for name, subject in subjects.items():
             samples[name].append(
                 await subject(payload, duration=args.duration, concurrency=args.concurrency)
             )
@@ -347,7 +384,14 @@ def report(args: argparse.Namespace, samples: dict[str, list[Sample]]) -> str:
         f"(1/{1 / stream_cpu:.0f}) {stream_verdict}; stream/{BATCH_WINDOW} {batched_cpu:.3f} "
         f"(1/{1 / batched_cpu:.0f})",
     ]
-    if "MISS" in (verdict, stream_verdict):
+    tls_cpu = _median_cpu(samples[TLS_STREAM]) / _median_cpu(samples[STREAM])
+    tls_batched = _median_cpu(samples[TLS_STREAM_BATCHED]) / _median_cpu(samples[STREAM_BATCHED])
+    tls_verdict = "PASS" if tls_cpu <= TLS_CPU_GOAL else "MISS"
+    lines.append(
+        f"goal: TLS stream CPU per message <= {TLS_CPU_GOAL:g}x the plaintext stream's: "
+        f"stream/4 {tls_cpu:.2f}x {tls_verdict}; stream/{BATCH_WINDOW} {tls_batched:.2f}x"
+    )
+    if "MISS" in (verdict, stream_verdict, tls_verdict):
         lines.append(MISS_NOTE)
     return "\n".join(lines)
 

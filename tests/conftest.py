@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+import trustme
 
 from dcounter_node.testing import NodeProcess, wait_until
+from dcounter_protocol import TLSOptions
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -93,3 +97,67 @@ def spawn_node(node_processes: NodeProcesses) -> SpawnNode:
         return await node_processes.spawn(f"node-{len(node_processes.started)}", *args)
 
     return spawn
+
+
+# -- mutual TLS (issue 13) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """One node's PEM files: its certificate chain, private key and the CA it trusts."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def flags(self) -> list[str]:
+        """The ``dcounter-node`` flags that use these files."""
+        return ["--tls-cert", str(self.cert), "--tls-key", str(self.key), "--tls-ca", str(self.ca)]
+
+    def options(self, *, plaintext_peers: tuple[str, ...] = ()) -> TLSOptions:
+        return TLSOptions.from_files(self.cert, self.key, self.ca, plaintext_peers=plaintext_peers)
+
+
+class IssueTLS(Protocol):
+    """The type of the ``issue_tls`` fixture."""
+
+    def __call__(
+        self, name: str, *, ca: trustme.CA | None = ..., expired: bool = ...
+    ) -> TLSFiles: ...
+
+
+@pytest.fixture(scope="session")
+def cluster_ca() -> trustme.CA:
+    """The cluster's certificate authority, shared by a whole test session."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def issue_tls(cluster_ca: trustme.CA, tmp_path: Path) -> IssueTLS:
+    """Writes a certificate for 127.0.0.1 (signed by ``ca``, the cluster CA unless given;
+    ``expired`` one that ran out yesterday) and returns its files; ``ca.pem`` is always the
+    cluster CA, the one root a node trusts."""
+
+    def issue(name: str, *, ca: trustme.CA | None = None, expired: bool = False) -> TLSFiles:
+        folder = tmp_path / "tls" / name
+        folder.mkdir(parents=True)
+        issuer = cluster_ca if ca is None else ca
+        now = datetime.datetime.now(datetime.UTC)
+        if expired:
+            leaf = issuer.issue_cert(
+                "127.0.0.1",
+                common_name=name,
+                not_before=now - datetime.timedelta(days=2),
+                not_after=now - datetime.timedelta(days=1),
+            )
+        else:
+            leaf = issuer.issue_cert("127.0.0.1", common_name=name)
+        files = TLSFiles(folder / "node.pem", folder / "node.key", folder / "ca.pem")
+        leaf.cert_chain_pems[0].write_to_path(str(files.cert))
+        for extra in leaf.cert_chain_pems[1:]:
+            extra.write_to_path(str(files.cert), append=True)
+        leaf.private_key_pem.write_to_path(str(files.key))
+        cluster_ca.cert_pem.write_to_path(str(files.ca))
+        return files
+
+    return issue

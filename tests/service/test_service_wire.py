@@ -111,6 +111,8 @@ async def test_metrics_export_the_transport_stats(api: Api) -> None:
                 "seed_fallbacks",
                 "inbound_dropped",
                 "streams_evicted",
+                "tls_refused",
+                "tls_dial_failures",
             )
         },
         ("dcounter_transport_open_streams", (("direction", "inbound"),)): 0.0,

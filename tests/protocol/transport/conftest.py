@@ -1,8 +1,9 @@
 """Fixtures for the transport tests: transport factories and an inbox handler.
 
-The conformance suite (:mod:`dcounter_protocol.testing`) runs through ``kit`` against three
+The conformance suite (:mod:`dcounter_protocol.testing`) runs through ``kit`` against five
 transports: TCP sending with the seed's framing (``tcp-seed``), TCP in stream mode with
-fallback (``tcp-auto``) and the in-memory network.
+fallback (``tcp-auto``), both inside mutual TLS (``tls-seed``, ``tls-auto``) and the
+in-memory network.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dcounter_protocol.testing import TransportKit
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from tests.conftest import IssueTLS
     from tests.conftest import WaitUntil as WaitUntil  # the shared ``wait_until`` fixture
 
     from dcounter_protocol._tcp import WireMode
@@ -60,8 +62,8 @@ def free_tcp_address() -> str:
     return f"127.0.0.1:{port}"
 
 
-@pytest.fixture(params=["tcp-seed", "tcp-auto", "memory"])
-async def kit(request: pytest.FixtureRequest) -> AsyncIterator[TransportKit]:
+@pytest.fixture(params=["tcp-seed", "tcp-auto", "tls-seed", "tls-auto", "memory"])
+async def kit(request: pytest.FixtureRequest, issue_tls: IssueTLS) -> AsyncIterator[TransportKit]:
     """One factory per transport implementation; every transport it made is closed after."""
     made: TransportKit
     if request.param == "memory":
@@ -69,9 +71,11 @@ async def kit(request: pytest.FixtureRequest) -> AsyncIterator[TransportKit]:
         names = itertools.count()
         made = TransportKit(lambda: network.transport(f"mem-{next(names)}"), lambda: "nowhere:1")
     else:
-        wire: WireMode = "seed" if request.param == "tcp-seed" else "auto"
+        kind, _, mode = request.param.partition("-")
+        wire: WireMode = "seed" if mode == "seed" else "auto"
+        tls = issue_tls("node").options() if kind == "tls" else None
         options = TCPOptions(
-            dial_timeout=DEADLINE, read_timeout=DEADLINE, write_timeout=DEADLINE, wire=wire
+            dial_timeout=DEADLINE, read_timeout=DEADLINE, write_timeout=DEADLINE, wire=wire, tls=tls
         )
         made = TransportKit(lambda: TCPTransport("127.0.0.1:0", options=options), free_tcp_address)
     try:

@@ -29,8 +29,8 @@ from dcounter_node._settings import (
     parse_address,
 )
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
-from dcounter_protocol import TransportError
-from dcounter_protocol._tcp import TCPOptions, TCPTransport
+from dcounter_protocol import InvalidOptionError, TransportError
+from dcounter_protocol._tcp import TCPOptions, TCPTransport, TLSOptions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -70,6 +70,8 @@ examples:
 Once serving, it prints one line to stdout, e.g.
   dcounter-node ready gossip=127.0.0.1:7001 http=127.0.0.1:8001 replica=127.0.0.1:7001#9f3a pid=42
 Logs go to stderr. SIGINT or SIGTERM stops the node cleanly; a second signal exits at once.
+With --tls-cert/--tls-key/--tls-ca, SIGHUP re-reads the three files: new gossip connections
+use them, open ones continue (a file that fails to load is logged and the old ones stay).
 
 State is kept in --data-dir (default $XDG_DATA_HOME/dcounter/<listen address>, i.e.
 ~/.local/share/dcounter/...); --in-memory opts out, and a node listening on port 0 without
@@ -170,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(argv)
         config = settings.node_config()
+        tls = _tls_options(settings)
         loop_factory = _loop_factory(settings.loop)
     except ConfigError as exc:
         _error(str(exc))
@@ -177,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(_serve(settings, config))
+            return runner.run(_serve(settings, config, tls))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
 
@@ -201,7 +204,37 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
+def _tls_options(settings: NodeSettings) -> TLSOptions | None:
+    """Gossip TLS from the three files (None without them); ConfigError if unusable."""
+    files = settings.tls_files()
+    if files is None:
+        return None
+    try:
+        return TLSOptions.from_files(*files, plaintext_peers=settings.plaintext_peers)
+    except InvalidOptionError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _reload_tls_on_sighup(
+    loop: asyncio.AbstractEventLoop, transport: TCPTransport, settings: NodeSettings
+) -> None:
+    """Certificate rotation: SIGHUP re-reads the TLS files; a failure keeps the old ones."""
+
+    def reload() -> None:
+        try:
+            tls = _tls_options(settings)
+        except ConfigError as exc:
+            _log.error("SIGHUP: keeping the current TLS certificates: %s", exc)
+            return
+        if tls is not None:
+            transport.set_tls(tls)
+            _log.info("SIGHUP: TLS certificates reloaded; new gossip connections use them")
+
+    with contextlib.suppress(NotImplementedError):  # Windows has no SIGHUP
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+async def _serve(settings: NodeSettings, config: NodeConfig, tls: TLSOptions | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
@@ -219,8 +252,9 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
 
     store = _store(settings)
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
+    transport = TCPTransport(settings.listen, options=TCPOptions(wire=wire, tls=tls))
     node = Node(
-        TCPTransport(settings.listen, options=TCPOptions(wire=wire)),
+        transport,
         config,
         peers=PeerManager(peers=settings.peers),
         store=store,
@@ -233,6 +267,8 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
     except (TransportError, OSError) as exc:
         _error(f"cannot listen for gossip on {settings.listen}: {_reason(exc)}")
         return EXIT_FAILURE
+    if tls is not None:
+        _reload_tls_on_sighup(loop, transport, settings)
     try:
         app = create_app(
             node,
@@ -256,8 +292,9 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         return EXIT_FAILURE
     try:
         _log.info(
-            "serving: gossip on %s, HTTP API on http://%s, %s",
+            "serving: gossip on %s%s, HTTP API on http://%s, %s",
             node.address,
+            "" if tls is None else " (mutual TLS)",
             server.address,
             _peer_count(len(node.peers)),
         )

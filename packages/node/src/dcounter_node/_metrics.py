@@ -226,6 +226,8 @@ def _transport_metrics(node: Node) -> Iterator[Metric]:
         ("seed_fallbacks", stats.seed_fallbacks, "Stream offers a peer did not confirm."),
         ("inbound_dropped", stats.inbound_dropped, "Inbound connections dropped as bad."),
         ("streams_evicted", stats.streams_evicted, "Idle inbound streams closed for room."),
+        ("tls_refused", stats.tls_refused, "Inbound connections refused in the TLS handshake."),
+        ("tls_dial_failures", stats.tls_dial_failures, "Outbound TLS handshakes that failed."),
     ):
         yield CounterMetricFamily(f"dcounter_transport_{name}", text, value=value)
     streams = GaugeMetricFamily(

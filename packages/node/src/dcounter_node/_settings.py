@@ -206,6 +206,12 @@ def _directory(value: object) -> str:
     return value
 
 
+def _file(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(f"expected a file path, got {value!r}")
+    return value
+
+
 def _choice(choices: Sequence[str]) -> Callable[[object], str]:
     def check(value: object) -> str:
         if not isinstance(value, str) or value.lower() not in choices:
@@ -446,6 +452,48 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default_text="none",
         to_text=",".join,
     ),
+    # Gossip over mutual TLS (issue 13): all three files or none.
+    SettingSpec(
+        "tls_cert",
+        "--tls-cert",
+        "this node's certificate chain (PEM) for gossip over mutual TLS: every gossip"
+        " connection in and out is then TLS 1.3 with a certificate from the cluster CA both"
+        " ways; needs --tls-key and --tls-ca; re-read on SIGHUP",
+        _file,
+        _file,
+        metavar="FILE",
+        default_text="none: plain TCP",
+    ),
+    SettingSpec(
+        "tls_key",
+        "--tls-key",
+        "the private key (PEM) of --tls-cert",
+        _file,
+        _file,
+        metavar="FILE",
+        default_text="none",
+    ),
+    SettingSpec(
+        "tls_ca",
+        "--tls-ca",
+        "the cluster CA certificate (PEM): the only root trusted for gossip peers",
+        _file,
+        _file,
+        metavar="FILE",
+        default_text="none",
+    ),
+    SettingSpec(
+        "plaintext_peers",
+        "--plaintext-peers",
+        "with TLS: IP:PORT gossip addresses of peers that cannot speak it (Go reference"
+        " nodes), dialled in plain TCP; plain connections are also accepted from their IPs."
+        " Trusted and unauthenticated: see the README's Security section",
+        _peers,
+        _peers_text,
+        metavar="ADDR[,ADDR...]",
+        default_text="none",
+        to_text=",".join,
+    ),
 )
 
 _SPECS = {spec.key: spec for spec in SETTINGS}
@@ -479,6 +527,10 @@ class NodeSettings:
     http_header_timeout: float = _HTTP_DEFAULTS.header_timeout
     http_idle_timeout: float = _HTTP_DEFAULTS.idle_timeout
     allowed_origins: tuple[str, ...] = ()
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    plaintext_peers: tuple[str, ...] = ()
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""
@@ -501,6 +553,27 @@ class NodeSettings:
             header_timeout=self.http_header_timeout,
             idle_timeout=self.http_idle_timeout,
         )
+
+    def tls_files(self) -> tuple[str, str, str] | None:
+        """(cert, key, CA) for gossip over mutual TLS, None without; ConfigError unless all
+        three are set or none (and plaintext peers only make sense with TLS)."""
+        files = {"tls_cert": self.tls_cert, "tls_key": self.tls_key, "tls_ca": self.tls_ca}
+        missing = [key for key, value in files.items() if value is None]
+        if len(missing) == len(files):
+            if self.plaintext_peers:
+                raise ConfigError(
+                    "plaintext_peers (--plaintext-peers) needs gossip over TLS (--tls-cert,"
+                    " --tls-key, --tls-ca): without TLS every peer is plain already"
+                )
+            return None
+        if missing:
+            given = ", ".join("--" + key.replace("_", "-") for key in files if key not in missing)
+            needed = ", ".join("--" + key.replace("_", "-") for key in missing)
+            raise ConfigError(
+                f"gossip over TLS needs --tls-cert, --tls-key and --tls-ca together: {given}"
+                f" given without {needed}"
+            )
+        return self.tls_cert or "", self.tls_key or "", self.tls_ca or ""
 
     def to_argv(self) -> list[str]:
         """Command-line flags that reproduce these settings for ``dcounter-node``."""

@@ -74,6 +74,7 @@ from dcounter_protocol._stream import encode_stream_frames as encode_stream_fram
 from dcounter_protocol._stream import parse_ack as parse_ack
 from dcounter_protocol._tcp import TCPOptions as TCPOptions
 from dcounter_protocol._tcp import TCPTransport as TCPTransport
+from dcounter_protocol._tcp import TLSOptions as TLSOptions
 from dcounter_protocol._tcp import TransportStats as TransportStats
 from dcounter_protocol._tcp import WireMode as WireMode
 from dcounter_protocol._transport import Handler as Handler
@@ -129,6 +130,7 @@ __all__ = [
     "StreamDecoder",
     "TCPOptions",
     "TCPTransport",
+    "TLSOptions",
     "Transport",
     "TransportClosedError",
     "TransportError",

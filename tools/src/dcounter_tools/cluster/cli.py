@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from dcounter_tools.__about__ import __version__
 from dcounter_tools.cluster.backend import ClusterBackend, ProcessBackend
+from dcounter_tools.cluster.certs import TLS_DIR, with_tls
 from dcounter_tools.cluster.inprocess import InProcessBackend
 from dcounter_tools.cluster.labcli import (
     add_lab_flags,
@@ -116,6 +117,13 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
         help="the nodes' gossip wire: auto (streams, seed fallback), seed (the seed's framing"
         " only) or mixed (even nodes auto, odd nodes seed); also for --in-process --transport"
         " tcp (default: auto, or what the config file says)",
+    )
+    group.add_argument(
+        "--tls",
+        action="store_true",
+        help="gossip over mutual TLS: create a throwaway CA and a certificate per node in"
+        " the state folder (run: its temporary work folder; up: STATE_DIR/tls, removed by"
+        " down) and start the nodes with --tls-cert/--tls-key/--tls-ca",
     )
     group.add_argument(
         "--startup-timeout",
@@ -363,6 +371,8 @@ async def _run(args: argparse.Namespace) -> int:
     if args.in_process:
         if args.config is not None or args.base_port not in (None, 0) or args.durable:
             raise UsageError("--in-process takes no --config, --base-port or --durable")
+        if args.tls:
+            raise UsageError("--tls needs node processes: drop --in-process")
         if args.wire is not None and args.transport != "tcp":
             raise UsageError("--wire with --in-process needs --transport tcp")
         count = DEFAULT_NODES if args.nodes is None else args.nodes
@@ -386,6 +396,8 @@ async def _run(args: argparse.Namespace) -> int:
     options = _run_options(args, len(spec))
     options = RunOptions(**{**_fields(options), "sync_interval": spec.sync_interval})
     with tempfile.TemporaryDirectory(prefix="dcounter-cluster-") as work:
+        if args.tls:
+            spec = with_tls(spec, Path(work) / TLS_DIR)
         log_dir = args.log_dir if args.log_dir is not None else Path(work)
         _make_dir(log_dir)
         backend = ProcessBackend(
@@ -426,7 +438,7 @@ async def _run_with(backend: ClusterBackend, options: RunOptions, args: argparse
 async def _up(args: argparse.Namespace) -> int:
     spec = _spec(args)
     state_dir = args.state_dir or _default_state_dir()
-    state = await cluster_up(spec, state_dir, startup_timeout=args.startup_timeout)
+    state = await cluster_up(spec, state_dir, startup_timeout=args.startup_timeout, tls=args.tls)
     if args.json:
         print(json.dumps(state.to_json(), indent=2))
         return 0
@@ -438,6 +450,8 @@ async def _up(args: argparse.Namespace) -> int:
     for n in state.nodes:
         print(f"  {n.name:<{width}}  pid {n.pid:<7} gossip {n.gossip:<21} http {n.http}")
     print(f"state: {state_dir / STATE_FILE}")
+    if args.tls:
+        print(f"gossip over mutual TLS: CA and node certificates in {state_dir / TLS_DIR}")
     print("see them with: dcounter-cluster status; stop them with: dcounter-cluster down")
     return 0
 

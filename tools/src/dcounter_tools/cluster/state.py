@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dcounter_tools.cluster.certs import TLS_DIR, with_tls
 from dcounter_tools.cluster.client import NodeClient
 from dcounter_tools.cluster.processes import (
     is_node_process,
@@ -129,10 +131,13 @@ async def cluster_up(
     *,
     startup_timeout: float = 30.0,
     request_timeout: float = 5.0,
+    tls: bool = False,
 ) -> ClusterState:
     """Start ``spec`` in the background and record it in ``state_dir``.
 
-    ClusterStateError if a recorded cluster still runs there. On any failure (Ctrl-C too)
+    With ``tls``, a throwaway CA and node certificates are made in ``state_dir/tls`` and
+    the nodes gossip over mutual TLS. ClusterStateError if a recorded cluster still runs
+    there. On any failure (Ctrl-C too)
     every node started so far is stopped before the error propagates. The nodes keep
     their counts in memory only (``--in-memory``).
     """
@@ -142,6 +147,8 @@ async def cluster_up(
             f"a cluster is already up in {state_dir} (stop it with: dcounter-cluster down)"
         )
     _make_dir(state_dir)
+    if tls:
+        spec = with_tls(spec, state_dir / TLS_DIR)
     started: list[tuple[str, int, Path, Path]] = []
     complete = False
     try:
@@ -221,6 +228,8 @@ def _remove_state(state_dir: Path, state: ClusterState) -> None:
             with contextlib.suppress(FileNotFoundError):
                 Path(name).unlink()
     (state_dir / STATE_FILE).unlink(missing_ok=True)
+    # The throwaway CA's private key goes with the cluster.
+    shutil.rmtree(state_dir / TLS_DIR, ignore_errors=True)
     with contextlib.suppress(OSError):
         state_dir.rmdir()  # only when nothing else is in it
 

@@ -73,8 +73,14 @@ never reach the sender. A stream's handler calls run one at a time in its connec
 while they lag the transport stops reading that stream (TCP backpressure), so a slow handler
 makes the dialer's queue drop its oldest messages instead of growing memory.
 
-I/O: every connection is a byte stream from one backend (``_bytestream``: plain TCP now,
-TLS later): the seed framing reads and writes it (send all, receive some, close); a stream
+TLS (``TCPOptions.tls``, :class:`TLSOptions`): every connection in and out is mutual TLS,
+both wires inside it, except to and from plaintext peers (``_tls`` tells how inbound
+plaintext is recognised). A connection whose handshake fails is dropped before a byte of it
+is decoded, and counted (``tls_refused`` inbound, ``tls_dial_failures`` outbound, which
+raise ConnectError). :meth:`TCPTransport.set_tls` swaps the contexts for new connections.
+
+I/O: every connection is a byte stream from one backend (``_bytestream``: plain TCP, or
+``_tls``): the seed framing reads and writes it (send all, receive some, close); a stream
 connection is handed to an asyncio protocol by the same backend (fast on asyncio and
 uvloop, ``benchmarks/bench_transport.py``). OS errors become this package's errors in one
 place (``_boundary.os_errors``). Timeouts of short operations use one small reaper per kind
@@ -87,7 +93,8 @@ leaves no task or socket behind.
 
 Where things are: ``_options`` (TCPOptions, TransportStats, counters, limits),
 ``_deadlines`` (reapers), ``_boundary`` (OS errors to ours), ``_bytestream`` (the byte
-stream, its backend, the dialer), ``_policy`` (the pure per-peer wire decision and backoff),
+stream, the backend interface and plain backend, the dialer), ``_tlsoptions`` and ``_tls``
+(mutual TLS), ``_policy`` (the pure per-peer wire decision and backoff),
 ``_outstream`` and ``_outbound`` (sending), ``_instream`` and ``_inbound`` (receiving),
 ``_transport`` (the :class:`TCPTransport` facade).
 """
@@ -97,6 +104,7 @@ from __future__ import annotations
 from dcounter_protocol._tcp._options import TCPOptions as TCPOptions
 from dcounter_protocol._tcp._options import TransportStats as TransportStats
 from dcounter_protocol._tcp._options import WireMode as WireMode
+from dcounter_protocol._tcp._tlsoptions import TLSOptions as TLSOptions
 from dcounter_protocol._tcp._transport import TCPTransport as TCPTransport
 
-__all__ = ["TCPOptions", "TCPTransport", "TransportStats", "WireMode"]
+__all__ = ["TCPOptions", "TCPTransport", "TLSOptions", "TransportStats", "WireMode"]

@@ -4,10 +4,10 @@
 needs no waiting, which most seed frames take) is all that the seed framing needs of a
 connection. :class:`PlainBackend` makes them from plain TCP sockets on the running loop, and
 hands a connection over to an asyncio protocol for the stream mode (``start_client`` /
-``start_server``). A TLS backend is the same four calls with TLS inside (``ssl.MemoryBIO``
-under :class:`ByteStream`, ``ssl=`` for the protocol hand-over); nothing above this module
-knows which backend it talks to. :class:`Dialer` resolves and connects within the dial
-timeout, through the one error boundary (:func:`~dcounter_protocol._tcp._boundary.os_errors`).
+``start_server``). :class:`~dcounter_protocol._tcp._tls.TLSBackend` is the same four calls
+with TLS inside; nothing above the :class:`Backend` interface knows which one it talks to.
+:class:`Dialer` resolves and connects within the dial timeout, through the one error
+boundary (:func:`~dcounter_protocol._tcp._boundary.os_errors`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ if TYPE_CHECKING:
 
     from dcounter_protocol._tcp._deadlines import Reaper
 
-__all__ = ["ByteStream", "Dialer", "PlainBackend", "SocketStream", "numeric_family", "sockaddr"]
+__all__ = [
+    "Backend",
+    "ByteStream",
+    "Dialer",
+    "PlainBackend",
+    "SocketStream",
+    "numeric_family",
+    "sockaddr",
+    "wait_readable",
+]
 
 SockAddr = tuple[Any, ...]
 #: (address family, socket address) of one way to reach a target.
@@ -51,6 +60,42 @@ class ByteStream(Protocol):
     def close(self) -> None:
         """Release the connection; bytes already written are still delivered, then EOF."""
         ...
+
+
+class Backend(Protocol):
+    """Makes :class:`ByteStream` connections and hands them over to asyncio protocols."""
+
+    async def connect(self, loop: asyncio.AbstractEventLoop, target: Target) -> ByteStream:
+        """A stream connected to ``target``; OSError if it cannot be reached (or refused)."""
+        ...
+
+    def accepted(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> ByteStream:
+        """The stream of a connection a listener accepted (any handshake runs on first use)."""
+        ...
+
+    async def start_client(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stream: ByteStream,
+        factory: Callable[[], asyncio.Protocol],
+    ) -> None:
+        """Hand a dialled stream to a protocol (which then owns the connection)."""
+        ...
+
+    async def start_server(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stream: ByteStream,
+        factory: Callable[[], asyncio.Protocol],
+    ) -> None:
+        """Hand an accepted stream to a protocol (which then owns the connection)."""
+        ...
+
+
+def _socket_of(stream: ByteStream) -> socket.socket:
+    if not isinstance(stream, SocketStream):
+        raise TypeError(f"not a plain socket stream: {stream!r}")
+    return stream.sock
 
 
 class SocketStream:
@@ -102,20 +147,35 @@ class PlainBackend:
     async def start_client(
         self,
         loop: asyncio.AbstractEventLoop,
-        stream: SocketStream,
+        stream: ByteStream,
         factory: Callable[[], asyncio.Protocol],
     ) -> None:
         """Hand a dialled stream to a protocol (which then owns the connection)."""
-        await loop.create_connection(factory, sock=stream.sock)
+        await loop.create_connection(factory, sock=_socket_of(stream))
 
     async def start_server(
         self,
         loop: asyncio.AbstractEventLoop,
-        stream: SocketStream,
+        stream: ByteStream,
         factory: Callable[[], asyncio.Protocol],
     ) -> None:
         """Hand an accepted stream to a protocol (which then owns the connection)."""
-        await loop.connect_accepted_socket(factory, stream.sock)
+        await loop.connect_accepted_socket(factory, _socket_of(stream))
+
+
+async def wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Return once ``sock`` is readable (data, a connection to accept, or EOF)."""
+    readable = loop.create_future()
+    loop.add_reader(sock.fileno(), _wake, readable)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def numeric_family(host: str) -> int | None:
@@ -138,12 +198,12 @@ class Dialer:
 
     __slots__ = ("_backend", "_deadlines", "_targets")
 
-    def __init__(self, backend: PlainBackend, deadlines: Reaper) -> None:
+    def __init__(self, backend: Backend, deadlines: Reaper) -> None:
         self._backend = backend
         self._deadlines = deadlines
         self._targets: dict[str, Target] = {}
 
-    async def dial(self, task: asyncio.Task[Any], address: str) -> SocketStream:
+    async def dial(self, task: asyncio.Task[Any], address: str) -> ByteStream:
         """A stream connected to ``address``; ConnectError or TransportTimeoutError if not."""
         loop = asyncio.get_running_loop()
         deadline = self._deadlines.start(loop, task)

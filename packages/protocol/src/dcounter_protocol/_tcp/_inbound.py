@@ -16,7 +16,7 @@ from dcounter_protocol._errors import BindError, FrameError
 from dcounter_protocol._framing import Frame, FrameDecoder
 from dcounter_protocol._stream import STREAM_MARKER
 from dcounter_protocol._tcp._boundary import error_text, os_errors
-from dcounter_protocol._tcp._bytestream import SockAddr, numeric_family, sockaddr
+from dcounter_protocol._tcp._bytestream import SockAddr, numeric_family, sockaddr, wait_readable
 from dcounter_protocol._tcp._deadlines import Reaper
 from dcounter_protocol._tcp._instream import InboundStream
 from dcounter_protocol._tcp._options import (
@@ -27,7 +27,7 @@ from dcounter_protocol._tcp._options import (
 )
 
 if TYPE_CHECKING:
-    from dcounter_protocol._tcp._bytestream import PlainBackend, SocketStream
+    from dcounter_protocol._tcp._bytestream import Backend, ByteStream
     from dcounter_protocol._tcp._options import Counters, TCPOptions
     from dcounter_protocol._transport import Handler
 
@@ -70,7 +70,7 @@ class _Accepted:
 
     __slots__ = ("evicted", "handed", "received", "stream", "task")
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.handed: InboundStream | None = None
         self.task: asyncio.Task[None] | None = None
@@ -83,7 +83,7 @@ class Inbound:
     """The listening side: at most ``max_connections`` connections read or handled at once."""
 
     def __init__(
-        self, address: str, options: TCPOptions, counters: Counters, *, backend: PlainBackend
+        self, address: str, options: TCPOptions, counters: Counters, *, backend: Backend
     ) -> None:
         #: Our listen address, for log lines.
         self.address = address
@@ -357,14 +357,4 @@ async def _accept(
             return listener.accept()
         except (BlockingIOError, InterruptedError):
             pass
-        readable = loop.create_future()
-        loop.add_reader(listener.fileno(), _wake, readable)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(listener.fileno())
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        await wait_readable(loop, listener)

@@ -9,6 +9,7 @@ from typing import Final, Literal, TypeAlias
 
 from dcounter_protocol._errors import InvalidOptionError
 from dcounter_protocol._message import DEFAULT_MAX_MESSAGE_SIZE
+from dcounter_protocol._tcp._tlsoptions import TLSOptions
 
 __all__ = ["Counters", "TCPOptions", "TransportStats", "WireMode", "log"]
 
@@ -93,6 +94,8 @@ class TCPOptions:
     reconnect_delay: float = 0.05
     #: Largest such delay; a failed attempt after it gives the queued messages up.
     reconnect_max_delay: float = 2.0
+    #: Mutual TLS on every connection (except plaintext peers); None: plain TCP.
+    tls: TLSOptions | None = None
 
     def __post_init__(self) -> None:
         for name in _SECONDS:
@@ -101,6 +104,8 @@ class TCPOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name} must be an int >= 1, got {value!r}")
+        if self.tls is not None and not isinstance(self.tls, TLSOptions):
+            raise InvalidOptionError(f"tls must be a TLSOptions or None, got {self.tls!r}")
         if self.wire not in _WIRE_MODES:
             raise InvalidOptionError(f"wire must be 'auto' or 'seed', got {self.wire!r}")
         if self.reconnect_max_delay < self.reconnect_delay:
@@ -142,6 +147,11 @@ class TransportStats:
     queued: int = 0
     #: Inbound connections that had sent nothing, closed to make room for a waiting one.
     silent_evicted: int = 0
+    #: Inbound connections refused in the TLS handshake (not TLS, no certificate, one from
+    #: another CA or expired): none of their bytes reached a decoder.
+    tls_refused: int = 0
+    #: Outbound connections whose TLS handshake failed (the peer's certificate, or ours).
+    tls_dial_failures: int = 0
 
 
 class Counters:
@@ -160,6 +170,8 @@ class Counters:
         "stream_received",
         "stream_sent",
         "streams_opened",
+        "tls_dial_failures",
+        "tls_refused",
         "undelivered",
     )
 
@@ -176,6 +188,8 @@ class Counters:
         self.inbound_dropped = 0
         self.evicted = 0
         self.silent_evicted = 0
+        self.tls_refused = 0
+        self.tls_dial_failures = 0
         self.open_out = 0
 
     def snapshot(self, *, open_in: int, queued: int) -> TransportStats:
@@ -195,4 +209,6 @@ class Counters:
             open_streams_in=open_in,
             queued=queued,
             silent_evicted=self.silent_evicted,
+            tls_refused=self.tls_refused,
+            tls_dial_failures=self.tls_dial_failures,
         )

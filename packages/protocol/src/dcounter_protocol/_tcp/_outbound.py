@@ -20,7 +20,7 @@ from dcounter_protocol._tcp._outstream import OutboundStream, Peer
 from dcounter_protocol._tcp._policy import Backoff, Route
 
 if TYPE_CHECKING:
-    from dcounter_protocol._tcp._bytestream import Dialer, PlainBackend
+    from dcounter_protocol._tcp._bytestream import Backend, Dialer
     from dcounter_protocol._tcp._deadlines import Reaper
     from dcounter_protocol._tcp._options import Counters, TCPOptions
 
@@ -41,7 +41,7 @@ class Outbound:
         options: TCPOptions,
         counters: Counters,
         *,
-        backend: PlainBackend,
+        backend: Backend,
         dialer: Dialer,
         write_deadlines: Reaper,
     ) -> None:

@@ -12,11 +12,13 @@ from dcounter_protocol._errors import (
     TransportClosedError,
     TransportError,
 )
-from dcounter_protocol._tcp._bytestream import Dialer, PlainBackend
+from dcounter_protocol._tcp._bytestream import Backend, Dialer, PlainBackend
 from dcounter_protocol._tcp._deadlines import Reaper
 from dcounter_protocol._tcp._inbound import Inbound, bind
 from dcounter_protocol._tcp._options import Counters, TCPOptions, TransportStats
 from dcounter_protocol._tcp._outbound import Outbound
+from dcounter_protocol._tcp._tls import TLSBackend
+from dcounter_protocol._tcp._tlsoptions import TLSOptions
 
 if TYPE_CHECKING:
     import socket
@@ -42,7 +44,10 @@ class TCPTransport:
         self._address = address
         self._options = options if options is not None else TCPOptions()
         self._counters = Counters()
-        backend = PlainBackend()
+        tls = self._options.tls
+        backend: Backend = (
+            PlainBackend() if tls is None else TLSBackend(tls, self._options, self._counters)
+        )
         self._deadlines = (Reaper(self._options.dial_timeout), Reaper(self._options.write_timeout))
         self._outbound = Outbound(
             address,
@@ -73,6 +78,25 @@ class TCPTransport:
     def options(self) -> TCPOptions:
         """The timeouts, limits and wire choice in force."""
         return self._options
+
+    @property
+    def tls(self) -> TLSOptions | None:
+        """The TLS contexts new connections use (None: plain TCP)."""
+        backend = self._backend
+        return backend.tls if isinstance(backend, TLSBackend) else None
+
+    def set_tls(self, tls: TLSOptions) -> None:
+        """Use ``tls`` for every connection made from now on; open ones keep their own.
+
+        For certificate rotation. Raises InvalidOptionError on a transport made without TLS
+        (turning TLS on needs a restart: peers would otherwise see both at once).
+        """
+        backend = self._backend
+        if not isinstance(backend, TLSBackend):
+            raise InvalidOptionError(f"transport {self._address} was made without TLS")
+        if not isinstance(tls, TLSOptions):
+            raise InvalidOptionError(f"tls must be a TLSOptions, got {tls!r}")
+        backend.tls = tls
 
     @property
     def active_connections(self) -> int:
@@ -190,4 +214,5 @@ class TCPTransport:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._listener else "idle"
-        return f"<TCPTransport {self._address} {state} wire={self._options.wire}>"
+        tls = "" if self._options.tls is None else " tls"
+        return f"<TCPTransport {self._address} {state} wire={self._options.wire}{tls}>"

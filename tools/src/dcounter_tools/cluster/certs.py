@@ -1,0 +1,172 @@
+"""``--tls``: a throwaway certificate authority and one certificate per node.
+
+:func:`write_cluster_certs` writes, into one folder (the cluster's state or work folder):
+``ca.pem`` (the CA certificate every node trusts), ``ca.key`` (its private key, so more
+nodes can be issued for this cluster), and ``NAME.pem`` / ``NAME.key`` per node. Keys are
+ECDSA P-256, readable by the owner only. Node certificates carry the node's IP (or name) as
+subject alternative name and may serve as client and server. :func:`with_tls` adds the
+``--tls-cert/--tls-key/--tls-ca`` flags to every node of a spec.
+
+For a test or demo cluster only: a real deployment keeps its CA key offline (see the
+node README's Security section).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import ipaddress
+import os
+import re
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from dcounter_tools._address import split_address
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from dcounter_tools.cluster.spec import ClusterSpec
+
+__all__ = ["CA_FILE", "TLS_DIR", "VALID_DAYS", "with_tls", "write_cluster_certs"]
+
+#: The folder, in a cluster's state or work folder, holding its certificates.
+TLS_DIR = "tls"
+CA_FILE = "ca.pem"
+#: How long the throwaway certificates are valid.
+VALID_DAYS = 30
+_BACKDATE = datetime.timedelta(minutes=5)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dcounter throwaway cluster"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _subject_alt_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def write_cluster_certs(
+    folder: Path, nodes: Sequence[tuple[str, str]], *, days: int = VALID_DAYS
+) -> None:
+    """A new CA and a certificate for each (file stem, host) in ``nodes``, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - _BACKDATE, now + datetime.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("dcounter throwaway CA")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_key(folder / "ca.key", ca_key)
+    _write_cert(folder / CA_FILE, ca_cert)
+    issuer_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    for name, host in nodes:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(ca=False), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.SubjectAlternativeName([_subject_alt_name(host)]), False)
+            .add_extension(issuer_id, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_key(folder / f"{name}.key", key)
+        _write_cert(folder / f"{name}.pem", cert)
+
+
+def _file_stems(names: Sequence[str]) -> list[str]:
+    """A distinct, file-system-safe stem per node name (names may hold ``:`` or ``/``)."""
+    stems: list[str] = []
+    for index, name in enumerate(names):
+        stem = _UNSAFE.sub("_", name)
+        stems.append(stem if stem not in stems and stem != "ca" else f"{stem}-{index}")
+    return stems
+
+
+def with_tls(spec: ClusterSpec, folder: Path) -> ClusterSpec:
+    """``spec`` with a fresh CA and certificates in ``folder``, passed to every node."""
+    stems = _file_stems([node.name for node in spec.nodes])
+    hosts = [split_address(node.listen)[0] for node in spec.nodes]
+    write_cluster_certs(folder, list(zip(stems, hosts, strict=True)))
+    nodes = tuple(
+        dataclasses.replace(
+            node,
+            args=(
+                *node.args,
+                "--tls-cert",
+                str(folder / f"{stem}.pem"),
+                "--tls-key",
+                str(folder / f"{stem}.key"),
+                "--tls-ca",
+                str(folder / CA_FILE),
+            ),
+        )
+        for node, stem in zip(spec.nodes, stems, strict=True)
+    )
+    return dataclasses.replace(spec, nodes=nodes, source=f"{spec.source}, gossip over mutual TLS")
