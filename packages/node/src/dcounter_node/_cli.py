@@ -20,6 +20,7 @@ from dcounter_node._http import create_app, start_http_server
 from dcounter_node._logging import configure_logging
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
+from dcounter_node._security import HTTPSecurity, exposure_problems, http_security
 from dcounter_node._settings import (
     SETTINGS,
     NodeSettings,
@@ -168,13 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(argv)
         config = settings.node_config()
         loop_factory = _loop_factory(settings.loop)
+        security = http_security(settings)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
+    if not _exposure_allowed(settings, security):
+        return EXIT_USAGE
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(_serve(settings, config))
+            return runner.run(_serve(settings, config, security))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
 
@@ -182,6 +186,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point."""
     raise SystemExit(main())
+
+
+def _exposure_allowed(settings: NodeSettings, security: HTTPSecurity) -> bool:
+    """Warn about (or, with --require-auth, refuse) listeners open to the network."""
+    problems = exposure_problems(
+        gossip=settings.listen,
+        gossip_tls=getattr(settings, "tls_cert", None) is not None,
+        http=settings.http,
+        https=security.ssl_context is not None,
+        tokens=security.tokens is not None,
+    )
+    if not problems:
+        return True
+    if settings.require_auth:
+        _error(f"refusing to start (--require-auth): {'; '.join(problems)}")
+        return False
+    _log.warning(
+        "this node is open to its network: %s (see 'Security' in the README; --require-auth"
+        " refuses to start like this)",
+        "; ".join(problems),
+    )
+    return True
 
 
 def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -198,7 +224,7 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
+async def _serve(settings: NodeSettings, config: NodeConfig, security: HTTPSecurity) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
@@ -213,6 +239,14 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still works
             loop.add_signal_handler(sig, on_signal, sig)
+
+    def reload_tokens() -> None:
+        # SIGHUP: the API token file and the HTTPS certificate are read again.
+        _log.info("SIGHUP received: reloading")
+        security.reload()
+
+    with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, reload_tokens)
 
     store = _store(settings)
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
@@ -231,10 +265,13 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         _error(f"cannot listen for gossip on {settings.listen}: {exc}")
         return EXIT_FAILURE
     try:
-        app = create_app(node, peer_http=dict(settings.peer_http))
+        app = create_app(node, peer_http=dict(settings.peer_http), tokens=security.tokens)
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
-            app, settings.http, access_log=access_logger if verbose else None
+            app,
+            settings.http,
+            access_log=access_logger if verbose else None,
+            ssl_context=security.ssl_context,
         )
     except OSError as exc:
         await node.close()
@@ -242,10 +279,12 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         return EXIT_FAILURE
     try:
         _log.info(
-            "serving: gossip on %s, HTTP API on http://%s, %d peers",
+            "serving: gossip on %s, HTTP API on %s://%s, %d peers%s",
             node.address,
+            security.scheme,
             server.address,
             len(node.peers),
+            f", API tokens: {security.tokens.summary()}" if security.tokens else "",
         )
         print(
             f"{PROG} ready gossip={node.address} http={server.address}"

@@ -39,6 +39,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import CountOverflowError
+from dcounter_node._auth import auth_middleware
 from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
     ConfigError,
@@ -53,7 +54,11 @@ from dcounter_node._node import Node
 from dcounter_node._settings import format_address, parse_address
 
 if TYPE_CHECKING:
+    import ssl
+
     from prometheus_client import CollectorRegistry
+
+    from dcounter_node._auth import ApiTokens
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -381,10 +386,12 @@ def create_app(
     idempotency_ttl: float = 3600.0,
     keepalive: float = 15.0,
     peer_http: Mapping[str, str] | None = None,
+    tokens: ApiTokens | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
     ``peer_http`` maps peers' gossip addresses to their HTTP addresses (for ``/cluster``).
+    With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`).
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -396,7 +403,9 @@ def create_app(
         keepalive,
         create_registry(node, stats),
     )
-    app = web.Application(client_max_size=client_max_size)
+    # Without tokens no middleware at all: it would cost every request some time.
+    middlewares = [auth_middleware(tokens, stats)] if tokens is not None else []
+    app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
     app[NODE_KEY] = node
     app[SERVICE_STATS_KEY] = stats
     routes: dict[str, dict[str, _Handler]] = {
@@ -451,11 +460,12 @@ async def start_http_server(
     access_log: logging.Logger | None = None,
     shutdown_timeout: float = 5.0,
     backlog: int = 1024,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> HTTPServer:
     """Bind ``address`` ("host:port", port 0 allowed) and serve ``app`` on it.
 
     Raises OSError when the address cannot be bound (in use, not local, unresolvable).
-    Access logging is off unless ``access_log`` is given.
+    Access logging is off unless ``access_log`` is given. With ``ssl_context``: HTTPS.
     """
     host, port = parse_address(address)
     loop = asyncio.get_running_loop()
@@ -467,7 +477,7 @@ async def start_http_server(
     )
     try:
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     except BaseException:
         sock.close()
         await runner.cleanup()
