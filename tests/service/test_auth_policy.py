@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
@@ -240,3 +242,21 @@ def test_https_files_need_both_cert_and_key() -> None:
     files = https_files(NodeSettings(http_tls_cert="c.pem", http_tls_key="k.pem"))
     assert files is not None
     assert (files.cert, files.key, files.client_ca) == ("c.pem", "k.pem", None)
+
+
+@dataclass(frozen=True)
+class _WithGossipTLS(NodeSettings):
+    # The gossip TLS settings (issue 13's other half) as NodeSettings will carry them.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+def test_https_defaults_to_the_gossip_certificate_and_http_flags_win() -> None:
+    gossip = _WithGossipTLS(tls_cert="gossip.pem", tls_key="gossip.key")
+    files = https_files(gossip)
+    assert files is not None
+    assert (files.cert, files.key) == ("gossip.pem", "gossip.key")
+    own = dataclasses.replace(gossip, http_tls_cert="web.pem", http_tls_key="web.key")
+    files = https_files(own)
+    assert files is not None
+    assert (files.cert, files.key) == ("web.pem", "web.key")

@@ -54,7 +54,7 @@ def server_ssl_context(files: HTTPSFiles) -> ssl.SSLContext:
     if files.client_ca is not None:
         try:
             context.load_verify_locations(cafile=files.client_ca)
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError included: not PEM
             raise ConfigError(f"cannot use --http-tls-ca {files.client_ca!r}: {exc}") from None
         # Asked for, verified when presented, not required: tokens remain the API's gate.
         context.verify_mode = ssl.CERT_OPTIONAL
@@ -64,15 +64,16 @@ def server_ssl_context(files: HTTPSFiles) -> ssl.SSLContext:
 def _load_chain(context: ssl.SSLContext, files: HTTPSFiles) -> None:
     try:
         context.load_cert_chain(files.cert, files.key)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the HTTPS certificate or key ({files.cert!r}, {files.key!r}):"
-            f" {exc.strerror or exc}"
-        ) from None
+    # SSLError first: it is an OSError too.
     except ssl.SSLError as exc:
         raise ConfigError(
             f"cannot use the HTTPS certificate {files.cert!r} with key {files.key!r}"
             f" (not PEM, or the key does not match): {exc.reason or exc}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the HTTPS certificate or key ({files.cert!r}, {files.key!r}):"
+            f" {exc.strerror or exc}"
         ) from None
 
 
