@@ -240,3 +240,20 @@ async def test_reload_serves_a_rotated_certificate_to_new_connections(
     finally:
         await server.close()
         await node.close()
+
+
+async def test_cluster_asks_https_peers_with_the_callers_token(
+    server_cert: ServerCert, serve_https: ServeHTTPS, make_api: ApiFactory
+) -> None:
+    url, peer = await serve_https(HTTPSFiles(str(server_cert.cert), str(server_cert.key)))
+    peer.increment(4)
+    api = await make_api(
+        tokens=ApiTokens([(Scope.WRITE, WRITE)]),
+        peer_http={peer.address: url.removeprefix("https://")},
+        peer_ssl=server_cert.client_context(),
+    )
+    api.node.peers.add(peer.address)
+    status, body, _ = await api.request("GET", "/cluster", headers=_bearer(WRITE))
+    assert status == 200
+    (report,) = body["peers"]
+    assert (report["value"], report["error"]) == (4, None)

@@ -265,7 +265,12 @@ async def _serve(settings: NodeSettings, config: NodeConfig, security: HTTPSecur
         _error(f"cannot listen for gossip on {settings.listen}: {exc}")
         return EXIT_FAILURE
     try:
-        app = create_app(node, peer_http=dict(settings.peer_http), tokens=security.tokens)
+        app = create_app(
+            node,
+            peer_http=dict(settings.peer_http),
+            tokens=security.tokens,
+            peer_ssl=security.peer_ssl,
+        )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
             app,

@@ -387,11 +387,13 @@ def create_app(
     keepalive: float = 15.0,
     peer_http: Mapping[str, str] | None = None,
     tokens: ApiTokens | None = None,
+    peer_ssl: ssl.SSLContext | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
     ``peer_http`` maps peers' gossip addresses to their HTTP addresses (for ``/cluster``).
-    With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`).
+    With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`);
+    with ``peer_ssl`` (a client context), ``/cluster`` asks peers over HTTPS.
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -418,7 +420,7 @@ def create_app(
         "/health": {"GET": api.health},
         "/metrics": {"GET": api.metrics},
     }
-    routes.update(dashboard_routes(app, node, stats, peer_http or {}))
+    routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
         handlers = dict(methods)

@@ -100,6 +100,8 @@ class HTTPSecurity:
     ssl_context: ssl.SSLContext | None = None
     tokens: ApiTokens | None = None
     files: HTTPSFiles | None = None
+    #: How the dashboard's ``/cluster`` asks peers over HTTPS (None: plain HTTP).
+    peer_ssl: ssl.SSLContext | None = None
 
     @property
     def scheme(self) -> str:
@@ -127,7 +129,19 @@ def http_security(settings: NodeSettings) -> HTTPSecurity:
     files = https_files(settings)
     context = server_ssl_context(files) if files is not None else None
     tokens = ApiTokens.load(settings.api_tokens) if settings.api_tokens is not None else None
-    return HTTPSecurity(context, tokens, files)
+    peer_ssl = _peer_client_context(getattr(settings, "tls_ca", None)) if files else None
+    return HTTPSecurity(context, tokens, files, peer_ssl)
+
+
+def _peer_client_context(cluster_ca: str | None) -> ssl.SSLContext:
+    """What peers' HTTPS certificates are verified with: the system's CAs and the cluster's."""
+    context = ssl.create_default_context()
+    if cluster_ca is not None:
+        try:
+            context.load_verify_locations(cafile=cluster_ca)
+        except OSError as exc:  # ssl.SSLError included: not PEM
+            raise ConfigError(f"cannot use the cluster CA {cluster_ca!r}: {exc}") from None
+    return context
 
 
 def is_loopback(host: str) -> bool:
