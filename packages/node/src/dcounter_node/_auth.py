@@ -7,7 +7,8 @@ TOKEN``; a missing or unknown token gets a 401, a token whose scope is too low a
 
 The decisions are pure: :func:`required_scope` maps a route to the scope it needs (its
 table, :data:`ROUTE_SCOPES`, is the one place to look), and :func:`decide` turns that and
-the presented token's scope into an answer. :func:`auth_middleware` only applies them.
+the presented token's scope into an answer. :func:`require_token` only applies them, as a
+wrapper around each route's handler.
 
 Tokens are never logged, and a presented token is compared with every configured one in
 constant time (SHA-256 digests through :func:`hmac.compare_digest`, so not even its length
@@ -33,18 +34,15 @@ from dcounter_node._errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from aiohttp.typedefs import Middleware
-
-    from dcounter_node._metrics import ServiceStats
-
 __all__ = [
     "ROUTE_SCOPES",
+    "UNMATCHED_ROUTE",
     "ApiTokens",
     "Decision",
     "Scope",
-    "auth_middleware",
     "decide",
     "parse_tokens",
+    "require_token",
     "required_scope",
 ]
 
@@ -62,6 +60,9 @@ class Scope(enum.IntEnum):
     def label(self) -> str:
         return self.name.lower()
 
+
+#: The canonical path of :mod:`dcounter_node._http`'s catch-all route (unknown paths).
+UNMATCHED_ROUTE: Final = "/{tail}"
 
 #: Route (aiohttp's canonical resource path) -> method -> scope needed (None: open to all).
 #: HEAD needs what GET needs. A route missing here needs ADMIN, so an endpoint added without
@@ -82,7 +83,7 @@ ROUTE_SCOPES: Final[Mapping[str, Mapping[str, Scope | None]]] = {
     "/peers": {"GET": Scope.READ, "POST": Scope.ADMIN},
     "/peers/{addr}": {"DELETE": Scope.ADMIN},
     # Every path no route matches: a valid token learns that it is a 404.
-    "/{tail}": {},
+    UNMATCHED_ROUTE: {},
 }
 
 
@@ -234,11 +235,9 @@ class ApiTokens:
         return found
 
 
-# -- the middleware --------------------------------------------------------------------------
+# -- the check in front of each route ---------------------------------------------------------
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: The catch-all route's canonical path; :mod:`dcounter_node._http` counts it as "unmatched".
-_UNMATCHED: Final = "/{tail}"
 
 
 def _refusal(decision: Decision, required: Scope) -> web.Response:
@@ -256,24 +255,20 @@ def _refusal(decision: Decision, required: Scope) -> web.Response:
     )
 
 
-def auth_middleware(tokens: ApiTokens, stats: ServiceStats | None = None) -> Middleware:
-    """An aiohttp middleware refusing requests whose token lacks the route's scope.
+def require_token(tokens: ApiTokens, method: str, route: str, handler: _Handler) -> _Handler:
+    """``handler`` behind a check of the request's token against the route's scope.
 
-    Refusals are counted in ``stats`` like every other response.
+    The scope is looked up once, here; an open route gets ``handler`` itself. A wrapper
+    per route rather than an aiohttp middleware, which would cost every request more.
     """
+    required = required_scope(method, route)
+    if required is None:
+        return handler
 
-    @web.middleware
-    async def check_token(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        route = request.match_info.route.resource
-        path = route.canonical if route is not None else _UNMATCHED
-        required = required_scope(request.method, path)
+    async def checked(request: web.Request) -> web.StreamResponse:
         decision = decide(required, tokens.scope_of(request.headers.get("Authorization")))
-        if decision is Decision.ALLOW or required is None:
+        if decision is Decision.ALLOW:
             return await handler(request)
-        response = _refusal(decision, required)
-        if stats is not None:
-            label = "unmatched" if path == _UNMATCHED else path
-            stats.record_response(request.method, label, response.status)
-        return response
+        return _refusal(decision, required)
 
-    return check_token
+    return checked

@@ -39,7 +39,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import CountOverflowError
-from dcounter_node._auth import auth_middleware
+from dcounter_node._auth import UNMATCHED_ROUTE, require_token
 from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
     ConfigError,
@@ -405,9 +405,7 @@ def create_app(
         keepalive,
         create_registry(node, stats),
     )
-    # Without tokens no middleware at all: it would cost every request some time.
-    middlewares = [auth_middleware(tokens, stats)] if tokens is not None else []
-    app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
+    app = web.Application(client_max_size=client_max_size)
     app[NODE_KEY] = node
     app[SERVICE_STATS_KEY] = stats
     routes: dict[str, dict[str, _Handler]] = {
@@ -421,17 +419,23 @@ def create_app(
         "/metrics": {"GET": api.metrics},
     }
     routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
+
+    def checked(method: str, path: str, handler: _Handler) -> _Handler:
+        return handler if tokens is None else require_token(tokens, method, path, handler)
+
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
         handlers = dict(methods)
         if "GET" in handlers and path != "/counter/watch":  # a stream has no HEAD
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
-            resource.add_route(method, _guarded(handler, stats, path))
+            resource.add_route(method, _guarded(checked(method, path, handler), stats, path))
         allowed = ", ".join(sorted(handlers))
         # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
-        resource.add_route("*", _guarded(_method_not_allowed(allowed), stats, path))
-    app.router.add_route("*", "/{tail:.*}", _guarded(_not_found, stats, "unmatched"))
+        not_allowed = checked("*", path, _method_not_allowed(allowed))
+        resource.add_route("*", _guarded(not_allowed, stats, path))
+    not_found = checked("*", UNMATCHED_ROUTE, _not_found)
+    app.router.add_route("*", "/{tail:.*}", _guarded(not_found, stats, "unmatched"))
 
     async def begin_shutdown(app: web.Application) -> None:
         api.closing.set()
