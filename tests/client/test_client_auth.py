@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
+# node.http is a URL here and "host:port" on main's NodeProcess: the client takes both.
 READ = "client-read-4b8e1f0c6d2a"
 WRITE = "client-write-7c3a9e5d1f0b"
 ADMIN = "client-admin-2e6c0a4f8d1b"

@@ -202,9 +202,10 @@ async def test_a_node_with_tokens_asks_for_one_and_works_with_it_end_to_end(
         "--peers",
         b.gossip,
         "--peer-http",
-        f"{b.gossip}={b.ready['http']}",
+        # Either NodeProcess: .http is the URL here, "host:port" in dcounter_node.testing.
+        f"{b.gossip}={b.http.removeprefix('http://')}",
     )
-    dashboard = await open_dashboard(a.http)
+    dashboard = await open_dashboard("http://" + a.http.removeprefix("http://"))
     await dashboard.see("connection", re.compile("needs an API token"))
 
     def use(token: str) -> Callable[[Page], None]:

@@ -22,11 +22,26 @@ OLD = "old-token-9d2c4e6a8b0f"
 NEW = "new-token-1a3c5e7b9d2f"
 
 
+# The shared NodeProcess changes on main (dcounter_node.testing: .http is "host:port", .url
+# the URL, .log_text() the log); these two read either version, so the tests survive a merge.
+def _address(node: NodeProcess) -> str:
+    """The node's bound HTTP address, "host:port"."""
+    return node.http.removeprefix("http://")
+
+
+def _log(node: NodeProcess) -> str:
+    read = getattr(node, "log_text", None) or getattr(node, "stderr", None)
+    assert read is not None
+    text = read()
+    assert isinstance(text, str)
+    return text
+
+
 async def _status(node: NodeProcess, path: str, token: str | None, method: str = "POST") -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-        session.request(method, node.http + path, headers=headers) as response,
+        session.request(method, f"http://{_address(node)}{path}", headers=headers) as response,
     ):
         return response.status
 
@@ -50,18 +65,18 @@ async def test_sighup_rereads_the_token_file(
     await wait_until(rotated, what="the new token to be accepted")
     assert await _status(node, "/increment", NEW) == 200
     assert await _status(node, "/increment", OLD) == 401
-    assert "API tokens reloaded" in node.stderr()
+    assert "API tokens reloaded" in _log(node)
 
     # A broken file keeps the tokens in use, and says so in one line.
     tokens.write_text(f"write {NEW}\nwrite\n")
     node.signal(signal.SIGHUP)
 
     async def refused() -> bool:
-        return "API tokens not reloaded" in node.stderr()
+        return "API tokens not reloaded" in _log(node)
 
     await wait_until(refused, what="the reload failure to be logged")
     assert await _status(node, "/increment", NEW) == 200
-    stderr = node.stderr()
+    stderr = _log(node)
     failures = [line for line in stderr.splitlines() if "not reloaded" in line]
     assert len(failures) == 1
     assert failures[0].endswith(
@@ -81,7 +96,7 @@ async def test_a_bad_token_file_stops_the_start_with_exit_2(
     tokens.write_text(f"read {OLD}\nroot {NEW}\n")
     node = await spawn_node(*FREE, "--api-tokens", str(tokens))
     assert await node.wait_exit() == 2
-    assert node.stderr().splitlines() == [
+    assert _log(node).splitlines() == [
         f"dcounter-node: error: token file {str(tokens)!r}, line 2: unknown scope 'root'"
         " (expected read, write or admin)"
     ]
@@ -101,16 +116,16 @@ async def test_https_from_the_flags_with_tokens(
         "--http-tls-key",
         str(server_cert.key),
     )
-    ready = await node.wait_ready()
-    url = f"https://{ready['http']}"
+    await node.wait_ready()
+    url = f"https://{_address(node)}"
     async with httpx.AsyncClient(verify=server_cert.client_context(), timeout=10) as client:
         response = await client.post(url + "/increment", headers={"Authorization": f"Bearer {NEW}"})
         assert (response.status_code, response.json()) == (200, {"value": 1})
         response = await client.post(url + "/increment", headers={"Authorization": f"Bearer {OLD}"})
         assert response.status_code == 403
         assert (await client.get(url + "/health")).status_code == 200
-    assert f"HTTP API on https://{ready['http']}" in node.stderr()
-    assert "API tokens: 1 read, 1 write, 0 admin" in node.stderr()
+    assert f"HTTP API on https://{_address(node)}" in _log(node)
+    assert "API tokens: 1 read, 1 write, 0 admin" in _log(node)
 
 
 async def test_a_node_open_to_its_network_warns_once_at_start(
@@ -123,7 +138,7 @@ async def test_a_node_open_to_its_network_warns_once_at_start(
         "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0", "--in-memory", "--api-tokens", str(tokens)
     )
     await node.wait_ready()
-    warnings = [line for line in node.stderr().splitlines() if "open to its network" in line]
+    warnings = [line for line in _log(node).splitlines() if "open to its network" in line]
     assert len(warnings) == 1
     assert "the HTTP API listens on 0.0.0.0:0 without HTTPS" in warnings[0]
     assert "--require-auth" in warnings[0]
@@ -135,11 +150,11 @@ async def test_loopback_only_nodes_do_not_warn_and_sighup_does_not_stop_them(
 ) -> None:
     node = await spawn_node(*FREE)
     await node.wait_ready()
-    assert "open to its network" not in node.stderr()
+    assert "open to its network" not in _log(node)
     node.signal(signal.SIGHUP)
 
     async def handled() -> bool:
-        return "SIGHUP received" in node.stderr()
+        return "SIGHUP received" in _log(node)
 
     await wait_until(handled, what="the SIGHUP to be logged")
     assert await _status(node, "/increment", None) == 200
@@ -152,7 +167,7 @@ async def test_require_auth_refuses_to_start_a_node_open_to_its_network(
         "--listen", "0.0.0.0:0", "--http", "127.0.0.1:0", "--in-memory", "--require-auth"
     )
     assert await node.wait_exit() == 2
-    assert node.stderr().splitlines() == [
+    assert _log(node).splitlines() == [
         "dcounter-node: error: refusing to start (--require-auth): gossip listens on"
         " 0.0.0.0:0 without TLS: anyone who can reach it can rewrite the counter"
     ]

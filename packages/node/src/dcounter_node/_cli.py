@@ -289,7 +289,7 @@ async def _serve(settings: NodeSettings, config: NodeConfig, security: HTTPSecur
             security.scheme,
             server.address,
             len(node.peers),
-            f", API tokens: {security.tokens.summary()}" if security.tokens else "",
+            f", API tokens: {security.tokens.summary()}" if security.tokens is not None else "",
         )
         print(
             f"{PROG} ready gossip={node.address} http={server.address}"
