@@ -64,6 +64,22 @@ def test_a_bad_token_file_names_the_line_and_never_echoes_the_token(
     assert "abc" not in str(caught.value)
 
 
+def test_a_token_file_others_may_read_is_loaded_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"read {READ_TOKEN}\n")
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="dcounter_node._auth"):
+        ApiTokens.load(path)
+    assert caplog.records == []
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="dcounter_node._auth"):
+        tokens = ApiTokens.load(path)
+    assert "can be read by other users" in caplog.text
+    assert tokens.scope_of(f"Bearer {READ_TOKEN}") is Scope.READ
+
+
 def test_an_unreadable_token_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read token file"):
         ApiTokens.load(tmp_path / "missing")

@@ -94,6 +94,7 @@ async def test_a_bad_token_file_stops_the_start_with_exit_2(
 ) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"read {OLD}\nroot {NEW}\n")
+    tokens.chmod(0o600)
     node = await spawn_node(*FREE, "--api-tokens", str(tokens))
     assert await node.wait_exit() == 2
     assert _log(node).splitlines() == [

@@ -157,6 +157,12 @@ def parse_tokens(text: str, *, source: str = "<tokens>") -> list[tuple[Scope, st
 
 def _read_token_file(path: Path) -> list[tuple[Scope, str]]:
     try:
+        if path.stat().st_mode & 0o077:
+            _log.warning(
+                "token file %s can be read by other users: make it readable by the node's"
+                " user only (chmod 600)",
+                path,
+            )
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read token file {str(path)!r}: {exc.strerror}") from None

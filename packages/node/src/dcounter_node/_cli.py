@@ -169,11 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(argv)
         config = settings.node_config()
         loop_factory = _loop_factory(settings.loop)
-        security = http_security(settings)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        security = http_security(settings)  # after logging: loading may warn
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
     if not _exposure_allowed(settings, security):
         return EXIT_USAGE
     try:
