@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,9 @@ from dcounter_node._auth import (
     parse_tokens,
     required_scope,
 )
+from dcounter_node._cli import settings_from_args
 from dcounter_node._security import exposure_problems, https_files, is_loopback
-from dcounter_node._settings import NodeSettings
+from dcounter_node._settings import NodeSettings, parse_config
 from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
@@ -276,3 +278,20 @@ def test_https_defaults_to_the_gossip_certificate_and_http_flags_win() -> None:
     files = https_files(own)
     assert files is not None
     assert (files.cert, files.key) == ("web.pem", "web.key")
+
+
+def test_the_security_settings_come_from_toml_and_flags_alike() -> None:
+    document = tomllib.loads(
+        'api_tokens = "tokens.txt"\nrequire_auth = true\n'
+        'http_tls_cert = "c.pem"\nhttp_tls_key = "k.pem"\nhttp_tls_ca = "ca.pem"\n'
+    )
+    settings = parse_config(document).settings()
+    assert (settings.api_tokens, settings.require_auth) == ("tokens.txt", True)
+    assert (settings.http_tls_cert, settings.http_tls_key, settings.http_tls_ca) == (
+        "c.pem",
+        "k.pem",
+        "ca.pem",
+    )
+    assert settings_from_args(settings.to_argv()) == settings
+    with pytest.raises(ConfigError, match="api_tokens: expected a file path"):
+        parse_config({"api_tokens": ""})

@@ -89,6 +89,24 @@ async def test_sighup_rereads_the_token_file(
     assert await node.wait_exit() == 0
 
 
+async def test_tokens_never_reach_the_log_even_at_debug_level(
+    spawn_node: SpawnNode, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"read {OLD}\n")
+    node = await spawn_node(*FREE, "--api-tokens", str(tokens), "--log-level", "debug")
+    await node.wait_ready()
+    assert await _status(node, "/counter", OLD, "GET") == 200
+    assert await _status(node, "/increment", OLD) == 403
+    assert await _status(node, "/increment", NEW) == 401
+    node.signal(signal.SIGTERM)
+    assert await node.wait_exit() == 0
+    log = _log(node)
+    assert '"GET /counter HTTP/1.1" 200' in log  # the access log is on at debug level
+    assert OLD not in log
+    assert NEW not in log
+
+
 async def test_a_bad_token_file_stops_the_start_with_exit_2(
     spawn_node: SpawnNode, tmp_path: Path
 ) -> None:
