@@ -16,6 +16,7 @@
   let value = null; // exact decimal text: values may exceed 2**53
   let cluster = null; // the last GET /cluster document
   let watchAbort = null;
+  let wakeWatch = null; // ends the wait before the stream's next attempt
   const samples = []; // {t, value, writes}
 
   // -- token -------------------------------------------------------------------------
@@ -32,6 +33,7 @@
     input.value = sessionStorage.getItem(TOKEN_KEY) || "";
     const reconnect = () => {
       if (watchAbort) watchAbort.abort();
+      if (wakeWatch) wakeWatch();
       refreshCluster();
     };
     $("save-token").addEventListener("click", () => {
@@ -130,7 +132,12 @@
         delay = 0; // a new token, or a silent stream: try again at once
       }
       setConnection("disconnected", reason + ", retrying in " + Math.ceil(delay / 1000) + " s");
-      await sleep(delay);
+      // A new token (see setupToken) retries at once.
+      await new Promise((resolve) => {
+        wakeWatch = resolve;
+        setTimeout(resolve, delay);
+      });
+      wakeWatch = null;
       delay = Math.min(Math.max(delay * 2, 500), 5000);
     }
   }
