@@ -296,6 +296,7 @@ def _start_secured_nodes(folder: Path) -> tuple[list[Server], ssl.SSLContext]:
     cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
     issued.private_key_pem.write_to_path(key)
     tokens.write_text(f"write {_BENCH_TOKEN}\n")
+    tokens.chmod(0o600)
     https = [f"--http-tls-cert={cert}", f"--http-tls-key={key}"]
     base = [sys.executable, "-m", "dcounter_node", "--listen=127.0.0.1:0", "--http=127.0.0.1:0"]
     # uvloop's TLS when the client has it too: asyncio's own is written in Python.
@@ -326,8 +327,9 @@ async def _measure_https(args: argparse.Namespace) -> int:
         servers, context = _start_secured_nodes(Path(folder))
         results: dict[str, list[Round]] = {server.name: [] for server in servers}
         try:
-            for _ in range(args.rounds):
-                for server in servers:
+            for index in range(args.rounds):
+                # Each round starts with another target, so none always runs in one slot.
+                for server in servers[index % 3 :] + servers[: index % 3]:
                     headers = {"Authorization": f"Bearer {_BENCH_TOKEN}"}
                     connector = aiohttp.TCPConnector(limit=args.concurrency, ssl=context)
                     async with aiohttp.ClientSession(
