@@ -15,6 +15,7 @@ from dcounter_node._auth import (
     ROUTE_SCOPES,
     ApiTokens,
     Decision,
+    RefusalLog,
     Scope,
     decide,
     parse_tokens,
@@ -295,3 +296,22 @@ def test_the_security_settings_come_from_toml_and_flags_alike() -> None:
     assert settings_from_args(settings.to_argv()) == settings
     with pytest.raises(ConfigError, match="api_tokens: expected a file path"):
         parse_config({"api_tokens": ""})
+
+
+def test_refusals_are_logged_at_most_once_a_minute_with_a_count_of_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    refusals = RefusalLog(interval=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="dcounter_node._auth"):
+        refusals.record(Decision.UNAUTHENTICATED, "POST", "/increment", "10.0.0.7")
+        for second in (1.0, 30.0, 59.0):
+            now[0] = 100.0 + second
+            refusals.record(Decision.FORBIDDEN, "DELETE", "/peers/x:1", "10.0.0.8")
+        now[0] = 160.0
+        refusals.record(Decision.FORBIDDEN, "POST", "/peers", None)
+    assert [record.getMessage() for record in caplog.records] == [
+        "refused POST /increment from 10.0.0.7 (401, no valid API token)",
+        "refused POST /peers from unknown (403, token scope);"
+        " 3 more refused since the last such line",
+    ]

@@ -103,6 +103,7 @@ async def test_tokens_never_reach_the_log_even_at_debug_level(
     assert await node.wait_exit() == 0
     log = _log(node)
     assert '"GET /counter HTTP/1.1" 200' in log  # the access log is on at debug level
+    assert "refused POST /increment from 127.0.0.1 (403, token scope)" in log
     assert OLD not in log
     assert NEW not in log
 

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "UNMATCHED_ROUTE",
     "ApiTokens",
     "Decision",
+    "RefusalLog",
     "Scope",
     "decide",
     "parse_tokens",
@@ -261,11 +263,50 @@ def _refusal(decision: Decision, required: Scope) -> web.Response:
     )
 
 
-def require_token(tokens: ApiTokens, method: str, route: str, handler: _Handler) -> _Handler:
+class RefusalLog:
+    """Logs refused requests as one warning line per ``interval`` seconds at most.
+
+    Each line describes the refusal that triggered it and how many were held back since the
+    previous line, so a token-guessing client cannot flood the log. Tokens are not logged.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._next: float | None = None
+        self._held = 0
+
+    def record(self, decision: Decision, method: str, path: str, remote: str | None) -> None:
+        now = self._clock()
+        if self._next is not None and now < self._next:
+            self._held += 1
+            return
+        self._next = now + self._interval
+        held, self._held = self._held, 0
+        why = "no valid API token" if decision is Decision.UNAUTHENTICATED else "token scope"
+        _log.warning(
+            "refused %s %s from %s (%d, %s)%s",
+            method,
+            path[:100],
+            remote or "unknown",
+            decision.value,
+            why,
+            f"; {held} more refused since the last such line" if held else "",
+        )
+
+
+def require_token(
+    tokens: ApiTokens,
+    method: str,
+    route: str,
+    handler: _Handler,
+    refusals: RefusalLog | None = None,
+) -> _Handler:
     """``handler`` behind a check of the request's token against the route's scope.
 
     The scope is looked up once, here; an open route gets ``handler`` itself. A wrapper
     per route rather than an aiohttp middleware, which would cost every request more.
+    Refusals go to ``refusals`` (rate-limited log lines).
     """
     required = required_scope(method, route)
     if required is None:
@@ -275,6 +316,8 @@ def require_token(tokens: ApiTokens, method: str, route: str, handler: _Handler)
         decision = decide(required, tokens.scope_of(request.headers.get("Authorization")))
         if decision is Decision.ALLOW:
             return await handler(request)
+        if refusals is not None:
+            refusals.record(decision, request.method, request.path, request.remote)
         return _refusal(decision, required)
 
     return checked

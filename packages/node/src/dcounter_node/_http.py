@@ -39,7 +39,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import CountOverflowError
-from dcounter_node._auth import UNMATCHED_ROUTE, require_token
+from dcounter_node._auth import UNMATCHED_ROUTE, RefusalLog, require_token
 from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
     ConfigError,
@@ -420,8 +420,12 @@ def create_app(
     }
     routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
 
+    refusals = RefusalLog()
+
     def checked(method: str, path: str, handler: _Handler) -> _Handler:
-        return handler if tokens is None else require_token(tokens, method, path, handler)
+        if tokens is None:
+            return handler
+        return require_token(tokens, method, path, handler, refusals)
 
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
