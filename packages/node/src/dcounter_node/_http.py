@@ -21,7 +21,8 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
 Statuses: 400 malformed body, amount or address; 404 unknown route or peer; 405 wrong
 method; 409 the change would overflow this replica's count; 413 body over
 ``client_max_size``; 422 idempotency key reused for a different request; 503 node closed or
-the change could not be committed.
+the change could not be committed. With API tokens (``tokens``): 401 without a valid token,
+403 when its scope is too low (see :mod:`dcounter_node._auth`).
 """
 
 from __future__ import annotations
