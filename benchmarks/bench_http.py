@@ -19,6 +19,12 @@ latencies are the p50/p99 of that round. On Linux the server's CPU time per requ
 reported: if the baseline server does not use close to a whole core, the client is the
 bottleneck and the throughput ratio understates the node's cost, so the ratio of server CPU
 per request (what throughput would be with a faster client) is printed too.
+
+A second section (issue 13) measures the same node over HTTPS against plain HTTP, in
+alternating rounds: three ``dcounter-node`` processes, plain HTTP, HTTPS (a certificate from a
+throwaway ``trustme`` CA, which the client verifies) and HTTPS with API tokens (the client
+sends a write token), each loaded over keep-alive connections as above. Goal: HTTPS at least
+70% of HTTP's increments/s.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,6 +304,114 @@ async def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- HTTPS and API tokens (issue 13) ----------------------------------------------------------
+
+HTTPS_GOAL = 0.70
+_BENCH_TOKEN = "bench-write-token-5f0c9a3e7d1b"
+
+
+def _start_secured_nodes(folder: Path) -> tuple[list[Server], ssl.SSLContext]:
+    """Nodes serving plain HTTP, HTTPS, and HTTPS with tokens; and a context trusting them."""
+    import trustme  # a development dependency, like the rest of the benchmark's setup
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, tokens = folder / "cert.pem", folder / "key.pem", folder / "tokens"
+    cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(key)
+    tokens.write_text(f"write {_BENCH_TOKEN}\n")
+    tokens.chmod(0o600)
+    https = [f"--http-tls-cert={cert}", f"--http-tls-key={key}"]
+    base = [sys.executable, "-m", "dcounter_node", "--listen=127.0.0.1:0", "--http=127.0.0.1:0"]
+    # uvloop's TLS when the client has it too: asyncio's own is written in Python.
+    loop = "uvloop" if _loop_factory() is not None else "asyncio"
+    base += ["--in-memory", "--log-level=warning", f"--loop={loop}"]
+    servers: list[Server] = []
+    try:
+        for name, extra in (
+            ("HTTP", []),
+            ("HTTPS", https),
+            ("HTTPS + tokens", [*https, f"--api-tokens={tokens}"]),
+        ):
+            server = _start(name, base + extra, "/increment")
+            if extra:
+                server.url = server.url.replace("http://", "https://", 1)
+            servers.append(server)
+    except BaseException:
+        for server in servers:
+            _stop(server)
+        raise
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return servers, context
+
+
+async def _measure_https(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-https-") as folder:
+        servers, context = _start_secured_nodes(Path(folder))
+        results: dict[str, list[Round]] = {server.name: [] for server in servers}
+        try:
+            for index in range(args.rounds):
+                # Each round starts with another target, so none always runs in one slot.
+                for server in servers[index % 3 :] + servers[: index % 3]:
+                    headers = {"Authorization": f"Bearer {_BENCH_TOKEN}"}
+                    connector = aiohttp.TCPConnector(limit=args.concurrency, ssl=context)
+                    async with aiohttp.ClientSession(
+                        connector=connector, headers=headers if "tokens" in server.name else None
+                    ) as session:
+                        results[server.name].append(
+                            await _load(
+                                session, server, args.concurrency, args.warmup, args.duration
+                            )
+                        )
+        finally:
+            for server in servers:
+                _stop(server)
+    print()
+    print(f"HTTPS (issue 13): the same node over HTTP and HTTPS, {args.rounds} rounds each")
+    print(f"{'target':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/req':>18}")
+    best = {name: max(rounds, key=lambda r: r.rate) for name, rounds in results.items()}
+    for name, result in best.items():
+        cpu = result.cpu_per_request
+        cpu_text = f"{cpu * 1e6:18.1f}" if cpu is not None else f"{'n/a':>18}"
+        print(
+            f"{'POST /increment over ' + name:34} {result.rate:9.0f}"
+            f" {result.percentile(50) * 1e3:8.2f} {result.percentile(99) * 1e3:8.2f} {cpu_text}"
+        )
+    ratio = best["HTTPS"].rate / best["HTTP"].rate
+    verdict = "meets" if ratio >= HTTPS_GOAL else "misses"
+    print(
+        f"goal (issue 13): HTTPS increments/s >= {HTTPS_GOAL:.0%} of HTTP's:"
+        f" {ratio:.0%}, {verdict} it"
+    )
+    print(
+        "with API tokens as well: "
+        f"{best['HTTPS + tokens'].rate / best['HTTP'].rate:.0%} of HTTP's increments/s"
+    )
+    # Throughput on a shared machine wanders; server CPU per request over every round is
+    # steadier, and is what throughput would follow with a client that is not the bottleneck.
+    spent: dict[str, float] = {}
+    for name, rounds in results.items():
+        seconds = [r.cpu_seconds for r in rounds]
+        if all(s is not None for s in seconds):
+            spent[name] = sum(s or 0.0 for s in seconds) / sum(r.requests for r in rounds)
+    if len(spent) == len(results):
+        print(
+            "server CPU per request over all rounds: "
+            + ", ".join(f"{name} {value * 1e6:.1f} us" for name, value in spent.items())
+        )
+        print(
+            f"server-bound ratio HTTP/HTTPS CPU per request: {spent['HTTP'] / spent['HTTPS']:.0%}"
+            f" ({'meets' if spent['HTTP'] / spent['HTTPS'] >= HTTPS_GOAL else 'misses'} the goal"
+            f" too); HTTPS with tokens: {spent['HTTP'] / spent['HTTPS + tokens']:.0%}"
+        )
+    rates = ", ".join(
+        f"{name} " + "/".join(f"{r.rate:.0f}" for r in rounds) for name, rounds in results.items()
+    )
+    print(f"all rounds (req/s): {rates}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the benchmark (or, internally, the baseline server)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -303,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per target")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each round")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument(
+        "--https-only", action="store_true", help="only the HTTPS section (issue 13)"
+    )
     parser.add_argument("--serve-hello", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.rounds < 1 or args.warmup < 0 or args.concurrency < 1:
@@ -312,7 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 runner.run(_serve_hello())
             return 0
-        return runner.run(_measure(args))
+        if args.https_only:
+            return runner.run(_measure_https(args))
+        return runner.run(_measure(args)) or runner.run(_measure_https(args))
 
 
 if __name__ == "__main__":

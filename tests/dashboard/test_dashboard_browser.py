@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from playwright.sync_api import Page
     from tests.dashboard.conftest import Client, OpenDashboard, Pair, StartNode
@@ -184,5 +185,57 @@ async def test_the_token_is_kept_for_the_session_and_sent_as_a_bearer_token(
     stored, headers = await dashboard.do(after_reload)
     assert stored == "s3cret"
     assert headers.get("authorization") == "Bearer s3cret"
-    await dashboard.see("counter-value", "1")  # nodes do not check tokens yet
+    await dashboard.see("counter-value", "1")  # this node has no token file: any token goes
+    assert dashboard.page_errors == []
+
+
+async def test_a_node_with_tokens_asks_for_one_and_works_with_it_end_to_end(
+    start_node: StartNode, open_dashboard: OpenDashboard, tmp_path: Path
+) -> None:
+    read, write = "dash-read-3e8c1a5f0b7d", "dash-write-9a2d6f4c1e8b"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"read {read}\nwrite {write}\n")
+    b = await start_node("--api-tokens", str(tokens))
+    a = await start_node(
+        "--api-tokens",
+        str(tokens),
+        "--peers",
+        b.gossip,
+        "--peer-http",
+        # Either NodeProcess: .http is the URL here, "host:port" in dcounter_node.testing.
+        f"{b.gossip}={b.http.removeprefix('http://')}",
+    )
+    dashboard = await open_dashboard("http://" + a.http.removeprefix("http://"))
+    await dashboard.see("connection", re.compile("needs an API token"))
+
+    def use(token: str) -> Callable[[Page], None]:
+        def action(page: Page) -> None:
+            page.get_by_test_id("token").fill(token)
+            page.get_by_role("button", name="Use").click()
+
+        return action
+
+    def increment(page: Page) -> None:
+        page.get_by_test_id("amount").fill("2")
+        page.get_by_test_id("increment").click()
+
+    await dashboard.do(use(read))
+    await dashboard.see("connection", "live")
+    await dashboard.see("counter-value", "0")
+    await dashboard.do(increment)
+    await dashboard.see("write-error", re.compile(r"increment failed \(HTTP 403\).*write scope"))
+
+    await dashboard.do(use(write))
+    await dashboard.do(increment)
+    await dashboard.see("counter-value", "2")
+    await dashboard.see("write-error", "")
+
+    # /cluster asked peer b with the page's token: b answers with its (converged) value.
+    def peer_answers(page: Page) -> None:
+        peer = page.get_by_test_id("peers").locator(f'li[data-peer="{b.gossip}"]')
+        expect(peer).to_contain_text("value 2")
+        expect(page.get_by_test_id("convergence")).to_have_text("converged")
+
+    await dashboard.do(peer_answers)
+    # Chromium logs the refused requests as console errors; scripts raised nothing.
     assert dashboard.page_errors == []

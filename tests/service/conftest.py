@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import trustme
 
 from dcounter_node import Node
 from dcounter_node._http import HTTPServer, create_app, start_http_server
 from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dcounter_node._http_limits import HTTPLimits
     from dcounter_node._storage import StateStore
 
@@ -83,3 +87,33 @@ async def make_api() -> AsyncIterator[ApiFactory]:
 async def api(make_api: ApiFactory) -> Api:
     """One node with its API and default options."""
     return await make_api()
+
+
+# -- certificates (issue 13) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerCert:
+    """A throwaway CA and a certificate it issued for 127.0.0.1 and localhost, as PEM files."""
+
+    ca: trustme.CA
+    cert: Path
+    key: Path
+    ca_cert: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client-side context trusting only this CA."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+@pytest.fixture
+def server_cert(tmp_path: Path) -> ServerCert:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca_cert = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(key)
+    ca.cert_pem.write_to_path(ca_cert)
+    return ServerCert(ca, cert, key, ca_cert)

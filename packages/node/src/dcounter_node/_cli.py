@@ -21,6 +21,7 @@ from dcounter_node._logging import configure_logging
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
 from dcounter_node._ready import ReadyLine
+from dcounter_node._security import HTTPSecurity, exposure_problems, http_security
 from dcounter_node._settings import (
     SETTINGS,
     NodeSettings,
@@ -179,8 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     try:
+        security = http_security(settings)  # after logging: loading may warn
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    if not _exposure_allowed(settings, security):
+        return EXIT_USAGE
+    try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(_serve(settings, config, tls))
+            return runner.run(_serve(settings, config, tls, security))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
 
@@ -188,6 +196,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point."""
     raise SystemExit(main())
+
+
+def _exposure_allowed(settings: NodeSettings, security: HTTPSecurity) -> bool:
+    """Warn about (or, with --require-auth, refuse) listeners open to the network."""
+    problems = exposure_problems(
+        gossip=settings.listen,
+        gossip_tls=settings.tls_cert is not None,
+        http=settings.http,
+        https=security.ssl_context is not None,
+        tokens=security.tokens is not None,
+    )
+    if not problems:
+        return True
+    if settings.require_auth:
+        _error(f"refusing to start (--require-auth): {'; '.join(problems)}")
+        return False
+    _log.warning(
+        "this node is open to its network: %s (see 'Security' in the README; --require-auth"
+        " refuses to start like this)",
+        "; ".join(problems),
+    )
+    return True
 
 
 def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -215,26 +245,21 @@ def _tls_options(settings: NodeSettings) -> TLSOptions | None:
         raise ConfigError(str(exc)) from None
 
 
-def _reload_tls_on_sighup(
-    loop: asyncio.AbstractEventLoop, transport: TCPTransport, settings: NodeSettings
-) -> None:
-    """Certificate rotation: SIGHUP re-reads the TLS files; a failure keeps the old ones."""
-
-    def reload() -> None:
-        try:
-            tls = _tls_options(settings)
-        except ConfigError as exc:
-            _log.error("SIGHUP: keeping the current TLS certificates: %s", exc)
-            return
-        if tls is not None:
-            transport.set_tls(tls)
-            _log.info("SIGHUP: TLS certificates reloaded; new gossip connections use them")
-
-    with contextlib.suppress(NotImplementedError):  # Windows has no SIGHUP
-        loop.add_signal_handler(signal.SIGHUP, reload)
+def _reload_tls(transport: TCPTransport, settings: NodeSettings) -> None:
+    """Certificate rotation: the gossip TLS files again; a failure keeps the old ones."""
+    try:
+        tls = _tls_options(settings)
+    except ConfigError as exc:
+        _log.error("SIGHUP: keeping the current TLS certificates: %s", exc)
+        return
+    if tls is not None:
+        transport.set_tls(tls)
+        _log.info("SIGHUP: TLS certificates reloaded; new gossip connections use them")
 
 
-async def _serve(settings: NodeSettings, config: NodeConfig, tls: TLSOptions | None) -> int:
+async def _serve(
+    settings: NodeSettings, config: NodeConfig, tls: TLSOptions | None, security: HTTPSecurity
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
@@ -267,8 +292,16 @@ async def _serve(settings: NodeSettings, config: NodeConfig, tls: TLSOptions | N
     except (TransportError, OSError) as exc:
         _error(f"cannot listen for gossip on {settings.listen}: {_reason(exc)}")
         return EXIT_FAILURE
-    if tls is not None:
-        _reload_tls_on_sighup(loop, transport, settings)
+
+    def reload() -> None:
+        # SIGHUP: the API token file, the HTTPS certificate and the gossip TLS files again.
+        _log.info("SIGHUP received: reloading")
+        security.reload()
+        if tls is not None:
+            _reload_tls(transport, settings)
+
+    with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         app = create_app(
             node,
@@ -278,6 +311,8 @@ async def _serve(settings: NodeSettings, config: NodeConfig, tls: TLSOptions | N
             key_journal=store,
             peer_http=dict(settings.peer_http),
             allowed_origins=settings.allowed_origins,
+            tokens=security.tokens,
+            peer_ssl=security.peer_ssl,
         )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
@@ -285,6 +320,7 @@ async def _serve(settings: NodeSettings, config: NodeConfig, tls: TLSOptions | N
             settings.http,
             access_log=access_logger if verbose else None,
             limits=settings.http_limits(),
+            ssl_context=security.ssl_context,
         )
     except OSError as exc:
         await node.close()
@@ -292,11 +328,13 @@ async def _serve(settings: NodeSettings, config: NodeConfig, tls: TLSOptions | N
         return EXIT_FAILURE
     try:
         _log.info(
-            "serving: gossip on %s%s, HTTP API on http://%s, %s",
+            "serving: gossip on %s%s, HTTP API on %s://%s, %s%s",
             node.address,
             "" if tls is None else " (mutual TLS)",
+            security.scheme,
             server.address,
             _peer_count(len(node.peers)),
+            f", API tokens: {security.tokens.summary()}" if security.tokens is not None else "",
         )
         ready = ReadyLine(node.address, server.address, node.replica_id, os.getpid())
         print(ready.format(), flush=True)

@@ -4,7 +4,9 @@ The page is static (``dashboard/`` beside this module, package data: no build st
 CDN) and served under a strict Content-Security-Policy; its script reads
 ``/counter/watch`` and polls ``/cluster``, which asks each peer whose HTTP address this
 node was given (``--peer-http``) for its counts. What those answers mean is decided in
-:mod:`dcounter_node._cluster`.
+:mod:`dcounter_node._cluster`. Peers are asked with the ``Authorization`` header of the
+request that started the round (nodes of a cluster share their API tokens), and over HTTPS
+when this node was given a client context for it (``peer_ssl``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dcounter_crdt import CounterState, CRDTError
 from dcounter_node._cluster import PeerReport, cluster_document
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Mapping
 
     from dcounter_node._metrics import ServiceStats
@@ -75,10 +78,18 @@ def _static(body: bytes, content_type: str) -> web.Response:
 class _ClusterView:
     """Answers ``GET /cluster``; one round of peer requests serves concurrent pollers."""
 
-    def __init__(self, node: Node, stats: ServiceStats, peer_http: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        node: Node,
+        stats: ServiceStats,
+        peer_http: Mapping[str, str],
+        peer_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self._node = node
         self._stats = stats
         self._peer_http = dict(peer_http)
+        self._scheme = "http" if peer_ssl is None else "https"
+        self._ssl: ssl.SSLContext | bool = True if peer_ssl is None else peer_ssl
         self._session: aiohttp.ClientSession | None = None
         self._round: asyncio.Task[dict[str, Any]] | None = None
         self._round_ended = -_REUSE_FOR
@@ -88,7 +99,7 @@ class _ClusterView:
         if self._round is None or (
             self._round.done() and loop.time() - self._round_ended > _REUSE_FOR
         ):
-            self._round = asyncio.ensure_future(self._gather())
+            self._round = asyncio.ensure_future(self._gather(request.headers.get("Authorization")))
             self._round.add_done_callback(self._ended)
         # shield: one poller going away must not cancel the round the others wait for.
         document = await asyncio.shield(self._round)
@@ -101,7 +112,7 @@ class _ClusterView:
     def _ended(self, task: asyncio.Task[dict[str, Any]]) -> None:
         self._round_ended = asyncio.get_running_loop().time()
 
-    async def _gather(self) -> dict[str, Any]:
+    async def _gather(self, authorization: str | None) -> dict[str, Any]:
         node = self._node
         peers = node.peers.peers()
         contacts = node.stats.snapshot().last_contact
@@ -115,7 +126,7 @@ class _ClusterView:
             if http is None:
                 return PeerReport(gossip, last_contact=last_contact)
             async with limit:
-                state, error = await self._ask(http)
+                state, error = await self._ask(http, authorization)
             return PeerReport(gossip, http, state, error, last_contact)
 
         reports = await asyncio.gather(*(report(gossip) for gossip in peers))
@@ -129,14 +140,19 @@ class _ClusterView:
             silent_after=max(5.0, 5 * sync_interval),
         )
 
-    async def _ask(self, http: str) -> tuple[CounterState | None, str | None]:
+    async def _ask(
+        self, http: str, authorization: str | None
+    ) -> tuple[CounterState | None, str | None]:
         """The counts a peer's API reports, or None and why not."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=_PEER_TIMEOUT)
             )
         try:
-            async with self._session.get(f"http://{http}/counter") as response:
+            headers = {"Authorization": authorization} if authorization else None
+            async with self._session.get(
+                f"{self._scheme}://{http}/counter", headers=headers, ssl=self._ssl
+            ) as response:
                 if response.status != 200:
                     return None, f"HTTP {response.status}"
                 body = await _read_at_most(response, _MAX_PEER_BODY)
@@ -176,15 +192,20 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes |
 
 
 def dashboard_routes(
-    app: web.Application, node: Node, stats: ServiceStats, peer_http: Mapping[str, str]
+    app: web.Application,
+    node: Node,
+    stats: ServiceStats,
+    peer_http: Mapping[str, str],
+    peer_ssl: ssl.SSLContext | None = None,
 ) -> dict[str, dict[str, _Handler]]:
     """The dashboard's routes (path -> method -> handler) for ``app``'s route table.
 
-    ``peer_http`` maps peers' gossip addresses to their HTTP API addresses.
+    ``peer_http`` maps peers' gossip addresses to their HTTP API addresses; with
+    ``peer_ssl`` they are asked over HTTPS, verified with that client context.
     """
     page = _asset("index.html")
     assets = {name: (_asset(name), kind) for name, kind in _ASSETS.items()}
-    view = _ClusterView(node, stats, peer_http)
+    view = _ClusterView(node, stats, peer_http, peer_ssl)
 
     async def index(request: web.Request) -> web.StreamResponse:
         return _static(page, "text/html")

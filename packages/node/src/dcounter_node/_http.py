@@ -24,7 +24,8 @@ Statuses: 400 malformed body, amount or address; 403 sent from a foreign browser
 (:mod:`dcounter_node._http_origin`); 404 unknown route or peer; 405 wrong method; 408 the
 request body stopped arriving; 409 the change would overflow this replica's count; 413 body
 over ``client_max_size``; 422 idempotency key reused for a different request; 503 node
-closed or the change could not be committed.
+closed or the change could not be committed. With API tokens (``tokens``): 401 without a
+valid token, 403 when its scope is too low (see :mod:`dcounter_node._auth`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import CountOverflowError
+from dcounter_node._auth import UNMATCHED_ROUTE, RefusalLog, require_token
 from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
     ConfigError,
@@ -59,8 +61,11 @@ from dcounter_node._node import Node
 from dcounter_node._settings import format_address, parse_address
 
 if TYPE_CHECKING:
+    import ssl
+
     from prometheus_client import CollectorRegistry
 
+    from dcounter_node._auth import ApiTokens
     from dcounter_node._storage import StorageHealth
 
 __all__ = [
@@ -413,6 +418,8 @@ def create_app(
     storage: StorageHealth | None = None,
     key_journal: KeyJournal | None = None,
     allowed_origins: Iterable[str] = (),
+    tokens: ApiTokens | None = None,
+    peer_ssl: ssl.SSLContext | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
@@ -421,6 +428,8 @@ def create_app(
     health; ``key_journal`` keeps Idempotency-Keys durably (both: the node's SQLiteStore).
     Requests from browser pages of other origins than the node's own and
     ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`).
+    With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`);
+    with ``peer_ssl`` (a client context), ``/cluster`` asks peers over HTTPS.
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -450,18 +459,29 @@ def create_app(
         "/health": {"GET": api.health},
         "/metrics": {"GET": api.metrics},
     }
-    routes.update(dashboard_routes(app, node, stats, peer_http or {}))
+    routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
+
+    refusals = RefusalLog()
+
+    def checked(method: str, path: str, handler: _Handler) -> _Handler:
+        if tokens is None:
+            return handler
+        return require_token(tokens, method, path, handler, refusals)
+
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
         handlers = dict(methods)
         if "GET" in handlers and path != "/counter/watch":  # a stream has no HEAD
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
-            resource.add_route(method, _guarded(handler, stats, path, origins))
+            checked_handler = checked(method, path, handler)
+            resource.add_route(method, _guarded(checked_handler, stats, path, origins))
         allowed = ", ".join(sorted(handlers))
         # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
-        resource.add_route("*", _guarded(_method_not_allowed(allowed), stats, path, origins))
-    app.router.add_route("*", "/{tail:.*}", _guarded(_not_found, stats, "unmatched", origins))
+        not_allowed = checked("*", path, _method_not_allowed(allowed))
+        resource.add_route("*", _guarded(not_allowed, stats, path, origins))
+    not_found = checked("*", UNMATCHED_ROUTE, _not_found)
+    app.router.add_route("*", "/{tail:.*}", _guarded(not_found, stats, "unmatched", origins))
 
     async def begin_shutdown(app: web.Application) -> None:
         api.closing.set()
@@ -500,12 +520,14 @@ async def start_http_server(
     shutdown_timeout: float = 5.0,
     backlog: int = 1024,
     limits: HTTPLimits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> HTTPServer:
     """Bind ``address`` ("host:port", port 0 allowed) and serve ``app`` on it.
 
     Raises OSError when the address cannot be bound (in use, not local, unresolvable).
     Access logging is off unless ``access_log`` is given. ``limits`` caps connections and
-    bounds how long clients may take (see :mod:`dcounter_node._http_guard`).
+    bounds how long clients may take (see :mod:`dcounter_node._http_guard`). With
+    ``ssl_context``: HTTPS.
     """
     limits = limits if limits is not None else HTTPLimits()
     host, port = parse_address(address)
@@ -527,7 +549,9 @@ async def start_http_server(
         assert runner.server is not None  # set by setup()
         guard.attach(runner.server)
         # Our own listener rather than a web.SockSite: the guard's protocol goes in front.
-        listener = await loop.create_server(guard.protocol_factory, sock=sock, backlog=backlog)
+        listener = await loop.create_server(
+            guard.protocol_factory, sock=sock, backlog=backlog, ssl=ssl_context
+        )
     except BaseException:
         sock.close()
         await runner.cleanup()

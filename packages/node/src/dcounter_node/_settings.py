@@ -494,6 +494,55 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default_text="none",
         to_text=",".join,
     ),
+    # HTTPS and API tokens (issue 13); dcounter_node._security reads these.
+    SettingSpec(
+        "http_tls_cert",
+        "--http-tls-cert",
+        "certificate chain (PEM) to serve the HTTP API over HTTPS with; needs --http-tls-key",
+        _file,
+        _file,
+        metavar="FILE",
+        default_text="the gossip certificate (--tls-cert) if given, else plain HTTP",
+    ),
+    SettingSpec(
+        "http_tls_key",
+        "--http-tls-key",
+        "private key (PEM) of --http-tls-cert",
+        _file,
+        _file,
+        metavar="FILE",
+        default_text="--tls-key when the certificate is --tls-cert",
+    ),
+    SettingSpec(
+        "http_tls_ca",
+        "--http-tls-ca",
+        "CA certificates (PEM): HTTPS clients are asked for a certificate, and one they"
+        " present must be signed by these; clients without one are still served",
+        _file,
+        _file,
+        metavar="FILE",
+        default_text="client certificates not requested",
+    ),
+    SettingSpec(
+        "api_tokens",
+        "--api-tokens",
+        "file of API tokens, one 'SCOPE TOKEN' per line (scope read, write or admin);"
+        " requests then need 'Authorization: Bearer TOKEN' (GET /health and the dashboard's"
+        " page stay open); re-read on SIGHUP",
+        _file,
+        _file,
+        metavar="FILE",
+        default_text="none: the API is open to anyone who can reach it",
+    ),
+    SettingSpec(
+        "require_auth",
+        "--require-auth",
+        "refuse to start (exit 2) when listening on a non-loopback address without TLS and"
+        " API tokens, instead of warning",
+        _boolean,
+        None,
+        default_text="off",
+    ),
 )
 
 _SPECS = {spec.key: spec for spec in SETTINGS}
@@ -531,6 +580,11 @@ class NodeSettings:
     tls_key: str | None = None
     tls_ca: str | None = None
     plaintext_peers: tuple[str, ...] = ()
+    http_tls_cert: str | None = None
+    http_tls_key: str | None = None
+    http_tls_ca: str | None = None
+    api_tokens: str | None = None
+    require_auth: bool = False
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""

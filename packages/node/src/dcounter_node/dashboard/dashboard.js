@@ -16,6 +16,7 @@
   let value = null; // exact decimal text: values may exceed 2**53
   let cluster = null; // the last GET /cluster document
   let watchAbort = null;
+  let wakeWatch = null; // ends the wait before the stream's next attempt
   const samples = []; // {t, value, writes}
 
   // -- token -------------------------------------------------------------------------
@@ -30,7 +31,11 @@
   function setupToken() {
     const input = $("token");
     input.value = sessionStorage.getItem(TOKEN_KEY) || "";
-    const reconnect = () => { if (watchAbort) watchAbort.abort(); };
+    const reconnect = () => {
+      if (watchAbort) watchAbort.abort();
+      if (wakeWatch) wakeWatch();
+      refreshCluster();
+    };
     $("save-token").addEventListener("click", () => {
       const token = input.value.trim();
       if (token) sessionStorage.setItem(TOKEN_KEY, token);
@@ -93,6 +98,13 @@
     }
   }
 
+  // What a refused stream means for the person looking at the page.
+  function refusal(status) {
+    if (status === 401) return "this node needs an API token (enter one below)";
+    if (status === 403) return "this API token may not read the counter";
+    return "HTTP " + status;
+  }
+
   async function watch() {
     let delay = 500;
     for (;;) {
@@ -105,18 +117,27 @@
           cache: "no-store",
           signal: abort.signal,
         });
-        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        if (!response.ok || !response.body) {
+          reason = refusal(response.status);
+          throw new Error(reason);
+        }
         setConnection("live");
         delay = 500;
         await readEvents(response.body, abort);
       } catch (error) {
-        reason = error.name === "AbortError" ? "reconnecting" : "node unreachable";
+        if (error.name === "AbortError") reason = "reconnecting";
+        else if (reason === "stream ended") reason = "node unreachable";
       }
       if (abort.signal.aborted && reason === "reconnecting") {
         delay = 0; // a new token, or a silent stream: try again at once
       }
       setConnection("disconnected", reason + ", retrying in " + Math.ceil(delay / 1000) + " s");
-      await sleep(delay);
+      // A new token (see setupToken) retries at once.
+      await new Promise((resolve) => {
+        wakeWatch = resolve;
+        setTimeout(resolve, delay);
+      });
+      wakeWatch = null;
       delay = Math.min(Math.max(delay * 2, 500), 5000);
     }
   }
@@ -144,7 +165,7 @@
   async function pollOnce() {
     try {
       const response = await fetch("/cluster", { headers: headers(), cache: "no-store" });
-      if (!response.ok) throw new Error("HTTP " + response.status);
+      if (!response.ok) throw new Error(refusal(response.status));
       cluster = await response.json();
       $("cluster-error").hidden = true;
       render(cluster);
