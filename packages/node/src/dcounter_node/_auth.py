@@ -76,6 +76,7 @@ ROUTE_SCOPES: Final[Mapping[str, Mapping[str, Scope | None]]] = {
     "/": {"GET": None},
     "/dashboard/{name}": {"GET": None},
     "/counter": {"GET": Scope.READ},
+    "/counter/value": {"GET": Scope.READ},
     "/counter/watch": {"GET": Scope.READ},
     "/metrics": {"GET": Scope.READ},
     "/cluster": {"GET": Scope.READ},
