@@ -205,6 +205,16 @@ def test_leave_is_announced_and_marks_left_at_once() -> None:
     assert states(net.nodes["a:1"])["c:1"] is L  # no timeout turns left into dead
 
 
+def test_the_leave_announcement_decodes_and_marks_left() -> None:
+    a, b = node("a:1"), node("b:1")
+    a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0)), 0.0)
+    b.receive(MembershipMessage(MessageKind.GOSSIP, Update("a:1", "a:1#r", A, 0)), 0.0)
+    (announcement,) = b.leave(1.0)
+    received = decode_membership(encode_membership(announcement.message))
+    a.receive(received, 1.0)
+    assert states(a)["b:1"] is L
+
+
 def test_a_leaving_node_ignores_everything() -> None:
     a = node("a:1")
     a.leave(0.0)
@@ -254,7 +264,7 @@ def test_wire_round_trip() -> None:
         b"DCM\x01\xc1",
         b"DCM\x01\x93\x01\x02\x03",
         b"DCM\x01\x95\x09\x00\xa0\x94\xa1a\xa1r\x00\x00\x90",  # unknown kind
-        b"DCM\x01\x95\x01\x00\xa0\x94\xa1a\xa1r\x02\x00\x90",  # sender not alive
+        b"DCM\x01\x95\x01\x00\xa0\x94\xa1a\xa1r\x02\x00\x90",  # sender says dead
         b"DCM\x01\x95\x01\xff\xa0\x94\xa1a\xa1r\x00\x00\x90",  # negative seq
         b"DCM\x01\x95\x01\x00\xa0\x94\xa0\xa1r\x00\x00\x90",  # empty address
     ],

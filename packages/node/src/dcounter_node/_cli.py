@@ -18,6 +18,11 @@ from dcounter_node.__about__ import __version__
 from dcounter_node._errors import ConfigError, StorageError
 from dcounter_node._http import create_app, start_http_server
 from dcounter_node._logging import configure_logging
+from dcounter_node._membership_service import (
+    MembershipService,
+    membership_config,
+    wildcard_listen,
+)
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
 from dcounter_node._ready import ReadyLine
@@ -171,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(argv)
         config = settings.node_config()
         loop_factory = _loop_factory(settings.loop)
+        if settings.advertise is None and wildcard_listen(settings.listen):
+            raise ConfigError(
+                f"--listen {settings.listen} binds every interface, which names no address"
+                " for other nodes to dial: pass --advertise HOST:PORT"
+            )
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -220,13 +230,20 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
     store = _store(settings)
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
     node = Node(
-        TCPTransport(settings.listen, options=TCPOptions(wire=wire)),
+        TCPTransport(settings.listen, options=TCPOptions(wire=wire), advertise=settings.advertise),
         config,
         peers=PeerManager(peers=settings.peers),
         store=store,
     )
+    members = MembershipService(
+        node,
+        seeds=settings.join,
+        static_peers=settings.peers,
+        config=membership_config(settings.probe_interval, settings.suspect_timeout),
+    )
     try:
         await node.start()
+        members.start()
     except StorageError as exc:
         _error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
@@ -242,6 +259,7 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
             key_journal=store,
             peer_http=dict(settings.peer_http),
             allowed_origins=settings.allowed_origins,
+            members=members,
         )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
@@ -251,6 +269,7 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
             limits=settings.http_limits(),
         )
     except OSError as exc:
+        await members.close()
         await node.close()
         _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
         return EXIT_FAILURE
@@ -266,6 +285,9 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
+        # Members mark a node that says it leaves as left at once, not after a timeout.
+        await members.leave()
+        await members.close()
         await server.close()
         unsaved: StorageError | None = None
         try:

@@ -84,7 +84,7 @@ class Update:
 
 @dataclass(frozen=True, slots=True)
 class MembershipMessage:
-    """One membership message: ``sender`` is the sending node's own ``alive`` update."""
+    """One membership message: ``sender`` is the sending node's own update (alive, or left)."""
 
     kind: MessageKind
     sender: Update

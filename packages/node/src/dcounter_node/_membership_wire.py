@@ -5,7 +5,7 @@
     payload = "DCM" version(01) body
     body    = msgpack array [kind, seq, target, sender, updates]
     kind    = 1 ping | 2 ack | 3 ping-req | 4 join | 5 sync | 6 gossip
-    sender  = update (the sending node's own, always alive)
+    sender  = update (the sending node's own: alive, or left in its leave announcement)
     updates = array of update
     update  = [address (str), replica (str), state (0 alive | 1 suspect | 2 dead | 3 left),
                incarnation (uint64)]
@@ -122,8 +122,8 @@ def decode_membership(payload: bytes) -> MembershipMessage:
     if not isinstance(updates, list):
         raise MembershipDecodeError("updates must be an array")
     origin = _update(sender)
-    if origin.state is not MemberState.ALIVE:
-        raise MembershipDecodeError("the sender's own update must say alive")
+    if origin.state not in (MemberState.ALIVE, MemberState.LEFT):
+        raise MembershipDecodeError("the sender's own update must say alive or left")
     return MembershipMessage(
         kind, origin, _uint(seq, "seq"), target, tuple(_update(u) for u in updates)
     )

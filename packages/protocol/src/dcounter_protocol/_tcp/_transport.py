@@ -29,10 +29,27 @@ __all__ = ["TCPTransport"]
 class TCPTransport:
     """TCP with the seed's framing and the negotiated stream mode; implements Transport."""
 
-    def __init__(self, address: str = "127.0.0.1:0", *, options: TCPOptions | None = None) -> None:
-        """Configure (nothing is bound until listen()); InvalidOptionError on a bad address."""
+    def __init__(
+        self,
+        address: str = "127.0.0.1:0",
+        *,
+        options: TCPOptions | None = None,
+        advertise: str | None = None,
+    ) -> None:
+        """Configure (nothing is bound until listen()); InvalidOptionError on a bad address.
+
+        ``advertise`` ("host:port", port not 0) is the address others dial, named as this
+        transport's sender and reported by :attr:`address` once listening, instead of the
+        bound one (which says nothing useful when bound to a wildcard such as 0.0.0.0).
+        """
         if not isinstance(address, str):
             raise InvalidOptionError(f"address must be a str, got {address!r}")
+        if advertise is not None:
+            try:
+                parse_address(advertise, allow_port_zero=False)
+            except MalformedAddressError as exc:
+                raise MalformedAddressError(f"advertise address: {exc.reason}") from None
+        self._advertise = advertise
         try:
             self._host, self._port = parse_address(address)
         except MalformedAddressError as exc:
@@ -66,7 +83,8 @@ class TCPTransport:
 
     @property
     def address(self) -> str:
-        """The configured ``"host:port"``; once listening, with the real bound port."""
+        """The configured ``"host:port"``; once listening, the advertised address or the
+        bound one (with the real port)."""
         return self._address
 
     @property
@@ -99,7 +117,7 @@ class TCPTransport:
             raise TransportError(f"transport {self._address} is already listening")
         listener = await bind(self._address, self._host, self._port, self._options.backlog)
         self._listener = listener
-        self._address = format_address(self._host, listener.getsockname()[1])
+        self._address = self._advertise or format_address(self._host, listener.getsockname()[1])
         self._outbound.sender = self._address
         self._inbound = Inbound(self._address, self._options, self._counters, backend=self._backend)
         self._accept_task = self._inbound.serve(listener, handler)
