@@ -256,6 +256,12 @@ def test_wire_round_trip() -> None:
     assert decode_membership(payload) == message
 
 
+def test_the_readme_example_ping_bytes() -> None:
+    ping = MembershipMessage(MessageKind.PING, Update("a:1", "a:1#r", A, 0), 7, "b:1")
+    expected = "44 43 4d 01 95 01 07 a3 62 3a 31 94 a3 61 3a 31 a5 61 3a 31 23 72 00 00 90"
+    assert encode_membership(ping) == bytes.fromhex(expected)
+
+
 @pytest.mark.parametrize(
     "payload",
     [
