@@ -34,7 +34,7 @@ from dcounter_node._settings import (
     parse_address,
 )
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
-from dcounter_protocol import TransportError
+from dcounter_protocol import CAP_MEMBERSHIP, TransportError
 from dcounter_protocol._tcp import TCPOptions, TCPTransport
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ EXIT_STORAGE = 3
 
 _DESCRIPTION = """\
 Run one dcounter node: a PN-counter replica that gossips with its peers over TCP and
-serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /health,
-/metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/).
+serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /members,
+/health, /metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/).
 Durations are in seconds; fractions are fine (0.5)."""
 
 _EPILOG = """\
@@ -230,7 +230,11 @@ async def _serve(settings: NodeSettings, config: NodeConfig) -> int:
     store = _store(settings)
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
     node = Node(
-        TCPTransport(settings.listen, options=TCPOptions(wire=wire), advertise=settings.advertise),
+        TCPTransport(
+            settings.listen,
+            options=TCPOptions(wire=wire, capabilities=CAP_MEMBERSHIP),
+            advertise=settings.advertise,
+        ),
         config,
         peers=PeerManager(peers=settings.peers),
         store=store,

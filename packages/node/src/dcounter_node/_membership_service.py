@@ -2,7 +2,8 @@
 
 It takes the node's membership frames (``DCM``-prefixed payloads, see
 :mod:`dcounter_node._membership_wire`) before the counter's gossip sees them, ticks the state
-machine, sends what it returns through the node's transport, keeps the node's gossip peers
+machine, sends what it returns through the node's transport (with TCP only on streams whose
+listener confirmed :data:`~dcounter_protocol.CAP_MEMBERSHIP`), keeps the node's gossip peers
 equal to the static ones plus the members believed alive, logs each state change once and
 exposes the view (``GET /members``) and counters (``/metrics``).
 """
@@ -28,7 +29,7 @@ from dcounter_node._membership_wire import (
     encode_membership,
 )
 from dcounter_node._ratelimit import RateLimitedLog
-from dcounter_protocol import TransportError
+from dcounter_protocol import CAP_MEMBERSHIP, TCPTransport, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
@@ -97,6 +98,8 @@ class MembershipService:
         #: State changes seen, by the state entered.
         self.changes: Counter[str] = Counter()
         self.dropped = 0
+        #: Messages not sent because the member has no stream that speaks membership.
+        self.not_capable = 0
         self.invalid = 0
         node.membership_handler = self._on_frame
 
@@ -223,10 +226,27 @@ class MembershipService:
 
     async def _send_one(self, out: Outgoing) -> None:
         payload = encode_membership(out.message)
+        transport = self._node.transport
         # An unreachable member is what probes find out: nothing else to do here.
         with contextlib.suppress(TransportError, TimeoutError):
             async with asyncio.timeout(self._config.probe_interval * 2):
-                await self._node.transport.send(out.address, payload)
+                if not isinstance(transport, TCPTransport):
+                    await transport.send(out.address, payload)  # in-process networks
+                    return
+                # Only on a stream whose listener said it speaks membership: never the seed
+                # framing, never a Go reference node or an older dcounter node.
+                if transport.capabilities(out.address) is None:
+                    await transport.open_stream(out.address)
+                capabilities = transport.capabilities(out.address)
+                if capabilities is None or not capabilities & CAP_MEMBERSHIP:
+                    self.not_capable += 1
+                    self._log.warning(
+                        f"incapable:{out.address}",
+                        "membership: %s does not speak membership (a Go or older node?)",
+                        out.address,
+                    )
+                    return
+                transport.send_nowait(out.address, payload)
 
 
 def members_route(
@@ -268,4 +288,9 @@ class MembershipCollector(Collector):
             "dcounter_membership_invalid_messages",
             "Membership messages dropped as malformed.",
             value=self._service.invalid,
+        )
+        yield CounterMetricFamily(
+            "dcounter_membership_not_capable",
+            "Membership messages not sent: the member has no stream that speaks membership.",
+            value=self._service.not_capable,
         )

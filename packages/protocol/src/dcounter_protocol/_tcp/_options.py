@@ -93,6 +93,9 @@ class TCPOptions:
     reconnect_delay: float = 0.05
     #: Largest such delay; a failed attempt after it gives the queued messages up.
     reconnect_max_delay: float = 2.0
+    #: Capability bits (0..255) offered in version 2 stream hellos and confirmations
+    #: (``CAP_MEMBERSHIP``); None offers version 1 hellos, as before capabilities existed.
+    capabilities: int | None = None
 
     def __post_init__(self) -> None:
         for name in _SECONDS:
@@ -101,6 +104,9 @@ class TCPOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name} must be an int >= 1, got {value!r}")
+        caps = self.capabilities
+        if caps is not None and (type(caps) is not int or not 0 <= caps <= 0xFF):
+            raise InvalidOptionError(f"capabilities must be None or 0..255, got {caps!r}")
         if self.wire not in _WIRE_MODES:
             raise InvalidOptionError(f"wire must be 'auto' or 'seed', got {self.wire!r}")
         if self.reconnect_max_delay < self.reconnect_delay:

@@ -166,6 +166,26 @@ class TCPTransport:
             raise TransportClosedError(f"transport {self._address} is closed")
         return self._outbound.try_queue(address, data)
 
+    def capabilities(self, address: str) -> int | None:
+        """The capability bits ``address`` confirmed for its stream (0 for a version 1 one);
+        None while it has no stream (see :meth:`open_stream`)."""
+        return self._outbound.capabilities(address)
+
+    async def open_stream(self, address: str) -> bool:
+        """Make sure a stream to ``address`` is open, dialling and offering one if needed.
+
+        True once the peer confirmed one (then :meth:`capabilities` says what it offers and
+        :meth:`send_nowait` queues on it); False with ``wire="seed"``, for a peer that does
+        not confirm streams (it is re-probed later) or one that did not confirm in time.
+        Raises ConnectError or TransportTimeoutError if the dial fails, TransportClosedError
+        after close().
+        """
+        if self._closed:
+            raise TransportClosedError(f"transport {self._address} is closed")
+        if self._options.wire != "auto":
+            return False
+        return await self._outbound.open_stream(address)
+
     async def close(self) -> None:
         """Stop accepting, cancel inbound work and sends in progress; idempotent."""
         if self._closed:
