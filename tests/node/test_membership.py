@@ -62,6 +62,15 @@ class Network:
                     self.deliver(membership.tick(self.now))
 
 
+def joined(seed: str, *others: str) -> Network:
+    """A network where every other node joined through ``seed``, two seconds later."""
+    net = Network(seed, *others)
+    for joiner in others:
+        net.deliver(net.nodes[joiner].join([seed]))
+    net.run(2.0)
+    return net
+
+
 @pytest.mark.parametrize(
     ("known", "known_inc", "update", "update_inc", "replaces"),
     [
@@ -115,10 +124,7 @@ def test_join_skips_this_node_and_duplicates() -> None:
 
 
 def test_a_silent_member_is_suspected_then_declared_dead() -> None:
-    net = Network("a:1", "b:1", "c:1")
-    for joiner in ("b:1", "c:1"):
-        net.deliver(net.nodes[joiner].join(["a:1"]))
-    net.run(2.0)
+    net = joined("a:1", "b:1", "c:1")
     net.down.add("c:1")
     net.run(2.5)
     assert states(net.nodes["a:1"])["c:1"] in (S, D)
@@ -130,10 +136,7 @@ def test_a_silent_member_is_suspected_then_declared_dead() -> None:
 
 
 def test_indirect_probe_keeps_a_member_alive_when_only_the_direct_path_fails() -> None:
-    net = Network("a:1", "b:1", "c:1")
-    for joiner in ("b:1", "c:1"):
-        net.deliver(net.nodes[joiner].join(["a:1"]))
-    net.run(2.0)
+    net = joined("a:1", "b:1", "c:1")
     original = net.deliver
 
     def lossy(outgoing: list[Outgoing]) -> None:
@@ -163,9 +166,7 @@ def test_a_suspected_node_refutes_with_a_higher_incarnation() -> None:
 
 
 def test_dead_member_that_comes_back_is_alive_again() -> None:
-    net = Network("a:1", "b:1")
-    net.deliver(net.nodes["b:1"].join(["a:1"]))
-    net.run(1.0)
+    net = joined("a:1", "b:1")
     net.down.add("b:1")
     net.run(CONFIG.suspect_timeout + 3.0)
     assert states(net.nodes["a:1"])["b:1"] is D
@@ -179,9 +180,7 @@ def test_dead_member_that_comes_back_is_alive_again() -> None:
 
 
 def test_a_healed_partition_returns_without_a_new_join() -> None:
-    net = Network("a:1", "b:1")
-    net.deliver(net.nodes["b:1"].join(["a:1"]))
-    net.run(1.0)
+    net = joined("a:1", "b:1")
     net.down.add("b:1")
     net.run(CONFIG.suspect_timeout + 3.0)
     assert states(net.nodes["a:1"])["b:1"] is D
@@ -193,10 +192,7 @@ def test_a_healed_partition_returns_without_a_new_join() -> None:
 
 
 def test_leave_is_announced_and_marks_left_at_once() -> None:
-    net = Network("a:1", "b:1", "c:1")
-    for joiner in ("b:1", "c:1"):
-        net.deliver(net.nodes[joiner].join(["a:1"]))
-    net.run(2.0)
+    net = joined("a:1", "b:1", "c:1")
     net.deliver(net.nodes["c:1"].leave(net.now))
     assert states(net.nodes["a:1"])["c:1"] is L
     assert states(net.nodes["b:1"])["c:1"] is L
@@ -262,22 +258,34 @@ def test_the_readme_example_ping_bytes() -> None:
     assert encode_membership(ping) == bytes.fromhex(expected)
 
 
+VALID_SENDER = b"\x94\xa3a:1\xa1r\x00\x00"
+
+
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "reason"),
     [
-        b"DCM\x02\x90",
-        b"DCM\x01",
-        b"DCM\x01\xc1",
-        b"DCM\x01\x93\x01\x02\x03",
-        b"DCM\x01\x95\x09\x00\xa0\x94\xa1a\xa1r\x00\x00\x90",  # unknown kind
-        b"DCM\x01\x95\x01\x00\xa0\x94\xa1a\xa1r\x02\x00\x90",  # sender says dead
-        b"DCM\x01\x95\x01\xff\xa0\x94\xa1a\xa1r\x00\x00\x90",  # negative seq
-        b"DCM\x01\x95\x01\x00\xa0\x94\xa0\xa1r\x00\x00\x90",  # empty address
+        (b"DCM\x02\x90", "version 1"),
+        (b"DCM\x01", "not msgpack"),
+        (b"DCM\x01\xc1", "not msgpack"),
+        (b"DCM\x01\x93\x01\x02\x03", "array of 5"),
+        (b"DCM\x01\x95\x09\x00\xa0" + VALID_SENDER + b"\x90", "unknown message kind"),
+        (b"DCM\x01\x95\x01\x00\xa0\x94\xa3a:1\xa1r\x02\x00\x90", "alive or left"),
+        (b"DCM\x01\x95\x01\xff\xa0" + VALID_SENDER + b"\x90", "seq must be"),
+        (b"DCM\x01\x95\x01\x00\xa0\x94\xa0\xa1r\x00\x00\x90", "address must be"),
+        (b"DCM\x01\x95\x01\x00\xa0\x94\xa1a\xa1r\x00\x00\x90", "address: "),
+        (b"DCM\x01\x95\x01\x00\xa1x" + VALID_SENDER + b"\x90", "target: "),
+        (b"DCM\x01\x95\x01\x00\xa0" + VALID_SENDER + b"\x91\x93\x01\x02\x03", "4 items"),
+        (b"DCM\x01\x95\x01\x00\xa0\x94\xa3a:1\xa1r\x07\x00\x90", "unknown member state"),
     ],
 )
-def test_malformed_payloads_raise_a_typed_error(payload: bytes) -> None:
-    with pytest.raises(MembershipDecodeError):
+def test_malformed_payloads_raise_a_typed_error(payload: bytes, reason: str) -> None:
+    with pytest.raises(MembershipDecodeError, match=reason):
         decode_membership(payload)
+
+
+def test_a_valid_minimal_payload_decodes() -> None:
+    message = decode_membership(b"DCM\x01\x95\x06\x00\xa0" + VALID_SENDER + b"\x90")
+    assert message == MembershipMessage(MessageKind.GOSSIP, Update("a:1", "r", A, 0))
 
 
 def test_config_rejects_nonsense() -> None:

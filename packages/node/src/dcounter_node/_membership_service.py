@@ -238,7 +238,9 @@ class MembershipService:
                 if transport.capabilities(out.address) is None:
                     await transport.open_stream(out.address)
                 capabilities = transport.capabilities(out.address)
-                if capabilities is None or not capabilities & CAP_MEMBERSHIP:
+                if capabilities is None:
+                    return  # no stream confirmed (yet): as lost as an unanswered datagram
+                if not capabilities & CAP_MEMBERSHIP:
                     self.not_capable += 1
                     self._log.warning(
                         f"incapable:{out.address}",

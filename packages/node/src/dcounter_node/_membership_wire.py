@@ -7,7 +7,7 @@
     kind    = 1 ping | 2 ack | 3 ping-req | 4 join | 5 sync | 6 gossip
     sender  = update (the sending node's own: alive, or left in its leave announcement)
     updates = array of update
-    update  = [address (str), replica (str), state (0 alive | 1 suspect | 2 dead | 3 left),
+    update  = [address ("host:port"), replica (str), state (0 alive | 1 suspect | 2 dead | 3 left),
                incarnation (uint64)]
 
 The first byte, ``D`` (0x44), is neither of the seed envelope's flags (0x00, 0x80), so a
@@ -23,6 +23,7 @@ import msgpack
 
 from dcounter_node._errors import NodeError
 from dcounter_node._membership import MembershipMessage, MemberState, MessageKind, Update
+from dcounter_protocol import MalformedAddressError, parse_address
 
 __all__ = [
     "MEMBERSHIP_MAGIC",
@@ -73,6 +74,16 @@ def _text(value: object, what: str, limit: int) -> str:
     return value
 
 
+def _address(value: object, what: str) -> str:
+    """A dialable "host:port" (members are dialled and become gossip peers)."""
+    text = _text(value, what, MAX_ADDRESS)
+    try:
+        parse_address(text, allow_port_zero=False)
+    except MalformedAddressError as exc:
+        raise MembershipDecodeError(f"{what}: {exc.reason}") from None
+    return text
+
+
 def _uint(value: object, what: str) -> int:
     if type(value) is not int or not 0 <= value <= _MAX_UINT64:
         raise MembershipDecodeError(f"{what} must be an unsigned 64-bit integer")
@@ -87,7 +98,7 @@ def _update(value: object) -> Update:
     if code >= len(_STATES):
         raise MembershipDecodeError(f"unknown member state {code}")
     return Update(
-        _text(address, "address", MAX_ADDRESS),
+        _address(address, "address"),
         _text(replica, "replica", MAX_REPLICA),
         _STATES[code],
         _uint(incarnation, "incarnation"),
@@ -117,8 +128,8 @@ def decode_membership(payload: bytes) -> MembershipMessage:
         kind = MessageKind(_uint(kind_code, "kind"))
     except ValueError:
         raise MembershipDecodeError(f"unknown message kind {kind_code}") from None
-    if not isinstance(target, str) or len(target.encode()) > MAX_ADDRESS:
-        raise MembershipDecodeError("target must be a string of at most 255 bytes")
+    if target != "":
+        target = _address(target, "target")
     if not isinstance(updates, list):
         raise MembershipDecodeError("updates must be an array")
     origin = _update(sender)
