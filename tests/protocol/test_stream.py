@@ -208,7 +208,7 @@ def test_one_byte_at_a_time_gives_the_same_frames(sender: str, messages: list[by
     [
         pytest.param(b"\x0e127.0.0.1:9000", HandshakeError, 0, id="seed-frame"),
         pytest.param(b"\x00DX", HandshakeError, 2, id="bad-magic"),
-        pytest.param(b"\x00DCS\x02", HandshakeError, 4, id="unsupported-version"),
+        pytest.param(b"\x00DCS\x03", HandshakeError, 4, id="unsupported-version"),
         pytest.param(b"\x00DCS\x01\x00", InvalidAddressLengthError, 5, id="zero-address"),
         pytest.param(b"\x00DCS\x01\x03a\xffb", InvalidAddressError, 7, id="non-utf8-address"),
         pytest.param(HELLO + b"\x00\x00\x00\x00", EmptyStreamFrameError, 20, id="zero-length"),

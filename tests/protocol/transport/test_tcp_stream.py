@@ -618,7 +618,7 @@ async def test_bad_hello_gets_no_confirmation(
     await receiver.listen(inbox)
     reader, writer = await raw.connect(receiver.address)
 
-    writer.write(b"\x00DCS\x02\x03a:1")
+    writer.write(b"\x00DCS\x03\x03a:1")
 
     async with asyncio.timeout(5):
         with contextlib.suppress(ConnectionResetError):

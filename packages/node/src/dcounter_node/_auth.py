@@ -85,6 +85,7 @@ ROUTE_SCOPES: Final[Mapping[str, Mapping[str, Scope | None]]] = {
     # Reading the peer list shows no more than /cluster does; changing it is admin work.
     "/peers": {"GET": Scope.READ, "POST": Scope.ADMIN},
     "/peers/{addr}": {"DELETE": Scope.ADMIN},
+    "/members": {"GET": Scope.READ},
     # Every path no route matches: a valid token learns that it is a 404.
     UNMATCHED_ROUTE: {},
 }

@@ -18,6 +18,11 @@ from dcounter_node.__about__ import __version__
 from dcounter_node._errors import ConfigError, StorageError
 from dcounter_node._http import create_app, start_http_server
 from dcounter_node._logging import configure_logging
+from dcounter_node._membership_service import (
+    MembershipService,
+    membership_config,
+    wildcard_listen,
+)
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
 from dcounter_node._ready import ReadyLine
@@ -30,7 +35,7 @@ from dcounter_node._settings import (
     parse_address,
 )
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
-from dcounter_protocol import InvalidOptionError, TransportError
+from dcounter_protocol import CAP_MEMBERSHIP, InvalidOptionError, TransportError
 from dcounter_protocol._tcp import TCPOptions, TCPTransport, TLSOptions
 
 if TYPE_CHECKING:
@@ -54,8 +59,8 @@ EXIT_STORAGE = 3
 
 _DESCRIPTION = """\
 Run one dcounter node: a PN-counter replica that gossips with its peers over TCP and
-serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /health,
-/metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/).
+serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /members,
+/health, /metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/).
 Durations are in seconds; fractions are fine (0.5)."""
 
 _EPILOG = """\
@@ -175,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.node_config()
         tls = _tls_options(settings)
         loop_factory = _loop_factory(settings.loop)
+        if settings.advertise is None and wildcard_listen(settings.listen):
+            raise ConfigError(
+                f"--listen {settings.listen} binds every interface, which names no address"
+                " for other nodes to dial: pass --advertise HOST:PORT"
+            )
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -277,15 +287,26 @@ async def _serve(
 
     store = _store(settings)
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
-    transport = TCPTransport(settings.listen, options=TCPOptions(wire=wire, tls=tls))
+    transport = TCPTransport(
+        settings.listen,
+        options=TCPOptions(wire=wire, tls=tls, capabilities=CAP_MEMBERSHIP),
+        advertise=settings.advertise,
+    )
     node = Node(
         transport,
         config,
         peers=PeerManager(peers=settings.peers),
         store=store,
     )
+    members = MembershipService(
+        node,
+        seeds=settings.join,
+        static_peers=settings.peers,
+        config=membership_config(settings.probe_interval, settings.suspect_timeout),
+    )
     try:
         await node.start()
+        members.start()
     except StorageError as exc:
         _error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
@@ -313,6 +334,7 @@ async def _serve(
             allowed_origins=settings.allowed_origins,
             tokens=security.tokens,
             peer_ssl=security.peer_ssl,
+            members=members,
         )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
@@ -323,6 +345,7 @@ async def _serve(
             ssl_context=security.ssl_context,
         )
     except OSError as exc:
+        await members.close()
         await node.close()
         _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
         return EXIT_FAILURE
@@ -341,6 +364,9 @@ async def _serve(
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
+        # Members mark a node that says it leaves as left at once, not after a timeout.
+        await members.leave()
+        await members.close()
         await server.close()
         unsaved: StorageError | None = None
         try:

@@ -15,6 +15,8 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
 * ``GET /health``: 200 ``{"status": "ok"}`` (503 while shutting down, and 503
   ``{"status": "storage failing", "reason": ...}`` while commits fail).
 * ``GET /metrics``: Prometheus text format.
+* ``GET /members`` (with membership): ``{"members": [{"address", "replica", "state",
+  "incarnation", "since"}]}``, see :mod:`dcounter_node._membership_service`.
 * ``GET /`` (the dashboard), ``GET /dashboard/{file}``, ``GET /cluster``: see
   :mod:`dcounter_node._dashboard`.
 * ``GET /counter/watch``: server-sent events, ``data: {"value": n}`` now and on every change,
@@ -56,6 +58,7 @@ from dcounter_node._http_guard import ConnectionGuard, GuardCollector, GuardStat
 from dcounter_node._http_limits import HTTPLimits
 from dcounter_node._http_origin import OriginGuard
 from dcounter_node._idempotency import IdempotencyCache, KeyJournal
+from dcounter_node._membership_service import MembershipCollector, members_route
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
 from dcounter_node._settings import format_address, parse_address
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from dcounter_node._auth import ApiTokens
+    from dcounter_node._membership_service import MembershipService
     from dcounter_node._storage import StorageHealth
 
 __all__ = [
@@ -420,6 +424,7 @@ def create_app(
     allowed_origins: Iterable[str] = (),
     tokens: ApiTokens | None = None,
     peer_ssl: ssl.SSLContext | None = None,
+    members: MembershipService | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
@@ -430,6 +435,8 @@ def create_app(
     ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`).
     With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`);
     with ``peer_ssl`` (a client context), ``/cluster`` asks peers over HTTPS.
+
+    ``members`` (the node's membership) adds ``GET /members`` and its metrics.
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -461,6 +468,9 @@ def create_app(
     }
     routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
 
+    if members is not None:
+        api.registry.register(MembershipCollector(members))
+        routes["/members"] = {"GET": members_route(members)}
     refusals = RefusalLog()
 
     def checked(method: str, path: str, handler: _Handler) -> _Handler:

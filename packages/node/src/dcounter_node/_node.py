@@ -24,6 +24,7 @@ from dcounter_node._errors import (
     NodeNotStartedError,
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
+from dcounter_node._membership_wire import is_membership
 from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
 from dcounter_node._ratelimit import RateLimitedLog
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from dcounter_node._storage import StateStore
-    from dcounter_protocol._transport import Transport
+    from dcounter_protocol._transport import Handler, Transport
 
 __all__ = ["Node"]
 
@@ -103,6 +104,8 @@ class Node:
         )
         # Set while the gossip core holds changed entries for the next delta flush.
         self._pending_ready = asyncio.Event()
+        #: Takes membership frames (issue 14) before the counter's gossip would see them.
+        self.membership_handler: Handler | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -391,6 +394,10 @@ class Node:
     async def _on_frame(self, sender: str, payload: bytes) -> None:
         """Transport handler: only queue the message, never block the transport."""
         if self._status not in (_Status.STARTING, _Status.RUNNING):
+            return
+        membership = self.membership_handler
+        if membership is not None and is_membership(payload):
+            await membership(sender, payload)
             return
         try:
             self._inbound.put_nowait((sender, payload))

@@ -543,6 +543,46 @@ SETTINGS: tuple[SettingSpec, ...] = (
         None,
         default_text="off",
     ),
+    # Membership (issue 14): see "Membership" in the node README.
+    SettingSpec(
+        "advertise",
+        "--advertise",
+        "the gossip address other nodes dial, and this node's identity; required when"
+        " --listen is a wildcard (0.0.0.0, ::)",
+        _peer,
+        _peer,
+        metavar="HOST:PORT",
+        default_text="the listen address",
+    ),
+    SettingSpec(
+        "join",
+        "--join",
+        "comma-separated gossip addresses of dcounter nodes to join (any member will do);"
+        " members found this way become gossip peers besides --peers",
+        _peers,
+        _peers_text,
+        metavar="ADDR[,ADDR...]",
+        default_text="none: no membership, static --peers only",
+        to_text=",".join,
+    ),
+    SettingSpec(
+        "probe_interval",
+        "--probe-interval",
+        "seconds between membership probes (one member each)",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "suspect_timeout",
+        "--suspect-timeout",
+        "seconds a member stays suspect (unanswered probes) before it is declared dead",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
 )
 
 _SPECS = {spec.key: spec for spec in SETTINGS}
@@ -585,6 +625,10 @@ class NodeSettings:
     http_tls_ca: str | None = None
     api_tokens: str | None = None
     require_auth: bool = False
+    advertise: str | None = None
+    join: tuple[str, ...] = ()
+    probe_interval: float = 1.0
+    suspect_timeout: float = 5.0
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""

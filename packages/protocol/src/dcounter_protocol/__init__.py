@@ -64,11 +64,14 @@ from dcounter_protocol._message import MessageType as MessageType
 from dcounter_protocol._message import Push as Push
 from dcounter_protocol._message import decode_message as decode_message
 from dcounter_protocol._message import encode_message as encode_message
+from dcounter_protocol._stream import CAP_MEMBERSHIP as CAP_MEMBERSHIP
 from dcounter_protocol._stream import STREAM_ACK as STREAM_ACK
 from dcounter_protocol._stream import STREAM_MAGIC as STREAM_MAGIC
 from dcounter_protocol._stream import STREAM_MARKER as STREAM_MARKER
 from dcounter_protocol._stream import STREAM_VERSION as STREAM_VERSION
+from dcounter_protocol._stream import STREAM_VERSION_CAPS as STREAM_VERSION_CAPS
 from dcounter_protocol._stream import StreamDecoder as StreamDecoder
+from dcounter_protocol._stream import encode_ack as encode_ack
 from dcounter_protocol._stream import encode_hello as encode_hello
 from dcounter_protocol._stream import encode_stream_frames as encode_stream_frames
 from dcounter_protocol._stream import parse_ack as parse_ack
@@ -81,6 +84,7 @@ from dcounter_protocol._transport import Handler as Handler
 from dcounter_protocol._transport import Transport as Transport
 
 __all__ = [
+    "CAP_MEMBERSHIP",
     "COMPRESSION_THRESHOLD",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -92,6 +96,7 @@ __all__ = [
     "STREAM_MAGIC",
     "STREAM_MARKER",
     "STREAM_VERSION",
+    "STREAM_VERSION_CAPS",
     "BindError",
     "ConnectError",
     "CountOutOfRangeError",
@@ -141,6 +146,7 @@ __all__ = [
     "__version__",
     "decode_frame",
     "decode_message",
+    "encode_ack",
     "encode_frame",
     "encode_hello",
     "encode_message",

@@ -9,6 +9,16 @@ A stream connection carries many messages in one direction, from the dialer to t
     frame  = length payload                    dialer -> listener, repeated; length is 4
                                                bytes big-endian, 1..max_size
 
+Version 2 (a dialer that has capabilities to offer) adds one byte to each side::
+
+    hello  = 00 "DCS" 02 addr_len addr caps     caps: the dialer's capability bits
+    ack    = "DCS" 02 caps                      caps: the listener's capability bits
+
+Bit 0 (:data:`CAP_MEMBERSHIP`) says the node exchanges membership messages. A listener
+that only knows version 1 closes the connection without an ack, as for any version it does
+not support; a dialer that offered version 2 then offers version 1 before falling back to the
+seed's framing, so older dcounter nodes keep their streams.
+
 The leading 00 is what makes the mode negotiable. A seed frame starts with the length of the
 sender's address, which is never 0, so a listener tells the two wires apart by the first byte;
 and a listener that only knows the seed's framing (the Go reference, or an older dcounter)
@@ -45,11 +55,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = [
+    "CAP_MEMBERSHIP",
     "STREAM_ACK",
     "STREAM_MAGIC",
     "STREAM_MARKER",
     "STREAM_VERSION",
+    "STREAM_VERSION_CAPS",
     "StreamDecoder",
+    "encode_ack",
     "encode_hello",
     "encode_stream_frames",
     "parse_ack",
@@ -59,6 +72,10 @@ __all__ = [
 STREAM_MARKER: Final = 0x00
 STREAM_MAGIC: Final = b"DCS"
 STREAM_VERSION: Final = 1
+#: The version whose hello and confirmation end with a capability byte.
+STREAM_VERSION_CAPS: Final = 2
+#: Capability bit: membership messages (issue 14) may be sent on this stream.
+CAP_MEMBERSHIP: Final = 0x01
 #: The listener's confirmation of a hello.
 STREAM_ACK: Final = STREAM_MAGIC + bytes((STREAM_VERSION,))
 #: The 4-byte length prefix caps a frame whatever max_size says.
@@ -69,30 +86,50 @@ _VERSION_AT: Final = 1 + len(STREAM_MAGIC)
 _PREFIX: Final = 4
 
 
-def encode_hello(sender: str) -> bytes:
+def _capability_byte(capabilities: int) -> bytes:
+    if type(capabilities) is not int or not 0 <= capabilities <= 0xFF:
+        raise EncodeError(f"capabilities must be an int in 0..255, got {capabilities!r}")
+    return bytes((capabilities,))
+
+
+def encode_hello(sender: str, *, capabilities: int | None = None) -> bytes:
     """The dialer's opening bytes, naming ``sender`` (its listen address) once.
 
-    Raises :class:`EncodeError` for an address that is empty, not UTF-8 or longer than 255
-    bytes.
+    With ``capabilities`` (0..255) a version 2 hello that ends with them. Raises
+    :class:`EncodeError` for an address that is empty, not UTF-8 or longer than 255 bytes.
     """
     raw = address_bytes(sender)
-    return b"".join((bytes((STREAM_MARKER,)), STREAM_MAGIC, bytes((STREAM_VERSION, len(raw))), raw))
+    version = STREAM_VERSION if capabilities is None else STREAM_VERSION_CAPS
+    tail = b"" if capabilities is None else _capability_byte(capabilities)
+    head = bytes((STREAM_MARKER,)) + STREAM_MAGIC + bytes((version, len(raw)))
+    return head + raw + tail
 
 
-def parse_ack(data: bytes | bytearray | memoryview) -> bool:
+def encode_ack(capabilities: int | None = None) -> bytes:
+    """The listener's confirmation: :data:`STREAM_ACK`, or version 2's with ``capabilities``."""
+    if capabilities is None:
+        return STREAM_ACK
+    return STREAM_MAGIC + bytes((STREAM_VERSION_CAPS,)) + _capability_byte(capabilities)
+
+
+def parse_ack(data: bytes | bytearray | memoryview, *, version: int = STREAM_VERSION) -> bool:
     """Whether ``data`` (all the listener sent so far) is the complete confirmation.
 
-    False while it is a proper prefix of :data:`STREAM_ACK` (wait for more); raises
-    :class:`HandshakeError` at the first byte that differs, or if more bytes follow it.
+    ``version`` is the one the hello offered (version 2's confirmation ends with the
+    listener's capability byte, ``data[4]``). False while ``data`` is a proper prefix (wait
+    for more); raises :class:`HandshakeError` at the first byte that differs, or if more
+    bytes follow it.
     """
-    view = bytes(data[: len(STREAM_ACK) + 1])
+    expected = STREAM_MAGIC + bytes((version,))
+    size = len(expected) + (1 if version == STREAM_VERSION_CAPS else 0)
+    view = bytes(data[: size + 1])
     for index, byte in enumerate(view):
-        if index >= len(STREAM_ACK):
+        if index >= size:
             raise HandshakeError("unexpected bytes after the stream confirmation", offset=index)
-        if byte != STREAM_ACK[index]:
+        if index < len(expected) and byte != expected[index]:
             what = "version" if index == len(STREAM_MAGIC) else "magic"
             raise HandshakeError(f"not a stream confirmation (bad {what})", offset=index)
-    return len(view) == len(STREAM_ACK)
+    return len(view) == size
 
 
 def encode_stream_frames(
@@ -128,7 +165,16 @@ class StreamDecoder:
     whatever the chunking. Call :meth:`end_of_stream` at EOF.
     """
 
-    __slots__ = ("_buffer", "_consumed", "_error", "_finished", "_max_size", "_sender")
+    __slots__ = (
+        "_buffer",
+        "_capabilities",
+        "_consumed",
+        "_error",
+        "_finished",
+        "_max_size",
+        "_sender",
+        "_version",
+    )
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         """``max_size`` bounds each payload; InvalidOptionError unless it is an int >= 1."""
@@ -141,11 +187,23 @@ class StreamDecoder:
         self._sender: str | None = None
         self._error: FrameError | None = None
         self._finished = False
+        self._version = STREAM_VERSION
+        self._capabilities = 0
 
     @property
     def sender(self) -> str | None:
         """The dialer's address, once the hello is complete."""
         return self._sender
+
+    @property
+    def version(self) -> int:
+        """The hello's version (1 until a version 2 hello is seen)."""
+        return self._version
+
+    @property
+    def capabilities(self) -> int:
+        """The dialer's capability bits (0 for a version 1 hello), once the hello is complete."""
+        return self._capabilities
 
     @property
     def error(self) -> FrameError | None:
@@ -242,24 +300,29 @@ class StreamDecoder:
         if magic != STREAM_MAGIC[: len(magic)]:
             at = next(i for i, byte in enumerate(magic) if byte != STREAM_MAGIC[i])
             raise HandshakeError("bad stream magic", offset=1 + at)
-        if size > _VERSION_AT and view[_VERSION_AT] != STREAM_VERSION:
-            raise HandshakeError(
-                f"unsupported stream version {view[_VERSION_AT]}", offset=_VERSION_AT
-            )
+        if size > _VERSION_AT:
+            version = view[_VERSION_AT]
+            if version not in (STREAM_VERSION, STREAM_VERSION_CAPS):
+                raise HandshakeError(f"unsupported stream version {version}", offset=_VERSION_AT)
+            self._version = version
         if size < _HELLO_FIXED:
             return 0
         length = view[_HELLO_FIXED - 1]
         if length == 0:
             raise InvalidAddressLengthError("sender address length is 0", offset=_HELLO_FIXED - 1)
-        end = _HELLO_FIXED + length
+        address_end = _HELLO_FIXED + length
+        end = address_end + (1 if self._version == STREAM_VERSION_CAPS else 0)
         if size < end:
             return 0
         try:
-            self._sender = bytes(view[_HELLO_FIXED:end]).decode("utf-8")
+            sender = bytes(view[_HELLO_FIXED:address_end]).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidAddressError(
                 "sender address is not valid UTF-8", offset=_HELLO_FIXED + exc.start
             ) from None
+        if end > address_end:
+            self._capabilities = view[address_end]
+        self._sender = sender
         return end
 
     def _bad_length(self, length: int, offset: int) -> FrameError:

@@ -7,7 +7,7 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from dcounter_protocol._errors import FrameError
-from dcounter_protocol._stream import STREAM_ACK, StreamDecoder
+from dcounter_protocol._stream import STREAM_ACK, STREAM_VERSION_CAPS, StreamDecoder, encode_ack
 from dcounter_protocol._tcp._boundary import error_text
 from dcounter_protocol._tcp._options import CLOSE_GRACE, PAUSE_FRAMES
 
@@ -25,6 +25,8 @@ class InboundStream(asyncio.Protocol):
     ) -> None:
         self._loop = loop
         self._decoder = StreamDecoder(max_size=options.max_message_size)
+        # A version 2 hello is answered with our capabilities (none: 0).
+        self._ack_caps = encode_ack(options.capabilities or 0)
         self._read_timeout = options.read_timeout
         self._idle_limit = options.stream_idle_timeout + options.read_timeout
         self._first = first
@@ -89,7 +91,8 @@ class InboundStream(asyncio.Protocol):
         if hello_done:
             self._acked = True
             if self.transport is not None:
-                self.transport.write(STREAM_ACK)
+                caps = decoder.version == STREAM_VERSION_CAPS
+                self.transport.write(self._ack_caps if caps else STREAM_ACK)
             self._last_activity = now
         if frames:
             self.frames.extend(frames)

@@ -96,6 +96,9 @@ class TCPOptions:
     reconnect_max_delay: float = 2.0
     #: Mutual TLS on every connection (except plaintext peers); None: plain TCP.
     tls: TLSOptions | None = None
+    #: Capability bits (0..255) offered in version 2 stream hellos and confirmations
+    #: (``CAP_MEMBERSHIP``); None offers version 1 hellos, as before capabilities existed.
+    capabilities: int | None = None
 
     def __post_init__(self) -> None:
         for name in _SECONDS:
@@ -106,6 +109,9 @@ class TCPOptions:
                 raise InvalidOptionError(f"{name} must be an int >= 1, got {value!r}")
         if self.tls is not None and not isinstance(self.tls, TLSOptions):
             raise InvalidOptionError(f"tls must be a TLSOptions or None, got {self.tls!r}")
+        caps = self.capabilities
+        if caps is not None and (type(caps) is not int or not 0 <= caps <= 0xFF):
+            raise InvalidOptionError(f"capabilities must be None or 0..255, got {caps!r}")
         if self.wire not in _WIRE_MODES:
             raise InvalidOptionError(f"wire must be 'auto' or 'seed', got {self.wire!r}")
         if self.reconnect_max_delay < self.reconnect_delay:

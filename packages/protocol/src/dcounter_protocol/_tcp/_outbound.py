@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dcounter_protocol._errors import ConnectError, TransportClosedError, TransportError
 from dcounter_protocol._framing import encode_frame
-from dcounter_protocol._stream import encode_hello, encode_stream_frames
+from dcounter_protocol._stream import STREAM_VERSION_CAPS, encode_hello, encode_stream_frames
 from dcounter_protocol._tcp._boundary import error_text, os_errors
 from dcounter_protocol._tcp._options import BATCH_BYTES, CLOSE_GRACE, MAX_PEERS, OPEN_ATTEMPTS, log
 from dcounter_protocol._tcp._outstream import OutboundStream, Peer
@@ -69,6 +69,30 @@ class Outbound:
 
     def queued(self) -> int:
         return sum(len(peer.queue) for peer in self._peers.values())
+
+    def capabilities(self, address: str) -> int | None:
+        """The capability bits ``address`` confirmed; None while it has no stream."""
+        peer = self._peers.get(address)
+        if peer is None or not peer.has_stream:
+            return None
+        return peer.capabilities
+
+    async def open_stream(self, address: str) -> bool:
+        """Open a stream to ``address`` unless one is open; True once one is confirmed.
+
+        False for a peer taken for seed-only or one that did not confirm in time; raises
+        :class:`TransportError` if the dial fails.
+        """
+        loop = asyncio.get_running_loop()
+        peer = self._peer(address)
+        if peer.has_stream:
+            return True
+        if not peer.policy.probe_due(loop.time()):
+            return False
+        connecting = peer.connecting or self._start_offer(loop, peer)
+        # Shielded: other sends may wait for the same offer.
+        await asyncio.shield(connecting)
+        return peer.has_stream
 
     def try_queue(self, address: str, data: bytes) -> bool:
         """Queue ``data`` if ``address`` has a stream and it fits one; else False."""
@@ -188,9 +212,17 @@ class Outbound:
         transport = protocol.transport
         if transport is None:  # pragma: no cover - set by connection_made
             raise ConnectError(f"dial to {address} failed: no transport")
+        caps = self._options.capabilities
+        if caps is not None and peer.v1_until <= loop.time():
+            protocol.version = STREAM_VERSION_CAPS
         reason = await self._handshake(loop, protocol, transport, answered)
         if reason is not None:
             transport.abort()
+            if protocol.version == STREAM_VERSION_CAPS and protocol.refused and not self.closed:
+                # A listener that only knows version 1 closes on a version 2 hello: offer
+                # version 1 at once (then, if refused again, the seed framing).
+                peer.v1_until = loop.time() + self._options.reprobe_interval
+                return await self._open_stream(peer, answered)
             retry = peer.policy.not_confirmed(loop.time(), refused=protocol.refused)
             self._counters.seed_fallbacks += 1
             log.info(
@@ -220,7 +252,8 @@ class Outbound:
             answer_timer = loop.call_later(options.handshake_timeout, _resolve, answered)
         limit = max(options.handshake_timeout, options.read_timeout)
         try:
-            transport.write(encode_hello(self.sender))
+            caps = self._options.capabilities if protocol.version == STREAM_VERSION_CAPS else None
+            transport.write(encode_hello(self.sender, capabilities=caps))
             async with asyncio.timeout(limit):
                 return await protocol.handshake
         except TimeoutError:
@@ -237,6 +270,7 @@ class Outbound:
     def _attach(self, peer: Peer, protocol: OutboundStream) -> None:
         loop = asyncio.get_running_loop()
         peer.stream = protocol
+        peer.capabilities = protocol.capabilities
         peer.policy.confirmed()
         self._counters.open_out += 1
         self._counters.streams_opened += 1

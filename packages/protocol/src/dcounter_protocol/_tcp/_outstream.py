@@ -7,7 +7,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
 from dcounter_protocol._errors import HandshakeError
-from dcounter_protocol._stream import parse_ack
+from dcounter_protocol._stream import STREAM_VERSION, STREAM_VERSION_CAPS, parse_ack
 from dcounter_protocol._tcp._boundary import error_text
 from dcounter_protocol._tcp._policy import PeerPolicy
 
@@ -48,6 +48,10 @@ class OutboundStream(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self.paused = False
         self.paused_since = 0.0
+        #: The hello's version (set before it is written) and, once confirmed, the
+        #: listener's capability bits (0 for a version 1 confirmation).
+        self.version = STREAM_VERSION
+        self.capabilities = 0
         self._ack = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,7 +66,9 @@ class OutboundStream(asyncio.Protocol):
             return
         self._ack += data
         try:
-            if parse_ack(self._ack):
+            if parse_ack(self._ack, version=self.version):
+                if self.version == STREAM_VERSION_CAPS:
+                    self.capabilities = self._ack[-1]
                 self.handshake.set_result(None)
         except HandshakeError as exc:
             self.refused = True
@@ -98,6 +104,7 @@ class Peer:
     __slots__ = (
         "address",
         "answered",
+        "capabilities",
         "connecting",
         "flush_handle",
         "last_write",
@@ -106,6 +113,7 @@ class Peer:
         "reconnecting",
         "stream",
         "timer",
+        "v1_until",
     )
 
     def __init__(self, address: str, options: TCPOptions) -> None:
@@ -128,6 +136,10 @@ class Peer:
         #: Idle or stall check of the stream.
         self.timer: asyncio.TimerHandle | None = None
         self.last_write = 0.0
+        #: The listener's capability bits, as its last confirmation said.
+        self.capabilities = 0
+        #: Until then, hellos to this peer are version 1 (it refused a version 2 one).
+        self.v1_until = 0.0
 
     @property
     def has_stream(self) -> bool:

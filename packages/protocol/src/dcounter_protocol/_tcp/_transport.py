@@ -31,10 +31,27 @@ __all__ = ["TCPTransport"]
 class TCPTransport:
     """TCP with the seed's framing and the negotiated stream mode; implements Transport."""
 
-    def __init__(self, address: str = "127.0.0.1:0", *, options: TCPOptions | None = None) -> None:
-        """Configure (nothing is bound until listen()); InvalidOptionError on a bad address."""
+    def __init__(
+        self,
+        address: str = "127.0.0.1:0",
+        *,
+        options: TCPOptions | None = None,
+        advertise: str | None = None,
+    ) -> None:
+        """Configure (nothing is bound until listen()); InvalidOptionError on a bad address.
+
+        ``advertise`` ("host:port", port not 0) is the address others dial, named as this
+        transport's sender and reported by :attr:`address` once listening, instead of the
+        bound one (which says nothing useful when bound to a wildcard such as 0.0.0.0).
+        """
         if not isinstance(address, str):
             raise InvalidOptionError(f"address must be a str, got {address!r}")
+        if advertise is not None:
+            try:
+                parse_address(advertise, allow_port_zero=False)
+            except MalformedAddressError as exc:
+                raise MalformedAddressError(f"advertise address: {exc.reason}") from None
+        self._advertise = advertise
         try:
             self._host, self._port = parse_address(address)
         except MalformedAddressError as exc:
@@ -71,7 +88,8 @@ class TCPTransport:
 
     @property
     def address(self) -> str:
-        """The configured ``"host:port"``; once listening, with the real bound port."""
+        """The configured ``"host:port"``; once listening, the advertised address or the
+        bound one (with the real port)."""
         return self._address
 
     @property
@@ -123,7 +141,7 @@ class TCPTransport:
             raise TransportError(f"transport {self._address} is already listening")
         listener = await bind(self._address, self._host, self._port, self._options.backlog)
         self._listener = listener
-        self._address = format_address(self._host, listener.getsockname()[1])
+        self._address = self._advertise or format_address(self._host, listener.getsockname()[1])
         self._outbound.sender = self._address
         self._inbound = Inbound(self._address, self._options, self._counters, backend=self._backend)
         self._accept_task = self._inbound.serve(listener, handler)
@@ -171,6 +189,26 @@ class TCPTransport:
         if self._closed:
             raise TransportClosedError(f"transport {self._address} is closed")
         return self._outbound.try_queue(address, data)
+
+    def capabilities(self, address: str) -> int | None:
+        """The capability bits ``address`` confirmed for its stream (0 for a version 1 one);
+        None while it has no stream (see :meth:`open_stream`)."""
+        return self._outbound.capabilities(address)
+
+    async def open_stream(self, address: str) -> bool:
+        """Make sure a stream to ``address`` is open, dialling and offering one if needed.
+
+        True once the peer confirmed one (then :meth:`capabilities` says what it offers and
+        :meth:`send_nowait` queues on it); False with ``wire="seed"``, for a peer that does
+        not confirm streams (it is re-probed later) or one that did not confirm in time.
+        Raises ConnectError or TransportTimeoutError if the dial fails, TransportClosedError
+        after close().
+        """
+        if self._closed:
+            raise TransportClosedError(f"transport {self._address} is closed")
+        if self._options.wire != "auto":
+            return False
+        return await self._outbound.open_stream(address)
 
     async def close(self) -> None:
         """Stop accepting, cancel inbound work and sends in progress; idempotent."""

@@ -1,0 +1,447 @@
+"""Who is in the cluster, as pure code: SWIM failure detection and gossip of member states.
+
+No sockets, no asyncio: the caller passes the time in, feeds received messages to
+:meth:`Membership.receive`, calls :meth:`Membership.tick` often (a few times per probe
+interval) and sends the :class:`Outgoing` messages both return. The asyncio driver is
+:mod:`dcounter_node._membership_service`; the wire codec :mod:`dcounter_node._membership_wire`.
+
+The rules (SWIM with incarnation numbers, as in hashicorp/memberlist):
+
+* Every ``probe_interval`` one member (round robin over a shuffled list of alive and suspect
+  members) gets a ``ping``. No ``ack`` within ``probe_timeout``: ``ping-req`` through up to
+  ``indirect_checks`` other alive members, which ping the target and forward its ack. No ack
+  by the end of the interval: the target becomes ``suspect``.
+* A suspect member becomes ``dead`` ``suspect_timeout`` after this node learnt the suspicion,
+  unless an ``alive`` with a higher incarnation arrives first. A node that hears itself
+  suspected (or declared dead or left) at its incarnation or above refutes it: it takes the
+  next incarnation and gossips ``alive``.
+* Dead and left members are not probed, except one every ``dead_probe_rounds`` rounds, so a
+  restarted node or a healed partition hears that it was declared dead and refutes it.
+* State changes are broadcast by piggybacking on every membership message, each up to
+  ``retransmit_mult * ceil(log10(n + 1))`` times (n the number of known members).
+* ``leave`` declares this node ``left`` (a state no timeout produces) and tells every member.
+
+Precedence for an update about a member known at incarnation ``i`` in state ``s``:
+``alive`` needs an incarnation above ``i``; ``suspect`` needs ``s`` alive at ``>= i`` or
+``s`` suspect at ``> i``; ``dead`` needs ``s`` alive or suspect at ``>= i``, or dead/left at
+``> i``; ``left`` needs ``s`` alive, suspect or dead at ``>= i``, or left at ``> i``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Iterable
+
+__all__ = [
+    "Member",
+    "MemberState",
+    "Membership",
+    "MembershipConfig",
+    "MembershipMessage",
+    "MessageKind",
+    "Outgoing",
+    "StateChange",
+    "Update",
+    "supersedes",
+]
+
+
+class MemberState(enum.Enum):
+    """A member's state, as this node believes it."""
+
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+class MessageKind(enum.IntEnum):
+    """Membership message types (their wire codes)."""
+
+    PING = 1
+    ACK = 2
+    PING_REQ = 3
+    JOIN = 4
+    SYNC = 5
+    GOSSIP = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One member's state at an incarnation: what gossip carries."""
+
+    address: str
+    replica: str
+    state: MemberState
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipMessage:
+    """One membership message: ``sender`` is the sending node's own update (alive, or left)."""
+
+    kind: MessageKind
+    sender: Update
+    seq: int = 0
+    target: str = ""
+    updates: tuple[Update, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to send to ``address``."""
+
+    address: str
+    message: MembershipMessage
+
+
+@dataclass(slots=True)
+class Member:
+    """A known member: ``since`` is when (caller's clock) it entered its current state."""
+
+    address: str
+    replica: str
+    state: MemberState
+    incarnation: int
+    since: float
+
+    def update(self) -> Update:
+        return Update(self.address, self.replica, self.state, self.incarnation)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A member's state changed (``before`` None: newly known)."""
+
+    address: str
+    before: MemberState | None
+    after: MemberState
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipConfig:
+    """Timings in seconds; see the module doc for what each one bounds."""
+
+    probe_interval: float = 1.0
+    probe_timeout: float = 0.5
+    suspect_timeout: float = 5.0
+    indirect_checks: int = 3
+    retransmit_mult: int = 4
+    dead_probe_rounds: int = 10
+    max_piggyback: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 < self.probe_timeout <= self.probe_interval:
+            raise ValueError("probe_timeout must be > 0 and at most probe_interval")
+        if self.suspect_timeout <= 0:
+            raise ValueError("suspect_timeout must be > 0")
+        if self.indirect_checks < 0 or self.retransmit_mult < 1 or self.dead_probe_rounds < 1:
+            raise ValueError("indirect_checks >= 0, retransmit_mult >= 1, dead_probe_rounds >= 1")
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: str
+    seq: int
+    started: float
+    indirect_sent: bool = False
+    acked: bool = False
+    #: A rare probe of a dead or left member: never escalates to suspicion.
+    quiet: bool = False
+
+
+@dataclass(slots=True)
+class _Broadcast:
+    update: Update
+    sent: int = 0
+
+
+@dataclass(slots=True)
+class _Relay:
+    """A ping sent on behalf of ``requester`` (a ping-req): forward the ack."""
+
+    requester: str
+    seq: int
+    expires: float
+
+
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+_GONE = (MemberState.DEAD, MemberState.LEFT)
+
+
+def supersedes(update: Update, member: Member) -> bool:
+    """Whether ``update`` replaces what is known of ``member`` (the module doc's precedence)."""
+    known, inc = member.state, member.incarnation
+    new = update.incarnation
+    if update.state is MemberState.ALIVE:
+        return new > inc
+    if update.state is MemberState.SUSPECT:
+        return (known is MemberState.ALIVE and new >= inc) or (
+            known is MemberState.SUSPECT and new > inc
+        )
+    if update.state is MemberState.DEAD:
+        return (known in _LIVE and new >= inc) or (known in _GONE and new > inc)
+    return (known is not MemberState.LEFT and new >= inc) or new > inc
+
+
+class Membership:
+    """This node's view of the cluster and the SWIM protocol that keeps it current."""
+
+    def __init__(
+        self,
+        address: str,
+        replica: str,
+        *,
+        config: MembershipConfig,
+        rng: random.Random,
+        now: float,
+    ) -> None:
+        self._config = config
+        self._rng = rng
+        self._self = Member(address, replica, MemberState.ALIVE, 0, now)
+        self._members: dict[str, Member] = {}
+        self._broadcasts: dict[str, _Broadcast] = {}
+        self._changes: list[StateChange] = []
+        self._seq = 0
+        self._probe: _Probe | None = None
+        self._next_probe = now
+        self._order: list[str] = []
+        self._rounds = 0
+        self._relays: dict[int, _Relay] = {}
+        self._leaving = False
+
+    # -- views ----------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self._self.address
+
+    @property
+    def incarnation(self) -> int:
+        return self._self.incarnation
+
+    @property
+    def leaving(self) -> bool:
+        return self._leaving
+
+    def members(self) -> list[Member]:
+        """Every known member, this node included, sorted by address (copies)."""
+        everyone = [*self._members.values(), self._self]
+        return sorted(
+            (Member(m.address, m.replica, m.state, m.incarnation, m.since) for m in everyone),
+            key=lambda m: m.address,
+        )
+
+    def alive(self) -> list[str]:
+        """Addresses of the other members believed alive or suspect (gossip targets)."""
+        return sorted(a for a, m in self._members.items() if m.state in _LIVE)
+
+    def take_changes(self) -> list[StateChange]:
+        """State changes since the last call (for logs and metrics)."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    # -- actions --------------------------------------------------------------------------
+
+    def join(self, seeds: Iterable[str]) -> list[Outgoing]:
+        """Ask each seed (not this node) for its member list."""
+        return [
+            self._out(seed, MessageKind.JOIN)
+            for seed in dict.fromkeys(seeds)
+            if seed != self.address
+        ]
+
+    def leave(self, now: float) -> list[Outgoing]:
+        """Declare this node left and tell every member that may still hear it."""
+        self._leaving = True
+        self._self.state = MemberState.LEFT
+        self._self.since = now
+        self._enqueue(self._self.update())
+        return [self._out(address, MessageKind.GOSSIP) for address in self.alive()]
+
+    def tick(self, now: float) -> list[Outgoing]:
+        """Advance timers: suspicion timeouts, the current probe, the next probe."""
+        if self._leaving:
+            return []
+        out: list[Outgoing] = []
+        self._expire_suspects(now)
+        self._relays = {s: r for s, r in self._relays.items() if r.expires > now}
+        probe = self._probe
+        if probe is not None and not probe.acked and not probe.quiet:
+            if not probe.indirect_sent and now >= probe.started + self._config.probe_timeout:
+                probe.indirect_sent = True
+                out.extend(self._indirect(probe))
+            if now >= probe.started + self._config.probe_interval:
+                self._suspect(probe.target, now)
+                self._probe = None
+        if now >= self._next_probe:
+            self._next_probe = now + self._config.probe_interval
+            out.extend(self._start_probe(now))
+        return out
+
+    def receive(self, message: MembershipMessage, now: float) -> list[Outgoing]:
+        """Apply a received message; returns the replies."""
+        if self._leaving:
+            return []
+        self._apply(message.sender, now, direct=True)
+        for update in message.updates:
+            self._apply(update, now, direct=False)
+        sender = message.sender.address
+        kind = message.kind
+        if kind is MessageKind.PING:
+            if message.target in ("", self.address):
+                return [self._out(sender, MessageKind.ACK, seq=message.seq, target=self.address)]
+            return []
+        if kind is MessageKind.ACK:
+            return self._on_ack(message)
+        if kind is MessageKind.PING_REQ:
+            self._seq += 1
+            self._relays[self._seq] = _Relay(sender, message.seq, now + self._config.probe_interval)
+            return [
+                self._out(message.target, MessageKind.PING, seq=self._seq, target=message.target)
+            ]
+        if kind is MessageKind.JOIN:
+            return [self._out(sender, MessageKind.SYNC, full=True)]
+        return []
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _on_ack(self, message: MembershipMessage) -> list[Outgoing]:
+        probe = self._probe
+        if probe is not None and probe.seq == message.seq and probe.target == message.target:
+            probe.acked = True
+        relay = self._relays.pop(message.seq, None)
+        if relay is not None:
+            return [
+                self._out(relay.requester, MessageKind.ACK, seq=relay.seq, target=message.target)
+            ]
+        return []
+
+    def _start_probe(self, now: float) -> list[Outgoing]:
+        self._probe = None
+        self._rounds += 1
+        target: str | None = None
+        quiet = False
+        gone = sorted(a for a, m in self._members.items() if m.state in _GONE)
+        if gone and self._rounds % self._config.dead_probe_rounds == 0:
+            target, quiet = self._rng.choice(gone), True
+        else:
+            target = self._next_target()
+        if target is None:
+            return []
+        self._seq += 1
+        self._probe = _Probe(target, self._seq, now, quiet=quiet)
+        return [self._out(target, MessageKind.PING, seq=self._seq, target=target)]
+
+    def _next_target(self) -> str | None:
+        while self._order:
+            address = self._order.pop()
+            member = self._members.get(address)
+            if member is not None and member.state in _LIVE:
+                return address
+        live = self.alive()
+        if not live:
+            return None
+        self._rng.shuffle(live)
+        self._order = live
+        return self._order.pop()
+
+    def _indirect(self, probe: _Probe) -> list[Outgoing]:
+        helpers = [a for a in self.alive() if a != probe.target]
+        if len(helpers) > self._config.indirect_checks:
+            helpers = self._rng.sample(helpers, self._config.indirect_checks)
+        return [
+            self._out(h, MessageKind.PING_REQ, seq=probe.seq, target=probe.target) for h in helpers
+        ]
+
+    def _suspect(self, address: str, now: float) -> None:
+        member = self._members.get(address)
+        if member is not None and member.state is MemberState.ALIVE:
+            self._set(member, MemberState.SUSPECT, member.incarnation, member.replica, now)
+
+    def _expire_suspects(self, now: float) -> None:
+        limit = self._config.suspect_timeout
+        for member in list(self._members.values()):
+            if member.state is MemberState.SUSPECT and now >= member.since + limit:
+                self._set(member, MemberState.DEAD, member.incarnation, member.replica, now)
+
+    def _apply(self, update: Update, now: float, *, direct: bool) -> None:
+        if update.address == self.address:
+            self._about_self(update)
+            return
+        member = self._members.get(update.address)
+        if member is None:
+            if update.state is MemberState.SUSPECT:
+                return  # as memberlist: a suspicion alone does not make a member
+            member = Member(update.address, update.replica, update.state, update.incarnation, now)
+            self._members[update.address] = member
+            self._changes.append(
+                StateChange(update.address, None, update.state, update.incarnation)
+            )
+            self._enqueue(member.update())
+            return
+        if supersedes(update, member):
+            self._set(member, update.state, update.incarnation, update.replica, now)
+        elif direct and member.state is not MemberState.ALIVE:
+            # It talks to us at an incarnation we hold as suspect/dead/left: tell it again,
+            # so it hears it and refutes (a restarted node or a healed partition).
+            self._enqueue(member.update())
+
+    def _about_self(self, update: Update) -> None:
+        mine = self._self
+        if update.state is MemberState.ALIVE:
+            if update.incarnation > mine.incarnation:
+                mine.incarnation = update.incarnation + 1
+                self._enqueue(mine.update())
+        elif update.incarnation >= mine.incarnation:
+            mine.incarnation = update.incarnation + 1
+            self._enqueue(mine.update())
+
+    def _set(
+        self, member: Member, state: MemberState, incarnation: int, replica: str, now: float
+    ) -> None:
+        before = member.state
+        member.incarnation = incarnation
+        member.replica = replica
+        if state is not before:
+            member.state = state
+            member.since = now
+            self._changes.append(StateChange(member.address, before, state, incarnation))
+        self._enqueue(member.update())
+
+    def _enqueue(self, update: Update) -> None:
+        self._broadcasts[update.address] = _Broadcast(update)
+
+    def _budget(self) -> int:
+        return self._config.retransmit_mult * max(1, math.ceil(math.log10(len(self._members) + 2)))
+
+    def _piggyback(self) -> tuple[Update, ...]:
+        pending = sorted(self._broadcasts.values(), key=lambda b: b.sent)
+        chosen = pending[: self._config.max_piggyback]
+        budget = self._budget()
+        for item in chosen:
+            item.sent += 1
+            if item.sent >= budget:
+                del self._broadcasts[item.update.address]
+        return tuple(item.update for item in chosen)
+
+    def _out(
+        self,
+        address: str,
+        kind: MessageKind,
+        *,
+        seq: int = 0,
+        target: str = "",
+        full: bool = False,
+    ) -> Outgoing:
+        # A sync answers a join with every member; anything else piggybacks broadcasts.
+        updates = tuple(m.update() for m in self._members.values()) if full else self._piggyback()
+        message = MembershipMessage(kind, self._self.update(), seq, target, updates)
+        return Outgoing(address, message)

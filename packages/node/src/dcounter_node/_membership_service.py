@@ -1,0 +1,298 @@
+"""Membership's asyncio edge: runs :class:`~dcounter_node._membership.Membership` for a node.
+
+It takes the node's membership frames (``DCM``-prefixed payloads, see
+:mod:`dcounter_node._membership_wire`) before the counter's gossip sees them, ticks the state
+machine, sends what it returns through the node's transport (with TCP only on streams whose
+listener confirmed :data:`~dcounter_protocol.CAP_MEMBERSHIP`), keeps the node's gossip peers
+equal to the static ones plus the members believed alive, logs each state change once and
+exposes the view (``GET /members``) and counters (``/metrics``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from dcounter_node._membership import Membership, MembershipConfig, MemberState
+from dcounter_node._membership_wire import (
+    MembershipDecodeError,
+    decode_membership,
+    encode_membership,
+)
+from dcounter_node._ratelimit import RateLimitedLog
+from dcounter_protocol import CAP_MEMBERSHIP, TCPTransport, TransportError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+
+    from prometheus_client.core import Metric
+
+    from dcounter_node._membership import Outgoing
+    from dcounter_node._node import Node
+
+__all__ = [
+    "MembershipCollector",
+    "MembershipService",
+    "members_route",
+    "membership_config",
+    "wildcard_listen",
+]
+
+logger = logging.getLogger("dcounter_node.membership")
+
+#: Ticks per probe interval: the resolution of probe and suspicion timeouts.
+_TICKS_PER_PROBE: Final = 5
+#: Sends in flight at most; beyond it membership messages are dropped (SWIM tolerates loss).
+_MAX_IN_FLIGHT: Final = 256
+#: Shortest wait for the leave announcements to go out.
+_LEAVE_WAIT: Final = 0.5
+_WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def membership_config(probe_interval: float, suspect_timeout: float) -> MembershipConfig:
+    """The state machine's timings from the two settings a user gives."""
+    # Half the interval for the direct ack leaves the other half for indirect probes.
+    return MembershipConfig(
+        probe_interval=probe_interval,
+        probe_timeout=probe_interval / 2,
+        suspect_timeout=suspect_timeout,
+    )
+
+
+def wildcard_listen(listen: str) -> bool:
+    """Whether ``listen`` binds every interface (its host names no one to dial)."""
+    host = listen.rpartition(":")[0]
+    return host in _WILDCARDS
+
+
+class MembershipService:
+    """Membership for one started-by-the-caller node; ``start`` after the node started."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        seeds: Sequence[str],
+        static_peers: Collection[str],
+        config: MembershipConfig,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._node = node
+        self._seeds = tuple(seeds)
+        self._static = frozenset(static_peers)
+        self._config = config
+        self._rng = rng if rng is not None else random.Random()
+        self._membership: Membership | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._log = RateLimitedLog(logger)
+        #: State changes seen, by the state entered.
+        self.changes: Counter[str] = Counter()
+        self.dropped = 0
+        #: Messages not sent because the member has no stream that speaks membership.
+        self.not_capable = 0
+        self.invalid = 0
+        node.membership_handler = self._on_frame
+
+    @property
+    def membership(self) -> Membership | None:
+        return self._membership
+
+    def start(self) -> None:
+        """Begin: ask the seeds for their member lists, then probe every interval."""
+        loop = asyncio.get_running_loop()
+        self._membership = Membership(
+            self._node.address,
+            self._node.replica_id,
+            config=self._config,
+            rng=self._rng,
+            now=loop.time(),
+        )
+        self._send(self._membership.join(self._seeds))
+        self._ticker = asyncio.ensure_future(self._tick_forever())
+        logger.info("membership: joining through %s", ", ".join(self._seeds) or "no seed")
+
+    async def leave(self) -> None:
+        """Announce a graceful leave to every member; waits up to one probe interval."""
+        membership = self._membership
+        if membership is None or membership.leaving:
+            return
+        self._stop_ticker()
+        outgoing = membership.leave(asyncio.get_running_loop().time())
+        sends = [self._send_one(out) for out in outgoing]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(self._config.probe_interval, _LEAVE_WAIT)):
+                await asyncio.gather(*sends)
+        logger.info("membership: left (told %d members)", len(outgoing))
+
+    async def close(self) -> None:
+        """Stop probing and cancel sends in flight."""
+        self._stop_ticker()
+        self._node.membership_handler = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def members(self) -> list[dict[str, Any]]:
+        """The member list as ``GET /members`` shows it (``since`` in Unix seconds)."""
+        membership = self._membership
+        if membership is None:
+            return []
+        loop_now = asyncio.get_running_loop().time()
+        wall_now = time.time()
+        return [
+            {
+                "address": m.address,
+                "replica": m.replica,
+                "state": m.state.value,
+                "incarnation": m.incarnation,
+                "since": round(wall_now - (loop_now - m.since), 3),
+            }
+            for m in membership.members()
+        ]
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._tasks.add(self._ticker)
+            self._ticker = None
+
+    async def _tick_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        step = self._config.probe_interval / _TICKS_PER_PROBE
+        while True:
+            membership = self._membership
+            if membership is not None:
+                try:
+                    self._send(membership.tick(loop.time()))
+                    self._follow_changes()
+                except Exception:
+                    logger.exception("membership: error in a probe round")
+            await asyncio.sleep(step)
+
+    async def _on_frame(self, sender: str, payload: bytes) -> None:
+        membership = self._membership
+        if membership is None:
+            return
+        try:
+            message = decode_membership(payload)
+        except MembershipDecodeError as exc:
+            self.invalid += 1
+            self._log.warning("decode", "membership: dropping a message from %s: %s", sender, exc)
+            return
+        self._send(membership.receive(message, asyncio.get_running_loop().time()))
+        self._follow_changes()
+
+    def _follow_changes(self) -> None:
+        membership = self._membership
+        if membership is None:
+            return
+        peers = self._node.peers
+        for change in membership.take_changes():
+            self.changes[change.after.value] += 1
+            before = "new" if change.before is None else change.before.value
+            logger.info(
+                "member %s is %s (was %s, incarnation %d)",
+                change.address,
+                change.after.value,
+                before,
+                change.incarnation,
+            )
+            if change.after in (MemberState.ALIVE, MemberState.SUSPECT):
+                peers.add(change.address)
+            elif change.address not in self._static:
+                peers.remove(change.address)
+
+    def _send(self, outgoing: list[Outgoing]) -> None:
+        for out in outgoing:
+            if len(self._tasks) >= _MAX_IN_FLIGHT:
+                self.dropped += 1
+                continue
+            task = asyncio.ensure_future(self._send_one(out))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send_one(self, out: Outgoing) -> None:
+        payload = encode_membership(out.message)
+        transport = self._node.transport
+        # An unreachable member is what probes find out: nothing else to do here.
+        with contextlib.suppress(TransportError, TimeoutError):
+            async with asyncio.timeout(self._config.probe_interval * 2):
+                if not isinstance(transport, TCPTransport):
+                    await transport.send(out.address, payload)  # in-process networks
+                    return
+                # Only on a stream whose listener said it speaks membership: never the seed
+                # framing, never a Go reference node or an older dcounter node.
+                if transport.capabilities(out.address) is None:
+                    await transport.open_stream(out.address)
+                capabilities = transport.capabilities(out.address)
+                if capabilities is None:
+                    return  # no stream confirmed (yet): as lost as an unanswered datagram
+                if not capabilities & CAP_MEMBERSHIP:
+                    self.not_capable += 1
+                    self._log.warning(
+                        f"incapable:{out.address}",
+                        "membership: %s does not speak membership (a Go or older node?)",
+                        out.address,
+                    )
+                    return
+                transport.send_nowait(out.address, payload)
+
+
+def members_route(
+    service: MembershipService,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The ``GET /members`` handler."""
+
+    async def members(request: web.Request) -> web.Response:
+        return web.json_response({"members": service.members()})
+
+    return members
+
+
+class MembershipCollector(Collector):
+    """``dcounter_members`` by state and ``dcounter_member_changes_total`` for /metrics."""
+
+    def __init__(self, service: MembershipService) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        membership = self._service.membership
+        counts: Counter[str] = Counter()
+        if membership is not None:
+            counts.update(m.state.value for m in membership.members())
+        members = GaugeMetricFamily(
+            "dcounter_members", "Known members (this node included) by state.", labels=["state"]
+        )
+        changes = CounterMetricFamily(
+            "dcounter_member_changes",
+            "Member state changes this node saw, by the state entered.",
+            labels=["state"],
+        )
+        for state in MemberState:
+            members.add_metric([state.value], counts[state.value])
+            changes.add_metric([state.value], self._service.changes[state.value])
+        yield members
+        yield changes
+        yield CounterMetricFamily(
+            "dcounter_membership_invalid_messages",
+            "Membership messages dropped as malformed.",
+            value=self._service.invalid,
+        )
+        yield CounterMetricFamily(
+            "dcounter_membership_not_capable",
+            "Membership messages not sent: the member has no stream that speaks membership.",
+            value=self._service.not_capable,
+        )
