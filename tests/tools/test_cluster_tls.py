@@ -129,6 +129,7 @@ def test_up_with_tls_refuses_plaintext_and_down_removes_the_ca(
         # The API is HTTPS only, trusting the cluster CA, and it wants a token.
         with pytest.raises(urllib.error.HTTPError) as unauthorized:
             _get(f"https://{nodes[0]['http']}/counter", ca, None)
+        unauthorized.value.close()  # its response holds the TLS socket
         assert unauthorized.value.code == 401
         with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
             urllib.request.urlopen(f"https://{nodes[0]['http']}/health", timeout=5)
