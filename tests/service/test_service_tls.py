@@ -1,5 +1,8 @@
 """dcounter-node processes gossiping over mutual TLS (issue 13): an exact cluster, refused
-intruders, certificate rotation by SIGHUP."""
+intruders, certificate rotation by SIGHUP.
+
+A node with ``--tls-cert/--tls-key`` (and no ``--http-tls-*``) serves its API over HTTPS
+with the gossip certificate, so the tests talk HTTPS to it, trusting the cluster CA."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import contextlib
 import re
 import shutil
 import signal
+import ssl
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +42,31 @@ FAST = ("--sync-interval", "0.2")
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client:
+def trust(cluster_ca: trustme.CA) -> ssl.SSLContext:
+    """What the test's HTTPS requests verify nodes with: the cluster CA (a test may add)."""
+    context = ssl.create_default_context()
+    cluster_ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+async def session(trust: ssl.SSLContext) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10), connector=aiohttp.TCPConnector(ssl=trust)
+    ) as client:
         yield client
+
+
+def api(node: NodeProcess) -> str:
+    """The node's API base URL, in the scheme it says it serves (its start-up log line)."""
+    scheme = "https" if f"HTTP API on https://{node.http}" in node.log_text() else "http"
+    return f"{scheme}://{node.http}"
 
 
 async def start(spawn_node: SpawnNode, files: TLSFiles, *extra: str) -> NodeProcess:
     node = await spawn_node(*FREE, *FAST, *files.flags(), *extra)
     await node.wait_ready()
+    assert api(node).startswith("https://"), "a TLS node serves its API over HTTPS"
     return node
 
 
@@ -58,18 +79,18 @@ async def mesh(session: aiohttp.ClientSession, nodes: list[NodeProcess]) -> None
     for node in nodes:
         for other in nodes:
             if other is not node:
-                await post(session, node.url + "/peers", {"addr": other.gossip})
+                await post(session, api(node) + "/peers", {"addr": other.gossip})
 
 
 async def value(session: aiohttp.ClientSession, node: NodeProcess) -> int:
-    async with session.get(node.url + "/counter") as response:
+    async with session.get(api(node) + "/counter") as response:
         body = await response.json()
     result: int = body["value"]
     return result
 
 
 async def metric(session: aiohttp.ClientSession, node: NodeProcess, name: str) -> float:
-    async with session.get(node.url + "/metrics") as response:
+    async with session.get(api(node) + "/metrics") as response:
         text = await response.text()
     match = re.search(rf"^{name}(?:_total)? (\S+)$", text, re.MULTILINE)
     assert match is not None, f"{name} not in /metrics"
@@ -96,9 +117,9 @@ async def test_a_tls_cluster_of_three_processes_converges_exactly(
     nodes = [await start(spawn_node, issue_tls(name)) for name in "abc"]
     await mesh(session, nodes)
 
-    await post(session, nodes[0].url + "/increment", {"by": 5})
-    await post(session, nodes[1].url + "/increment", {"by": 7})
-    await post(session, nodes[2].url + "/decrement", {"by": 3})
+    await post(session, api(nodes[0]) + "/increment", {"by": 5})
+    await post(session, api(nodes[1]) + "/increment", {"by": 7})
+    await post(session, api(nodes[2]) + "/decrement", {"by": 3})
 
     await wait_until(lambda: converged(session, nodes, 9), what="every node to read 9")
     for node in nodes:
@@ -114,7 +135,7 @@ async def test_forged_pushes_without_a_cluster_certificate_change_nothing(
     session: aiohttp.ClientSession,
 ) -> None:
     node = await start(spawn_node, issue_tls("a"))
-    await post(session, node.url + "/increment", {"by": 2})
+    await post(session, api(node) + "/increment", {"by": 2})
     host, _, port = node.gossip.rpartition(":")
 
     # As plaintext, the seed's framing:
@@ -153,11 +174,14 @@ async def test_a_peer_with_an_expired_certificate_cannot_join(
     session: aiohttp.ClientSession,
 ) -> None:
     good = [await start(spawn_node, issue_tls(name)) for name in "ab"]
-    expired = await start(spawn_node, issue_tls("old", expired=True))
+    # Its API gets a valid certificate of its own, so the test can reach it over HTTPS.
+    api_files = issue_tls("old-api")
+    api_certificate = ("--http-tls-cert", str(api_files.cert), "--http-tls-key", str(api_files.key))
+    expired = await start(spawn_node, issue_tls("old", expired=True), *api_certificate)
     await mesh(session, [*good, expired])
-    await post(session, good[0].url + "/increment", {"by": 5})
-    await post(session, good[1].url + "/increment", {"by": 7})
-    await post(session, expired.url + "/increment", {"by": 100})
+    await post(session, api(good[0]) + "/increment", {"by": 5})
+    await post(session, api(good[1]) + "/increment", {"by": 7})
+    await post(session, api(expired) + "/increment", {"by": 100})
 
     async def both_ways_refused() -> bool:
         # It dialled a member and was refused; a member dialled it and refused its certificate.
@@ -179,6 +203,7 @@ async def test_rotation_by_sighup_keeps_the_cluster_converging(
     spawn_node: SpawnNode,
     issue_tls: IssueTLS,
     wait_until: WaitUntil,
+    trust: ssl.SSLContext,
     session: aiohttp.ClientSession,
 ) -> None:
     """A CA rotation in three SIGHUPs: trust both CAs, move to new certificates, drop the
@@ -186,10 +211,11 @@ async def test_rotation_by_sighup_keeps_the_cluster_converging(
     files = [issue_tls(name) for name in "abc"]
     nodes = [await start(spawn_node, f) for f in files]
     await mesh(session, nodes)
-    await post(session, nodes[0].url + "/increment", {"by": 1})
+    await post(session, api(nodes[0]) + "/increment", {"by": 1})
     await wait_until(lambda: converged(session, nodes, 1), what="every node to read 1")
 
     new_ca = trustme.CA()
+    new_ca.configure_trust(trust)  # the API's HTTPS certificates rotate with the gossip ones
     renewed = [issue_tls(f"{name}-new", ca=new_ca) for name in "abc"]
     both = files[0].ca.read_bytes() + new_ca.cert_pem.bytes()
     for total, step in enumerate(("trust both", "new certificates", "drop old CA"), start=2):
@@ -203,13 +229,13 @@ async def test_rotation_by_sighup_keeps_the_cluster_converging(
                 old.ca.write_bytes(new_ca.cert_pem.bytes())
             node.signal(signal.SIGHUP)
         await wait_until(partial(reloaded, nodes, total - 1), what=f"reload {total - 1}")
-        await post(session, nodes[total % 3].url + "/increment", {"by": 1})
+        await post(session, api(nodes[total % 3]) + "/increment", {"by": 1})
         await wait_until(partial(converged, session, nodes, total), what=f"all at {total}")
 
     newcomer_files = issue_tls("d-new", ca=new_ca)
     newcomer_files.ca.write_bytes(new_ca.cert_pem.bytes())
     newcomer = await start(spawn_node, newcomer_files, "--peers", nodes[0].gossip)
-    await post(session, nodes[0].url + "/peers", {"addr": newcomer.gossip})
+    await post(session, api(nodes[0]) + "/peers", {"addr": newcomer.gossip})
     await wait_until(lambda: converged(session, [*nodes, newcomer], 4), what="the newcomer")
     old_ca_member = issue_tls("old-member").options()  # signed by the retired CA
     async with TCPTransport(options=TCPOptions(tls=old_ca_member, wire="seed")) as retired:
@@ -235,7 +261,7 @@ async def test_a_failed_reload_keeps_the_old_certificates(
 
     await wait_until(logged, what="the reload failure to be logged")
     assert nodes[0].log_text().count("keeping the current TLS certificates") == 1
-    await post(session, nodes[1].url + "/increment", {"by": 4})
+    await post(session, api(nodes[1]) + "/increment", {"by": 4})
     await wait_until(lambda: converged(session, nodes, 4), what="both nodes to read 4")
     # A new connection still gets the old (valid) certificate.
     member = issue_tls("member").options()
@@ -259,7 +285,7 @@ async def test_a_plain_node_listed_as_plaintext_peer_converges_with_tls_nodes(
     await mesh(session, nodes)
 
     for by, node in zip((2, 3, 4), nodes, strict=True):
-        await post(session, node.url + "/increment", {"by": by})
+        await post(session, api(node) + "/increment", {"by": by})
 
     await wait_until(lambda: converged(session, nodes, 9), what="every node to read 9")
     for member in members:

@@ -17,11 +17,13 @@ from dcounter_client._core import (
     parse_counter,
     parse_peers,
     parse_value,
+    tls_verify,
 )
 from dcounter_client._errors import ResponseError
 from dcounter_client._policy import Failure, RetryPolicy
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncGenerator, Iterable
     from types import TracebackType
     from typing import Self
@@ -42,6 +44,8 @@ class AsyncClient:
 
     ``urls``: the nodes ("http://host:port" or "host:port"), tried in order and sticking
     to the one that answered last. ``token`` goes out as ``Authorization: Bearer``.
+    ``verify``: how to check an https node's certificate: True (the system's CAs), an
+    :class:`ssl.SSLContext`, the path of a CA bundle, or False (no check).
     ``timeout``: seconds per attempt. ``retries``, ``deadline``, ``backoff``: see
     :class:`RetryPolicy` (or pass ``policy``). Use it as a context manager, or call
     :meth:`aclose`, to release its connections. Owned by one event loop; any number of
@@ -53,6 +57,7 @@ class AsyncClient:
         urls: str | Iterable[str],
         *,
         token: str | None = None,
+        verify: ssl.SSLContext | str | bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = RetryPolicy.retries,
         deadline: float = RetryPolicy.deadline,
@@ -62,7 +67,9 @@ class AsyncClient:
         if policy is None:
             policy = RetryPolicy(retries=retries, deadline=deadline, backoff=backoff)
         self._core = ClientCore(urls, token=token, timeout=timeout, policy=policy)
-        self._http = httpx.AsyncClient(headers=self._core.headers, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            headers=self._core.headers, timeout=timeout, verify=tls_verify(verify)
+        )
 
     @property
     def urls(self) -> tuple[str, ...]:

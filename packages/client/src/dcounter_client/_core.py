@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import ssl
 import sys
 import uuid
 from dataclasses import dataclass
@@ -72,6 +73,20 @@ def normalize_urls(urls: str | Iterable[str]) -> tuple[str, ...]:
     if len(set(normalized)) != len(normalized):
         raise InvalidArgumentError(f"node URLs repeat: {', '.join(normalized)}")
     return normalized
+
+
+def tls_verify(verify: object) -> ssl.SSLContext | bool:
+    """``verify`` as httpx takes it: a CA bundle's path becomes an SSLContext trusting it."""
+    if isinstance(verify, bool | ssl.SSLContext):
+        return verify
+    if isinstance(verify, str) and verify:
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ValueError) as exc:  # ssl.SSLError included: not PEM
+            raise InvalidArgumentError(f"cannot use {verify!r} as a CA bundle: {exc}") from None
+    raise InvalidArgumentError(
+        f"verify must be True, False, an ssl.SSLContext or a CA bundle's path, got {verify!r}"
+    )
 
 
 def check_amount(by: object) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from dcounter_tools._address import join_address, split_address
-from dcounter_tools.cluster.client import CounterView, NodeClient, OpResult
+from dcounter_tools.cluster.client import PLAIN, APIAccess, CounterView, NodeClient, OpResult
 from dcounter_tools.cluster.processes import NodeProcess
 from dcounter_tools.errors import ClusterError
 
@@ -148,7 +148,8 @@ def pin_free_ports(spec: ClusterSpec) -> ClusterSpec:
 
 
 class ProcessBackend:
-    """Each node its own ``python -m dcounter_node`` process, driven over HTTP."""
+    """Each node its own ``python -m dcounter_node`` process, driven over its HTTP API as
+    ``access`` says (plain HTTP unless given; HTTPS with a token for ``--tls``)."""
 
     def __init__(
         self,
@@ -159,6 +160,7 @@ class ProcessBackend:
         startup_timeout: float = 30.0,
         request_timeout: float = 5.0,
         stop_grace: float = 5.0,
+        access: APIAccess = PLAIN,
     ) -> None:
         # A durable node records its listen address and must come back at it after a
         # restart: a port 0 would be recorded as "host:0" and the real address refused.
@@ -168,6 +170,7 @@ class ProcessBackend:
         self._startup_timeout = startup_timeout
         self._request_timeout = request_timeout
         self._stop_grace = stop_grace
+        self._access = access
         self._processes: list[NodeProcess] = []
         self._clients: list[NodeClient] = []
         self._infos: list[NodeInfo] = []
@@ -224,7 +227,7 @@ class ProcessBackend:
             self._infos.append(
                 NodeInfo(process.name, ready.gossip, ready.http, ready.replica, ready.pid)
             )
-            self._clients.append(NodeClient(ready.http, timeout=self._request_timeout))
+            self._clients.append(self._client(ready.http))
         dynamic = [i for i, node in enumerate(self._spec.nodes) if node.wire_after_start]
         if dynamic:
             await wire_mesh(self, dynamic)
@@ -232,6 +235,9 @@ class ProcessBackend:
             f"{len(self._processes)} nodes up in {time.monotonic() - started:.2f} s"
             + (" (peers added through POST /peers)" if dynamic else "")
         )
+
+    def _client(self, http: str) -> NodeClient:
+        return NodeClient(http, timeout=self._request_timeout, access=self._access)
 
     async def change(self, index: int, delta: int, key: str) -> OpResult:
         return await self._clients[index].change(delta, key=key)
@@ -272,7 +278,7 @@ class ProcessBackend:
             node.name, ready.gossip, ready.http, ready.replica, ready.pid, old.incarnation + 1
         )
         await self._clients[index].close()
-        self._clients[index] = NodeClient(ready.http, timeout=self._request_timeout)
+        self._clients[index] = self._client(ready.http)
 
     async def close(self) -> None:
         for client in self._clients:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from dcounter_tools.__about__ import __version__
 from dcounter_tools.cluster.backend import ClusterBackend, ProcessBackend
-from dcounter_tools.cluster.certs import TLS_DIR, with_tls
+from dcounter_tools.cluster.certs import TLS_DIR, cluster_access, with_tls
+from dcounter_tools.cluster.client import PLAIN
 from dcounter_tools.cluster.inprocess import InProcessBackend
 from dcounter_tools.cluster.labcli import (
     add_lab_flags,
@@ -121,9 +122,11 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--tls",
         action="store_true",
-        help="gossip over mutual TLS: create a throwaway CA and a certificate per node in"
-        " the state folder (run: its temporary work folder; up: STATE_DIR/tls, removed by"
-        " down) and start the nodes with --tls-cert/--tls-key/--tls-ca",
+        help="gossip over mutual TLS and the API over HTTPS with tokens: create a throwaway"
+        " CA, a certificate per node and an API token file in the state folder (run: its"
+        " temporary work folder; up: STATE_DIR/tls, removed by down), start the nodes with"
+        " --tls-cert/--tls-key/--tls-ca/--api-tokens, and drive them over HTTPS trusting that"
+        " CA, with the admin token",
     )
     group.add_argument(
         "--startup-timeout",
@@ -396,8 +399,10 @@ async def _run(args: argparse.Namespace) -> int:
     options = _run_options(args, len(spec))
     options = RunOptions(**{**_fields(options), "sync_interval": spec.sync_interval})
     with tempfile.TemporaryDirectory(prefix="dcounter-cluster-") as work:
+        access = PLAIN
         if args.tls:
             spec = with_tls(spec, Path(work) / TLS_DIR)
+            access = cluster_access(Path(work) / TLS_DIR)
         log_dir = args.log_dir if args.log_dir is not None else Path(work)
         _make_dir(log_dir)
         backend = ProcessBackend(
@@ -406,6 +411,7 @@ async def _run(args: argparse.Namespace) -> int:
             data_root=Path(work) / "data" if args.durable else None,
             startup_timeout=args.startup_timeout,
             request_timeout=args.request_timeout,
+            access=access,
         )
         return await _run_with(backend, options, args)
 
@@ -451,7 +457,10 @@ async def _up(args: argparse.Namespace) -> int:
         print(f"  {n.name:<{width}}  pid {n.pid:<7} gossip {n.gossip:<21} http {n.http}")
     print(f"state: {state_dir / STATE_FILE}")
     if args.tls:
-        print(f"gossip over mutual TLS: CA and node certificates in {state_dir / TLS_DIR}")
+        print(
+            "gossip over mutual TLS, API over HTTPS with tokens: CA, node certificates and"
+            f" API tokens in {state_dir / TLS_DIR}"
+        )
     print("see them with: dcounter-cluster status; stop them with: dcounter-cluster down")
     return 0
 

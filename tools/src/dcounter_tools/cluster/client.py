@@ -12,12 +12,15 @@ the launcher's expected value is the sum of acknowledged writes only:
 * UNKNOWN: the request may or may not have been applied
   (:class:`~dcounter_client.IndeterminateError`: a timeout, a connection dropped after
   sending, or a 5xx). Only a retry with the same key can settle it.
+
+:class:`APIAccess` says how the nodes' APIs are reached: plain HTTP, or (``--tls``) HTTPS
+trusting the cluster's own CA, with an API token.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dcounter_client import (
     AsyncClient,
@@ -30,7 +33,7 @@ from dcounter_client import (
 )
 from dcounter_tools.errors import ClusterError
 
-__all__ = ["APIError", "CounterView", "NodeClient", "OpResult", "Outcome"]
+__all__ = ["APIAccess", "APIError", "CounterView", "NodeClient", "OpResult", "Outcome"]
 
 #: A node's ``GET /counter`` answer.
 CounterView = CounterSnapshot
@@ -53,20 +56,52 @@ class OpResult:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class APIAccess:
+    """How the launcher reaches every node's API.
+
+    Plain HTTP by default; with ``ca`` (a CA bundle's path), HTTPS trusting that bundle
+    only; with ``token``, every request carries ``Authorization: Bearer`` with it.
+    """
+
+    ca: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.ca is None else "https"
+
+    def url(self, http: str) -> str:
+        """The base URL of the API at ``http`` ("host:port")."""
+        return f"{self.scheme}://{http}"
+
+
+#: Plain HTTP, no token.
+PLAIN = APIAccess()
+
+
 class APIError(ClusterError):
     """A node did not answer an API call, or answered something the API does not promise."""
 
 
 class NodeClient:
-    """Requests to one node's HTTP API at ``http`` ("host:port"), one attempt each.
+    """Requests to one node's HTTP API at ``http`` ("host:port"), one attempt each, reached
+    as ``access`` says (plain HTTP unless given).
 
     One client (and connection pool) per node incarnation: a killed node's client is
     replaced, so its stale keep-alive connections never meet the restarted node.
     """
 
-    def __init__(self, http: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, http: str, *, timeout: float = 5.0, access: APIAccess = PLAIN) -> None:
         self._http_address = http
-        self._client = AsyncClient(http, timeout=timeout, retries=0, deadline=timeout)
+        self._client = AsyncClient(
+            access.url(http),
+            token=access.token,
+            verify=True if access.ca is None else access.ca,
+            timeout=timeout,
+            retries=0,
+            deadline=timeout,
+        )
 
     @property
     def address(self) -> str:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dcounter_tools.cluster.certs import TLS_DIR, with_tls
-from dcounter_tools.cluster.client import NodeClient
+from dcounter_tools.cluster.certs import TLS_DIR, cluster_access, with_tls
+from dcounter_tools.cluster.client import PLAIN, APIAccess, NodeClient
 from dcounter_tools.cluster.processes import (
     is_node_process,
     pid_alive,
@@ -69,6 +69,8 @@ class ClusterState:
     created: float
     source: str
     nodes: tuple[StateNode, ...]
+    #: Made with ``--tls``: HTTPS and tokens from ``STATE_DIR/tls``.
+    tls: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """As written to ``cluster.json``."""
@@ -77,6 +79,7 @@ class ClusterState:
             "created": self.created,
             "source": self.source,
             "nodes": [asdict(n) for n in self.nodes],
+            "tls": self.tls,
         }
 
 
@@ -105,7 +108,10 @@ def load_state(state_dir: Path) -> ClusterState | None:
             )
             for n in data["nodes"]
         )
-        return ClusterState(float(data["created"]), str(data["source"]), nodes)
+        tls = data.get("tls", False)
+        if not isinstance(tls, bool):
+            raise TypeError(f"tls is not a boolean: {tls!r}")
+        return ClusterState(float(data["created"]), str(data["source"]), nodes, tls)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ClusterStateError(f"{path} is not a cluster state file: {exc!r}") from None
 
@@ -135,8 +141,9 @@ async def cluster_up(
 ) -> ClusterState:
     """Start ``spec`` in the background and record it in ``state_dir``.
 
-    With ``tls``, a throwaway CA and node certificates are made in ``state_dir/tls`` and
-    the nodes gossip over mutual TLS. ClusterStateError if a recorded cluster still runs
+    With ``tls``, a throwaway CA, node certificates and API tokens are made in
+    ``state_dir/tls``: the nodes gossip over mutual TLS and serve their APIs over HTTPS,
+    driven with the admin token. ClusterStateError if a recorded cluster still runs
     there. On any failure (Ctrl-C too)
     every node started so far is stopped before the error propagates. The nodes keep
     their counts in memory only (``--in-memory``).
@@ -147,8 +154,10 @@ async def cluster_up(
             f"a cluster is already up in {state_dir} (stop it with: dcounter-cluster down)"
         )
     _make_dir(state_dir)
+    access = PLAIN
     if tls:
         spec = with_tls(spec, state_dir / TLS_DIR)
+        access = cluster_access(state_dir / TLS_DIR)
     started: list[tuple[str, int, Path, Path]] = []
     complete = False
     try:
@@ -168,7 +177,7 @@ async def cluster_up(
             for (name, _, out, log), ready in zip(started, readies, strict=True)
         )
         dynamic = [i for i, node in enumerate(spec.nodes) if node.wire_after_start]
-        clients = [NodeClient(n.http, timeout=request_timeout) for n in nodes]
+        clients = [NodeClient(n.http, timeout=request_timeout, access=access) for n in nodes]
         try:
             pairs = {
                 (i, j)
@@ -183,7 +192,7 @@ async def cluster_up(
         finally:
             for client in clients:
                 await client.close()
-        state = ClusterState(time.time(), spec.source, nodes)
+        state = ClusterState(time.time(), spec.source, nodes, tls)
         _write_state(state_dir, state)
         complete = True
         return state
@@ -234,6 +243,16 @@ def _remove_state(state_dir: Path, state: ClusterState) -> None:
         state_dir.rmdir()  # only when nothing else is in it
 
 
+def _access(state_dir: Path, state: ClusterState) -> APIAccess:
+    """How ``status`` reaches the recorded nodes' APIs."""
+    if not state.tls:
+        return PLAIN
+    try:
+        return cluster_access(state_dir / TLS_DIR)
+    except ClusterError as exc:
+        raise ClusterStateError(f"cannot reach the --tls cluster's APIs: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
     """One background node as ``status`` sees it."""
@@ -257,11 +276,12 @@ async def cluster_status(
     state = load_state(state_dir)
     if state is None:
         return None
+    access = _access(state_dir, state)
 
     async def ask(node: StateNode) -> NodeStatus:
         if not _running(node):
             return NodeStatus(node.name, node.pid, node.gossip, node.http, "dead")
-        client = NodeClient(node.http, timeout=request_timeout)
+        client = NodeClient(node.http, timeout=request_timeout, access=access)
         try:
             view = await client.counter()
             peers = await client.peers()
