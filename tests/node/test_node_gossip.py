@@ -142,6 +142,44 @@ def test_a_learned_change_is_not_flushed_back_to_where_it_came_from() -> None:
     assert sent(gossip.flush()) == [(OTHER, Push(ME, {THEIRS: 2}, {}))]
 
 
+def test_local_updates_are_taken_once_joined_for_the_driver_to_persist() -> None:
+    gossip = make(peers=(PEER,))
+    gossip.add(4)
+    gossip.add(1)
+    gossip.subtract(2)
+    assert gossip.take_local() == CounterState.from_maps({MINE: 5}, {MINE: 2})
+    assert not gossip.take_local()
+    assert gossip.counter.value == 3
+
+
+def test_local_updates_taken_by_an_event_still_wait_for_the_driver() -> None:
+    gossip = make(peers=(PEER,))
+    gossip.add(4)
+    (out,) = sent(gossip.flush())
+    assert out == (PEER, Push(ME, {MINE: 4}, {}))
+    assert gossip.take_local() == CounterState.from_maps({MINE: 4})
+
+
+@pytest.mark.parametrize("delta_gossip", [True, False])
+def test_a_local_update_changes_the_state_and_digest_at_once(delta_gossip: bool) -> None:
+    gossip = make(HELD, delta_gossip=delta_gossip)
+    assert gossip.digest == digest(HELD)
+    gossip.add(2)
+    now = HELD.merged(CounterState.from_maps({MINE: 5}))
+    assert (gossip.state(), gossip.digest) == (now, digest(now))
+    (pull,) = sent(gossip.sync_tick())
+    assert pull == (PEER, DigestPull(ME, digest(now)))
+
+
+def test_a_full_push_after_local_updates_carries_them() -> None:
+    gossip = make(HELD, delta_gossip=False)
+    gossip.state()  # cached before the update
+    gossip.subtract(1)
+    received = gossip.receive(PEER, encode_message(DigestPull(PEER, 1)))
+    assert sent(received.sends) == [(PEER, Push(ME, HELD.increments, {MINE: 1}))]
+    assert gossip.take_local() == CounterState.from_maps(None, {MINE: 1})
+
+
 def test_without_delta_gossip_nothing_is_pending() -> None:
     gossip = make(delta_gossip=False)
     gossip.increment(1)

@@ -1,10 +1,12 @@
 """The gossip core: what a replica sends to whom, as pure code (no asyncio, no sockets).
 
 :class:`Gossip` owns the replica's :class:`~dcounter_crdt.PNCounter` and decides the
-anti-entropy traffic. Each event (a local update, a received payload, a sync tick, a
-full-sync tick, a delta flush) returns the messages to send as :class:`Outgoing` values
-(address, type, encoded bytes); the :class:`~dcounter_node.Node` only drives it: it runs the
-timers, makes counts durable before a push leaves, and moves the bytes.
+anti-entropy traffic. Each event (a received payload, a sync tick, a full-sync tick, a delta
+flush) returns the messages to send as :class:`Outgoing` values (address, type, encoded
+bytes); the :class:`~dcounter_node.Node` only drives it: it runs the timers, makes counts
+durable before a push leaves, and moves the bytes. A local update (:meth:`Gossip.add`) costs
+one addition: the counter keeps it in its pending delta, which the next event takes, and
+:meth:`Gossip.take_local` hands the driver what it must persist.
 
 Anti-entropy follows the seed (and stays wire-compatible with the Go reference): every sync
 interval a digest pull goes to a few random peers; a receiver whose digest matches answers
@@ -130,6 +132,12 @@ class Gossip:
         self._digest: int | None = None
         self._replicas: frozenset[str] | None = None
         self._encoder = PushEncoder(address)
+        # Local updates made with add()/subtract() since this core last looked: the counter
+        # holds them as its pending delta, taken (once per event, not per update) by
+        # _absorb_local(), which also drops the caches. What it took waits in `_unstaged`
+        # for the driver to persist (take_local()).
+        self._local = False
+        self._unstaged = CounterState.empty()
         # Delta gossip: changed entries waiting for the next flush, and the peers known to
         # hold all of them already (the one they all came from).
         self._pending = CounterState.empty()
@@ -148,6 +156,8 @@ class Gossip:
     @property
     def has_pending(self) -> bool:
         """True while changed entries wait for :meth:`flush`."""
+        if self._local:
+            self._absorb_local()
         return bool(self._pending)
 
     def take_encode_failure(self) -> ProtocolError | None:
@@ -159,6 +169,8 @@ class Gossip:
 
     def state(self) -> CounterState:
         """The full state (an immutable snapshot, cached until the next change)."""
+        if self._local:
+            self._absorb_local()
         if self._snapshot is None:
             self._snapshot = self._counter.snapshot()
         return self._snapshot
@@ -166,6 +178,8 @@ class Gossip:
     @property
     def digest(self) -> int:
         """The state digest peers compare with (cached until the state changes)."""
+        if self._local:
+            self._absorb_local()
         if self._digest is None:
             self._digest = self.digest_of(self.state())
         return self._digest
@@ -177,20 +191,46 @@ class Gossip:
 
     # -- events ---------------------------------------------------------------------------
 
+    def add(self, by: int) -> None:
+        """Count ``by`` up locally: the fast path, for a driver that counts often.
+
+        Nothing is built per update: the change waits in the counter until the next event
+        of this core or :meth:`take_local`, which the driver calls to persist it before it
+        sends anything this core returns from then on.
+        """
+        self._counter.add(by)
+        self._local = True
+
+    def subtract(self, by: int) -> None:
+        """Count ``by`` down locally (see :meth:`add`)."""
+        self._counter.subtract(by)
+        self._local = True
+
     def increment(self, by: int) -> CounterState:
-        """Count ``by`` up locally; return the delta (to persist before it is pushed)."""
-        delta = self._counter.increment(by)
-        self._changed(delta, None)
-        return delta
+        """Count ``by`` up locally; return the local changes not yet taken (to persist)."""
+        self.add(by)
+        return self.take_local()
 
     def decrement(self, by: int) -> CounterState:
-        """Count ``by`` down locally; return the delta."""
-        delta = self._counter.decrement(by)
-        self._changed(delta, None)
-        return delta
+        """Count ``by`` down locally; return the local changes not yet taken (to persist)."""
+        self.subtract(by)
+        return self.take_local()
+
+    def take_local(self) -> CounterState:
+        """This replica's own counts that rose locally since the last call (empty if none).
+
+        A push this core returns may carry them, so a driver that makes counts durable
+        before they leave persists what this returns before it sends anything.
+        """
+        if self._local:
+            self._absorb_local()
+        taken, self._unstaged = self._unstaged, CounterState.empty()
+        return taken
 
     def receive(self, sender: str, payload: bytes) -> Received:
         """Handle one payload from ``sender`` (the address its frame names)."""
+        if self._local:
+            self._absorb_local()
         try:
             message = decode_message(payload)
         except ProtocolError as exc:
@@ -219,6 +259,8 @@ class Gossip:
 
     def full_sync_tick(self) -> list[Outgoing]:
         """A full-sync round: our full state to a few random peers (with deltas, if needed)."""
+        if self._local:
+            self._absorb_local()
         if self._config.delta_gossip:
             if not self._diverged:
                 return []
@@ -230,6 +272,8 @@ class Gossip:
 
     def flush(self) -> list[Outgoing]:
         """Push the pending changed entries to ``delta_fanout`` random peers."""
+        if self._local:
+            self._absorb_local()
         pending, self._pending = self._pending, CounterState.empty()
         if not pending:
             return []
@@ -354,6 +398,14 @@ class Gossip:
                 parts = encoded[limit] = self._encoder.parts(state, 0, limit)
             sends.extend(Outgoing(address, MessageType.PUSH, part) for part in parts)
         return sends
+
+    def _absorb_local(self) -> None:
+        """Take the counter's pending delta: to persist, to push, and a change of state."""
+        self._local = False
+        delta = self._counter.take_delta()
+        if delta:
+            self._unstaged = self._unstaged.merged(delta)
+            self._changed(delta, None)
 
     def _changed(self, changes: CounterState, source: str | None) -> None:
         """Record that ``changes`` (already applied, learned from ``source``) altered state."""
