@@ -30,6 +30,11 @@ time for 3 s); (b) convergence after a single write at each ``--nodes`` size (me
 worst of 5 runs, 3 at 100 nodes). Goals printed as PASS/MISS: auto, 10 nodes idle within 15%
 of one core; auto, median convergence under 100 ms at 50 nodes; auto/seed ratios in the
 tables. ``--quick`` runs fewer writes and a shorter idle window.
+
+``--section increment`` (also in ``all``) times ``Node.increment()`` on a running node (no
+peers; without a store and with a ``batched`` SQLite store) beside ``PNCounter.add()`` and a
+bare ``dict[key] += 1`` measured in the same run: the local write path, without the
+``commit()`` an acknowledged write adds (that is ``bench_storage.py``'s subject).
 """
 
 from __future__ import annotations
@@ -41,18 +46,21 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dcounter_node import Node, NodeConfig, PeerManager
+from dcounter_crdt import PNCounter
+from dcounter_node import Node, NodeConfig, PeerManager, SQLiteStore
 from dcounter_node import __version__ as node_version
 from dcounter_protocol import MessageType
 from dcounter_protocol._memory import MemoryNetwork
 from dcounter_protocol._tcp import TCPOptions, TCPTransport, WireMode
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from dcounter_protocol._transport import Transport
 
@@ -514,6 +522,61 @@ async def _wires_main(args: argparse.Namespace) -> list[WireResult]:
     return results
 
 
+#: Calls per timed slice of the increment section, and slices per side.
+INCREMENT_CALLS = 20_000
+INCREMENT_SLICES = 15
+
+
+def _best_per_call(action: Callable[[], object]) -> float:
+    """Seconds per call of ``action``: the best of INCREMENT_SLICES slices."""
+    best = float("inf")
+    calls = range(INCREMENT_CALLS)
+    for _ in range(INCREMENT_SLICES):
+        started = time.perf_counter()
+        for _ in calls:
+            action()
+        best = min(best, time.perf_counter() - started)
+    return best / INCREMENT_CALLS
+
+
+async def _increment_main() -> list[tuple[str, float]]:
+    counts = {"key": 0}
+
+    def bump() -> None:
+        counts["key"] += 1
+
+    rows = [("a call doing dict[key] += 1", _best_per_call(bump))]
+    rows.append(("PNCounter.add()", _best_per_call(PNCounter("a").add)))
+    network = MemoryNetwork(seed=1)
+    with tempfile.TemporaryDirectory() as folder:
+        for index, store in enumerate((None, SQLiteStore(Path(folder) / "state.sqlite3"))):
+            node = Node(network.transport(_member_address(index)), NodeConfig())
+            await node.start()
+            try:
+                rows.append(
+                    (
+                        f"Node.increment(), {'no store' if store is None else 'batched store'}",
+                        _best_per_call(node.increment),
+                    )
+                )
+                await node.commit()
+            finally:
+                await node.close()
+    return rows
+
+
+def print_increment_table(rows: Sequence[tuple[str, float]]) -> None:
+    """Time per call and the ratio to the dict baseline (the first row)."""
+    base = rows[0][1]
+    header = f"{'operation':<36} {'ns/call':>8} {'x dict':>7}"
+    print(header)
+    print("-" * len(header))
+    for name, seconds in rows:
+        print(f"{name:<36} {seconds * 1e9:>8.0f} {seconds / base:>6.1f}x")
+    print(f"(best of {INCREMENT_SLICES} slices of {INCREMENT_CALLS:,} calls; the event loop")
+    print(" does not run between calls, so flushes and commits are not included)")
+
+
 def _node_counts(text: str) -> list[int]:
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
@@ -537,10 +600,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--section",
-        choices=("gossip", "wires", "all"),
+        choices=("gossip", "wires", "increment", "all"),
         default="gossip",
         help="gossip: delta against seed-exact gossip (the default); wires: the two TCP "
-        "wire modes, seed and auto, at a 50 ms sync interval; all: both",
+        "wire modes, seed and auto, at a 50 ms sync interval; increment: the cost of "
+        "Node.increment(); all: every section",
     )
     parser.add_argument(
         "--runs",
@@ -614,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--idle-seconds must not be negative")
     gossip = args.section in ("gossip", "all")
     wires = args.section in ("wires", "all")
+    increments = args.section in ("increment", "all")
     print(
         f"dcounter-node {node_version}, Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs, section={args.section}"
@@ -629,6 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nwires: {', '.join(args.wire)}, nodes={','.join(map(str, args.nodes))}\n")
         print_wire_table(wire_results)
         print_wire_goals(wire_results)
+    if increments:
+        increment_rows = asyncio.run(_increment_main())
+        print("\nincrement: the local write path of a running node\n")
+        print_increment_table(increment_rows)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 
