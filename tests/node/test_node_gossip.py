@@ -201,6 +201,41 @@ def test_a_full_sync_tick_is_skipped_once_a_peer_confirmed_our_state() -> None:
     assert gossip.full_sync_tick() == []
 
 
+THIRD = "10.0.0.4:7946"
+
+
+def pulled(gossip: Gossip) -> int:
+    return len(gossip.sync_tick())
+
+
+def test_a_sync_round_pulls_one_peer_once_a_peer_acked_our_state() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    assert pulled(gossip) == 3
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
+    assert [pulled(gossip) for _ in range(3)] == [1, 1, 1]
+
+
+def test_a_local_change_brings_back_the_full_pull_fanout() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))  # same state
+    assert pulled(gossip) == 1
+    gossip.add(1)
+    assert pulled(gossip) == 3
+
+
+def test_a_differing_pull_brings_back_the_full_pull_fanout() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
+    gossip.receive(OTHER, encode_message(DigestPull(OTHER, 12345)))
+    assert pulled(gossip) == 3
+
+
+def test_seed_exact_gossip_always_pulls_max_sync_peers() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3, delta_gossip=False)
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
+    assert pulled(gossip) == 3
+
+
 def test_no_peers_no_messages() -> None:
     gossip = make(HELD, peers=())
     gossip.increment(1)

@@ -21,7 +21,9 @@ holding only the changed entries, to ``delta_fanout`` random peers (never back t
 they came from). In that mode full-state pushes carry the sender's digest (a field the
 reference ignores on pushes), and a node that gets one while holding entries the sender lacks
 answers with just those entries, so one pull repairs both sides. The periodic full push is
-skipped while no divergence was seen since a peer acknowledged our digest.
+skipped while no divergence was seen since a peer acknowledged our digest, and while a peer
+has shown holding exactly our state (and nothing changed since) a sync round pulls a single
+peer instead of ``max_sync_peers``.
 
 Hostile input: a push that would take the state past ``max_replicas`` entries or that names
 a replica id longer than 255 bytes is rejected whole; an entry claiming more for our own
@@ -145,6 +147,10 @@ class Gossip:
         # Whether anything diverged since the last full sync or since a peer confirmed
         # holding our exact state (while False, the periodic full push is skipped).
         self._diverged = True
+        # Whether a peer showed holding exactly our state (a matching ack, pull or full
+        # push) with no change since: while True, a sync round pulls one peer, not
+        # max_sync_peers (delta gossip only).
+        self._agreed = False
 
     # -- state ----------------------------------------------------------------------------
 
@@ -245,13 +251,21 @@ class Gossip:
                 if message.digest == self.digest:
                     # A peer holds exactly our state: no full push is needed for this change.
                     self._diverged = False
+                    self._agreed = True
             case _:
                 assert_never(message)
         return result
 
     def sync_tick(self) -> list[Outgoing]:
-        """A sync round: a digest pull to a few random peers."""
-        targets = self._peers.sample(self._config.max_sync_peers, self._rng)
+        """A sync round: a digest pull to a few random peers (one while in agreement)."""
+        if self._local:
+            self._absorb_local()
+        config = self._config
+        # Quiet rounds: once a peer confirmed our exact state, one pull per round still
+        # finds any difference (whoever lacks something differs from every puller), at a
+        # third of the idle traffic; any change or mismatch brings back the full fanout.
+        count = 1 if self._agreed and config.delta_gossip else config.max_sync_peers
+        targets = self._peers.sample(count, self._rng)
         if not targets:
             return []
         data = encode_message(DigestPull(self._address, self.digest))
@@ -314,6 +328,7 @@ class Gossip:
         # A push carrying a digest is the sender's full state (see _full_push).
         if message.digest == self.digest:
             self._diverged = False
+            self._agreed = True
             return
         # The sender lacks something we hold: hand it just that, so the pull (or full sync)
         # that caused this push repairs both sides at once.
@@ -329,6 +344,9 @@ class Gossip:
         digest = self.digest
         if message.digest != digest:
             self._diverged = True
+            self._agreed = False
+        else:
+            self._agreed = True
         if sender not in self._peers:
             result.unknown_sender = True
             return
@@ -414,6 +432,7 @@ class Gossip:
         self._replicas = None
         self._encoder.changed()
         self._diverged = True
+        self._agreed = False
         if self._config.delta_gossip:
             holders = frozenset(()) if source is None else frozenset((source,))
             self._pending_holders = (
