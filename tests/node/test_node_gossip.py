@@ -215,10 +215,17 @@ def test_a_sync_round_pulls_one_peer_once_a_peer_acked_our_state() -> None:
     assert [pulled(gossip) for _ in range(3)] == [1, 1, 1]
 
 
-def test_a_local_change_brings_back_the_full_pull_fanout() -> None:
+def test_a_round_after_a_pull_with_our_digest_needs_no_pull_of_ours() -> None:
     gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
     gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))  # same state
+    assert [pulled(gossip), pulled(gossip)] == [0, 1]
+
+
+def test_a_local_change_brings_back_the_full_pull_fanout() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
     assert pulled(gossip) == 1
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))
     gossip.add(1)
     assert pulled(gossip) == 3
 

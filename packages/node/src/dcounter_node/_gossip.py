@@ -23,7 +23,8 @@ reference ignores on pushes), and a node that gets one while holding entries the
 answers with just those entries, so one pull repairs both sides. The periodic full push is
 skipped while no divergence was seen since a peer acknowledged our digest, and while a peer
 has shown holding exactly our state (and nothing changed since) a sync round pulls a single
-peer instead of ``max_sync_peers``.
+peer instead of ``max_sync_peers``, or none when a peer pulled us with our digest since the
+last round.
 
 Hostile input: a push that would take the state past ``max_replicas`` entries or that names
 a replica id longer than 255 bytes is rejected whole; an entry claiming more for our own
@@ -149,8 +150,10 @@ class Gossip:
         self._diverged = True
         # Whether a peer showed holding exactly our state (a matching ack, pull or full
         # push) with no change since: while True, a sync round pulls one peer, not
-        # max_sync_peers (delta gossip only).
+        # max_sync_peers (delta gossip only); and whether a peer pulled us with our exact
+        # digest since our last sync round, which then needs no pull of ours at all.
         self._agreed = False
+        self._pulled_agreeing = False
 
     # -- state ----------------------------------------------------------------------------
 
@@ -263,8 +266,15 @@ class Gossip:
         config = self._config
         # Quiet rounds: once a peer confirmed our exact state, one pull per round still
         # finds any difference (whoever lacks something differs from every puller), at a
-        # third of the idle traffic; any change or mismatch brings back the full fanout.
-        count = 1 if self._agreed and config.delta_gossip else config.max_sync_peers
+        # third of the idle traffic, and none when a peer has just pulled us with our
+        # digest (that pull confirmed it); any change or mismatch brings back the fanout.
+        pulled_agreeing, self._pulled_agreeing = self._pulled_agreeing, False
+        if self._agreed and config.delta_gossip:
+            if pulled_agreeing:
+                return []
+            count = 1
+        else:
+            count = config.max_sync_peers
         targets = self._peers.sample(count, self._rng)
         if not targets:
             return []
@@ -346,7 +356,7 @@ class Gossip:
             self._diverged = True
             self._agreed = False
         else:
-            self._agreed = True
+            self._agreed = self._pulled_agreeing = True
         if sender not in self._peers:
             result.unknown_sender = True
             return
