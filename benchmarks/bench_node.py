@@ -30,29 +30,46 @@ time for 3 s); (b) convergence after a single write at each ``--nodes`` size (me
 worst of 5 runs, 3 at 100 nodes). Goals printed as PASS/MISS: auto, 10 nodes idle within 15%
 of one core; auto, median convergence under 100 ms at 50 nodes; auto/seed ratios in the
 tables. ``--quick`` runs fewer writes and a shorter idle window.
+
+``--section processes`` (also in ``all``) runs what a real deployment runs: 10 ``dcounter-node``
+processes (the CLI, in memory), full mesh (peers added through ``POST /peers``), sync 50 ms,
+for each ``--wire`` mode. Each node counts once, the cluster converges, settles, and then the
+CPU time of each idle process (user + system, from ``/proc``) is measured over
+``--idle-seconds`` (default 5). Goals printed as PASS/MISS: at most 2% of one core per idle
+process with ``auto``, and ``auto`` at most 1/3 of ``seed``.
+
+``--section increment`` (also in ``all``) times ``Node.increment()`` on a running node (no
+peers; without a store and with a ``batched`` SQLite store) beside ``PNCounter.add()`` and a
+bare ``dict[key] += 1`` measured in the same run: the local write path, without the
+``commit()`` an acknowledged write adds (that is ``bench_storage.py``'s subject).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dcounter_node import Node, NodeConfig, PeerManager
+from dcounter_crdt import PNCounter
+from dcounter_node import Node, NodeConfig, PeerManager, SQLiteStore
 from dcounter_node import __version__ as node_version
+from dcounter_node.testing import NodeProcess, wait_until
 from dcounter_protocol import MessageType
 from dcounter_protocol._memory import MemoryNetwork
 from dcounter_protocol._tcp import TCPOptions, TCPTransport, WireMode
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from dcounter_protocol._transport import Transport
 
@@ -514,6 +531,192 @@ async def _wires_main(args: argparse.Namespace) -> list[WireResult]:
     return results
 
 
+#: The processes section: cluster size, sync interval and goals from issue 19.
+PROCESS_NODES = 10
+PROCESS_SYNC = "0.05"
+PROCESS_IDLE_SECONDS = 5.0
+GOAL_PROCESS_CPU = 0.02  # share of one core per idle node process, auto
+GOAL_PROCESS_RATIO = 1 / 3  # auto / seed, idle CPU
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """Idle CPU of one cluster of node processes."""
+
+    wire: str
+    per_process: tuple[float, ...]  # share of one core, each process
+    seconds: float
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.per_process)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _http(method: str, url: str, body: bytes | None = None) -> bytes:
+    """One HTTP/1.1 request on a fresh connection (no client library needed)."""
+    host, _, rest = url.removeprefix("http://").partition("/")
+    name, _, port = host.rpartition(":")
+    reader, writer = await asyncio.open_connection(name, int(port))
+    try:
+        head = f"{method} /{rest} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"\r\n" + (body or b""))
+        response = await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    status, _, rest_of = response.partition(b"\r\n")
+    if b" 2" not in status[:13]:
+        raise RuntimeError(f"{method} {url}: {status.decode(errors='replace')}")
+    return rest_of.partition(b"\r\n\r\n")[2]
+
+
+async def run_process_cell(wire: WireMode, idle_seconds: float) -> ProcessResult:
+    """Start PROCESS_NODES node processes, mesh them, converge, then measure idle CPU."""
+    args = (
+        *("--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--in-memory"),
+        *("--sync-interval", PROCESS_SYNC, "--wire", wire, "--log-level", "warning"),
+    )
+    nodes: list[NodeProcess] = []
+    try:
+        for _ in range(PROCESS_NODES):
+            nodes.append(await NodeProcess.start(*args))
+        for node in nodes:
+            for other in nodes:
+                if other is not node:
+                    body = b'{"addr": "%s"}' % other.gossip.encode()
+                    await _http("POST", f"{node.url}/peers", body)
+        for node in nodes:
+            await _http("POST", f"{node.url}/increment")
+
+        async def converged() -> bool:
+            values = [await _http("GET", f"{node.url}/counter/value") for node in nodes]
+            return all(value.strip() == str(PROCESS_NODES).encode() for value in values)
+
+        await wait_until(converged, within=30.0, what="the node processes to converge")
+        await asyncio.sleep(1.0)  # settle: replies in flight land, streams are up
+        before = [_cpu_seconds(node.pid) for node in nodes]
+        started = time.perf_counter()
+        await asyncio.sleep(idle_seconds)
+        wall = time.perf_counter() - started
+        after = [_cpu_seconds(node.pid) for node in nodes]
+    finally:
+        await asyncio.gather(*(node.stop() for node in nodes), return_exceptions=True)
+    return ProcessResult(
+        wire=wire,
+        per_process=tuple((b - a) / wall for a, b in zip(before, after, strict=True)),
+        seconds=wall,
+    )
+
+
+async def _processes_main(args: argparse.Namespace) -> list[ProcessResult]:
+    idle_seconds = args.idle_seconds or PROCESS_IDLE_SECONDS
+    results = []
+    for wire in args.wire:
+        results.append(await run_process_cell(wire, idle_seconds))
+        print(f"  processes wire={wire}: {results[-1].mean:.1%}", file=sys.stderr, flush=True)
+    return results
+
+
+def print_process_table(results: Sequence[ProcessResult]) -> None:
+    """Idle CPU per process and in all, and the auto/seed ratio, then the goals."""
+    print(
+        f"{PROCESS_NODES} node processes (dcounter-node, in memory), full mesh, idle, sync "
+        f"{float(PROCESS_SYNC) * 1000:.0f} ms"
+    )
+    header = (
+        f"{'wire':<5} {'seconds':>7} {'mean % per process':>18} {'max %':>6} "
+        f"{'all % of 1 core':>15} {'auto/seed':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    by_wire = {r.wire: r for r in results}
+    seed = by_wire.get("seed")
+    for r in results:
+        ratio = _ratio(r.mean, seed.mean) if r.wire == "auto" and seed else "-"
+        print(
+            f"{r.wire:<5} {r.seconds:>7.1f} {r.mean:>18.2%} {max(r.per_process):>6.1%} "
+            f"{sum(r.per_process):>15.1%} {ratio:>9}"
+        )
+    auto = by_wire.get("auto")
+    if auto is None:
+        return
+    print()
+    verdicts = ["PASS" if auto.mean <= GOAL_PROCESS_CPU else "MISS"]
+    print(
+        f"{verdicts[-1]}  auto: an idle node process at 50 ms within {GOAL_PROCESS_CPU:.0%} "
+        f"of one core ({auto.mean:.2%})"
+    )
+    if seed is not None and seed.mean > 0:
+        verdicts.append("PASS" if auto.mean / seed.mean <= GOAL_PROCESS_RATIO else "MISS")
+        print(f"{verdicts[-1]}  idle CPU auto/seed at most 1/3 ({auto.mean / seed.mean:.2f})")
+    if "MISS" in verdicts:
+        print(MISS_NOTE)
+
+
+#: Calls per timed slice of the increment section, and slices per side.
+INCREMENT_CALLS = 20_000
+INCREMENT_SLICES = 15
+
+
+def _best_per_call(action: Callable[[], object]) -> float:
+    """Seconds per call of ``action``: the best of INCREMENT_SLICES slices."""
+    best = float("inf")
+    calls = range(INCREMENT_CALLS)
+    for _ in range(INCREMENT_SLICES):
+        started = time.perf_counter()
+        for _ in calls:
+            action()
+        best = min(best, time.perf_counter() - started)
+    return best / INCREMENT_CALLS
+
+
+async def _increment_main() -> list[tuple[str, float]]:
+    counts = {"key": 0}
+
+    def bump() -> None:
+        counts["key"] += 1
+
+    rows = [("a call doing dict[key] += 1", _best_per_call(bump))]
+    rows.append(("PNCounter.add()", _best_per_call(PNCounter("a").add)))
+    network = MemoryNetwork(seed=1)
+    with tempfile.TemporaryDirectory() as folder:
+        for index, store in enumerate((None, SQLiteStore(Path(folder) / "state.sqlite3"))):
+            node = Node(network.transport(_member_address(index)), NodeConfig())
+            await node.start()
+            try:
+                rows.append(
+                    (
+                        f"Node.increment(), {'no store' if store is None else 'batched store'}",
+                        _best_per_call(node.increment),
+                    )
+                )
+                await node.commit()
+            finally:
+                await node.close()
+    return rows
+
+
+def print_increment_table(rows: Sequence[tuple[str, float]]) -> None:
+    """Time per call and the ratio to the dict baseline (the first row)."""
+    base = rows[0][1]
+    header = f"{'operation':<36} {'ns/call':>8} {'x dict':>7}"
+    print(header)
+    print("-" * len(header))
+    for name, seconds in rows:
+        print(f"{name:<36} {seconds * 1e9:>8.0f} {seconds / base:>6.1f}x")
+    print(f"(best of {INCREMENT_SLICES} slices of {INCREMENT_CALLS:,} calls; the event loop")
+    print(" does not run between calls, so flushes and commits are not included)")
+
+
 def _node_counts(text: str) -> list[int]:
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
@@ -537,10 +740,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--section",
-        choices=("gossip", "wires", "all"),
+        choices=("gossip", "wires", "processes", "increment", "all"),
         default="gossip",
         help="gossip: delta against seed-exact gossip (the default); wires: the two TCP "
-        "wire modes, seed and auto, at a 50 ms sync interval; all: both",
+        "wire modes, seed and auto, at a 50 ms sync interval; processes: idle CPU of "
+        f"{PROCESS_NODES} real node processes per wire mode; increment: the cost of "
+        "Node.increment(); all: every section",
     )
     parser.add_argument(
         "--runs",
@@ -560,7 +765,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help=f"wires section: idle CPU measured over this many seconds at "
-        f"{WIRE_IDLE_NODES} nodes (3; 1.5 with --quick; 0 skips it)",
+        f"{WIRE_IDLE_NODES} nodes (3; 1.5 with --quick; 0 skips it); processes section: "
+        f"the idle window ({PROCESS_IDLE_SECONDS:g})",
     )
     parser.add_argument(
         "--quick", action="store_true", help="wires section: fewer runs, shorter idle window"
@@ -614,6 +820,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--idle-seconds must not be negative")
     gossip = args.section in ("gossip", "all")
     wires = args.section in ("wires", "all")
+    increments = args.section in ("increment", "all")
+    processes = args.section in ("processes", "all")
     print(
         f"dcounter-node {node_version}, Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs, section={args.section}"
@@ -629,6 +837,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nwires: {', '.join(args.wire)}, nodes={','.join(map(str, args.nodes))}\n")
         print_wire_table(wire_results)
         print_wire_goals(wire_results)
+    if processes:
+        process_results = asyncio.run(_processes_main(args))
+        print("\nprocesses: idle node processes\n")
+        print_process_table(process_results)
+    if increments:
+        increment_rows = asyncio.run(_increment_main())
+        print("\nincrement: the local write path of a running node\n")
+        print_increment_table(increment_rows)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -8,7 +8,9 @@ beside a baseline measured in the same run:
 * decode: ``msgpack.unpackb`` of that body, bare and after the same zstd decompression;
 * digest: xxhash64 of ``msgpack.packb`` of the reference's sorted ``[incs, decs]`` structure.
 
-Times are the best of several interleaved repeats, in microseconds per operation.
+Times are the best of several interleaved repeats, in microseconds per operation. The
+issue's goal (``encode_message`` of a 10-replica push at most 2x ``packb`` of the same map)
+is printed as PASS or MISS when 10 is among ``--sizes``; a MISS never fails the run.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 DEFAULT_SIZES = (10, 100, 1000)
+#: Goal from issue 19: encode_message of a 10-replica push within this factor of packb.
+ENCODE_GOAL_REPLICAS = 10
+ENCODE_GOAL_RATIO = 2.0
 NODE = "10.0.0.1:7946"
 
 
@@ -169,6 +174,23 @@ def render(rows: Sequence[Row]) -> str:
     return "\n".join([fmt(header), rule, *(fmt(line) for line in lines)])
 
 
+def goal_line(rows: Sequence[Row]) -> str | None:
+    """PASS/MISS for the encode goal, or None when its size was not measured."""
+    for row in rows:
+        if (row.operation, row.replicas, row.baseline) == (
+            "encode_message",
+            ENCODE_GOAL_REPLICAS,
+            "packb",
+        ):
+            verdict = "PASS" if row.ratio <= ENCODE_GOAL_RATIO else "MISS"
+            return (
+                f"[{verdict}] encode_message of a {ENCODE_GOAL_REPLICAS}-replica push costs "
+                f"{row.ratio:.2f}x msgpack.packb of the same map (goal <= {ENCODE_GOAL_RATIO:g}x; "
+                "ours writes the reference's fixed-width integers and validates every field)"
+            )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Time dcounter_protocol's message codec and state digest against plain "
@@ -199,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.extend(digest_row(size, args.min_time) for size in args.sizes)
     print(f"dcounter_protocol codec and digest (Python {sys.version.split()[0]})")
     print(render(rows))
+    goal = goal_line(rows)
+    if goal is not None:
+        print(goal)
     return 0
 
 

@@ -142,6 +142,44 @@ def test_a_learned_change_is_not_flushed_back_to_where_it_came_from() -> None:
     assert sent(gossip.flush()) == [(OTHER, Push(ME, {THEIRS: 2}, {}))]
 
 
+def test_local_updates_are_taken_once_joined_for_the_driver_to_persist() -> None:
+    gossip = make(peers=(PEER,))
+    gossip.add(4)
+    gossip.add(1)
+    gossip.subtract(2)
+    assert gossip.take_local() == CounterState.from_maps({MINE: 5}, {MINE: 2})
+    assert not gossip.take_local()
+    assert gossip.counter.value == 3
+
+
+def test_local_updates_taken_by_an_event_still_wait_for_the_driver() -> None:
+    gossip = make(peers=(PEER,))
+    gossip.add(4)
+    (out,) = sent(gossip.flush())
+    assert out == (PEER, Push(ME, {MINE: 4}, {}))
+    assert gossip.take_local() == CounterState.from_maps({MINE: 4})
+
+
+@pytest.mark.parametrize("delta_gossip", [True, False])
+def test_a_local_update_changes_the_state_and_digest_at_once(delta_gossip: bool) -> None:
+    gossip = make(HELD, delta_gossip=delta_gossip)
+    assert gossip.digest == digest(HELD)
+    gossip.add(2)
+    now = HELD.merged(CounterState.from_maps({MINE: 5}))
+    assert (gossip.state(), gossip.digest) == (now, digest(now))
+    (pull,) = sent(gossip.sync_tick())
+    assert pull == (PEER, DigestPull(ME, digest(now)))
+
+
+def test_a_full_push_after_local_updates_carries_them() -> None:
+    gossip = make(HELD, delta_gossip=False)
+    gossip.state()  # cached before the update
+    gossip.subtract(1)
+    received = gossip.receive(PEER, encode_message(DigestPull(PEER, 1)))
+    assert sent(received.sends) == [(PEER, Push(ME, HELD.increments, {MINE: 1}))]
+    assert gossip.take_local() == CounterState.from_maps(None, {MINE: 1})
+
+
 def test_without_delta_gossip_nothing_is_pending() -> None:
     gossip = make(delta_gossip=False)
     gossip.increment(1)
@@ -161,6 +199,48 @@ def test_a_full_sync_tick_is_skipped_once_a_peer_confirmed_our_state() -> None:
     assert [m.type for _, m in sent(gossip.full_sync_tick())] == [MessageType.PUSH]
     gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
     assert gossip.full_sync_tick() == []
+
+
+THIRD = "10.0.0.4:7946"
+
+
+def pulled(gossip: Gossip) -> int:
+    return len(gossip.sync_tick())
+
+
+def test_a_sync_round_pulls_one_peer_once_a_peer_acked_our_state() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    assert pulled(gossip) == 3
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
+    assert [pulled(gossip) for _ in range(3)] == [1, 1, 1]
+
+
+def test_a_round_after_a_pull_with_our_digest_needs_no_pull_of_ours() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))  # same state
+    assert [pulled(gossip), pulled(gossip)] == [0, 1]
+
+
+def test_a_local_change_brings_back_the_full_pull_fanout() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
+    assert pulled(gossip) == 1
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))
+    gossip.add(1)
+    assert pulled(gossip) == 3
+
+
+def test_a_differing_pull_brings_back_the_full_pull_fanout() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
+    gossip.receive(OTHER, encode_message(DigestPull(OTHER, 12345)))
+    assert pulled(gossip) == 3
+
+
+def test_seed_exact_gossip_always_pulls_max_sync_peers() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3, delta_gossip=False)
+    gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
+    assert pulled(gossip) == 3
 
 
 def test_no_peers_no_messages() -> None:

@@ -17,10 +17,10 @@ from dcounter_node import (
     PeerManager,
     StoredState,
 )
-from dcounter_protocol import ConnectError, TransportClosedError, decode_message
+from dcounter_protocol import ConnectError, DigestPull, TransportClosedError, decode_message
 from dcounter_protocol._memory import MemoryNetwork
 
-from .conftest import address, fast_config, wait_until
+from .conftest import Probe, address, fast_config, wait_until
 
 HERE = address(0)
 
@@ -242,13 +242,66 @@ async def test_new_store_is_bound_to_a_new_replica_id_and_sees_every_change() ->
     await node.commit()
     assert store.bound == node.replica_id
     replica = node.replica_id
-    assert store.staged == [
-        CounterState.from_maps({replica: 2}),
-        CounterState.from_maps(None, {replica: 1}),
-    ]
+    # Local updates are staged together, once per commit (not once per update).
+    assert store.staged == [CounterState.from_maps({replica: 2}, {replica: 1})]
     assert store.commits == 1
     await node.close()
     assert store.calls == ["open", "bind", "close"]
+
+
+class CommitRecordingStore(FakeStore):
+    """A store that records, as each commit begins, everything staged so far (joined)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.covered: list[CounterState] = []
+
+    async def commit(self) -> None:
+        joined = CounterState.empty()
+        for changes in self.staged:
+            joined = joined.merged(changes)
+        self.covered.append(joined)
+        await super().commit()
+
+
+@pytest.mark.parametrize("delta_gossip", [True, False], ids=["delta-push", "full-push"])
+async def test_a_pushed_count_was_staged_before_the_commit_that_let_it_leave(
+    delta_gossip: bool,
+) -> None:
+    network = MemoryNetwork()
+    probe = Probe(network, address(1))
+    await probe.start()
+    store = CommitRecordingStore()
+    node = make_node(
+        network,
+        fast_config(sync_interval=60.0, delta_gossip=delta_gossip),
+        peers=PeerManager(HERE, [address(1)]),
+        store=store,
+    )
+    await node.start()
+    try:
+        node.increment(4)
+        node.decrement(1)
+        if not delta_gossip:  # a differing pull gets our full state
+            await probe.send(HERE, DigestPull(address(1), 12345))
+        _, message = await probe.receive()
+        pushed = message.state()
+        assert pushed.contribution(node.replica_id) == 3
+        # Outbound commits before each push; the first commit already covered the counts.
+        assert store.covered[0].dominates(pushed)
+    finally:
+        await node.close()
+        await probe.close()
+
+
+async def test_close_stages_local_updates_before_closing_the_store() -> None:
+    store = FakeStore()
+    node = make_node(config=fast_config(delta_gossip=False, sync_interval=60.0), store=store)
+    await node.start()
+    node.increment(7)
+    await node.close()
+    assert store.staged == [CounterState.from_maps({node.replica_id: 7})]
+    assert store.calls[-1] == "close"
 
 
 async def test_stored_state_is_resumed_with_its_replica_id() -> None:

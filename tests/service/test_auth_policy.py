@@ -22,6 +22,8 @@ from dcounter_node._auth import (
     required_scope,
 )
 from dcounter_node._cli import settings_from_args
+from dcounter_node._membership import MembershipConfig
+from dcounter_node._membership_service import MembershipService
 from dcounter_node._security import exposure_problems, https_files, is_loopback
 from dcounter_node._settings import NodeSettings, parse_config
 from dcounter_protocol._tcp import TCPTransport
@@ -176,7 +178,8 @@ def test_each_route_needs_its_scope(method: str, route: str, scope: Scope | None
 
 async def test_every_route_of_the_api_has_a_row_in_the_scope_table() -> None:
     node = Node(TCPTransport("127.0.0.1:0"))
-    app = create_app(node)
+    members = MembershipService(node, seeds=(), static_peers=(), config=MembershipConfig())
+    app = create_app(node, members=members)
     routes = {resource.canonical for resource in app.router.resources()}
     assert routes == set(ROUTE_SCOPES)
 

@@ -171,7 +171,8 @@ async def test_require_auth_refuses_to_start_a_node_open_to_its_network(
     spawn_node: SpawnNode, tmp_path: Path
 ) -> None:
     node = await spawn_node(
-        "--listen", "0.0.0.0:0", "--http", "127.0.0.1:0", "--in-memory", "--require-auth"
+        *("--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:7001", "--http", "127.0.0.1:0"),
+        *("--in-memory", "--require-auth"),
     )
     assert await node.wait_exit() == 2
     assert node.log_text().splitlines() == [

@@ -26,7 +26,8 @@ class NodeConfig:
     sync_interval: float = 1.0
     #: Seconds between full-state pushes; None means 10 x sync_interval (as in the seed).
     full_sync_interval: float | None = None
-    #: Peers pulled per sync round; full syncs go to max(1, max_sync_peers // 2) peers.
+    #: Peers pulled per sync round (one while in agreement with a peer, with delta gossip);
+    #: full syncs go to max(1, max_sync_peers // 2) peers.
     max_sync_peers: int = 3
     #: Eager push of changed entries (beyond the seed). False gives seed-exact gossip.
     delta_gossip: bool = True

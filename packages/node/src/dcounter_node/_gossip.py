@@ -1,10 +1,12 @@
 """The gossip core: what a replica sends to whom, as pure code (no asyncio, no sockets).
 
 :class:`Gossip` owns the replica's :class:`~dcounter_crdt.PNCounter` and decides the
-anti-entropy traffic. Each event (a local update, a received payload, a sync tick, a
-full-sync tick, a delta flush) returns the messages to send as :class:`Outgoing` values
-(address, type, encoded bytes); the :class:`~dcounter_node.Node` only drives it: it runs the
-timers, makes counts durable before a push leaves, and moves the bytes.
+anti-entropy traffic. Each event (a received payload, a sync tick, a full-sync tick, a delta
+flush) returns the messages to send as :class:`Outgoing` values (address, type, encoded
+bytes); the :class:`~dcounter_node.Node` only drives it: it runs the timers, makes counts
+durable before a push leaves, and moves the bytes. A local update (:meth:`Gossip.add`) costs
+one addition: the counter keeps it in its pending delta, which the next event takes, and
+:meth:`Gossip.take_local` hands the driver what it must persist.
 
 Anti-entropy follows the seed (and stays wire-compatible with the Go reference): every sync
 interval a digest pull goes to a few random peers; a receiver whose digest matches answers
@@ -19,7 +21,10 @@ holding only the changed entries, to ``delta_fanout`` random peers (never back t
 they came from). In that mode full-state pushes carry the sender's digest (a field the
 reference ignores on pushes), and a node that gets one while holding entries the sender lacks
 answers with just those entries, so one pull repairs both sides. The periodic full push is
-skipped while no divergence was seen since a peer acknowledged our digest.
+skipped while no divergence was seen since a peer acknowledged our digest, and while a peer
+has shown holding exactly our state (and nothing changed since) a sync round pulls a single
+peer instead of ``max_sync_peers``, or none when a peer pulled us with our digest since the
+last round.
 
 Hostile input: a push that would take the state past ``max_replicas`` entries or that names
 a replica id longer than 255 bytes is rejected whole; an entry claiming more for our own
@@ -130,6 +135,12 @@ class Gossip:
         self._digest: int | None = None
         self._replicas: frozenset[str] | None = None
         self._encoder = PushEncoder(address)
+        # Local updates made with add()/subtract() since this core last looked: the counter
+        # holds them as its pending delta, taken (once per event, not per update) by
+        # _absorb_local(), which also drops the caches. What it took waits in `_unstaged`
+        # for the driver to persist (take_local()).
+        self._local = False
+        self._unstaged = CounterState.empty()
         # Delta gossip: changed entries waiting for the next flush, and the peers known to
         # hold all of them already (the one they all came from).
         self._pending = CounterState.empty()
@@ -137,6 +148,12 @@ class Gossip:
         # Whether anything diverged since the last full sync or since a peer confirmed
         # holding our exact state (while False, the periodic full push is skipped).
         self._diverged = True
+        # Whether a peer showed holding exactly our state (a matching ack, pull or full
+        # push) with no change since: while True, a sync round pulls one peer, not
+        # max_sync_peers (delta gossip only); and whether a peer pulled us with our exact
+        # digest since our last sync round, which then needs no pull of ours at all.
+        self._agreed = False
+        self._pulled_agreeing = False
 
     # -- state ----------------------------------------------------------------------------
 
@@ -148,6 +165,8 @@ class Gossip:
     @property
     def has_pending(self) -> bool:
         """True while changed entries wait for :meth:`flush`."""
+        if self._local:
+            self._absorb_local()
         return bool(self._pending)
 
     def take_encode_failure(self) -> ProtocolError | None:
@@ -159,6 +178,8 @@ class Gossip:
 
     def state(self) -> CounterState:
         """The full state (an immutable snapshot, cached until the next change)."""
+        if self._local:
+            self._absorb_local()
         if self._snapshot is None:
             self._snapshot = self._counter.snapshot()
         return self._snapshot
@@ -166,6 +187,8 @@ class Gossip:
     @property
     def digest(self) -> int:
         """The state digest peers compare with (cached until the state changes)."""
+        if self._local:
+            self._absorb_local()
         if self._digest is None:
             self._digest = self.digest_of(self.state())
         return self._digest
@@ -177,20 +200,46 @@ class Gossip:
 
     # -- events ---------------------------------------------------------------------------
 
+    def add(self, by: int) -> None:
+        """Count ``by`` up locally: the fast path, for a driver that counts often.
+
+        Nothing is built per update: the change waits in the counter until the next event
+        of this core or :meth:`take_local`, which the driver calls to persist it before it
+        sends anything this core returns from then on.
+        """
+        self._counter.add(by)
+        self._local = True
+
+    def subtract(self, by: int) -> None:
+        """Count ``by`` down locally (see :meth:`add`)."""
+        self._counter.subtract(by)
+        self._local = True
+
     def increment(self, by: int) -> CounterState:
-        """Count ``by`` up locally; return the delta (to persist before it is pushed)."""
-        delta = self._counter.increment(by)
-        self._changed(delta, None)
-        return delta
+        """Count ``by`` up locally; return the local changes not yet taken (to persist)."""
+        self.add(by)
+        return self.take_local()
 
     def decrement(self, by: int) -> CounterState:
-        """Count ``by`` down locally; return the delta."""
-        delta = self._counter.decrement(by)
-        self._changed(delta, None)
-        return delta
+        """Count ``by`` down locally; return the local changes not yet taken (to persist)."""
+        self.subtract(by)
+        return self.take_local()
+
+    def take_local(self) -> CounterState:
+        """This replica's own counts that rose locally since the last call (empty if none).
+
+        A push this core returns may carry them, so a driver that makes counts durable
+        before they leave persists what this returns before it sends anything.
+        """
+        if self._local:
+            self._absorb_local()
+        taken, self._unstaged = self._unstaged, CounterState.empty()
+        return taken
 
     def receive(self, sender: str, payload: bytes) -> Received:
         """Handle one payload from ``sender`` (the address its frame names)."""
+        if self._local:
+            self._absorb_local()
         try:
             message = decode_message(payload)
         except ProtocolError as exc:
@@ -205,13 +254,28 @@ class Gossip:
                 if message.digest == self.digest:
                     # A peer holds exactly our state: no full push is needed for this change.
                     self._diverged = False
+                    self._agreed = True
             case _:
                 assert_never(message)
         return result
 
     def sync_tick(self) -> list[Outgoing]:
-        """A sync round: a digest pull to a few random peers."""
-        targets = self._peers.sample(self._config.max_sync_peers, self._rng)
+        """A sync round: a digest pull to a few random peers (one while in agreement)."""
+        if self._local:
+            self._absorb_local()
+        config = self._config
+        # Quiet rounds: once a peer confirmed our exact state, one pull per round still
+        # finds any difference (whoever lacks something differs from every puller), at a
+        # third of the idle traffic, and none when a peer has just pulled us with our
+        # digest (that pull confirmed it); any change or mismatch brings back the fanout.
+        pulled_agreeing, self._pulled_agreeing = self._pulled_agreeing, False
+        if self._agreed and config.delta_gossip:
+            if pulled_agreeing:
+                return []
+            count = 1
+        else:
+            count = config.max_sync_peers
+        targets = self._peers.sample(count, self._rng)
         if not targets:
             return []
         data = encode_message(DigestPull(self._address, self.digest))
@@ -219,6 +283,8 @@ class Gossip:
 
     def full_sync_tick(self) -> list[Outgoing]:
         """A full-sync round: our full state to a few random peers (with deltas, if needed)."""
+        if self._local:
+            self._absorb_local()
         if self._config.delta_gossip:
             if not self._diverged:
                 return []
@@ -230,6 +296,8 @@ class Gossip:
 
     def flush(self) -> list[Outgoing]:
         """Push the pending changed entries to ``delta_fanout`` random peers."""
+        if self._local:
+            self._absorb_local()
         pending, self._pending = self._pending, CounterState.empty()
         if not pending:
             return []
@@ -270,6 +338,7 @@ class Gossip:
         # A push carrying a digest is the sender's full state (see _full_push).
         if message.digest == self.digest:
             self._diverged = False
+            self._agreed = True
             return
         # The sender lacks something we hold: hand it just that, so the pull (or full sync)
         # that caused this push repairs both sides at once.
@@ -285,6 +354,9 @@ class Gossip:
         digest = self.digest
         if message.digest != digest:
             self._diverged = True
+            self._agreed = False
+        else:
+            self._agreed = self._pulled_agreeing = True
         if sender not in self._peers:
             result.unknown_sender = True
             return
@@ -355,6 +427,14 @@ class Gossip:
             sends.extend(Outgoing(address, MessageType.PUSH, part) for part in parts)
         return sends
 
+    def _absorb_local(self) -> None:
+        """Take the counter's pending delta: to persist, to push, and a change of state."""
+        self._local = False
+        delta = self._counter.take_delta()
+        if delta:
+            self._unstaged = self._unstaged.merged(delta)
+            self._changed(delta, None)
+
     def _changed(self, changes: CounterState, source: str | None) -> None:
         """Record that ``changes`` (already applied, learned from ``source``) altered state."""
         self._snapshot = None
@@ -362,6 +442,7 @@ class Gossip:
         self._replicas = None
         self._encoder.changed()
         self._diverged = True
+        self._agreed = False
         if self._config.delta_gossip:
             holders = frozenset(()) if source is None else frozenset((source,))
             self._pending_holders = (

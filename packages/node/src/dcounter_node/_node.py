@@ -96,16 +96,20 @@ class Node:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._closer: asyncio.Future[None] | None = None
-        self._watches: weakref.WeakSet[ValueWatch] = weakref.WeakSet()
+        # Weak references that remove themselves when their watch is dropped: a plain set,
+        # so that "any watchers?" on every update is a truth test, not a WeakSet method.
+        self._watches: set[weakref.ref[ValueWatch]] = set()
         self._log = RateLimitedLog(logger)
         self._hostile_log = RateLimitedLog(logger, _HOSTILE_LOG_EVERY)
         self._outbound = Outbound(
             transport, self._stats, self._log, limit=self._config.outbound_queue_size, store=store
         )
-        # Set while the gossip core holds changed entries for the next delta flush.
+        # Set while the gossip core holds changed entries for the next delta flush;
+        # `_flush_armed` mirrors it so that a local update checks a bool, not the event.
         self._pending_ready = asyncio.Event()
         #: Takes membership frames (issue 14) before the counter's gossip would see them.
         self.membership_handler: Handler | None = None
+        self._flush_armed = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -222,12 +226,14 @@ class Node:
             if was_running and self._config.delta_gossip:
                 # Writes not yet gossiped would be lost with a node that never comes back.
                 self._flush()
+            if was_running:
+                self._stage_local()  # what the store's close must still commit
             await self._outbound.close(_CLOSE_DRAIN_TIMEOUT)
             await self._transport.close()
         finally:
             while not self._inbound.empty():
                 self._inbound.get_nowait()
-            for watch in list(self._watches):
+            for watch in self._live_watches():
                 watch._end()
             self._status = _Status.CLOSED
             if self._store is not None and self._store_opened:
@@ -331,21 +337,26 @@ class Node:
         :class:`~dcounter_crdt.CountOverflowError` past 2**64 - 1, NodeNotStartedError or
         NodeClosedError outside the node's lifetime.
         """
-        gossip = self._writable()
-        before = gossip.counter.value
-        self._changed(gossip.increment(by), before)
-        return gossip.counter.value
+        # The hot path: one addition in the counter. The change is staged in the store
+        # and encoded for peers once per flush, commit() or sync round, not per call.
+        gossip = self._gossip
+        if gossip is None or self._status is not _Status.RUNNING:
+            gossip = self._writable()
+        gossip.add(by)
+        return self._counted(gossip)
 
     def decrement(self, by: int = 1) -> int:
         """Subtract ``by`` (an int >= 1) from this replica's count; return the new value."""
-        gossip = self._writable()
-        before = gossip.counter.value
-        self._changed(gossip.decrement(by), before)
-        return gossip.counter.value
+        gossip = self._gossip
+        if gossip is None or self._status is not _Status.RUNNING:
+            gossip = self._writable()
+        gossip.subtract(by)
+        return self._counted(gossip)
 
     async def commit(self) -> None:
         """Return once every change so far is durable (at once without a store)."""
         if self._store is not None and self._store_opened:
+            self._stage_local()
             await self._store.commit()
 
     def watch(self, *, initial: bool = True) -> ValueWatch:
@@ -361,7 +372,7 @@ class Node:
             return watch
         if initial:
             watch._publish(self.value)
-        self._watches.add(watch)
+        self._watches.add(weakref.ref(watch, self._watches.discard))
         return watch
 
     # -- state bookkeeping ----------------------------------------------------------------
@@ -373,16 +384,44 @@ class Node:
             raise NodeNotStartedError("start the node before counting")
         return self._gossip
 
+    def _counted(self, gossip: Gossip) -> int:
+        """After a local update: wake the delta flush, tell the watchers; the new value."""
+        if not self._flush_armed and self._config.delta_gossip:
+            self._wake_flush()
+        value = gossip.counter.value
+        if self._watches:
+            self._publish(value)
+        return value
+
     def _changed(self, changes: CounterState, value_before: int) -> None:
-        """Record that ``changes`` (already applied by the gossip core) altered the state."""
+        """Record that ``changes`` (learned and applied by the gossip core) altered the state."""
         if self._store is not None:
             self._store.stage(changes)
         if self._gossip is not None and self._gossip.has_pending:
-            self._pending_ready.set()
+            self._wake_flush()
         value = self.value
         if value != value_before:
-            for watch in list(self._watches):
-                watch._publish(value)
+            self._publish(value)
+
+    def _publish(self, value: int) -> None:
+        for watch in self._live_watches():
+            watch._publish(value)
+
+    def _live_watches(self) -> list[ValueWatch]:
+        return [watch for watch in (ref() for ref in list(self._watches)) if watch is not None]
+
+    def _wake_flush(self) -> None:
+        self._flush_armed = True
+        self._pending_ready.set()
+
+    def _stage_local(self) -> None:
+        """Stage the local updates not staged yet: before a commit, and before any send
+        (which may carry them: a push leaves only once its counts are durable)."""
+        gossip = self._gossip
+        if gossip is not None:
+            changes = gossip.take_local()
+            if changes and self._store is not None:
+                self._store.stage(changes)
 
     def _streams_to(self, address: str) -> bool:
         """Whether ``address`` takes full-size messages (not limited to one seed read)."""
@@ -466,6 +505,9 @@ class Node:
             self._log.warning("unknown", "not answering %s: it is not one of our peers", sender)
 
     def _send_all(self, sends: list[Outgoing]) -> None:
+        # Before the sends start: each push commits the store first (see Outbound), and
+        # that commit must cover every count the push carries.
+        self._stage_local()
         for send in sends:
             self._outbound.send(send)
         failure = self._gossip.take_encode_failure() if self._gossip is not None else None
@@ -512,5 +554,6 @@ class Node:
 
     def _flush(self) -> None:
         self._pending_ready.clear()
+        self._flush_armed = False
         if self._gossip is not None:
             self._send_all(self._gossip.flush())

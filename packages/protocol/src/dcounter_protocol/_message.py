@@ -172,6 +172,9 @@ _KEY_INC: Final = b"\xa3inc"
 _KEY_DEC: Final = b"\xa3dec"
 _KEY_DIG: Final = b"\xa3dig"
 _NIL: Final = b"\xc0"
+#: A plain envelope's flag, the body's map header (4 or 5 fields) and its first key, ``t``.
+_HEAD: Final = b"\x00\x84" + _KEY_T
+_HEAD_DIG: Final = b"\x00\x85" + _KEY_T
 #: ``t`` is a uint8 that the reference always writes as ``cc XX``.
 _TYPE_BYTES: Final[dict[int, bytes]] = {kind: bytes((0xCC, kind)) for kind in MessageType}
 _MESSAGE_CLASSES: Final = frozenset(_CLASSES.values())
@@ -231,52 +234,68 @@ class _EntryCache(dict[tuple[str, int], bytes]):
 
 _entries: Final = _EntryCache()
 _INT_ONLY: Final = frozenset((int,))
+#: Map headers of the sizes most messages have (fixmap), by size.
+_SMALL_MAP_HEADERS: Final = tuple(bytes((0x80 | size,)) for size in range(16))
 
 
-def _write_counts(out: bytearray, counts: Mapping[str, int] | None, what: str) -> None:
+class _NodeIdCache(dict[str, bytes]):
+    """``id`` key and encoded node id by node id: a node sends under one or a few ids."""
+
+    __slots__ = ()
+    _LIMIT: Final = 256
+
+    def __missing__(self, node_id: str) -> bytes:
+        encoded = _KEY_ID + _encode_str(node_id, "node id")
+        if len(self) >= self._LIMIT:
+            self.clear()
+        self[node_id] = encoded
+        return encoded
+
+
+_node_ids: Final = _NodeIdCache()
+
+
+def _add_counts(parts: list[bytes], counts: Mapping[str, int] | None, what: str) -> None:
+    """Append the encoded ``counts`` (a map, or nil for None) to ``parts``."""
     if counts is None:
-        out += _NIL
+        parts.append(_NIL)
         return
-    out += _map_header(len(counts))
+    size = len(counts)
+    parts.append(_SMALL_MAP_HEADERS[size] if size < 16 else _map_header(size))
     # Checked up front: the cache would take True for 1 and 1.0 for 1 (equal keys).
-    if not set(map(type, counts.values())) <= _INT_ONLY:
+    if not _INT_ONLY.issuperset(map(type, counts.values())):
         bad = next(v for v in counts.values() if type(v) is not int)
         raise EncodeError(f"{what}: counts must be int, got {bad!r}")
     try:
-        out += b"".join(map(_entries.__getitem__, counts.items()))
+        parts.extend(map(_entries.__getitem__, counts.items()))
     except EncodeError as exc:
         raise EncodeError(f"{what}: {exc}") from None
 
 
-def _encode_envelope(msg: Message) -> bytearray:
-    """A plain envelope: flag 0x00 followed by the msgpack body."""
+def _encode_envelope(msg: Message) -> bytes:
+    """A plain envelope: flag 0x00 followed by the msgpack body, as the reference writes it."""
     if type(msg) not in _MESSAGE_CLASSES:
         raise EncodeError(f"not a message: {msg!r} (a Push, DigestPull or DigestAck)")
-    kind = msg.type
     node_id = msg.node_id
     if type(node_id) is not str or not node_id:
         raise EncodeError(f"node id must be a non-empty str, got {node_id!r}")
     increments, decrements = msg.increments, msg.decrements
-    if kind == MessageType.PUSH and not increments and not decrements:
+    if not increments and not decrements and msg.type is MessageType.PUSH:
         raise EncodeError("a push must carry increments or decrements")
     digest = msg.digest
     if type(digest) is not int or not 0 <= digest <= MAX_COUNT:
         raise EncodeError(f"digest must be an int in 0..{MAX_COUNT}, got {digest!r}")
 
-    # The flag byte is reserved up front so a plain envelope needs no second copy.
-    out = bytearray(b"\x00\x85" if digest else b"\x00\x84")
-    out += _KEY_T
-    out += _TYPE_BYTES[kind]
-    out += _KEY_ID
-    out += _encode_str(node_id, "node id")
-    out += _KEY_INC
-    _write_counts(out, increments, "increments")
-    out += _KEY_DEC
-    _write_counts(out, decrements, "decrements")
+    # Every piece goes into one list, joined once: cheaper than growing a bytearray, and
+    # the flag byte comes first so that a plain envelope needs no second copy.
+    parts = [_HEAD_DIG if digest else _HEAD, _TYPE_BYTES[msg.type], _node_ids[node_id], _KEY_INC]
+    _add_counts(parts, increments, "increments")
+    parts.append(_KEY_DEC)
+    _add_counts(parts, decrements, "decrements")
     if digest:
-        out += _KEY_DIG
-        out += _pack_u64(0xCF, digest)
-    return out
+        parts.append(_KEY_DIG)
+        parts.append(_pack_u64(0xCF, digest))
+    return b"".join(parts)
 
 
 def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
@@ -297,7 +316,7 @@ def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
             return b"\x80" + compressed
     if size + 1 > max_size:
         raise OversizeMessageError(f"message of {size + 1} bytes exceeds {max_size}")
-    return bytes(envelope)
+    return envelope
 
 
 # -- zstd contexts ----------------------------------------------------------------------
