@@ -178,7 +178,7 @@ class _Lab:
         """Flag a cancellation of the write phase for every client to see.
 
         A request cancelled just as its own timeout fires may come back as a timeout
-        instead (aiohttp's timeout swallows the cancellation), and its client would then
+        instead (the HTTP client's timeout can swallow the cancellation), and its client would then
         write on until the end of the run; each client checks this flag before each write.
         """
         try:
