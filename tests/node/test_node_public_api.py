@@ -33,7 +33,8 @@ def test_using_the_node_loads_neither_aiohttp_nor_sqlite() -> None:
         "import sys\n"
         "from dcounter_node import Node, NodeConfig, PeerManager\n"
         "PeerManager(peers=['127.0.0.1:1'])\n"
-        "heavy = ('aiohttp', 'sqlite3', 'dcounter_node._http', 'dcounter_node._storage_sqlite')\n"
+        "heavy = ('aiohttp', 'sqlite3', 'dcounter_node._http_server',"
+        " 'dcounter_node._storage_sqlite')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
         "from dcounter_node import SQLiteStore, start_http_server\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
@@ -44,10 +45,12 @@ def test_using_the_node_loads_neither_aiohttp_nor_sqlite() -> None:
     before, after = result.stdout.splitlines()
     assert before == "[]"
     assert after == repr(
-        sorted(("aiohttp", "sqlite3", "dcounter_node._http", "dcounter_node._storage_sqlite"))
+        sorted(
+            ("aiohttp", "sqlite3", "dcounter_node._http_server", "dcounter_node._storage_sqlite")
+        )
     )
 
 
 def test_lazy_names_are_the_modules_own_objects() -> None:
-    http = importlib.import_module("dcounter_node._http")
+    http = importlib.import_module("dcounter_node._http_server")
     assert dcounter_node.HTTPServer is http.HTTPServer

@@ -34,17 +34,17 @@ from dcounter_node._storage import StoredState as StoredState
 from dcounter_node._watch import ValueWatch as ValueWatch
 
 if TYPE_CHECKING:
-    from dcounter_node._http import HTTPServer as HTTPServer
     from dcounter_node._http import create_app as create_app
-    from dcounter_node._http import start_http_server as start_http_server
+    from dcounter_node._http_server import HTTPServer as HTTPServer
+    from dcounter_node._http_server import start_http_server as start_http_server
     from dcounter_node._storage_sqlite import SQLiteStore as SQLiteStore
 
 #: Names whose modules need aiohttp or sqlite3: imported on first use, so that using the
 #: node itself (Node, PeerManager, ...) does not load the HTTP server or the database.
 _LAZY = {
-    "HTTPServer": "dcounter_node._http",
+    "HTTPServer": "dcounter_node._http_server",
     "create_app": "dcounter_node._http",
-    "start_http_server": "dcounter_node._http",
+    "start_http_server": "dcounter_node._http_server",
     "SQLiteStore": "dcounter_node._storage_sqlite",
 }
 

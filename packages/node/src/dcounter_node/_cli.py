@@ -16,7 +16,8 @@ from aiohttp.log import access_logger
 
 from dcounter_node.__about__ import __version__
 from dcounter_node._errors import ConfigError, StorageError
-from dcounter_node._http import create_app, start_http_server
+from dcounter_node._http import create_app
+from dcounter_node._http_server import start_http_server
 from dcounter_node._logging import configure_logging
 from dcounter_node._membership_service import (
     MembershipService,

@@ -33,17 +33,19 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from aiohttp import StreamReader, web
+    from aiohttp import StreamReader
     from prometheus_client.core import Metric
 
     from dcounter_node._http_limits import HTTPLimits
 
 __all__ = [
+    "GUARD_STATS_KEY",
     "ConnectionGuard",
     "GuardCollector",
     "GuardStats",
@@ -387,6 +389,9 @@ class ConnectionGuard:
         if suppressed:
             message += f" ({suppressed} more since the last such line)"
         _log.warning(message, *args)
+
+
+GUARD_STATS_KEY: Final = web.AppKey("guard_stats", GuardStats)
 
 
 class GuardCollector(Collector):
