@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -151,6 +152,11 @@ def test_thirty_seconds_of_every_nemesis_on_five_nodes_is_valid(tmp_path: Path) 
     assert plot_file.read_bytes().startswith(b"\x89PNG")
 
 
+#: The progress line the run prints when a fault begins, e.g.
+#: "[   3.48s]    2.00 s  pause node-2 (SIGSTOP, back at the end)".
+FAULT_STARTED = re.compile(r"\]\s+\d+\.\d\d s  (?!healed)")
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("netns")
 def test_ctrl_c_stops_the_nodes_and_removes_every_namespace(tmp_path: Path) -> None:
@@ -173,7 +179,12 @@ def test_ctrl_c_stops_the_nodes_and_removes_every_namespace(tmp_path: Path) -> N
             if "writing under the nemesis" in line or time.monotonic() > deadline:
                 break
         assert any(f"ready in {PREFIX}-" in line for line in seen), "".join(seen)
-        time.sleep(3)  # let a fault strike: it must be healed and removed too
+        # Interrupt while a fault is in force: it must be healed and removed too.
+        for line in proc.stderr:
+            seen.append(line)
+            if FAULT_STARTED.search(line) or time.monotonic() > deadline:
+                break
+        assert FAULT_STARTED.search(seen[-1]), "".join(seen)
         proc.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
         rest = proc.communicate(timeout=120)[1]
