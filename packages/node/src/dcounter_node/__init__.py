@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from dcounter_node.__about__ import __version__ as __version__
 from dcounter_node._config import NodeConfig as NodeConfig
+from dcounter_node._counters import Counters as Counters
 from dcounter_node._errors import ConfigError as ConfigError
 from dcounter_node._errors import CorruptStorageError as CorruptStorageError
 from dcounter_node._errors import ForeignStorageError as ForeignStorageError
@@ -67,6 +68,7 @@ __all__ = [
     "ClusterFile",
     "ConfigError",
     "CorruptStorageError",
+    "Counters",
     "ForeignStorageError",
     "HTTPServer",
     "InvalidPeerAddressError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from dcounter_crdt import DEFAULT_MAX_KEY_LENGTH, DEFAULT_MAX_KEYS
 from dcounter_node._errors import ConfigError
 
 __all__ = ["NodeConfig"]
@@ -45,6 +46,11 @@ class NodeConfig:
     replica_id: str | None = None
     #: Most replica entries the state may hold; a push that would pass it is rejected whole.
     max_replicas: int = 10_000
+    #: Most counter names the node holds (named counters, see :class:`Counters`); a write
+    #: or push that would pass it is refused.
+    max_keys: int = DEFAULT_MAX_KEYS
+    #: Longest counter name, in UTF-8 bytes.
+    max_key_length: int = DEFAULT_MAX_KEY_LENGTH
 
     def __post_init__(self) -> None:
         _check_interval("sync_interval", self.sync_interval)
@@ -58,6 +64,8 @@ class NodeConfig:
         _check_count("inbound_queue_size", self.inbound_queue_size)
         _check_count("outbound_queue_size", self.outbound_queue_size)
         _check_count("max_replicas", self.max_replicas)
+        _check_count("max_keys", self.max_keys)
+        _check_count("max_key_length", self.max_key_length)
         if self.replica_id is not None:
             _check_replica_id(self.replica_id)
 

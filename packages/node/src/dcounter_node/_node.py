@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Self
 
 from dcounter_crdt import CounterState, PNCounter
 from dcounter_node._config import NodeConfig
+from dcounter_node._counters import Counters
 from dcounter_node._errors import (
     ForeignStorageError,
     NodeClosedError,
@@ -110,6 +111,7 @@ class Node:
         #: Takes membership frames (issue 14) before the counter's gossip would see them.
         self.membership_handler: Handler | None = None
         self._flush_armed = False
+        self._counters = Counters(self, self._wake_flush)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -181,6 +183,7 @@ class Node:
             self._rng,
             streams_to=self._streams_to,
         )
+        self._counters._bind(replica_id)
         if self._store is not None and self._initial_state:
             self._store.stage(self._initial_state)
 
@@ -235,6 +238,7 @@ class Node:
                 self._inbound.get_nowait()
             for watch in self._live_watches():
                 watch._end()
+            self._counters._end_watches()
             self._status = _Status.CLOSED
             if self._store is not None and self._store_opened:
                 await self._store.close()
@@ -297,6 +301,12 @@ class Node:
     def closed(self) -> bool:
         """True once close() has begun."""
         return self._status in (_Status.CLOSING, _Status.CLOSED)
+
+    @property
+    def counters(self) -> Counters:
+        """Every counter of this node by name; ``"default"`` is the one :meth:`increment`
+        counts (named counters: issue 20)."""
+        return self._counters
 
     @property
     def sends_in_flight(self) -> int:

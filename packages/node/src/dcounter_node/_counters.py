@@ -1,0 +1,234 @@
+"""A node's counters by name: the default counter and the named ones (issue 20).
+
+:class:`Counters` is what the HTTP API, the Redis front end and programs use to count
+under a name. The name :data:`~dcounter_crdt.DEFAULT_KEY` (``"default"``) is the node's
+own single counter (:meth:`Node.increment`, the seed's wire); every other name lives in a
+:class:`~dcounter_crdt.PNCounterMap` that only dcounter nodes exchange.
+
+It holds no sockets and no tasks: the node drives it. Local writes accumulate in the
+map's pending delta; the node takes it (:meth:`Counters.take_local`) to persist it and to
+push it, and hands what peers sent to :meth:`Counters.merge_remote`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import weakref
+from typing import TYPE_CHECKING, Final
+
+from dcounter_crdt import DEFAULT_KEY, CounterMapState, CounterState, PNCounterMap
+from dcounter_node._watch import ValueWatch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from dcounter_node._node import Node
+
+__all__ = ["DEFAULT_PAGE", "Counters"]
+
+#: Names listed per call unless the caller asks for another limit.
+DEFAULT_PAGE: Final = 100
+
+
+class Counters:
+    """Every counter of one node, by name; :data:`~dcounter_crdt.DEFAULT_KEY` is the node's.
+
+    Get it as :attr:`Node.counters`. Writes raise the node's errors
+    (:class:`NodeNotStartedError`, :class:`NodeClosedError`), the CRDT's for a bad amount
+    (:class:`~dcounter_crdt.InvalidAmountError`, :class:`~dcounter_crdt.CountOverflowError`)
+    and for a bad or excess name (:class:`~dcounter_crdt.InvalidKeyError`,
+    :class:`~dcounter_crdt.KeyTooLongError`, :class:`~dcounter_crdt.TooManyKeysError`,
+    within the node's ``max_keys`` and ``max_key_length``). A write is durable once
+    :meth:`Node.commit` returns, as for the default counter.
+    """
+
+    __slots__ = ("__weakref__", "_map", "_node", "_on_local", "_sorted", "_watches")
+
+    def __init__(self, node: Node, on_local: Callable[[], None]) -> None:
+        self._node = node
+        # Told after every local write to a named counter (the node wakes its flush).
+        self._on_local = on_local
+        self._map: PNCounterMap | None = None
+        # All names but the default, sorted, rebuilt lazily after new names arrive.
+        self._sorted: list[str] | None = []
+        self._watches: dict[str, set[weakref.ref[ValueWatch]]] = {}
+
+    def _bind(self, replica_id: str, state: CounterMapState | None = None) -> None:
+        """Called by the node once its replica id is known (at start)."""
+        config = self._node.config
+        self._map = PNCounterMap(
+            replica_id,
+            state,
+            max_keys=config.max_keys,
+            max_key_length=config.max_key_length,
+        )
+        self._sorted = None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def value(self, name: str = DEFAULT_KEY) -> int:
+        """The counter's value as this replica sees it (0 for a name never counted)."""
+        if name == DEFAULT_KEY:
+            return self._node.value
+        return 0 if self._map is None or name not in self._map else self._map.value(name)
+
+    def state(self, name: str = DEFAULT_KEY) -> CounterState:
+        """One counter's per-replica state (empty for a name never counted)."""
+        if name == DEFAULT_KEY:
+            return self._node.state()
+        if self._map is None or name not in self._map:
+            return CounterState.empty()
+        return self._map.counter_state(name)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether anything was ever counted under ``name`` (by any replica)."""
+        if name == DEFAULT_KEY:
+            return bool(self._node.state())
+        return self._map is not None and name in self._map
+
+    def __len__(self) -> int:
+        """How many names hold counts, the default counter included once it does."""
+        named = 0 if self._map is None else len(self._map)
+        return named + (1 if DEFAULT_KEY in self else 0)
+
+    def names(
+        self, prefix: str = "", *, after: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> list[str]:
+        """Up to ``limit`` names starting with ``prefix``, sorted, each after ``after``.
+
+        Pass the last name of one page as ``after`` to get the next page.
+        """
+        if limit < 1:
+            return []
+        names = self._sorted_names()
+        start = bisect.bisect_left(names, prefix)
+        if after is not None and after >= prefix:
+            start = max(start, bisect.bisect_right(names, after))
+        page: list[str] = []
+        for name in names[start:]:
+            if not name.startswith(prefix) or len(page) >= limit:
+                break
+            page.append(name)
+        return page
+
+    def items(
+        self, prefix: str = "", *, after: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> list[tuple[str, int]]:
+        """Like :meth:`names`, with each counter's value."""
+        return [(name, self.value(name)) for name in self.names(prefix, after=after, limit=limit)]
+
+    def _sorted_names(self) -> list[str]:
+        names = self._sorted
+        if names is None:
+            held = [] if self._map is None else self._map.keys()
+            if DEFAULT_KEY in self:
+                held.append(DEFAULT_KEY)
+            names = self._sorted = sorted(held)
+        elif DEFAULT_KEY not in names and DEFAULT_KEY in self:
+            bisect.insort(names, DEFAULT_KEY)
+        return names
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def increment(self, name: str, by: int = 1) -> int:
+        """Add ``by`` (an int >= 1) to counter ``name``; return its new value."""
+        if name == DEFAULT_KEY:
+            return self._node.increment(by)
+        counters = self._writable()
+        new = name not in counters
+        counters.add(name, by)
+        return self._counted(counters, name, new)
+
+    def decrement(self, name: str, by: int = 1) -> int:
+        """Subtract ``by`` (an int >= 1) from counter ``name``; return its new value."""
+        if name == DEFAULT_KEY:
+            return self._node.decrement(by)
+        counters = self._writable()
+        new = name not in counters
+        counters.subtract(name, by)
+        return self._counted(counters, name, new)
+
+    def watch(self, name: str = DEFAULT_KEY, *, initial: bool = True) -> ValueWatch:
+        """Iterate over counter ``name``'s value as it changes (see :meth:`Node.watch`)."""
+        if name == DEFAULT_KEY:
+            return self._node.watch(initial=initial)
+        watch = ValueWatch()
+        if self._node.closed:
+            watch._end()
+            return watch
+        if initial:
+            watch._publish(self.value(name))
+        refs = self._watches.setdefault(name, set())
+
+        def forget(ref: weakref.ref[ValueWatch], name: str = name) -> None:
+            held = self._watches.get(name)
+            if held is not None:
+                held.discard(ref)
+                if not held:
+                    del self._watches[name]
+
+        refs.add(weakref.ref(watch, forget))
+        return watch
+
+    def _writable(self) -> PNCounterMap:
+        self._node._writable()  # raises outside the node's lifetime
+        if self._map is None:  # pragma: no cover - bound before the node runs
+            raise AssertionError("counters used before the node bound them")
+        return self._map
+
+    def _counted(self, counters: PNCounterMap, name: str, new: bool) -> int:
+        if new:
+            self._sorted = None
+        self._on_local()
+        value = counters.value(name)
+        if name in self._watches:
+            self._publish(name, value)
+        return value
+
+    # -- what the node moves -----------------------------------------------------------------
+
+    def snapshot(self) -> CounterMapState:
+        """Every named counter's state (the default counter is not in it)."""
+        return CounterMapState.empty() if self._map is None else self._map.snapshot()
+
+    @property
+    def has_local(self) -> bool:
+        """Whether local writes are waiting for :meth:`take_local`."""
+        return self._map is not None and bool(self._map.pending_delta)
+
+    def take_local(self) -> CounterMapState:
+        """The named counters' local changes since the last call (to persist and push)."""
+        return CounterMapState.empty() if self._map is None else self._map.take_delta()
+
+    def merge_remote(self, state: CounterMapState) -> CounterMapState:
+        """Merge what a peer sent; return, per name, the entries that changed anything.
+
+        Raises :class:`~dcounter_crdt.KeyLimitError`, changing nothing, when ``state``
+        would pass the node's key limits.
+        """
+        counters = self._map
+        if counters is None:  # pragma: no cover - bound before the node runs
+            raise AssertionError("counters used before the node bound them")
+        before = len(counters)
+        won = counters.merge_delta(state)
+        if len(counters) != before:
+            self._sorted = None
+        for name in won.counters:
+            if name in self._watches:
+                self._publish(name, counters.value(name))
+        return won
+
+    def _publish(self, name: str, value: int) -> None:
+        for ref in list(self._watches.get(name, ())):
+            watch = ref()
+            if watch is not None:
+                watch._publish(value)
+
+    def _end_watches(self) -> None:
+        """Called by the node as it closes: every named watch ends."""
+        for refs in list(self._watches.values()):
+            for ref in list(refs):
+                watch = ref()
+                if watch is not None:
+                    watch._end()
+        self._watches.clear()
