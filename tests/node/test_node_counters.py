@@ -126,16 +126,22 @@ async def test_writes_outside_the_nodes_lifetime_are_refused() -> None:
         node.counters.increment("n")
 
 
-async def test_local_writes_wait_to_be_taken_once() -> None:
+async def test_local_writes_are_staged_once_to_both_sinks() -> None:
     node = await started()
+    persisted: list[CounterMapState] = []
+    pushed: list[CounterMapState] = []
+    node.counters.persist = persisted.append
+    node.counters.push = pushed.append
     try:
         node.counters.increment("a", 2)
         node.counters.increment("a", 3)
         waiting_before = node.counters.has_local
-        taken = node.counters.take_local()
-        assert taken.value("a") == 5
+        staged = node.counters.stage_local()
+        assert staged.value("a") == 5
+        assert persisted == pushed == [staged]
         assert (waiting_before, node.counters.has_local) == (True, False)
-        assert node.counters.take_local() == CounterMapState.empty()
+        assert node.counters.stage_local() == CounterMapState.empty()
+        assert len(persisted) == 1
     finally:
         await node.close()
 
@@ -145,8 +151,11 @@ async def test_merging_remote_counts_returns_what_changed() -> None:
     try:
         node.counters.increment("a")
         remote = CounterMapState({"a": CounterState({"peer": 4}), "b": CounterState({"peer": 1})})
+        persisted: list[CounterMapState] = []
+        node.counters.persist = persisted.append
         won = node.counters.merge_remote(remote)
         assert won == remote
+        assert persisted == [remote]
         assert node.counters.value("a") == 5
         assert node.counters.names() == ["a", "b"]
         assert node.counters.merge_remote(remote) == CounterMapState.empty()

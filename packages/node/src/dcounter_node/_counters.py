@@ -6,8 +6,10 @@ own single counter (:meth:`Node.increment`, the seed's wire); every other name l
 :class:`~dcounter_crdt.PNCounterMap` that only dcounter nodes exchange.
 
 It holds no sockets and no tasks: the node drives it. Local writes accumulate in the
-map's pending delta; the node takes it (:meth:`Counters.take_local`) to persist it and to
-push it, and hands what peers sent to :meth:`Counters.merge_remote`.
+map's pending delta until the node calls :meth:`Counters.stage_local` (before a commit and
+before any send), which hands them once to the two sinks the node connects: ``persist``
+(the store) and ``push`` (named-counter gossip). What peers sent goes through
+:meth:`Counters.merge_remote`, whose winning entries go to ``persist``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,17 @@ class Counters:
     :meth:`Node.commit` returns, as for the default counter.
     """
 
-    __slots__ = ("__weakref__", "_map", "_node", "_on_local", "_sorted", "_watches")
+    __slots__ = (
+        "__weakref__",
+        "_local",
+        "_map",
+        "_node",
+        "_on_local",
+        "_sorted",
+        "_watches",
+        "persist",
+        "push",
+    )
 
     def __init__(self, node: Node, on_local: Callable[[], None]) -> None:
         self._node = node
@@ -52,6 +64,13 @@ class Counters:
         # All names but the default, sorted, rebuilt lazily after new names arrive.
         self._sorted: list[str] | None = []
         self._watches: dict[str, set[weakref.ref[ValueWatch]]] = {}
+        # Whether local writes wait for stage_local(): a bool to test on every send.
+        self._local = False
+        #: Set by the node: takes every change to persist (local ones once staged, and the
+        #: entries a merge changed), in the order they happened.
+        self.persist: Callable[[CounterMapState], None] | None = None
+        #: Set by the node: takes the local changes to push to peers.
+        self.push: Callable[[CounterMapState], None] | None = None
 
     def _bind(self, replica_id: str, state: CounterMapState | None = None) -> None:
         """Called by the node once its replica id is known (at start)."""
@@ -179,6 +198,7 @@ class Counters:
     def _counted(self, counters: PNCounterMap, name: str, new: bool) -> int:
         if new:
             self._sorted = None
+        self._local = True
         self._on_local()
         value = counters.value(name)
         if name in self._watches:
@@ -193,12 +213,24 @@ class Counters:
 
     @property
     def has_local(self) -> bool:
-        """Whether local writes are waiting for :meth:`take_local`."""
-        return self._map is not None and bool(self._map.pending_delta)
+        """Whether local writes are waiting for :meth:`stage_local`."""
+        return self._local
 
-    def take_local(self) -> CounterMapState:
-        """The named counters' local changes since the last call (to persist and push)."""
-        return CounterMapState.empty() if self._map is None else self._map.take_delta()
+    def stage_local(self) -> CounterMapState:
+        """Hand the local changes since the last call to ``persist``, then ``push``.
+
+        Returns them (empty when there were none).
+        """
+        if not self._local or self._map is None:
+            return CounterMapState.empty()
+        self._local = False
+        changes = self._map.take_delta()
+        if changes:
+            if self.persist is not None:
+                self.persist(changes)
+            if self.push is not None:
+                self.push(changes)
+        return changes
 
     def merge_remote(self, state: CounterMapState) -> CounterMapState:
         """Merge what a peer sent; return, per name, the entries that changed anything.
@@ -213,6 +245,8 @@ class Counters:
         won = counters.merge_delta(state)
         if len(counters) != before:
             self._sorted = None
+        if won and self.persist is not None:
+            self.persist(won)
         for name in won.counters:
             if name in self._watches:
                 self._publish(name, counters.value(name))

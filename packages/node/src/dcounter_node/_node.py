@@ -432,6 +432,8 @@ class Node:
             changes = gossip.take_local()
             if changes and self._store is not None:
                 self._store.stage(changes)
+        if self._counters.has_local:
+            self._counters.stage_local()
 
     def _streams_to(self, address: str) -> bool:
         """Whether ``address`` takes full-size messages (not limited to one seed read)."""
