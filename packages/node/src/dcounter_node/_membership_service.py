@@ -29,7 +29,12 @@ from dcounter_node._membership_wire import (
     encode_membership,
 )
 from dcounter_node._ratelimit import RateLimitedLog
-from dcounter_protocol import CAP_MEMBERSHIP, TCPTransport, TransportError
+from dcounter_protocol import (
+    CAP_MEMBERSHIP,
+    TCPTransport,
+    TransportError,
+    received_capabilities,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
@@ -101,6 +106,8 @@ class MembershipService:
         #: Messages not sent because the member has no stream that speaks membership.
         self.not_capable = 0
         self.invalid = 0
+        #: Membership messages refused: their connection did not negotiate the capability.
+        self.not_negotiated = 0
         node.membership_handler = self._on_frame
 
     @property
@@ -185,6 +192,18 @@ class MembershipService:
     async def _on_frame(self, sender: str, payload: bytes) -> None:
         membership = self._membership
         if membership is None:
+            return
+        capabilities = received_capabilities()  # None: an in-process network, no handshake
+        if capabilities is not None and not capabilities & CAP_MEMBERSHIP:
+            # A seed frame, or a stream whose ends did not both offer membership: whoever
+            # sent it never learnt that we speak membership, so it is not one of us.
+            self.not_negotiated += 1
+            self._log.warning(
+                "not-negotiated",
+                "membership: dropping a message from %s on a connection that did not"
+                " negotiate membership (seed framing or a version 1 stream)",
+                sender,
+            )
             return
         try:
             message = decode_membership(payload)
@@ -290,6 +309,11 @@ class MembershipCollector(Collector):
             "dcounter_membership_invalid_messages",
             "Membership messages dropped as malformed.",
             value=self._service.invalid,
+        )
+        yield CounterMetricFamily(
+            "dcounter_membership_not_negotiated",
+            "Membership messages dropped: their connection did not negotiate membership.",
+            value=self._service.not_negotiated,
         )
         yield CounterMetricFamily(
             "dcounter_membership_not_capable",
