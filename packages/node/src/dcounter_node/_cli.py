@@ -303,7 +303,9 @@ async def _serve(
         node,
         seeds=settings.join,
         static_peers=settings.peers,
-        config=membership_config(settings.probe_interval, settings.suspect_timeout),
+        config=membership_config(
+            settings.probe_interval, settings.suspect_timeout, max_members=settings.max_members
+        ),
     )
     try:
         await node.start()

@@ -63,13 +63,16 @@ _LEAVE_WAIT: Final = 0.5
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
 
 
-def membership_config(probe_interval: float, suspect_timeout: float) -> MembershipConfig:
-    """The state machine's timings from the two settings a user gives."""
+def membership_config(
+    probe_interval: float, suspect_timeout: float, *, max_members: int = 1024
+) -> MembershipConfig:
+    """The state machine's settings from the ones a user gives."""
     # Half the interval for the direct ack leaves the other half for indirect probes.
     return MembershipConfig(
         probe_interval=probe_interval,
         probe_timeout=probe_interval / 2,
         suspect_timeout=suspect_timeout,
+        max_members=max_members,
     )
 
 
@@ -108,6 +111,7 @@ class MembershipService:
         self.invalid = 0
         #: Membership messages refused: their connection did not negotiate the capability.
         self.not_negotiated = 0
+        self._refused_seen = 0
         node.membership_handler = self._on_frame
 
     @property
@@ -218,6 +222,14 @@ class MembershipService:
         membership = self._membership
         if membership is None:
             return
+        if membership.refused > self._refused_seen:
+            self._refused_seen = membership.refused
+            self._log.warning(
+                "refused",
+                "membership: ignoring new members beyond --max-members %d (%d so far)",
+                self._config.max_members,
+                membership.refused,
+            )
         peers = self._node.peers
         for change in membership.take_changes():
             self.changes[change.after.value] += 1
@@ -309,6 +321,11 @@ class MembershipCollector(Collector):
             "dcounter_membership_invalid_messages",
             "Membership messages dropped as malformed.",
             value=self._service.invalid,
+        )
+        yield CounterMetricFamily(
+            "dcounter_membership_refused_members",
+            "Updates about new members ignored: --max-members are known already.",
+            value=0 if membership is None else membership.refused,
         )
         yield CounterMetricFamily(
             "dcounter_membership_not_negotiated",

@@ -120,6 +120,7 @@ class NodeSettings:
     join: tuple[str, ...] = ()
     probe_interval: float = 1.0
     suspect_timeout: float = 5.0
+    max_members: int = 1024
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""

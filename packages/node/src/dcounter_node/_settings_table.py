@@ -20,6 +20,8 @@ from dcounter_node._setting_values import (
     _choice,
     _directory,
     _file,
+    _member_count,
+    _member_count_text,
     _origins,
     _origins_text,
     _peer,
@@ -378,5 +380,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _seconds_text,
         metavar="SECONDS",
         to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "max_members",
+        "--max-members",
+        "most members this node keeps in its member list (itself included); members beyond"
+        " it that gossip names are ignored and counted (a guard against made-up addresses)",
+        _member_count,
+        _member_count_text,
+        metavar="N",
     ),
 )
