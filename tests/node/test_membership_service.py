@@ -154,7 +154,7 @@ async def test_a_membership_message_on_a_stream_that_negotiated_it_is_taken() ->
 
 async def test_membership_works_over_mutual_tls(issue_tls: IssueTLS) -> None:
     async with cluster() as made:
-        seed = await made.start(tls=issue_tls("seed").options())
+        await made.start(tls=issue_tls("seed").options())
         seed_address = made.nodes[0].address
         for name in ("b", "c"):
             await made.start(seeds=(seed_address,), tls=issue_tls(name).options())
