@@ -132,6 +132,11 @@ class MembershipService:
         self._ticker = asyncio.ensure_future(self._tick_forever())
         logger.info("membership: joining through %s", ", ".join(self._seeds) or "no seed")
 
+    def join(self, seeds: Sequence[str]) -> None:
+        """Ask ``seeds`` for their member lists (again): seeds found later, e.g. in DNS."""
+        if self._membership is not None and not self._membership.leaving:
+            self._send(self._membership.join(seeds))
+
     async def leave(self) -> None:
         """Announce a graceful leave to every member; waits up to one probe interval."""
         membership = self._membership

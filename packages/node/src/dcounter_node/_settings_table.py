@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dcounter_node._config import NodeConfig
 from dcounter_node._http_limits import HTTPLimits
+from dcounter_node._membership_dns import MAX_RETRY
 from dcounter_node._setting_values import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -362,6 +363,27 @@ SETTINGS: tuple[SettingSpec, ...] = (
         metavar="ADDR[,ADDR...]",
         default_text="none: no membership, static --peers only",
         to_text=",".join,
+    ),
+    SettingSpec(
+        "join_dns",
+        "--join-dns",
+        "a DNS name whose A/AAAA records are nodes to join (a Kubernetes headless service),"
+        " with their gossip port; resolved at start and again every --join-dns-interval;"
+        " a name that does not resolve yet is retried, never fatal",
+        _peer,
+        _peer,
+        metavar="NAME:PORT",
+        default_text="none",
+    ),
+    SettingSpec(
+        "join_dns_interval",
+        "--join-dns-interval",
+        "seconds between resolutions of --join-dns while this node has live members (every"
+        f" {MAX_RETRY:g} s at most while it is alone or the name does not resolve)",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
     ),
     SettingSpec(
         "probe_interval",
