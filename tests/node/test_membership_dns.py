@@ -64,7 +64,8 @@ def test_a_failed_resolution_is_retried_and_only_the_first_is_worth_a_warning() 
     policy = seeds()
     assert policy.failed(1.0) is True
     assert policy.failed(3.0) is False
-    assert policy.due(5.0) and not policy.due(4.9)
+    assert policy.due(5.0)
+    assert not policy.due(4.9)
     policy.resolved(PODS, now=5.0, own=OWN, live=())
     assert policy.failed(7.0) is True  # a new outage
 
@@ -161,4 +162,3 @@ async def test_a_node_joins_through_the_names_addresses_once_it_resolves(
         assert joiner.joins >= 2
     finally:
         await joiner.close()
-
