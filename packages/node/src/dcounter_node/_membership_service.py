@@ -153,7 +153,9 @@ class MembershipService:
     async def close(self) -> None:
         """Stop probing and cancel sends in flight."""
         self._stop_ticker()
-        self._node.membership_handler = None
+        # Members still probe a node that stopped: their messages are dropped quietly, not
+        # handed to the counter's gossip (which would log each as an invalid envelope).
+        self._node.membership_handler = _ignore
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -285,6 +287,10 @@ class MembershipService:
                     )
                     return
                 transport.send_nowait(out.address, payload)
+
+
+async def _ignore(sender: str, payload: bytes) -> None:
+    return None
 
 
 def members_route(
