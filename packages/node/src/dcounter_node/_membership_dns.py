@@ -106,6 +106,10 @@ class DNSSeeds:
         self.next_at = now + (self._retry if alone else self._interval)
         return seeds
 
+    def postpone(self, now: float) -> None:
+        """Nothing to resolve for now (the node is not running): ask again after ``retry``."""
+        self.next_at = now + self._retry
+
     def failed(self, now: float) -> bool:
         """The name did not resolve; True for the first failure in a row (worth a warning)."""
         self.failures += 1
@@ -166,7 +170,7 @@ class DNSJoiner:
     async def _round(self, seeds: DNSSeeds, loop: asyncio.AbstractEventLoop) -> None:
         membership = self._service.membership
         if membership is None or membership.leaving:
-            seeds.failed(loop.time())  # not started, or leaving: nothing to join for
+            seeds.postpone(loop.time())  # not started, or leaving: nothing to join for
             return
         try:
             async with asyncio.timeout(max(self._interval, 5.0)):
