@@ -43,6 +43,11 @@ def one(kind: str, name: str | None = None) -> dict[str, Any]:
     return matches[0]
 
 
+def pod_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = one("StatefulSet")["spec"]["template"]["spec"]
+    return spec
+
+
 def container() -> dict[str, Any]:
     containers: list[dict[str, Any]] = one("StatefulSet")["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
@@ -110,7 +115,8 @@ def test_the_pod_is_ready_on_health_and_keeps_its_data_on_a_claim() -> None:
     mounts = {m["name"]: m["mountPath"] for m in node["volumeMounts"]}
     claims = one("StatefulSet")["spec"]["volumeClaimTemplates"]
     assert [c["metadata"]["name"] for c in claims] == ["data"]
-    assert mounts == {"data": settings.data_dir}
+    assert mounts["data"] == settings.data_dir
+    assert set(mounts) - {"data"} == {v["name"] for v in pod_spec()["volumes"]}
     client = one("Service", "dcounter")
     assert client["spec"]["ports"][0]["targetPort"] == "http"
 
