@@ -396,6 +396,10 @@ class Membership:
                 return
             member = Member(update.address, update.replica, update.state, update.incarnation, now)
             self._members[update.address] = member
+            if update.state in _LIVE:
+                # As memberlist: at a random place in this round's probe order, so a new
+                # member is probed this round, not only after everyone known before it.
+                self._order.insert(self._rng.randint(0, len(self._order)), update.address)
             self._changes.append(
                 StateChange(update.address, None, update.state, update.incarnation)
             )
