@@ -21,7 +21,7 @@ from dcounter_client import AsyncClient, Client
 if TYPE_CHECKING:
     from tests.conftest import SpawnNode
 
-    from dcounter_client import CounterSnapshot, NodeHealth
+    from dcounter_client import CounterSnapshot, Member, NodeHealth
     from dcounter_node.testing import NodeProcess
 
 #: A node on free loopback ports, keeping nothing on disk.
@@ -39,6 +39,7 @@ class AnyClient(Protocol):
     async def counter(self) -> CounterSnapshot: ...
     async def health(self) -> list[NodeHealth]: ...
     async def peers(self) -> list[str]: ...
+    async def members(self) -> list[Member]: ...
     async def add_peer(self, address: str) -> bool: ...
     async def remove_peer(self, address: str) -> bool: ...
     def watch(self, *, idle_timeout: float = ...) -> AsyncGenerator[int, None]: ...
@@ -72,6 +73,9 @@ class ThreadedClient:
 
     async def peers(self) -> list[str]:
         return await asyncio.to_thread(self._client.peers)
+
+    async def members(self) -> list[Member]:
+        return await asyncio.to_thread(self._client.members)
 
     async def add_peer(self, address: str) -> bool:
         return await asyncio.to_thread(self._client.add_peer, address)

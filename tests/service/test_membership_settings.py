@@ -100,3 +100,47 @@ async def test_the_advertised_address_is_the_transports_identity(wait_until: Wai
     finally:
         await sender.close()
         await listener.close()
+
+
+def test_max_members_is_a_setting_with_a_sane_default(tmp_path: Path) -> None:
+    assert NodeSettings().max_members == 1024
+    settings = settings_from_args(["--max-members", "64"])
+    assert settings.max_members == 64
+    assert settings_from_args(settings.to_argv()) == settings
+    assert membership_config(1.0, 5.0, max_members=64).max_members == 64
+    path = tmp_path / "node.toml"
+    path.write_text("max_members = 16\n", encoding="utf-8")
+    assert load_config_file(path).settings(None).max_members == 16
+
+
+@pytest.mark.parametrize("value", ["1", "0", "many"])
+def test_max_members_must_leave_room_for_another_member(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--max-members", value, "--in-memory"])
+    assert info.value.code == 2
+    assert "--max-members" in capsys.readouterr().err
+
+
+def test_join_dns_flags_and_keys(tmp_path: Path) -> None:
+    defaults = NodeSettings()
+    assert (defaults.join_dns, defaults.join_dns_interval) == (None, 30.0)
+    settings = settings_from_args(
+        ["--join-dns", "dcounter.default.svc.cluster.local:7946", "--join-dns-interval", "10"]
+    )
+    assert settings.join_dns == "dcounter.default.svc.cluster.local:7946"
+    assert settings.join_dns_interval == 10.0
+    assert settings_from_args(settings.to_argv()) == settings
+    path = tmp_path / "node.toml"
+    path.write_text('join_dns = "seeds.example:7001"\njoin_dns_interval = 5\n', encoding="utf-8")
+    from_file = load_config_file(path).settings(None)
+    assert (from_file.join_dns, from_file.join_dns_interval) == ("seeds.example:7001", 5.0)
+
+
+@pytest.mark.parametrize("name", ["seeds.example", "seeds.example:0"])
+def test_join_dns_needs_a_port(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--join-dns", name, "--in-memory"])
+    assert info.value.code == 2
+    assert "--join-dns" in capsys.readouterr().err

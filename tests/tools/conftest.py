@@ -71,3 +71,34 @@ def tools_env(tmp_path: Path) -> dict[str, str]:
 def python() -> str:
     """The interpreter running the tests (it has every distribution installed)."""
     return sys.executable
+
+
+class MembersAlive(Protocol):
+    def __call__(self, state_dir: Path) -> dict[str, Any]: ...
+
+
+@pytest.fixture
+def members_alive(capsys: pytest.CaptureFixture[str]) -> MembersAlive:
+    """``members_alive(state_dir)``: ``status --json`` of the background cluster there, run
+    until every node lists every node as an alive member (failing at a deadline)."""
+
+    def wait(state_dir: Path) -> dict[str, Any]:
+        return _wait_members_alive(state_dir, capsys)
+
+    return wait
+
+
+def _wait_members_alive(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60.0
+    while True:
+        capsys.readouterr()
+        cluster_main(["status", "--state-dir", str(state_dir), "--json"])
+        status: dict[str, Any] = json.loads(capsys.readouterr().out)
+        everyone = sorted(node["gossip"] for node in status["nodes"])
+        views = [
+            [(m["address"], m["state"]) for m in node["members"] or ()] for node in status["nodes"]
+        ]
+        if all(view == [(a, "alive") for a in everyone] for view in views):
+            return status
+        assert time.monotonic() < deadline, f"members {everyone} alive everywhere; {views}"
+        time.sleep(0.1)

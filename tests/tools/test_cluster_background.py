@@ -17,7 +17,7 @@ from dcounter_tools.cluster.cli import main
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.tools.conftest import PidsGone
+    from tests.tools.conftest import MembersAlive, PidsGone
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,7 @@ def test_up_status_down_round_trip_leaves_no_process(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     pids_gone: PidsGone,
+    members_alive: MembersAlive,
 ) -> None:
     state_dir = tmp_path / "state"
     up = _up(python, tools_env, "--nodes", "3", "--sync-interval", "0.1", "--json")
@@ -71,6 +72,18 @@ def test_up_status_down_round_trip_leaves_no_process(
         for node in status["nodes"]:
             assert node["state"] == "up"
             assert node["peers"] == sorted(set(gossip) - {node["gossip"]})
+
+        # Each node joined the first one's membership: all list all three, alive.
+        status = members_alive(state_dir)
+        for node in status["nodes"]:
+            mine = next(m for m in node["members"] if m["address"] == node["gossip"])
+            assert mine["replica"] == node["replica"]
+            assert mine["incarnation"] == 0
+        code, text, _ = _call(capsys, "status", "--state-dir", str(state_dir))
+        assert code == 0
+        for node in state["nodes"]:
+            assert f"members as {node['name']} sees them:" in text
+            assert text.count(f"{node['gossip']}  alive") == 3
 
         request = urllib.request.Request(
             f"http://{state['nodes'][0]['http']}/increment", data=b'{"by": 5}', method="POST"

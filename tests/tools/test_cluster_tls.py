@@ -23,7 +23,7 @@ from dcounter_tools.cluster.spec import build_spec
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.tools.conftest import ClusterCLI, PidsGone
+    from tests.tools.conftest import ClusterCLI, MembersAlive, PidsGone
 
 FAST = ("--duration", "1.5", "--sync-interval", "0.2", "--seed", "7", "--quiet")
 
@@ -109,6 +109,7 @@ def test_up_with_tls_refuses_plaintext_and_down_removes_the_ca(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     pids_gone: PidsGone,
+    members_alive: MembersAlive,
 ) -> None:
     state_dir = tmp_path / "state"
     up = subprocess.run(
@@ -139,6 +140,8 @@ def test_up_with_tls_refuses_plaintext_and_down_removes_the_ca(
         status = json.loads(capsys.readouterr().out)
         assert status["all_up"] is True
         assert [n["peers"] for n in status["nodes"]] == [[nodes[1]["gossip"]], [nodes[0]["gossip"]]]
+        # Membership over mutual TLS, read over HTTPS with the token.
+        members_alive(state_dir)
         host, _, port = nodes[0]["gossip"].rpartition(":")
         with socket.create_connection((host, int(port)), timeout=5) as plain:
             plain.sendall(encode_frame("127.0.0.1:1", b"\x00forged"))

@@ -13,6 +13,7 @@ from dcounter_client._errors import ResponseError as ResponseError
 from dcounter_client._errors import UnavailableError as UnavailableError
 from dcounter_client._policy import RetryPolicy as RetryPolicy
 from dcounter_client._types import CounterSnapshot as CounterSnapshot
+from dcounter_client._types import Member as Member
 from dcounter_client._types import NodeHealth as NodeHealth
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "CounterSnapshot",
     "IndeterminateError",
     "InvalidArgumentError",
+    "Member",
     "NodeHealth",
     "RejectedError",
     "ResponseError",

@@ -15,6 +15,7 @@ from dcounter_client._core import (
     health_failed,
     health_of,
     parse_counter,
+    parse_members,
     parse_peers,
     parse_value,
     tls_verify,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-    from dcounter_client._types import CounterSnapshot, NodeHealth
+    from dcounter_client._types import CounterSnapshot, Member, NodeHealth
 
 __all__ = ["AsyncClient"]
 
@@ -37,6 +38,7 @@ T = TypeVar("T")
 _VALUE: Final = Request("GET", "/counter", parse_value)
 _COUNTER: Final = Request("GET", "/counter", parse_counter)
 _PEERS: Final = Request("GET", "/peers", parse_peers, anywhere=False)
+_MEMBERS: Final = Request("GET", "/members", parse_members, anywhere=False)
 
 
 class AsyncClient:
@@ -118,6 +120,13 @@ class AsyncClient:
         its own peer list. Retries are harmless (adding or removing twice changes nothing).
         """
         return await self._run(_PEERS)
+
+    async def members(self) -> list[Member]:
+        """The first node's member list (``GET /members``), sorted by address.
+
+        No failover: each node has its own view of the cluster.
+        """
+        return await self._run(_MEMBERS)
 
     async def add_peer(self, address: str) -> bool:
         """Add a gossip peer to the first node; True if it was new."""

@@ -13,6 +13,7 @@ from dcounter_client._core import (
     health_failed,
     health_of,
     parse_counter,
+    parse_members,
     parse_peers,
     parse_value,
     tls_verify,
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-    from dcounter_client._types import CounterSnapshot, NodeHealth
+    from dcounter_client._types import CounterSnapshot, Member, NodeHealth
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
@@ -37,6 +38,7 @@ DEFAULT_TIMEOUT: Final = 5.0
 _VALUE: Final = Request("GET", "/counter", parse_value)
 _COUNTER: Final = Request("GET", "/counter", parse_counter)
 _PEERS: Final = Request("GET", "/peers", parse_peers, anywhere=False)
+_MEMBERS: Final = Request("GET", "/members", parse_members, anywhere=False)
 
 
 class Client:
@@ -117,6 +119,13 @@ class Client:
         its own peer list. Retries are harmless (adding or removing twice changes nothing).
         """
         return self._run(_PEERS)
+
+    def members(self) -> list[Member]:
+        """The first node's member list (``GET /members``), sorted by address.
+
+        No failover: each node has its own view of the cluster.
+        """
+        return self._run(_MEMBERS)
 
     def add_peer(self, address: str) -> bool:
         """Add a gossip peer to the first node; True if it was new."""

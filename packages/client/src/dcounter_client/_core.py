@@ -30,7 +30,7 @@ from dcounter_client._errors import (
 )
 from dcounter_client._policy import Failure, GiveUp, RetryPolicy
 from dcounter_client._sse import SSEDecoder
-from dcounter_client._types import CounterSnapshot, NodeHealth
+from dcounter_client._types import CounterSnapshot, Member, NodeHealth
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -188,6 +188,34 @@ def parse_peers(node: str, status: int, content: bytes) -> list[str]:
     except (KeyError, TypeError) as exc:
         raise ResponseError(f"{node} answered an unexpected peer list: {exc!r}") from None
     return peers
+
+
+_MEMBER_STATES = frozenset({"alive", "suspect", "dead", "left"})
+
+
+def _member(item: object) -> Member:
+    if not isinstance(item, dict):
+        raise TypeError(f"not an object: {item!r}")
+    address, replica, state = item["address"], item["replica"], item["state"]
+    incarnation, since = item["incarnation"], item["since"]
+    if not (isinstance(address, str) and isinstance(replica, str) and state in _MEMBER_STATES):
+        raise TypeError(f"not a member: {item!r}")
+    if type(incarnation) is not int or incarnation < 0:
+        raise TypeError(f"not an incarnation: {incarnation!r}")
+    if isinstance(since, bool) or not isinstance(since, int | float):
+        raise TypeError(f"not a time: {since!r}")
+    return Member(address, replica, state, incarnation, float(since))
+
+
+def parse_members(node: str, status: int, content: bytes) -> list[Member]:
+    document = _document(node, content)
+    try:
+        members = document["members"]
+        if not isinstance(members, list):
+            raise TypeError(f"not a list: {members!r}")
+        return [_member(item) for item in members]
+    except (KeyError, TypeError) as exc:
+        raise ResponseError(f"{node} answered an unexpected member list: {exc!r}") from None
 
 
 def parse_peer_added(node: str, status: int, content: bytes) -> bool:

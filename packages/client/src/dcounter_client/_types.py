@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["CounterSnapshot", "NodeHealth"]
+__all__ = ["CounterSnapshot", "Member", "NodeHealth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +36,18 @@ class NodeHealth:
     node: str
     ok: bool
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One entry of a node's ``GET /members``: a cluster member as that node sees it.
+
+    ``state`` is ``"alive"``, ``"suspect"``, ``"dead"`` or ``"left"``; ``since`` is when it
+    entered that state (Unix seconds, the node's clock).
+    """
+
+    address: str
+    replica: str
+    state: str
+    incarnation: int
+    since: float

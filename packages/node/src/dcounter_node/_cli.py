@@ -19,6 +19,7 @@ from dcounter_node._errors import ConfigError, StorageError
 from dcounter_node._http import create_app
 from dcounter_node._http_server import start_http_server
 from dcounter_node._logging import configure_logging
+from dcounter_node._membership_dns import DNSJoiner
 from dcounter_node._membership_service import (
     MembershipService,
     membership_config,
@@ -303,7 +304,14 @@ async def _serve(
         node,
         seeds=settings.join,
         static_peers=settings.peers,
-        config=membership_config(settings.probe_interval, settings.suspect_timeout),
+        config=membership_config(
+            settings.probe_interval, settings.suspect_timeout, max_members=settings.max_members
+        ),
+    )
+    dns = (
+        None
+        if settings.join_dns is None
+        else DNSJoiner(members, settings.join_dns, interval=settings.join_dns_interval)
     )
     try:
         await node.start()
@@ -360,11 +368,15 @@ async def _serve(
             _peer_count(len(node.peers)),
             f", API tokens: {security.tokens.summary()}" if security.tokens is not None else "",
         )
+        if dns is not None:
+            dns.start()
         ready = ReadyLine(node.address, server.address, node.replica_id, os.getpid())
         print(ready.format(), flush=True)
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
+        if dns is not None:
+            await dns.close()
         # Members mark a node that says it leaves as left at once, not after a timeout.
         await members.leave()
         await members.close()

@@ -136,6 +136,8 @@ class MembershipConfig:
     retransmit_mult: int = 4
     dead_probe_rounds: int = 10
     max_piggyback: int = 32
+    #: Most members known, this node included; updates about more are ignored (counted).
+    max_members: int = 1024
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout <= self.probe_interval:
@@ -144,6 +146,8 @@ class MembershipConfig:
             raise ValueError("suspect_timeout must be > 0")
         if self.indirect_checks < 0 or self.retransmit_mult < 1 or self.dead_probe_rounds < 1:
             raise ValueError("indirect_checks >= 0, retransmit_mult >= 1, dead_probe_rounds >= 1")
+        if self.max_members < 2:
+            raise ValueError("max_members must be at least 2 (this node and one other)")
 
 
 @dataclass(slots=True)
@@ -216,6 +220,7 @@ class Membership:
         self._rounds = 0
         self._relays: dict[int, _Relay] = {}
         self._leaving = False
+        self._refused = 0
 
     # -- views ----------------------------------------------------------------------------
 
@@ -238,6 +243,11 @@ class Membership:
             (Member(m.address, m.replica, m.state, m.incarnation, m.since) for m in everyone),
             key=lambda m: m.address,
         )
+
+    @property
+    def refused(self) -> int:
+        """Updates about new members ignored because ``max_members`` are known already."""
+        return self._refused
 
     def alive(self) -> list[str]:
         """Addresses of the other members believed alive or suspect (gossip targets)."""
@@ -380,8 +390,16 @@ class Membership:
         if member is None:
             if update.state is MemberState.SUSPECT:
                 return  # as memberlist: a suspicion alone does not make a member
+            if len(self._members) + 1 >= self._config.max_members:
+                # A bound on what gossip (a hostile sender included) makes us hold and probe.
+                self._refused += 1
+                return
             member = Member(update.address, update.replica, update.state, update.incarnation, now)
             self._members[update.address] = member
+            if update.state in _LIVE:
+                # As memberlist: at a random place in this round's probe order, so a new
+                # member is probed this round, not only after everyone known before it.
+                self._order.insert(self._rng.randint(0, len(self._order)), update.address)
             self._changes.append(
                 StateChange(update.address, None, update.state, update.incarnation)
             )

@@ -29,7 +29,12 @@ from dcounter_node._membership_wire import (
     encode_membership,
 )
 from dcounter_node._ratelimit import RateLimitedLog
-from dcounter_protocol import CAP_MEMBERSHIP, TCPTransport, TransportError
+from dcounter_protocol import (
+    CAP_MEMBERSHIP,
+    TCPTransport,
+    TransportError,
+    received_capabilities,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
@@ -58,13 +63,16 @@ _LEAVE_WAIT: Final = 0.5
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
 
 
-def membership_config(probe_interval: float, suspect_timeout: float) -> MembershipConfig:
-    """The state machine's timings from the two settings a user gives."""
+def membership_config(
+    probe_interval: float, suspect_timeout: float, *, max_members: int = 1024
+) -> MembershipConfig:
+    """The state machine's settings from the ones a user gives."""
     # Half the interval for the direct ack leaves the other half for indirect probes.
     return MembershipConfig(
         probe_interval=probe_interval,
         probe_timeout=probe_interval / 2,
         suspect_timeout=suspect_timeout,
+        max_members=max_members,
     )
 
 
@@ -101,6 +109,9 @@ class MembershipService:
         #: Messages not sent because the member has no stream that speaks membership.
         self.not_capable = 0
         self.invalid = 0
+        #: Membership messages refused: their connection did not negotiate the capability.
+        self.not_negotiated = 0
+        self._refused_seen = 0
         node.membership_handler = self._on_frame
 
     @property
@@ -121,6 +132,11 @@ class MembershipService:
         self._ticker = asyncio.ensure_future(self._tick_forever())
         logger.info("membership: joining through %s", ", ".join(self._seeds) or "no seed")
 
+    def join(self, seeds: Sequence[str]) -> None:
+        """Ask ``seeds`` for their member lists (again): seeds found later, e.g. in DNS."""
+        if self._membership is not None and not self._membership.leaving:
+            self._send(self._membership.join(seeds))
+
     async def leave(self) -> None:
         """Announce a graceful leave to every member; waits up to one probe interval."""
         membership = self._membership
@@ -137,7 +153,9 @@ class MembershipService:
     async def close(self) -> None:
         """Stop probing and cancel sends in flight."""
         self._stop_ticker()
-        self._node.membership_handler = None
+        # Members still probe a node that stopped: their messages are dropped quietly, not
+        # handed to the counter's gossip (which would log each as an invalid envelope).
+        self._node.membership_handler = _ignore
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -186,6 +204,18 @@ class MembershipService:
         membership = self._membership
         if membership is None:
             return
+        capabilities = received_capabilities()  # None: an in-process network, no handshake
+        if capabilities is not None and not capabilities & CAP_MEMBERSHIP:
+            # A seed frame, or a stream whose ends did not both offer membership: whoever
+            # sent it never learnt that we speak membership, so it is not one of us.
+            self.not_negotiated += 1
+            self._log.warning(
+                "not-negotiated",
+                "membership: dropping a message from %s on a connection that did not"
+                " negotiate membership (seed framing or a version 1 stream)",
+                sender,
+            )
+            return
         try:
             message = decode_membership(payload)
         except MembershipDecodeError as exc:
@@ -199,6 +229,14 @@ class MembershipService:
         membership = self._membership
         if membership is None:
             return
+        if membership.refused > self._refused_seen:
+            self._refused_seen = membership.refused
+            self._log.warning(
+                "refused",
+                "membership: ignoring new members beyond --max-members %d (%d so far)",
+                self._config.max_members,
+                membership.refused,
+            )
         peers = self._node.peers
         for change in membership.take_changes():
             self.changes[change.after.value] += 1
@@ -251,6 +289,10 @@ class MembershipService:
                 transport.send_nowait(out.address, payload)
 
 
+async def _ignore(sender: str, payload: bytes) -> None:
+    return None
+
+
 def members_route(
     service: MembershipService,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -290,6 +332,16 @@ class MembershipCollector(Collector):
             "dcounter_membership_invalid_messages",
             "Membership messages dropped as malformed.",
             value=self._service.invalid,
+        )
+        yield CounterMetricFamily(
+            "dcounter_membership_refused_members",
+            "Updates about new members ignored: --max-members are known already.",
+            value=0 if membership is None else membership.refused,
+        )
+        yield CounterMetricFamily(
+            "dcounter_membership_not_negotiated",
+            "Membership messages dropped: their connection did not negotiate membership.",
+            value=self._service.not_negotiated,
         )
         yield CounterMetricFamily(
             "dcounter_membership_not_capable",

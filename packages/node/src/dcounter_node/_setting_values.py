@@ -149,6 +149,18 @@ def _positive_int_text(text: str) -> int:
     return _positive_int(value)
 
 
+def _member_count(value: object) -> int:
+    """A member table's size: this node and at least one other."""
+    count = _positive_int(value)
+    if count < 2:
+        raise ConfigError(f"expected an integer >= 2 (this node and another), got {count}")
+    return count
+
+
+def _member_count_text(text: str) -> int:
+    return _member_count(_positive_int_text(text))
+
+
 def _origins(value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"expected a list of origins such as https://dash.example, got {value!r}")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from dcounter_node._config import NodeConfig
 from dcounter_node._errors import ConfigError
 from dcounter_node._http_limits import HTTPLimits
+from dcounter_node._membership_dns import DEFAULT_DNS_INTERVAL
 from dcounter_node._setting_values import (
     DEFAULT_HTTP,
     DEFAULT_LISTEN,
@@ -118,8 +119,11 @@ class NodeSettings:
     require_auth: bool = False
     advertise: str | None = None
     join: tuple[str, ...] = ()
+    join_dns: str | None = None
+    join_dns_interval: float = DEFAULT_DNS_INTERVAL
     probe_interval: float = 1.0
     suspect_timeout: float = 5.0
+    max_members: int = 1024
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dcounter_node._config import NodeConfig
 from dcounter_node._http_limits import HTTPLimits
+from dcounter_node._membership_dns import MAX_RETRY
 from dcounter_node._setting_values import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -20,6 +21,8 @@ from dcounter_node._setting_values import (
     _choice,
     _directory,
     _file,
+    _member_count,
+    _member_count_text,
     _origins,
     _origins_text,
     _peer,
@@ -362,6 +365,27 @@ SETTINGS: tuple[SettingSpec, ...] = (
         to_text=",".join,
     ),
     SettingSpec(
+        "join_dns",
+        "--join-dns",
+        "a DNS name whose A/AAAA records are nodes to join (a Kubernetes headless service),"
+        " with their gossip port; resolved at start and again every --join-dns-interval;"
+        " a name that does not resolve yet is retried, never fatal",
+        _peer,
+        _peer,
+        metavar="NAME:PORT",
+        default_text="none",
+    ),
+    SettingSpec(
+        "join_dns_interval",
+        "--join-dns-interval",
+        "seconds between resolutions of --join-dns while this node has live members (every"
+        f" {MAX_RETRY:g} s at most while it is alone or the name does not resolve)",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
+    SettingSpec(
         "probe_interval",
         "--probe-interval",
         "seconds between membership probes (one member each)",
@@ -378,5 +402,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _seconds_text,
         metavar="SECONDS",
         to_text=_seconds_to_text,
+    ),
+    SettingSpec(
+        "max_members",
+        "--max-members",
+        "most members this node keeps in its member list (itself included); members beyond"
+        " it that gossip names are ignored and counted (a guard against made-up addresses)",
+        _member_count,
+        _member_count_text,
+        metavar="N",
     ),
 )

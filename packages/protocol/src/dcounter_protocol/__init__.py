@@ -80,6 +80,7 @@ from dcounter_protocol._tcp import TCPTransport as TCPTransport
 from dcounter_protocol._tcp import TLSOptions as TLSOptions
 from dcounter_protocol._tcp import TransportStats as TransportStats
 from dcounter_protocol._tcp import WireMode as WireMode
+from dcounter_protocol._tcp import received_capabilities as received_capabilities
 from dcounter_protocol._transport import Handler as Handler
 from dcounter_protocol._transport import Transport as Transport
 
@@ -154,6 +155,7 @@ __all__ = [
     "format_address",
     "parse_ack",
     "parse_address",
+    "received_capabilities",
     "serialize_state",
     "state_digest",
 ]

@@ -3,7 +3,7 @@
 run      start N node processes, write to them, optionally kill one / partition them,
          wait for convergence, print a report (exit 0 only if every node is exact)
 up       start a cluster in the background and record it in a state directory
-status   show each background node's value and peers
+status   show each background node's value, peers and members (as that node sees them)
 down     stop the background cluster and remove its state
 clean    remove network namespaces and links a crashed fault lab left behind
 
@@ -21,6 +21,7 @@ import random
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ from dcounter_tools.cluster.spec import (
 )
 from dcounter_tools.cluster.state import (
     STATE_FILE,
+    NodeStatus,
     cluster_down,
     cluster_status,
     cluster_up,
@@ -54,6 +56,8 @@ from dcounter_tools.errors import ClusterError, LabUnavailableError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+
+    from dcounter_client import Member
 
 __all__ = ["main", "run"]
 
@@ -242,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print the state as JSON")
     status = commands.add_parser(
         "status",
-        help="show each background node's value and peers",
+        help="show each background node's value, peers and members",
         description="Exit 0 when every recorded node answers, 1 otherwise.",
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -490,6 +494,8 @@ async def _status(args: argparse.Namespace) -> int:
                             "replica": s.replica,
                             "peers": list(s.peers) if s.peers is not None else None,
                             "error": s.error,
+                            "members": _members_json(s.members),
+                            "members_error": s.members_error,
                         }
                         for s in statuses
                     ],
@@ -507,6 +513,7 @@ async def _status(args: argparse.Namespace) -> int:
             print(f"{s.name:<{width}}  DEAD  (pid {s.pid} is gone) gossip {s.gossip}")
         else:
             print(f"{s.name:<{width}}  UNREACHABLE  http {s.http}: {s.error}")
+        _print_members(s, indent=" " * (width + 2))
     values = {s.value for s in statuses if s.state == "up"}
     if all_up and len(values) == 1:
         print(f"all {len(statuses)} nodes up, every node at {values.pop()}")
@@ -516,6 +523,39 @@ async def _status(args: argparse.Namespace) -> int:
         up_count = sum(s.state == "up" for s in statuses)
         print(f"{up_count} of {len(statuses)} nodes up")
     return 0 if all_up else 1
+
+
+def _members_json(members: tuple[Member, ...] | None) -> list[dict[str, Any]] | None:
+    if members is None:
+        return None
+    return [
+        {
+            "address": m.address,
+            "replica": m.replica,
+            "state": m.state,
+            "incarnation": m.incarnation,
+            "since": m.since,
+        }
+        for m in members
+    ]
+
+
+def _print_members(status: NodeStatus, indent: str) -> None:
+    """The member list as ``status``'s node sees it, one member a line."""
+    if status.members_error is not None:
+        print(f"{indent}members: cannot read them: {status.members_error}")
+    if not status.members:
+        return
+    now = time.time()
+    width = max(len(m.address) for m in status.members)
+    print(f"{indent}members as {status.name} sees them:")
+    for m in status.members:
+        since = time.strftime("%H:%M:%S", time.localtime(m.since))
+        age = max(0.0, now - m.since)
+        print(
+            f"{indent}  {m.address:<{width}}  {m.state:<7}  incarnation {m.incarnation:<3}"
+            f"  since {since} ({age:.0f} s ago)  replica {m.replica}"
+        )
 
 
 async def _down(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from dcounter_client import (
     ClientError,
     CounterSnapshot,
     IndeterminateError,
+    Member,
     RejectedError,
     ResponseError,
     UnavailableError,
@@ -125,6 +126,13 @@ class NodeClient:
             return await self._client.peers()
         except ClientError as exc:
             raise APIError(f"GET /peers on {self.address}: {exc}") from exc
+
+    async def members(self) -> list[Member]:
+        """The node's member list as it sees it (``GET /members``)."""
+        try:
+            return await self._client.members()
+        except ClientError as exc:
+            raise APIError(f"GET /members on {self.address}: {exc}") from exc
 
     async def add_peer(self, address: str) -> None:
         """``POST /peers``; APIError unless the node accepted it."""

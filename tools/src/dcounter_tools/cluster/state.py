@@ -1,7 +1,8 @@
 """``up`` / ``down`` / ``status``: a cluster left running in the background.
 
 ``up`` starts detached node processes (own sessions, output in files in the state
-directory), waits for every ready line, wires the mesh, and writes ``cluster.json`` there:
+directory; the first one first, as every other joins its membership with ``--join``), waits
+for every ready line, wires the mesh, and writes ``cluster.json`` there:
 each node's name, pid, addresses, replica id and files. ``down`` stops the recorded
 processes (SIGTERM, then SIGKILL after a grace period; a recycled pid that no longer runs
 ``dcounter_node`` is left alone) and removes the state. ``status`` asks every node for its
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dcounter_tools.cluster.certs import TLS_DIR, cluster_access, with_tls
-from dcounter_tools.cluster.client import PLAIN, APIAccess, NodeClient
+from dcounter_tools.cluster.client import PLAIN, APIAccess, APIError, NodeClient
 from dcounter_tools.cluster.processes import (
     is_node_process,
     pid_alive,
@@ -32,7 +33,8 @@ from dcounter_tools.cluster.processes import (
 from dcounter_tools.errors import ClusterError, ClusterStateError
 
 if TYPE_CHECKING:
-    from dcounter_tools.cluster.spec import ClusterSpec
+    from dcounter_client import Member
+    from dcounter_tools.cluster.spec import ClusterSpec, NodeSpec
 
 __all__ = [
     "STATE_FILE",
@@ -160,18 +162,28 @@ async def cluster_up(
         access = cluster_access(state_dir / TLS_DIR)
     started: list[tuple[str, int, Path, Path]] = []
     complete = False
+
+    def spawn(node: NodeSpec, *extra: str) -> None:
+        out = state_dir / f"{node.name}.out"
+        log = state_dir / f"{node.name}.log"
+        pid = spawn_detached([*node.argv(), *extra], out, log)
+        started.append((node.name, pid, out, log))
+
     try:
-        for node in spec.nodes:
-            out = state_dir / f"{node.name}.out"
-            log = state_dir / f"{node.name}.log"
-            pid = spawn_detached(node.argv(), out, log)
-            started.append((node.name, pid, out, log))
-        readies = await asyncio.gather(
+        # The first node is the others' membership seed (--join), so it starts first.
+        first, *rest = spec.nodes
+        spawn(first)
+        name, pid, out, log = started[0]
+        seed = await wait_ready_file(name, pid, out, log, startup_timeout)
+        for node in rest:
+            spawn(node, "--join", seed.gossip)
+        others = await asyncio.gather(
             *(
                 wait_ready_file(name, pid, out, log, startup_timeout)
-                for name, pid, out, log in started
+                for name, pid, out, log in started[1:]
             )
         )
+        readies = [seed, *others]
         nodes = tuple(
             StateNode(name, ready.pid, ready.gossip, ready.http, ready.replica, str(out), str(log))
             for (name, _, out, log), ready in zip(started, readies, strict=True)
@@ -243,6 +255,10 @@ def _remove_state(state_dir: Path, state: ClusterState) -> None:
         state_dir.rmdir()  # only when nothing else is in it
 
 
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def _access(state_dir: Path, state: ClusterState) -> APIAccess:
     """How ``status`` reaches the recorded nodes' APIs."""
     if not state.tls:
@@ -267,6 +283,10 @@ class NodeStatus:
     replica: str | None = None
     peers: tuple[str, ...] | None = None
     error: str | None = None
+    #: The node's member list (``GET /members``); None if it could not be read.
+    members: tuple[Member, ...] | None = None
+    #: Why the member list could not be read (the node is up otherwise).
+    members_error: str | None = None
 
 
 async def cluster_status(
@@ -282,13 +302,18 @@ async def cluster_status(
         if not _running(node):
             return NodeStatus(node.name, node.pid, node.gossip, node.http, "dead")
         client = NodeClient(node.http, timeout=request_timeout, access=access)
+        members: tuple[Member, ...] | None = None
+        members_error: str | None = None
         try:
             view = await client.counter()
             peers = await client.peers()
+            try:
+                members = tuple(await client.members())
+            except APIError as exc:  # a node without membership still has a value
+                members_error = _reason(exc)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return NodeStatus(
-                node.name, node.pid, node.gossip, node.http, "unreachable", error=reason
+                node.name, node.pid, node.gossip, node.http, "unreachable", error=_reason(exc)
             )
         finally:
             await client.close()
@@ -301,6 +326,8 @@ async def cluster_status(
             view.value,
             view.replica,
             tuple(peers),
+            members=members,
+            members_error=members_error,
         )
 
     return state, list(await asyncio.gather(*(ask(n) for n in state.nodes)))

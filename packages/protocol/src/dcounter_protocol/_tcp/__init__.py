@@ -101,10 +101,18 @@ stream, the backend interface and plain backend, the dialer), ``_tlsoptions`` an
 
 from __future__ import annotations
 
+from dcounter_protocol._tcp._inbound import received_capabilities as received_capabilities
 from dcounter_protocol._tcp._options import TCPOptions as TCPOptions
 from dcounter_protocol._tcp._options import TransportStats as TransportStats
 from dcounter_protocol._tcp._options import WireMode as WireMode
 from dcounter_protocol._tcp._tlsoptions import TLSOptions as TLSOptions
 from dcounter_protocol._tcp._transport import TCPTransport as TCPTransport
 
-__all__ = ["TCPOptions", "TCPTransport", "TLSOptions", "TransportStats", "WireMode"]
+__all__ = [
+    "TCPOptions",
+    "TCPTransport",
+    "TLSOptions",
+    "TransportStats",
+    "WireMode",
+    "received_capabilities",
+]

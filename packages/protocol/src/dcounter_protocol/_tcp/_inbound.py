@@ -6,6 +6,7 @@ describes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import select
 import socket
@@ -31,7 +32,23 @@ if TYPE_CHECKING:
     from dcounter_protocol._tcp._options import Counters, TCPOptions
     from dcounter_protocol._transport import Handler
 
-__all__ = ["Inbound", "bind"]
+__all__ = ["Inbound", "bind", "received_capabilities"]
+
+#: The capabilities negotiated on the connection whose message the handler is handling.
+_RECEIVED_CAPABILITIES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "dcounter_received_capabilities", default=None
+)
+
+
+def received_capabilities() -> int | None:
+    """Inside a transport handler: the capability bits both ends of the stream that carried
+    the message offered (0 for a seed frame or a version 1 stream). None outside a TCP
+    transport's handler, e.g. in an in-process network's, which negotiates nothing.
+
+    A payload that only a capability allows (a membership message) is accepted only when
+    this says the capability was negotiated on its connection.
+    """
+    return _RECEIVED_CAPABILITIES.get()
 
 
 async def bind(address: str, host: str, port: int, backlog: int) -> socket.socket:
@@ -245,7 +262,7 @@ class Inbound:
             # Port probes and health checks connect and leave: not worth a warning.
             log.debug("connection from %s closed without data", _peer_text(peer))
             return
-        await self._handle(frame.sender, frame.payload, seed=True)
+        await self._handle(frame.sender, frame.payload, capabilities=0)
 
     async def _read_seed_frame(self, accepted: _Accepted, chunk: bytes) -> Frame | None:
         """The frame the connection carries up to EOF; None if it carried nothing."""
@@ -258,18 +275,24 @@ class Inbound:
             return None
         return decoder.end_of_stream()
 
-    async def _handle(self, sender: str, payload: bytes, *, seed: bool) -> None:
+    async def _handle(
+        self, sender: str, payload: bytes, *, capabilities: int, stream: bool = False
+    ) -> None:
         handler = self._handler
         if handler is None:  # pragma: no cover - connections exist only after serve()
             return
-        if seed:
-            self._counters.seed_received += 1
-        else:
+        if stream:
             self._counters.stream_received += 1
+        else:
+            self._counters.seed_received += 1
+        # Each connection's task handles its own messages, so the variable is its own.
+        token = _RECEIVED_CAPABILITIES.set(capabilities)
         try:
             await handler(sender, payload)
         except Exception:
             log.exception("handler failed for a message from %s", sender)
+        finally:
+            _RECEIVED_CAPABILITIES.reset(token)
 
     async def _serve_stream(
         self, accepted: _Accepted, peer: object, first: bytes, started: float
@@ -308,7 +331,9 @@ class Inbound:
         frames = stream.frames
         while True:
             while frames:
-                await self._handle(stream.sender, frames.popleft(), seed=False)
+                await self._handle(
+                    stream.sender, frames.popleft(), capabilities=stream.capabilities, stream=True
+                )
                 if stream.reading_paused and len(frames) <= RESUME_FRAMES:
                     stream.resume_reading()
             if stream.ended:

@@ -26,7 +26,8 @@ class InboundStream(asyncio.Protocol):
         self._loop = loop
         self._decoder = StreamDecoder(max_size=options.max_message_size)
         # A version 2 hello is answered with our capabilities (none: 0).
-        self._ack_caps = encode_ack(options.capabilities or 0)
+        self._capabilities = options.capabilities or 0
+        self._ack_caps = encode_ack(self._capabilities)
         self._read_timeout = options.read_timeout
         self._idle_limit = options.stream_idle_timeout + options.read_timeout
         self._first = first
@@ -52,6 +53,11 @@ class InboundStream(asyncio.Protocol):
     @property
     def sender(self) -> str:
         return self._decoder.sender or ""
+
+    @property
+    def capabilities(self) -> int:
+        """The capability bits both ends offered (0 before the hello or with version 1)."""
+        return self._decoder.capabilities & self._capabilities
 
     @property
     def idle(self) -> bool:
