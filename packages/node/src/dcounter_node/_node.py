@@ -15,10 +15,11 @@ import secrets
 import weakref
 from typing import TYPE_CHECKING, Self
 
-from dcounter_crdt import CounterState, PNCounter
+from dcounter_crdt import CounterState, KeyLimitError, PNCounter
 from dcounter_node._config import NodeConfig
 from dcounter_node._counters import Counters
 from dcounter_node._errors import (
+    ConfigError,
     ForeignStorageError,
     NodeClosedError,
     NodeError,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from types import TracebackType
 
-    from dcounter_node._storage import StateStore
+    from dcounter_node._storage import StateStore, StoredState
     from dcounter_protocol._transport import Handler, Transport
 
 __all__ = ["Node"]
@@ -183,7 +184,7 @@ class Node:
             self._rng,
             streams_to=self._streams_to,
         )
-        self._counters._bind(replica_id)
+        self._bind_counters(replica_id, stored)
         if self._store is not None and self._initial_state:
             self._store.stage(self._initial_state)
 
@@ -203,6 +204,20 @@ class Node:
             len(self._peers),
             "delta" if config.delta_gossip else "seed",
         )
+
+    def _bind_counters(self, replica_id: str, stored: StoredState | None) -> None:
+        """Named counters start from what the store kept (a new incarnation keeps the old
+        replica's entries, as for the default counter) and persist into it."""
+        named = None if stored is None else stored.named
+        try:
+            self._counters._bind(replica_id, named)
+        except KeyLimitError as exc:
+            raise ConfigError(
+                f"the stored named counters do not fit this node's key limits: {exc}"
+                " (raise --max-keys or --max-key-length)"
+            ) from None
+        if self._store is not None:
+            self._counters.persist = self._store.stage_named
 
     def _still_starting(self) -> None:
         if self._status is not _Status.STARTING:

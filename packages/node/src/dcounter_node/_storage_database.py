@@ -10,6 +10,7 @@ schema and removes the clean-shutdown marker durably.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from dcounter_node import _storage_files as files
 from dcounter_node._errors import CorruptStorageError, ForeignStorageError, StorageError
+from dcounter_node._storage_named import load_named, register_functions, upsert_named
 from dcounter_node._storage_schema import (
     INSERT_KEY,
     SCHEMA_VERSION,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from dcounter_node._storage_named import NamedCounts
 __all__ = ["Database"]
 
 _log = logging.getLogger("dcounter_node._storage_sqlite")
@@ -110,6 +113,7 @@ class Database:
         try:
             # Exclusive: the lock is taken at the first read and kept until close().
             conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            register_functions(conn)
             loaded = load(conn, path)
             if loaded is None:
                 if identity is not None:
@@ -117,6 +121,8 @@ class Database:
                 self._configure(conn)
                 return None
             self._check(loaded, identity, facts)
+            if loaded.version >= 3:
+                loaded = dataclasses.replace(loaded, named=load_named(conn, path))
             self._configure(conn)
             if not facts.wal_exists and loaded.version == 1:
                 # Schema 1 kept no marker; SQLite deletes the log only at a clean close.
@@ -263,20 +269,29 @@ class Database:
                 conn.execute("ROLLBACK")
             raise
 
-    def write(self, inc: dict[str, int], dec: dict[str, int], keys: list[StoredKey]) -> None:
-        """Commit counts (each kept as the max of old and new) and keys in one transaction."""
+    def write(
+        self,
+        inc: dict[str, int],
+        dec: dict[str, int],
+        keys: list[StoredKey],
+        named: NamedCounts | None = None,
+    ) -> None:
+        """Commit counts (each kept as the max of old and new), named counts (likewise) and
+        keys in one transaction."""
         conn = self._conn
         assert conn is not None  # open() succeeded
 
         def write() -> None:
             upsert_counts(conn, inc, dec)
+            if named:
+                upsert_named(conn, named)
             if keys:
                 conn.executemany(INSERT_KEY, [key_row(key) for key in keys])
                 self._key_rows += len(keys)
                 self._prune_keys(conn)
 
         try:
-            if len(inc) + len(dec) == 1 and not keys:
+            if len(inc) + len(dec) == 1 and not keys and not named:
                 # One statement is a transaction of its own: no BEGIN and COMMIT needed.
                 upsert_counts(conn, inc, dec)
             else:
