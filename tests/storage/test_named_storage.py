@@ -11,7 +11,7 @@ import pytest
 
 from dcounter_crdt import CounterMapState, CounterState
 from dcounter_node import Node, NodeConfig
-from dcounter_node._errors import ConfigError, CorruptStorageError
+from dcounter_node._errors import CorruptStorageError, StorageError
 from dcounter_node._storage_schema import APPLICATION_ID, SCHEMA_VERSION, StoredKey, crc
 from dcounter_node._storage_sqlite import SQLiteStore
 from dcounter_protocol import MemoryNetwork
@@ -281,6 +281,6 @@ async def test_a_node_refuses_to_start_when_stored_names_pass_its_key_limit(
     async with memory_node(network, SQLiteStore(db_path)) as node:
         for name in ("a", "b", "c"):
             node.counters.increment(name)
-    with pytest.raises(ConfigError, match="do not fit this node's key limits"):
+    with pytest.raises(StorageError, match="do not fit this node's key limits"):
         async with memory_node(network, SQLiteStore(db_path), max_keys=2):
             pass

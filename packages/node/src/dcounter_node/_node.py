@@ -19,11 +19,11 @@ from dcounter_crdt import CounterState, KeyLimitError, PNCounter
 from dcounter_node._config import NodeConfig
 from dcounter_node._counters import Counters
 from dcounter_node._errors import (
-    ConfigError,
     ForeignStorageError,
     NodeClosedError,
     NodeError,
     NodeNotStartedError,
+    StorageError,
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
 from dcounter_node._membership_wire import is_membership
@@ -212,9 +212,10 @@ class Node:
         try:
             self._counters._bind(replica_id, named)
         except KeyLimitError as exc:
-            raise ConfigError(
+            # As for a replica id the configuration contradicts: refuse, never drop counts.
+            raise StorageError(
                 f"the stored named counters do not fit this node's key limits: {exc}"
-                " (raise --max-keys or --max-key-length)"
+                " (raise max_keys or max_key_length to start on this store)"
             ) from None
         if self._store is not None:
             self._counters.persist = self._store.stage_named
