@@ -1,7 +1,8 @@
 """What :class:`~dcounter_node._storage_sqlite.SQLiteStore` gathers between transactions.
 
 A :class:`Batch` holds the changes staged for one transaction (each count the max staged),
-and a :class:`Flush` is the outcome every commit covered by that transaction awaits.
+a :class:`Flush` is the outcome every commit covered by that transaction awaits, and
+:class:`Committed` the counts of every transaction committed so far.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from dcounter_crdt import DEFAULT_KEY, CounterMapState, CounterState
 from dcounter_node._storage_named import NamedCounts
 
 if TYPE_CHECKING:
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
     from dcounter_node._storage_schema import StoredKey
 
-__all__ = ["Batch", "Flush", "raise_max"]
+__all__ = ["Batch", "Committed", "Flush", "raise_max"]
 
 
 def raise_max(target: dict[str, int], counts: Mapping[str, int]) -> None:
@@ -64,3 +66,30 @@ class Batch:
     def size(self) -> int:
         """How many rows the transaction writes (at most)."""
         return len(self.inc) + len(self.dec) + len(self.keys) + len(self.named)
+
+
+class Committed:
+    """The counts of every committed transaction: what reads show while writes fail."""
+
+    __slots__ = ("dec", "inc", "named")
+
+    def __init__(
+        self, state: CounterState | None = None, named: CounterMapState | None = None
+    ) -> None:
+        self.inc = {} if state is None else dict(state.increments)
+        self.dec = {} if state is None else dict(state.decrements)
+        self.named = NamedCounts()
+        if named is not None:
+            self.named.stage(named)
+
+    def absorb(self, batch: Batch) -> None:
+        """Add the counts of ``batch``, just committed."""
+        raise_max(self.inc, batch.inc)
+        raise_max(self.dec, batch.dec)
+        self.named.absorb(batch.named)
+
+    def counter(self, name: str = DEFAULT_KEY) -> CounterState:
+        """One counter's committed counts (``"default"``: the node's own counter)."""
+        if name == DEFAULT_KEY:
+            return CounterState.from_maps(self.inc, self.dec)
+        return self.named.counter(name)

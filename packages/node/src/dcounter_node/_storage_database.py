@@ -6,6 +6,16 @@ methods touch the event loop. Opening checks, in order: the identity file agains
 database (missing, empty or replaced), the node address, a log lost after an unclean
 shutdown, then loads and verifies every row (:mod:`._storage_schema`), migrates an old
 schema and removes the clean-shutdown marker durably.
+
+**Incarnations (issue 12, Riak's "kv679").** A store proves that its state is complete only
+with a clean-shutdown marker, written as the last transaction of
+:meth:`~dcounter_node._storage_sqlite.SQLiteStore.close` (:meth:`Database.mark_clean`) and
+removed (durably) when the database is opened again. A database opened without it may have
+lost the tail of its write-ahead log (an OS crash in ``batched`` mode, a torn disk) while
+peers already hold those counts; resuming the same replica id below them would let their
+higher count swallow the next acknowledged writes. ``SQLiteStore.open`` therefore reports
+``clean_shutdown=False`` and the node binds a new replica id: the old id's counts stay as
+stored and peers restore the rest by merge.
 """
 
 from __future__ import annotations

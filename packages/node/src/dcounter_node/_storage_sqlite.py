@@ -1,9 +1,10 @@
 """A :class:`~dcounter_node._storage.StateStore` on SQLite: one WAL database per node.
 
-This module is the event-loop side: staging, group commit, retries and health. The SQLite
-connection lives in :mod:`._storage_database` (on the store's worker thread), the schema,
-row checksums and migrations in :mod:`._storage_schema`, and the files kept beside the
-database (identity, ``-running``) in :mod:`._storage_files`.
+This module is the event-loop side: staging, group commit, retries and health (a batch
+and the committed counts: :mod:`._storage_batch`). The SQLite connection lives in
+:mod:`._storage_database` (on the store's worker thread), the schema, row checksums and
+migrations in :mod:`._storage_schema` (named counters' rows: :mod:`._storage_named`), and
+the files kept beside the database (identity, ``-running``) in :mod:`._storage_files`.
 
 Every sqlite3 call that may wait on the disk runs on one worker thread owned by the
 store, so an fsync never blocks the event loop: opening, closing, checkpoints, and every
@@ -12,14 +13,8 @@ The connection holds an exclusive lock on the database for as long as the store 
 second process that opens the same file is refused instead of writing the same replica's
 counts behind this one's back.
 
-**Incarnations (issue 12, Riak's "kv679").** A store proves that its state is complete only
-with a clean-shutdown marker, written as the last transaction of :meth:`SQLiteStore.close`
-and removed (durably) when the database is opened again. A database opened without it may
-have lost the tail of its write-ahead log (an OS crash in ``batched`` mode, a torn disk)
-while peers already hold those counts; resuming the same replica id below them would let
-their higher count swallow the next acknowledged writes. :meth:`SQLiteStore.open` therefore
-reports ``clean_shutdown=False`` and the node binds a new replica id: the old id's counts
-stay as stored and peers restore the rest by merge.
+Why a store opened after an unclean shutdown asks for a new replica id (incarnations): see
+:mod:`._storage_database`, which keeps the clean-shutdown marker.
 """
 
 from __future__ import annotations
@@ -32,13 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
-from dcounter_crdt import DEFAULT_KEY, CounterMapState, CounterState, InvalidReplicaIdError
+from dcounter_crdt import CounterMapState, CounterState, InvalidReplicaIdError
 from dcounter_node._errors import ConfigError, StorageError
 from dcounter_node._storage import StoredState
-from dcounter_node._storage_batch import Batch, Flush, raise_max
+from dcounter_node._storage_batch import Batch, Committed, Flush
 from dcounter_node._storage_database import Database
 from dcounter_node._storage_files import default_data_dir
-from dcounter_node._storage_named import NamedCounts
 from dcounter_node._storage_schema import SCHEMA_VERSION, StoredKey
 
 if TYPE_CHECKING:
@@ -158,9 +152,7 @@ class SQLiteStore:
         # Staged but not yet handed to a transaction.
         self._pending = Batch()
         # Everything committed so far (what /counter shows while writes fail).
-        self._committed_inc: dict[str, int] = {}
-        self._committed_dec: dict[str, int] = {}
-        self._committed_named = NamedCounts()
+        self._committed = Committed()
         self._last_prune = 0.0
         # `_next_flush` resolves when the transaction that will take the pending entries is
         # committed; `_inflight` when the one being written now is.
@@ -230,13 +222,11 @@ class SQLiteStore:
 
     def committed_state(self) -> CounterState:
         """The counts of every committed transaction (staged ones not included)."""
-        return CounterState.from_maps(self._committed_inc, self._committed_dec)
+        return self._committed.counter()
 
     def committed_counter(self, name: str) -> CounterState:
         """Like :meth:`committed_state`, for the counter ``name`` (the default one too)."""
-        if name == DEFAULT_KEY:
-            return self.committed_state()
-        return self._committed_named.counter(name)
+        return self._committed.counter(name)
 
     def stored_keys(self) -> list[StoredKey]:
         """The unexpired Idempotency-Keys found by open(), oldest first."""
@@ -271,9 +261,7 @@ class SQLiteStore:
         if loaded is None:
             self._phase = "unbound"
             return None
-        self._committed_inc = dict(loaded.state.increments)
-        self._committed_dec = dict(loaded.state.decrements)
-        self._committed_named.stage(loaded.named)
+        self._committed = Committed(loaded.state, loaded.named)
         clean = loaded.clean_shutdown
         if clean:
             self._replica_id = loaded.replica_id
@@ -433,9 +421,7 @@ class SQLiteStore:
                 continue
             self._inflight = None
             retry_delay = _RETRY_FIRST
-            raise_max(self._committed_inc, batch.inc)
-            raise_max(self._committed_dec, batch.dec)
-            self._committed_named.absorb(batch.named)
+            self._committed.absorb(batch)
             self._flushes += 1
             if self._problem is not None:
                 _log.warning(
