@@ -11,15 +11,16 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore
+from dcounter_node._storage_sqlite import DATABASE_FILENAME
 from dcounter_node.testing import wait_until
+
+from .test_durable_node import stored_state
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.conftest import NodeProcesses
 
-    from dcounter_node._storage import StoredState
     from dcounter_node.testing import NodeProcess
 
 pytestmark = pytest.mark.slow
@@ -42,16 +43,6 @@ async def values(http: aiohttp.ClientSession, node: NodeProcess) -> dict[str, in
         assert response.status == 200
         body: dict[str, Any] = await response.json()
     return {entry["name"]: entry["value"] for entry in body["counters"]}
-
-
-async def stored_state(path: Path) -> StoredState:
-    store = SQLiteStore(path)
-    try:
-        stored = await store.open()
-    finally:
-        await store.close()
-    assert stored is not None
-    return stored
 
 
 @pytest.mark.parametrize("durability", ["always", "batched"])

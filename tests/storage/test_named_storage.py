@@ -16,10 +16,10 @@ from dcounter_node._storage_schema import APPLICATION_ID, SCHEMA_VERSION, Stored
 from dcounter_node._storage_sqlite import SQLiteStore
 from dcounter_protocol import MemoryNetwork
 
+from .test_durable_node import stored_state
+
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from dcounter_node._storage import StoredState
 
     from .conftest import RawDatabase
 
@@ -39,16 +39,6 @@ async def new_store(path: Path, **options: Any) -> SQLiteStore:
     return store
 
 
-async def reopened(path: Path) -> StoredState:
-    store = SQLiteStore(path)
-    try:
-        stored = await store.open()
-    finally:
-        await store.close()
-    assert stored is not None
-    return stored
-
-
 @pytest.mark.parametrize("durability", ["always", "batched"])
 async def test_named_counts_survive_a_restart(db_path: Path, durability: str) -> None:
     store = await new_store(db_path, durability=durability)
@@ -56,7 +46,7 @@ async def test_named_counts_survive_a_restart(db_path: Path, durability: str) ->
     await store.commit()
     await store.close()
 
-    stored = await reopened(db_path)
+    stored = await stored_state(db_path)
     assert stored.named == named(pages=({REPLICA: 3}, {}), stock=({"peer#1": 5}, {REPLICA: 2}))
     assert stored.state == CounterState.empty()  # the default counter is apart
 
@@ -74,7 +64,7 @@ async def test_each_row_keeps_the_largest_count_of_each_side(
     await store.commit()
     await store.close()
 
-    assert (await reopened(db_path)).named == named(a=({REPLICA: 9}, {REPLICA: 6}))
+    assert (await stored_state(db_path)).named == named(a=({REPLICA: 9}, {REPLICA: 6}))
     with raw_database(db_path) as conn:
         rows = conn.execute("SELECT name, replica, inc, dec FROM named_counts").fetchall()
     assert rows == [("a", REPLICA, f"{9:020d}", f"{6:020d}")]
@@ -89,7 +79,7 @@ async def test_one_transaction_holds_named_and_default_counts_and_keys(db_path: 
     assert store.flushes == 1
     await store.close()
 
-    stored = await reopened(db_path)
+    stored = await stored_state(db_path)
     assert (stored.state.value, stored.named.value("x")) == (1, 2)
 
 
@@ -100,7 +90,7 @@ async def test_names_with_any_text_are_stored_exactly(db_path: Path) -> None:
     await store.commit()
     await store.close()
 
-    assert sorted((await reopened(db_path)).named.counters) == sorted(names)
+    assert sorted((await stored_state(db_path)).named.counters) == sorted(names)
 
 
 async def test_committed_counter_shows_only_committed_counts(db_path: Path) -> None:
@@ -150,7 +140,7 @@ async def test_an_altered_named_row_fails_its_checksum(
         assert conn.execute(change).rowcount == 1
 
     with pytest.raises(CorruptStorageError, match="checksum mismatch in the count of"):
-        await reopened(db_path)
+        await stored_state(db_path)
 
 
 async def test_a_named_count_that_is_not_twenty_digits_is_refused(
@@ -165,7 +155,7 @@ async def test_a_named_count_that_is_not_twenty_digits_is_refused(
 
     # SQLite's own integrity check sees it first: the column's CHECK constraint.
     with pytest.raises(CorruptStorageError, match="CHECK constraint failed in named_counts"):
-        await reopened(db_path)
+        await stored_state(db_path)
 
 
 async def test_a_schema_3_database_without_its_named_table_is_refused(
@@ -176,7 +166,7 @@ async def test_a_schema_3_database_without_its_named_table_is_refused(
         conn.execute("DROP TABLE named_counts")
 
     with pytest.raises(CorruptStorageError, match="the named_counts table is missing"):
-        await reopened(db_path)
+        await stored_state(db_path)
 
 
 # -- migration from schema 2 --------------------------------------------------------------
@@ -246,7 +236,7 @@ async def test_a_schema_2_database_is_upgraded_in_place(
         database_id = conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
     assert version == (str(SCHEMA_VERSION),)
     assert database_id == ("0123456789abcdef",)  # an upgrade, not a new database
-    again = await reopened(db_path)
+    again = await stored_state(db_path)
     assert (again.state.value, again.named) == (7, named(fresh=({REPLICA: 1}, {})))
 
 
@@ -264,7 +254,7 @@ async def test_a_node_commits_named_writes_and_restarts_with_them(db_path: Path)
         node.counters.decrement("stock", 2)
         await node.commit()
         replica = node.replica_id
-    stored = await reopened(db_path)
+    stored = await stored_state(db_path)
     assert stored.named == named(**{"pages/home": ({replica: 5}, {}), "stock": ({}, {replica: 2})})
 
     async with memory_node(network, SQLiteStore(db_path)) as node:

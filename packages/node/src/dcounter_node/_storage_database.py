@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from dcounter_node._storage_named import NamedCounts
+
 __all__ = ["Database"]
 
 _log = logging.getLogger("dcounter_node._storage_sqlite")
