@@ -293,7 +293,8 @@ class Database:
         assert conn is not None  # open() succeeded
 
         def write() -> None:
-            upsert_counts(conn, inc, dec)
+            if inc or dec:
+                upsert_counts(conn, inc, dec)
             if named:
                 upsert_named(conn, named)
             if keys:
@@ -301,10 +302,13 @@ class Database:
                 self._key_rows += len(keys)
                 self._prune_keys(conn)
 
+        counts = len(inc) + len(dec)
         try:
-            if len(inc) + len(dec) == 1 and not keys and not named:
-                # One statement is a transaction of its own: no BEGIN and COMMIT needed.
+            # One statement is a transaction of its own: no BEGIN and COMMIT needed.
+            if counts == 1 and not keys and not named:
                 upsert_counts(conn, inc, dec)
+            elif not counts and not keys and named and len(named) == 1:
+                upsert_named(conn, named)
             else:
                 self._transaction(conn, write)
         except sqlite3.Error as exc:

@@ -71,8 +71,8 @@ class NamedCounts:
         return bool(self._counts)
 
     def __len__(self) -> int:
-        """How many rows writing these takes (at most)."""
-        return sum(len(inc) + len(dec) for inc, dec in self._counts.values())
+        """How many rows writing these takes."""
+        return sum(len(inc.keys() | dec.keys()) for inc, dec in self._counts.values())
 
     def stage(self, changes: CounterMapState) -> None:
         """Raise each entry to ``changes``' where that is higher."""
