@@ -11,6 +11,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from dcounter_node._cli import EXIT_STORAGE
 from dcounter_node._storage_sqlite import DATABASE_FILENAME
 from dcounter_node.testing import wait_until
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from tests.conftest import NodeProcesses
 
     from dcounter_node.testing import NodeProcess
+
+    from .conftest import RawDatabase
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +111,20 @@ async def test_kill_9_keeps_every_acknowledged_named_write(
     async with http.get(url(restarted, NAMES[1])) as response:
         body = await response.json()
     assert body["increments"] == {node.replica: committed[NAMES[1]], restarted.replica: 5}
+
+
+async def test_a_damaged_named_row_stops_the_node_with_exit_3(
+    nodes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path, raw_database: RawDatabase
+) -> None:
+    data = tmp_path / "data"
+    node = await nodes.start("a", "--data-dir", str(data))
+    await increment(http, node, NAMES[0], 5)
+    assert await node.stop() == 0
+    with raw_database(data / DATABASE_FILENAME) as conn:
+        assert conn.execute("UPDATE named_counts SET inc = '00000000000000000050'").rowcount == 1
+
+    refused = await nodes.spawn("a-again", "--data-dir", str(data))
+    assert await refused.wait_exit() == EXIT_STORAGE
+    errors = [line for line in refused.log_text().splitlines() if "error:" in line]
+    assert len(errors) == 1, refused.log_text()
+    assert f"checksum mismatch in the count of {NAMES[0]!r}" in errors[0]
