@@ -128,3 +128,27 @@ async def test_a_damaged_named_row_stops_the_node_with_exit_3(
     errors = [line for line in refused.log_text().splitlines() if "error:" in line]
     assert len(errors) == 1, refused.log_text()
     assert f"checksum mismatch in the count of {NAMES[0]!r}" in errors[0]
+
+
+async def test_a_named_write_retried_after_a_restart_counts_once(
+    nodes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    args = ("--data-dir", str(tmp_path / "data"))
+    node = await nodes.start("a", *args)
+    headers = {"Idempotency-Key": "order-9"}
+
+    async def retry(target: NodeProcess, name: str) -> tuple[int, Any]:
+        async with http.post(
+            url(target, name, "increment"), json={"by": 4}, headers=headers
+        ) as response:
+            return response.status, await response.json()
+
+    assert await retry(node, NAMES[2]) == (200, {"value": 4})
+    assert await node.stop() == 0
+
+    restarted = await nodes.start("a-again", *args)
+    # The stored key answers the retry, and still belongs to the counter it counted.
+    assert await retry(restarted, NAMES[2]) == (200, {"value": 4})
+    status, body = await retry(restarted, NAMES[0])
+    assert status == 422, body
+    assert await values(http, restarted) == {NAMES[2]: 4}

@@ -122,7 +122,7 @@ class _CounterRoutes:
             }
         )
 
-    async def list(self, request: web.Request) -> web.Response:
+    async def list_counters(self, request: web.Request) -> web.Response:
         query = request.query
         unknown = query.keys() - _LIST_PARAMETERS
         if unknown:
@@ -152,7 +152,7 @@ def counter_routes(api: _API) -> dict[str, dict[str, _Handler]]:
     """Path -> method -> handler, for :func:`._http.create_app` to register."""
     routes = _CounterRoutes(api)
     return {
-        "/counters": {"GET": routes.list},
+        "/counters": {"GET": routes.list_counters},
         "/counters/{name}": {"GET": routes.get},
         "/counters/{name}/increment": {"POST": routes.increment},
         "/counters/{name}/decrement": {"POST": routes.decrement},
