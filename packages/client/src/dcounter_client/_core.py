@@ -312,6 +312,8 @@ class ClientCore:
     def page(self, prefix: object, after: object, limit: object) -> Request[CounterPage]:
         if not isinstance(prefix, str):
             raise InvalidArgumentError(f"prefix must be a string, got {prefix!r}")
+        if prefix:
+            check_name(prefix)  # the start of a name: UTF-8 text
         if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
             raise InvalidArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
         query = {"prefix": prefix, "limit": str(limit)}
