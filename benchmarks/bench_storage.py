@@ -14,6 +14,11 @@ Run with ``hatch run python benchmarks/bench_storage.py`` (under a minute by def
    the answer: acknowledged increments per second, the median of ``--rounds`` rounds that
    interleave the modes. The baseline is the in-memory node.
    Goal: ``batched`` at least 50% of in-memory.
+3. **Named counters in the store** (issue 20). Acknowledged increments per second spread
+   over 1,000 names (``PNCounterMap`` plus ``stage_named()`` and ``commit()``), 1 and 64
+   writers, in each durability mode, against the default counter's rate in the same mode
+   (the baseline); then one transaction of 100,000 named entries (a merge after a long
+   partition) and the time to load them at the next start.
 
 Every figure of a table comes from the same run; ratios are against its first row.
 """
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dcounter_crdt import PNCounter
+from dcounter_crdt import CounterMapState, CounterState, PNCounter, PNCounterMap
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore
 from dcounter_node.testing import NodeProcess
 
@@ -159,6 +164,78 @@ async def bench_store(directory: Path, duration: float) -> None:
     print("\n".join(goals))
 
 
+# -- 3. named counters in the store ----------------------------------------------------------
+
+#: Names the named writers spread over.
+NAMED_KEYS = 1_000
+
+
+async def named_acknowledged_rate(directory: Path, mode: str, writers: int, duration: float) -> Row:
+    store = await _open_store(directory, mode)
+    assert store is not None
+    counters = PNCounterMap("bench#1")
+    names = [f"page/{i}" for i in range(NAMED_KEYS)]
+    loop = asyncio.get_running_loop()
+    acks = 0
+    deadline = loop.time() + duration
+
+    async def writer(first: int) -> None:
+        nonlocal acks
+        i = first
+        while loop.time() < deadline:
+            counters.add(names[i % NAMED_KEYS])
+            # What Counters.stage_local hands the store before each commit.
+            store.stage_named(counters.take_delta())
+            await store.commit()
+            acks += 1
+            i += 7
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    elapsed = time.perf_counter() - started
+    note = f"{store.flushes} transactions, {acks / max(store.flushes, 1):.1f} acks each"
+    await store.close()
+    return Row(f"{mode}, named", acks / elapsed, note)
+
+
+async def bench_named(directory: Path, duration: float) -> None:
+    for writers in (1, 64):
+        rows: list[Row] = []
+        for mode in ("batched", "always"):
+            where = directory / f"named-{writers}-{mode}"
+            default = await acknowledged_rate(where / "default", mode, writers, duration)
+            rows.append(Row(f"{mode}, default", default.rate, default.note.split("; ")[-1]))
+            rows.append(await named_acknowledged_rate(where / "named", mode, writers, duration))
+        print_table(
+            f"store: acknowledged increments over {NAMED_KEYS:,} names, {writers} writer(s),"
+            f" {duration:g} s each (ratio against the default counter in batched mode)",
+            "acks/s",
+            rows,
+        )
+    big = CounterMapState(
+        {f"page/{i}": CounterState.from_maps({"peer#2": i + 1}) for i in range(100_000)}
+    )
+    store = await _open_store(directory / "merge", "batched")
+    assert store is not None
+    started = time.perf_counter()
+    store.stage_named(big)
+    await store.commit()
+    written = time.perf_counter() - started
+    await store.close()
+    started = time.perf_counter()
+    reopened = SQLiteStore(directory / "merge" / "batched" / DATABASE_FILENAME)
+    stored = await reopened.open()
+    loaded = time.perf_counter() - started
+    await reopened.close()
+    if stored is None or stored.named != big:
+        raise SystemExit("the 100,000 named entries did not come back as written")
+    print(f"\nstore: 100,000 named entries in one transaction: {written * 1000:,.0f} ms")
+    print(
+        f"store: opening the database with them (every row's checksum checked): "
+        f"{loaded * 1000:,.0f} ms"
+    )
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
@@ -253,7 +330,7 @@ MISS_NOTE = (
 
 async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--part", choices=("store", "http", "all"), default="all")
+    parser.add_argument("--part", choices=("store", "http", "named", "all"), default="all")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections")
     parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds per mode")
@@ -265,6 +342,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
             await bench_store(directory / "store", args.duration)
         if args.part in ("http", "all"):
             await bench_http(directory / "http", args.concurrency, args.duration, args.rounds)
+        if args.part in ("named", "all"):
+            await bench_named(directory / "named", args.duration)
     return 0
 
 

@@ -21,9 +21,11 @@ from dcounter_client import AsyncClient, Client
 if TYPE_CHECKING:
     from tests.conftest import SpawnNode
 
-    from dcounter_client import CounterSnapshot, Member, NodeHealth
+    from dcounter_client import CounterPage, CounterSnapshot, Member, NodeHealth
     from dcounter_node.testing import NodeProcess
 
+#: The name of the nodes' original single counter.
+DEFAULT = "default"
 #: A node on free loopback ports, keeping nothing on disk.
 FREE = ("--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--in-memory")
 
@@ -33,16 +35,19 @@ class AnyClient(Protocol):
 
     @property
     def urls(self) -> tuple[str, ...]: ...
-    async def increment(self, by: int = 1, *, key: str | None = None) -> int: ...
-    async def decrement(self, by: int = 1, *, key: str | None = None) -> int: ...
-    async def value(self) -> int: ...
-    async def counter(self) -> CounterSnapshot: ...
+    async def increment(self, by: int = 1, *, key: str | None = None, name: str = ...) -> int: ...
+    async def decrement(self, by: int = 1, *, key: str | None = None, name: str = ...) -> int: ...
+    async def value(self, name: str = ...) -> int: ...
+    async def counter(self, name: str = ...) -> CounterSnapshot: ...
+    async def counters(
+        self, prefix: str = "", *, after: str | None = None, limit: int = 100
+    ) -> CounterPage: ...
     async def health(self) -> list[NodeHealth]: ...
     async def peers(self) -> list[str]: ...
     async def members(self) -> list[Member]: ...
     async def add_peer(self, address: str) -> bool: ...
     async def remove_peer(self, address: str) -> bool: ...
-    def watch(self, *, idle_timeout: float = ...) -> AsyncGenerator[int, None]: ...
+    def watch(self, name: str = ..., *, idle_timeout: float = ...) -> AsyncGenerator[int, None]: ...
     async def aclose(self) -> None: ...
 
 
@@ -56,17 +61,22 @@ class ThreadedClient:
     def urls(self) -> tuple[str, ...]:
         return self._client.urls
 
-    async def increment(self, by: int = 1, *, key: str | None = None) -> int:
-        return await asyncio.to_thread(self._client.increment, by, key=key)
+    async def increment(self, by: int = 1, *, key: str | None = None, name: str = DEFAULT) -> int:
+        return await asyncio.to_thread(self._client.increment, by, key=key, name=name)
 
-    async def decrement(self, by: int = 1, *, key: str | None = None) -> int:
-        return await asyncio.to_thread(self._client.decrement, by, key=key)
+    async def decrement(self, by: int = 1, *, key: str | None = None, name: str = DEFAULT) -> int:
+        return await asyncio.to_thread(self._client.decrement, by, key=key, name=name)
 
-    async def value(self) -> int:
-        return await asyncio.to_thread(self._client.value)
+    async def value(self, name: str = DEFAULT) -> int:
+        return await asyncio.to_thread(self._client.value, name)
 
-    async def counter(self) -> CounterSnapshot:
-        return await asyncio.to_thread(self._client.counter)
+    async def counter(self, name: str = DEFAULT) -> CounterSnapshot:
+        return await asyncio.to_thread(self._client.counter, name)
+
+    async def counters(
+        self, prefix: str = "", *, after: str | None = None, limit: int = 100
+    ) -> CounterPage:
+        return await asyncio.to_thread(self._client.counters, prefix, after=after, limit=limit)
 
     async def health(self) -> list[NodeHealth]:
         return await asyncio.to_thread(self._client.health)
@@ -83,8 +93,10 @@ class ThreadedClient:
     async def remove_peer(self, address: str) -> bool:
         return await asyncio.to_thread(self._client.remove_peer, address)
 
-    async def watch(self, *, idle_timeout: float = 60.0) -> AsyncGenerator[int, None]:
-        values = self._client.watch(idle_timeout=idle_timeout)
+    async def watch(
+        self, name: str = DEFAULT, *, idle_timeout: float = 60.0
+    ) -> AsyncGenerator[int, None]:
+        values = self._client.watch(name, idle_timeout=idle_timeout)
         try:
             while True:
                 yield await asyncio.to_thread(next, values)

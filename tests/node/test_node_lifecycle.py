@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dcounter_crdt import CounterState, InvalidAmountError
+from dcounter_crdt import CounterMapState, CounterState, InvalidAmountError
 from dcounter_node import (
     ForeignStorageError,
     Node,
@@ -33,6 +33,7 @@ class FakeStore:
         self.calls: list[str] = []
         self.bound: str | None = None
         self.staged: list[CounterState] = []
+        self.staged_named: list[CounterMapState] = []
         self.commits = 0
 
     async def open(self) -> StoredState | None:
@@ -45,6 +46,9 @@ class FakeStore:
 
     def stage(self, changes: CounterState) -> None:
         self.staged.append(changes)
+
+    def stage_named(self, changes: CounterMapState) -> None:
+        self.staged_named.append(changes)
 
     async def commit(self) -> None:
         self.commits += 1

@@ -18,6 +18,7 @@ from dcounter_protocol._tcp import TCPTransport
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from dcounter_node import NodeConfig
     from dcounter_node._http_limits import HTTPLimits
     from dcounter_node._storage import StateStore
 
@@ -66,9 +67,13 @@ async def make_api() -> AsyncIterator[ApiFactory]:
     started: list[Api] = []
 
     async def make(
-        *, store: StateStore | None = None, limits: HTTPLimits | None = None, **options: Any
+        *,
+        store: StateStore | None = None,
+        limits: HTTPLimits | None = None,
+        config: NodeConfig | None = None,
+        **options: Any,
     ) -> Api:
-        node = Node(TCPTransport("127.0.0.1:0"), store=store)
+        node = Node(TCPTransport("127.0.0.1:0"), config, store=store)
         await node.start()
         server = await start_http_server(create_app(node, **options), "127.0.0.1:0", limits=limits)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DEADLINE))

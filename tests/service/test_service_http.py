@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tests.conftest import WaitUntil
     from tests.service.conftest import Api, ApiFactory
 
-    from dcounter_crdt import CounterState
+    from dcounter_crdt import CounterMapState, CounterState
     from dcounter_node._storage import StoredState
 
 MAX = 2**64 - 1
@@ -37,6 +37,9 @@ class GatedStore:
         return None
 
     def stage(self, changes: CounterState) -> None:
+        return None
+
+    def stage_named(self, changes: CounterMapState) -> None:
         return None
 
     async def commit(self) -> None:

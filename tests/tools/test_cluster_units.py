@@ -133,6 +133,7 @@ class _ScriptedBackend:
     def __init__(self, nodes: int, script: Sequence[Outcome] = ()) -> None:
         self.script = list(script)
         self.calls: list[tuple[int, int, str]] = []
+        self.names: list[str] = []
         self.infos = [NodeInfo(f"n{i}", f"n{i}:1", None, f"r{i}", None) for i in range(nodes)]
 
     @property
@@ -145,12 +146,16 @@ class _ScriptedBackend:
     async def start(self, on_event: EventSink) -> None:
         pass
 
-    async def change(self, index: int, delta: int, key: str) -> OpResult:
+    async def change(self, index: int, delta: int, key: str, name: str) -> OpResult:
         self.calls.append((index, delta, key))
+        self.names.append(name)
         outcome = self.script.pop(0) if self.script else Outcome.ACKED
         return OpResult(outcome, 0 if outcome is Outcome.ACKED else None, outcome.value)
 
     async def counter(self, index: int) -> CounterView:
+        raise NotImplementedError
+
+    async def values(self, index: int) -> dict[str, int]:
         raise NotImplementedError
 
     async def peers(self, index: int) -> list[str]:

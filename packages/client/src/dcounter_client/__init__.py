@@ -12,6 +12,7 @@ from dcounter_client._errors import RejectedError as RejectedError
 from dcounter_client._errors import ResponseError as ResponseError
 from dcounter_client._errors import UnavailableError as UnavailableError
 from dcounter_client._policy import RetryPolicy as RetryPolicy
+from dcounter_client._types import CounterPage as CounterPage
 from dcounter_client._types import CounterSnapshot as CounterSnapshot
 from dcounter_client._types import Member as Member
 from dcounter_client._types import NodeHealth as NodeHealth
@@ -20,6 +21,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientError",
+    "CounterPage",
     "CounterSnapshot",
     "IndeterminateError",
     "InvalidArgumentError",

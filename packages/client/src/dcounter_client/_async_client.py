@@ -10,6 +10,7 @@ import httpx
 
 from dcounter_client._client import DEFAULT_TIMEOUT
 from dcounter_client._core import (
+    DEFAULT_NAME,
     ClientCore,
     Request,
     health_failed,
@@ -29,14 +30,12 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-    from dcounter_client._types import CounterSnapshot, Member, NodeHealth
+    from dcounter_client._types import CounterPage, CounterSnapshot, Member, NodeHealth
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
-_VALUE: Final = Request("GET", "/counter", parse_value)
-_COUNTER: Final = Request("GET", "/counter", parse_counter)
 _PEERS: Final = Request("GET", "/peers", parse_peers, anywhere=False)
 _MEMBERS: Final = Request("GET", "/members", parse_members, anywhere=False)
 
@@ -93,25 +92,40 @@ class AsyncClient:
         """Close every pooled connection (idempotent)."""
         await self._http.aclose()
 
-    async def increment(self, by: int = 1, *, key: str | None = None) -> int:
-        """Add ``by`` (1 to 2**64-1) exactly once; the node's value just after.
+    async def increment(
+        self, by: int = 1, *, key: str | None = None, name: str = DEFAULT_NAME
+    ) -> int:
+        """Add ``by`` (1 to 2**64-1) to counter ``name`` exactly once; its value just after.
 
         ``key``: the Idempotency-Key (default: a new random one), to settle an earlier
-        :class:`IndeterminateError` on the node it names.
+        :class:`IndeterminateError` on the node it names. ``name``: the counter (any
+        non-empty text; ``"default"`` is the nodes' original single counter).
         """
-        return await self._run(self._core.write("increment", by, key))
+        return await self._run(self._core.write("increment", by, key, name))
 
-    async def decrement(self, by: int = 1, *, key: str | None = None) -> int:
-        """Subtract ``by`` exactly once; see :meth:`increment`."""
-        return await self._run(self._core.write("decrement", by, key))
+    async def decrement(
+        self, by: int = 1, *, key: str | None = None, name: str = DEFAULT_NAME
+    ) -> int:
+        """Subtract ``by`` from counter ``name`` exactly once; see :meth:`increment`."""
+        return await self._run(self._core.write("decrement", by, key, name))
 
-    async def value(self) -> int:
-        """The counter's value as one node sees it."""
-        return await self._run(_VALUE)
+    async def value(self, name: str = DEFAULT_NAME) -> int:
+        """Counter ``name``'s value as one node sees it (0 for a name never counted)."""
+        return await self._run(self._core.read(name, parse_value))
 
-    async def counter(self) -> CounterSnapshot:
-        """One node's value, replica id and per-replica counts."""
-        return await self._run(_COUNTER)
+    async def counter(self, name: str = DEFAULT_NAME) -> CounterSnapshot:
+        """One node's value, replica id and per-replica counts of counter ``name``."""
+        return await self._run(self._core.read(name, parse_counter))
+
+    async def counters(
+        self, prefix: str = "", *, after: str | None = None, limit: int = 100
+    ) -> CounterPage:
+        """One page of one node's counters whose names start with ``prefix``, in order.
+
+        Pass the page's ``next`` as ``after`` for the following page (``limit``: 1 to
+        1000 names per page).
+        """
+        return await self._run(self._core.page(prefix, after, limit))
 
     async def peers(self) -> list[str]:
         """The first node's peers ("host:port" gossip addresses).
@@ -148,14 +162,17 @@ class AsyncClient:
 
         return list(await asyncio.gather(*(ask(node) for node in self._core.urls)))
 
-    async def watch(self, *, idle_timeout: float = 60.0) -> AsyncGenerator[int, None]:
-        """The value now, then each new value, reconnecting across restarts and failures.
+    async def watch(
+        self, name: str = DEFAULT_NAME, *, idle_timeout: float = 60.0
+    ) -> AsyncGenerator[int, None]:
+        """Counter ``name``'s value now, then each new value, reconnecting across restarts
+        and failures.
 
         Gives up with :class:`UnavailableError` once no node has answered for the
         deadline. ``idle_timeout``: reconnect when not even a keepalive came for that long.
         ``aclose()`` the iterator (or leave the loop) to end the stream.
         """
-        watch = self._core.watch()
+        watch = self._core.watch(name)
         while True:
             try:
                 timeout = watch.timeout(idle_timeout, time.monotonic())

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import httpx
 
 from dcounter_client._core import (
+    DEFAULT_NAME,
     ClientCore,
     Request,
     health_failed,
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-    from dcounter_client._types import CounterSnapshot, Member, NodeHealth
+    from dcounter_client._types import CounterPage, CounterSnapshot, Member, NodeHealth
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
@@ -35,8 +36,6 @@ T = TypeVar("T")
 
 #: Seconds one attempt may wait for its answer.
 DEFAULT_TIMEOUT: Final = 5.0
-_VALUE: Final = Request("GET", "/counter", parse_value)
-_COUNTER: Final = Request("GET", "/counter", parse_counter)
 _PEERS: Final = Request("GET", "/peers", parse_peers, anywhere=False)
 _MEMBERS: Final = Request("GET", "/members", parse_members, anywhere=False)
 
@@ -92,25 +91,36 @@ class Client:
         """Close every pooled connection (idempotent)."""
         self._http.close()
 
-    def increment(self, by: int = 1, *, key: str | None = None) -> int:
-        """Add ``by`` (1 to 2**64-1) exactly once; the node's value just after.
+    def increment(self, by: int = 1, *, key: str | None = None, name: str = DEFAULT_NAME) -> int:
+        """Add ``by`` (1 to 2**64-1) to counter ``name`` exactly once; its value just after.
 
         ``key``: the Idempotency-Key (default: a new random one), to settle an earlier
-        :class:`IndeterminateError` on the node it names.
+        :class:`IndeterminateError` on the node it names. ``name``: the counter (any
+        non-empty text; ``"default"`` is the nodes' original single counter).
         """
-        return self._run(self._core.write("increment", by, key))
+        return self._run(self._core.write("increment", by, key, name))
 
-    def decrement(self, by: int = 1, *, key: str | None = None) -> int:
-        """Subtract ``by`` exactly once; see :meth:`increment`."""
-        return self._run(self._core.write("decrement", by, key))
+    def decrement(self, by: int = 1, *, key: str | None = None, name: str = DEFAULT_NAME) -> int:
+        """Subtract ``by`` from counter ``name`` exactly once; see :meth:`increment`."""
+        return self._run(self._core.write("decrement", by, key, name))
 
-    def value(self) -> int:
-        """The counter's value as one node sees it."""
-        return self._run(_VALUE)
+    def value(self, name: str = DEFAULT_NAME) -> int:
+        """Counter ``name``'s value as one node sees it (0 for a name never counted)."""
+        return self._run(self._core.read(name, parse_value))
 
-    def counter(self) -> CounterSnapshot:
-        """One node's value, replica id and per-replica counts."""
-        return self._run(_COUNTER)
+    def counter(self, name: str = DEFAULT_NAME) -> CounterSnapshot:
+        """One node's value, replica id and per-replica counts of counter ``name``."""
+        return self._run(self._core.read(name, parse_counter))
+
+    def counters(
+        self, prefix: str = "", *, after: str | None = None, limit: int = 100
+    ) -> CounterPage:
+        """One page of one node's counters whose names start with ``prefix``, in order.
+
+        Pass the page's ``next`` as ``after`` for the following page (``limit``: 1 to
+        1000 names per page).
+        """
+        return self._run(self._core.page(prefix, after, limit))
 
     def peers(self) -> list[str]:
         """The first node's peers ("host:port" gossip addresses).
@@ -147,14 +157,17 @@ class Client:
                 results.append(health_of(node, response.status_code, response.content))
         return results
 
-    def watch(self, *, idle_timeout: float = 60.0) -> Generator[int, None, None]:
-        """The value now, then each new value, reconnecting across restarts and failures.
+    def watch(
+        self, name: str = DEFAULT_NAME, *, idle_timeout: float = 60.0
+    ) -> Generator[int, None, None]:
+        """Counter ``name``'s value now, then each new value, reconnecting across restarts
+        and failures.
 
         Gives up with :class:`UnavailableError` once no node has answered for the
         deadline. ``idle_timeout``: reconnect when not even a keepalive came for that long.
         Close the iterator (or leave the loop) to end the stream.
         """
-        watch = self._core.watch()
+        watch = self._core.watch(name)
         while True:
             try:
                 timeout = watch.timeout(idle_timeout, time.monotonic())

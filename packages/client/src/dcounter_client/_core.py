@@ -17,7 +17,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -30,14 +30,14 @@ from dcounter_client._errors import (
 )
 from dcounter_client._policy import Failure, GiveUp, RetryPolicy
 from dcounter_client._sse import SSEDecoder
-from dcounter_client._types import CounterSnapshot, Member, NodeHealth
+from dcounter_client._types import CounterPage, CounterSnapshot, Member, NodeHealth
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from dcounter_client._policy import Attempts
 
-__all__ = ["Call", "ClientCore", "Request", "WatchCall"]
+__all__ = ["DEFAULT_NAME", "Call", "ClientCore", "Request", "WatchCall"]
 
 T = TypeVar("T")
 
@@ -46,6 +46,10 @@ MAX_AMOUNT: Final = 2**64 - 1
 _MAX_KEY_LENGTH: Final = 255
 _OPERATIONS: Final = frozenset({"increment", "decrement"})
 _MAX_MESSAGE: Final = 500
+#: The counter the nodes' original routes (``/counter``, ``/increment``, ...) count.
+DEFAULT_NAME: Final = "default"
+#: Names listed per page at most (the nodes' own bound).
+MAX_PAGE: Final = 1000
 
 
 def _normalize_url(url: object) -> str:
@@ -106,6 +110,29 @@ def check_key(key: object) -> str:
             f"key must be 1 to {_MAX_KEY_LENGTH} printable ASCII characters, got {key!r}"
         )
     return key
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"a counter name must be a non-empty string, got {name!r}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"a counter name must be UTF-8 text, got {name!r}") from None
+    return name
+
+
+def counter_path(name: object, route: str = "") -> str:
+    """The path of counter ``name``'s ``route`` ("", "increment", "decrement", "watch").
+
+    The default counter keeps its original routes, which every node version serves; other
+    names are one percent-encoded path segment under ``/counters/``.
+    """
+    name = check_name(name)
+    if name == DEFAULT_NAME:
+        return {"": "/counter", "watch": "/counter/watch"}.get(route, f"/{route}")
+    path = "/counters/" + quote(name, safe="")
+    return f"{path}/{route}" if route else path
 
 
 def _check_address(address: object) -> str:
@@ -177,6 +204,21 @@ def parse_counter(node: str, status: int, content: bytes) -> CounterSnapshot:
         )
     except (KeyError, TypeError) as exc:
         raise ResponseError(f"{node} answered an unexpected counter: {exc!r}") from None
+
+
+def parse_page(node: str, status: int, content: bytes) -> CounterPage:
+    document = _document(node, content)
+    try:
+        entries = document["counters"]
+        if not isinstance(entries, list):
+            raise TypeError(f"counters must be a list, got {entries!r}")
+        counters = {str(entry["name"]): _int(entry["value"]) for entry in entries}
+        cursor = document["next"]
+        if cursor is not None and not isinstance(cursor, str):
+            raise TypeError(f"next must be a name or null, got {cursor!r}")
+    except (KeyError, TypeError) as exc:
+        raise ResponseError(f"{node} answered an unexpected counter list: {exc!r}") from None
+    return CounterPage(counters, cursor, node)
 
 
 def parse_peers(node: str, status: int, content: bytes) -> list[str]:
@@ -273,13 +315,16 @@ class ClientCore:
         #: Index of the node that answered last: calls start there.
         self.preferred = 0
 
-    def write(self, operation: str, by: object, key: str | None) -> Request[int]:
+    def write(
+        self, operation: str, by: object, key: str | None, name: str = DEFAULT_NAME
+    ) -> Request[int]:
         assert operation in _OPERATIONS
+        path = counter_path(name, operation)
         amount = check_amount(by)
         key = uuid.uuid4().hex if key is None else check_key(key)
         return Request(
             "POST",
-            f"/{operation}",
+            path,
             parse_value,
             b'{"by": %d}' % amount,
             {"Content-Type": "application/json", "Idempotency-Key": key},
@@ -287,6 +332,22 @@ class ClientCore:
             amount,
             key,
         )
+
+    def read(self, name: str, parse: Callable[[str, int, bytes], T]) -> Request[T]:
+        """``GET`` counter ``name``, read by ``parse`` (its value or its snapshot)."""
+        return Request("GET", counter_path(name), parse)
+
+    def page(self, prefix: object, after: object, limit: object) -> Request[CounterPage]:
+        if not isinstance(prefix, str):
+            raise InvalidArgumentError(f"prefix must be a string, got {prefix!r}")
+        if prefix:
+            check_name(prefix)  # the start of a name: UTF-8 text
+        if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+            raise InvalidArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+        query = {"prefix": prefix, "limit": str(limit)}
+        if after is not None:
+            query["after"] = check_name(after)
+        return Request("GET", "/counters?" + urlencode(query, quote_via=quote), parse_page)
 
     def add_peer(self, address: str) -> Request[bool]:
         body = json.dumps({"addr": _check_address(address)}).encode()
@@ -300,8 +361,8 @@ class ClientCore:
     def call(self, request: Request[T], now: float) -> Call[T]:
         return Call(self, request, now)
 
-    def watch(self) -> WatchCall:
-        return WatchCall(self)
+    def watch(self, name: str = DEFAULT_NAME) -> WatchCall:
+        return WatchCall(self, counter_path(name, "watch"))
 
 
 class Call(Generic[T]):
@@ -373,8 +434,9 @@ class WatchCall:
     has answered for the policy's ``deadline``; the retry count does not apply.
     """
 
-    def __init__(self, core: ClientCore) -> None:
+    def __init__(self, core: ClientCore, path: str = "/counter/watch") -> None:
         self._core = core
+        self._path = path
         self._policy = dataclasses.replace(core.policy, retries=sys.maxsize)
         self._node = core.preferred
         self._attempts: Attempts | None = None
@@ -384,7 +446,7 @@ class WatchCall:
 
     @property
     def url(self) -> str:
-        return self._core.urls[self._node] + "/counter/watch"
+        return self._core.urls[self._node] + self._path
 
     def timeout(self, idle_timeout: float, now: float) -> httpx.Timeout:
         connect = self._core.timeout

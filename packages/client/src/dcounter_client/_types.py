@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["CounterSnapshot", "Member", "NodeHealth"]
+__all__ = ["CounterPage", "CounterSnapshot", "Member", "NodeHealth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,19 @@ class CounterSnapshot:
     replica: str
     increments: Mapping[str, int]
     decrements: Mapping[str, int]
+    #: The URL of the node that answered.
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class CounterPage:
+    """One page of a node's ``GET /counters``: names (in order) and their values.
+
+    ``next`` is the ``after`` that asks for the following page, None on the last one.
+    """
+
+    counters: Mapping[str, int]
+    next: str | None
     #: The URL of the node that answered.
     node: str
 

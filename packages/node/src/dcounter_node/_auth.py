@@ -82,6 +82,11 @@ ROUTE_SCOPES: Final[Mapping[str, Mapping[str, Scope | None]]] = {
     "/cluster": {"GET": Scope.READ},
     "/increment": {"POST": Scope.WRITE},
     "/decrement": {"POST": Scope.WRITE},
+    "/counters": {"GET": Scope.READ},
+    "/counters/{name}": {"GET": Scope.READ},
+    "/counters/{name}/watch": {"GET": Scope.READ},
+    "/counters/{name}/increment": {"POST": Scope.WRITE},
+    "/counters/{name}/decrement": {"POST": Scope.WRITE},
     # Reading the peer list shows no more than /cluster does; changing it is admin work.
     "/peers": {"GET": Scope.READ, "POST": Scope.ADMIN},
     "/peers/{addr}": {"DELETE": Scope.ADMIN},

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from dcounter_crdt import CountOverflowError
+from dcounter_crdt import DEFAULT_KEY, CRDTError
 from dcounter_node._auth import UNMATCHED_ROUTE, RefusalLog, require_token
 from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
@@ -53,6 +53,11 @@ from dcounter_node._errors import (
     NodeError,
     StorageError,
 )
+from dcounter_node._http_answers import APIError as _APIError
+from dcounter_node._http_answers import error_response as _error
+from dcounter_node._http_answers import json_response as _json
+from dcounter_node._http_answers import value_response as _value_response
+from dcounter_node._http_counters import counter_routes, write_error
 from dcounter_node._http_guard import GUARD_STATS_KEY, GuardCollector, GuardStats
 from dcounter_node._http_origin import OriginGuard
 from dcounter_node._http_server import HTTPServer, start_http_server
@@ -96,34 +101,6 @@ NODE_KEY: Final = web.AppKey("node", Node)
 SERVICE_STATS_KEY: Final = web.AppKey("service_stats", ServiceStats)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _APIError(Exception):
-    """A request this API refuses, with the status and message to answer."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, content_type="application/json"
-    )
-
-
-def _value_response(value: int) -> web.Response:
-    # Every write answers this: formatted directly, as json.dumps is a measurable share of it.
-    return web.Response(body=b'{"value": %d}' % value, content_type="application/json")
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    response = _json({"error": message}, status)
-    if headers:
-        response.headers.update(headers)
-    return response
 
 
 def _guarded(handler: _Handler, stats: ServiceStats, route: str, origins: OriginGuard) -> _Handler:
@@ -249,26 +226,27 @@ class _API:
     async def decrement(self, request: web.Request) -> web.Response:
         return await self._count(request, "decrement")
 
-    async def _count(self, request: web.Request, op: str) -> web.Response:
+    async def _count(self, request: web.Request, op: str, name: str = DEFAULT_KEY) -> web.Response:
+        """Count ``op`` on counter ``name`` as the request asks (body, Idempotency-Key)."""
         key = _idempotency_key(request)
         # Most writes carry no body: skip reading and parsing one.
         by = _amount(await _read_json_object(request, _COUNT_FIELDS)) if request.body_exists else 1
         if key is None:
-            value = self._apply(op, by)
+            value = self._apply(op, by, name)
             await self._commit()
             return _value_response(value)
         entry = self.keys.get(key)
         if entry is None:
-            self.keys.begin(key, (op, by))
+            self.keys.begin(key, (op, by, name))
             try:
-                value = self._apply(op, by)
+                value = self._apply(op, by, name)
             except BaseException as exc:
                 self.keys.abandon(key, exc)
                 raise
             self.keys.complete(key, value)
             replayed = False
         else:
-            if entry.fingerprint != (op, by):
+            if entry.fingerprint != (op, by, name):
                 raise _APIError(422, "Idempotency-Key was already used for a different request")
             # shield: a duplicate giving up must not cancel the first request's outcome.
             value = await asyncio.shield(entry.result)
@@ -281,13 +259,20 @@ class _API:
             response.headers["Idempotent-Replayed"] = "true"
         return response
 
-    def _apply(self, op: str, by: int) -> int:
+    def _apply(self, op: str, by: int, name: str) -> int:
         if self.storage is not None and self.storage.problem is not None:
             raise _APIError(503, f"not counted: storage is failing: {self.storage.problem}")
         try:
-            value = self.node.increment(by) if op == "increment" else self.node.decrement(by)
-        except CountOverflowError as exc:
-            raise _APIError(409, f"cannot {op} by {by}: {exc}") from None
+            if name == DEFAULT_KEY:
+                # The default counter's hot path: no lookup by name.
+                node = self.node
+                value = node.increment(by) if op == "increment" else node.decrement(by)
+            elif op == "increment":
+                value = self.node.counters.increment(name, by)
+            else:
+                value = self.node.counters.decrement(name, by)
+        except CRDTError as exc:
+            raise write_error(op, by, name, exc) from None
         except NodeError as exc:  # closed, or not started yet
             raise _APIError(503, f"node is not running: {exc}") from None
         self.stats.record_operation(op, by)
@@ -344,6 +329,10 @@ class _API:
         return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
+        return await self.stream(request, DEFAULT_KEY)
+
+    async def stream(self, request: web.Request, name: str) -> web.StreamResponse:
+        """Server-sent events of counter ``name``'s value (see the module docstring)."""
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -354,7 +343,7 @@ class _API:
         await response.prepare(request)
         last: int | None = None
         try:
-            async for value in self._watched_values():
+            async for value in self._watched_values(name):
                 if value is None:
                     await response.write(b": keepalive\n\n")
                 elif value != last:
@@ -364,12 +353,12 @@ class _API:
             return response  # the client went away
         return response
 
-    async def _watched_values(self) -> AsyncIterator[int | None]:
+    async def _watched_values(self, name: str) -> AsyncIterator[int | None]:
         """The value now, then each change; None when ``keepalive`` passed in silence.
 
         Ends when the node closes or the server begins shutting down.
         """
-        changes = self.node.watch()
+        changes = self.node.counters.watch(name)
         closing = asyncio.ensure_future(self.closing.wait())
         pending: asyncio.Future[int] | None = None
         try:
@@ -464,6 +453,7 @@ def create_app(
         "/health": {"GET": api.health},
         "/metrics": {"GET": api.metrics},
     }
+    routes.update(counter_routes(api))
     routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
 
     if members is not None:
@@ -479,7 +469,7 @@ def create_app(
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
         handlers = dict(methods)
-        if "GET" in handlers and path != "/counter/watch":  # a stream has no HEAD
+        if "GET" in handlers and not path.endswith("/watch"):  # a stream has no HEAD
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
             checked_handler = checked(method, path, handler)

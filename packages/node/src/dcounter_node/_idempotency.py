@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Fingerprint", "IdempotencyCache", "IdempotencyEntry", "KeyJournal"]
 
-#: What a key stands for: the operation ("increment" or "decrement") and its amount.
-Fingerprint = tuple[str, int]
+#: What a key stands for: the operation ("increment" or "decrement"), its amount and the
+#: counter's name.
+Fingerprint = tuple[str, int, str]
 
 
 class KeyJournal(Protocol):
@@ -94,8 +95,8 @@ class IdempotencyCache:
             return
         entry.result.set_result(value)
         if self._journal is not None:
-            op, amount = entry.fingerprint
-            self._journal.stage_key(StoredKey(key, op, amount, value, entry.created))
+            op, amount, counter = entry.fingerprint
+            self._journal.stage_key(StoredKey(key, op, amount, value, entry.created, counter))
 
     def abandon(self, key: str, error: BaseException) -> None:
         """Forget ``key`` after its request failed without counting, waking any waiters."""
@@ -118,7 +119,8 @@ class IdempotencyCache:
         for key in stored:
             future: asyncio.Future[int] = loop.create_future()
             future.set_result(key.value)
-            self._add(key.key, IdempotencyEntry((key.op, key.amount), future, key.created))
+            fingerprint = (key.op, key.amount, key.counter)
+            self._add(key.key, IdempotencyEntry(fingerprint, future, key.created))
 
     def _expire(self) -> None:
         self._restored()

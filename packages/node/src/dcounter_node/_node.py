@@ -15,7 +15,7 @@ import secrets
 import weakref
 from typing import TYPE_CHECKING, Self
 
-from dcounter_crdt import CounterState, PNCounter
+from dcounter_crdt import CounterState, KeyLimitError, PNCounter
 from dcounter_node._config import NodeConfig
 from dcounter_node._counters import Counters
 from dcounter_node._errors import (
@@ -23,6 +23,7 @@ from dcounter_node._errors import (
     NodeClosedError,
     NodeError,
     NodeNotStartedError,
+    StorageError,
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
 from dcounter_node._membership_wire import is_membership
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from types import TracebackType
 
-    from dcounter_node._storage import StateStore
+    from dcounter_node._storage import StateStore, StoredState
     from dcounter_protocol._transport import Handler, Transport
 
 __all__ = ["Node"]
@@ -183,7 +184,7 @@ class Node:
             self._rng,
             streams_to=self._streams_to,
         )
-        self._counters._bind(replica_id)
+        self._bind_counters(replica_id, stored)
         if self._store is not None and self._initial_state:
             self._store.stage(self._initial_state)
 
@@ -203,6 +204,21 @@ class Node:
             len(self._peers),
             "delta" if config.delta_gossip else "seed",
         )
+
+    def _bind_counters(self, replica_id: str, stored: StoredState | None) -> None:
+        """Named counters start from what the store kept (a new incarnation keeps the old
+        replica's entries, as for the default counter) and persist into it."""
+        named = None if stored is None else stored.named
+        try:
+            self._counters._bind(replica_id, named)
+        except KeyLimitError as exc:
+            # As for a replica id the configuration contradicts: refuse, never drop counts.
+            raise StorageError(
+                f"the stored named counters do not fit this node's key limits: {exc}"
+                " (raise max_keys or max_key_length to start on this store)"
+            ) from None
+        if self._store is not None:
+            self._counters.persist = self._store.stage_named
 
     def _still_starting(self) -> None:
         if self._status is not _Status.STARTING:

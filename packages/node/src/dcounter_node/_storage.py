@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+
+from dcounter_crdt import CounterMapState
 
 if TYPE_CHECKING:
     from dcounter_crdt import CounterState
@@ -23,6 +25,8 @@ class StoredState:
     replica_id: str
     state: CounterState
     clean_shutdown: bool = True
+    #: The named counters (issue 20); the default counter is ``state``.
+    named: CounterMapState = field(default_factory=CounterMapState.empty)
 
 
 class StateStore(Protocol):
@@ -45,6 +49,10 @@ class StateStore(Protocol):
         """Queue entries to persist; each count is kept as the max of old and new."""
         ...
 
+    def stage_named(self, changes: CounterMapState) -> None:
+        """Queue named counters' entries (never the default's), kept like :meth:`stage`'s."""
+        ...
+
     async def commit(self) -> None:
         """Return once everything staged so far is durable."""
         ...
@@ -64,4 +72,8 @@ class StorageHealth(Protocol):
 
     def committed_state(self) -> CounterState:
         """The counts as last committed (shown instead of the live state while failing)."""
+        ...
+
+    def committed_counter(self, name: str) -> CounterState:
+        """Like :meth:`committed_state`, for counter ``name`` (``"default"`` included)."""
         ...

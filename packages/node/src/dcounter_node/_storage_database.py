@@ -6,10 +6,21 @@ methods touch the event loop. Opening checks, in order: the identity file agains
 database (missing, empty or replaced), the node address, a log lost after an unclean
 shutdown, then loads and verifies every row (:mod:`._storage_schema`), migrates an old
 schema and removes the clean-shutdown marker durably.
+
+**Incarnations (issue 12, Riak's "kv679").** A store proves that its state is complete only
+with a clean-shutdown marker, written as the last transaction of
+:meth:`~dcounter_node._storage_sqlite.SQLiteStore.close` (:meth:`Database.mark_clean`) and
+removed (durably) when the database is opened again. A database opened without it may have
+lost the tail of its write-ahead log (an OS crash in ``batched`` mode, a torn disk) while
+peers already hold those counts; resuming the same replica id below them would let their
+higher count swallow the next acknowledged writes. ``SQLiteStore.open`` therefore reports
+``clean_shutdown=False`` and the node binds a new replica id: the old id's counts stay as
+stored and peers restore the rest by merge.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -20,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 from dcounter_node import _storage_files as files
 from dcounter_node._errors import CorruptStorageError, ForeignStorageError, StorageError
+from dcounter_node._storage_named import load_named, register_functions, upsert_named
 from dcounter_node._storage_schema import (
     INSERT_KEY,
     SCHEMA_VERSION,
@@ -37,6 +49,8 @@ from dcounter_node._storage_schema import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
+
+    from dcounter_node._storage_named import NamedCounts
 
 __all__ = ["Database"]
 
@@ -110,6 +124,7 @@ class Database:
         try:
             # Exclusive: the lock is taken at the first read and kept until close().
             conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            register_functions(conn)
             loaded = load(conn, path)
             if loaded is None:
                 if identity is not None:
@@ -117,6 +132,8 @@ class Database:
                 self._configure(conn)
                 return None
             self._check(loaded, identity, facts)
+            if loaded.version >= 3:
+                loaded = dataclasses.replace(loaded, named=load_named(conn, path))
             self._configure(conn)
             if not facts.wal_exists and loaded.version == 1:
                 # Schema 1 kept no marker; SQLite deletes the log only at a clean close.
@@ -263,22 +280,35 @@ class Database:
                 conn.execute("ROLLBACK")
             raise
 
-    def write(self, inc: dict[str, int], dec: dict[str, int], keys: list[StoredKey]) -> None:
-        """Commit counts (each kept as the max of old and new) and keys in one transaction."""
+    def write(
+        self,
+        inc: dict[str, int],
+        dec: dict[str, int],
+        keys: list[StoredKey],
+        named: NamedCounts | None = None,
+    ) -> None:
+        """Commit counts (each kept as the max of old and new), named counts (likewise) and
+        keys in one transaction."""
         conn = self._conn
         assert conn is not None  # open() succeeded
 
         def write() -> None:
-            upsert_counts(conn, inc, dec)
+            if inc or dec:
+                upsert_counts(conn, inc, dec)
+            if named:
+                upsert_named(conn, named)
             if keys:
                 conn.executemany(INSERT_KEY, [key_row(key) for key in keys])
                 self._key_rows += len(keys)
                 self._prune_keys(conn)
 
+        counts = len(inc) + len(dec)
         try:
-            if len(inc) + len(dec) == 1 and not keys:
-                # One statement is a transaction of its own: no BEGIN and COMMIT needed.
+            # One statement is a transaction of its own: no BEGIN and COMMIT needed.
+            if counts == 1 and not keys and not named:
                 upsert_counts(conn, inc, dec)
+            elif not counts and not keys and named and len(named) == 1:
+                upsert_named(conn, named)
             else:
                 self._transaction(conn, write)
         except sqlite3.Error as exc:

@@ -19,17 +19,44 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcounter_node._errors import CorruptStorageError, StorageError
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Mapping
 
-__all__ = ["FileFacts", "Identity", "identity_path", "running_path", "wal_path"]
+__all__ = [
+    "FileFacts",
+    "Identity",
+    "default_data_dir",
+    "identity_path",
+    "running_path",
+    "wal_path",
+]
 
 _IDENTITY_FORMAT = "dcounter-node identity 1"
+
+
+def default_data_dir(listen: str, environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``dcounter-node`` keeps a node's state when no data directory is configured.
+
+    ``$XDG_DATA_HOME/dcounter/<listen>`` (``~/.local/share`` when XDG_DATA_HOME is unset or
+    not absolute, as the XDG spec says), the listen address lowercased with every character
+    other than ``a-z 0-9 . _ -`` turned into ``_``: ``127.0.0.1:7946`` -> ``127.0.0.1_7946``.
+    Two addresses that clash this way are still told apart by the address in the database.
+    """
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME", "")
+    if os.path.isabs(base):
+        root = Path(base)
+    else:
+        home = env.get("HOME")
+        root = (Path(home) if home else Path.home()) / ".local" / "share"
+    return root / "dcounter" / re.sub(r"[^a-z0-9._-]", "_", listen.lower())
 
 
 def identity_path(database: Path) -> Path:

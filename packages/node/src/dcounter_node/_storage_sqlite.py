@@ -1,9 +1,10 @@
 """A :class:`~dcounter_node._storage.StateStore` on SQLite: one WAL database per node.
 
-This module is the event-loop side: staging, group commit, retries and health. The SQLite
-connection lives in :mod:`._storage_database` (on the store's worker thread), the schema,
-row checksums and migrations in :mod:`._storage_schema`, and the files kept beside the
-database (identity, ``-running``) in :mod:`._storage_files`.
+This module is the event-loop side: staging, group commit, retries and health (a batch
+and the committed counts: :mod:`._storage_batch`). The SQLite connection lives in
+:mod:`._storage_database` (on the store's worker thread), the schema, row checksums and
+migrations in :mod:`._storage_schema` (named counters' rows: :mod:`._storage_named`), and
+the files kept beside the database (identity, ``-running``) in :mod:`._storage_files`.
 
 Every sqlite3 call that may wait on the disk runs on one worker thread owned by the
 store, so an fsync never blocks the event loop: opening, closing, checkpoints, and every
@@ -12,14 +13,8 @@ The connection holds an exclusive lock on the database for as long as the store 
 second process that opens the same file is refused instead of writing the same replica's
 counts behind this one's back.
 
-**Incarnations (issue 12, Riak's "kv679").** A store proves that its state is complete only
-with a clean-shutdown marker, written as the last transaction of :meth:`SQLiteStore.close`
-and removed (durably) when the database is opened again. A database opened without it may
-have lost the tail of its write-ahead log (an OS crash in ``batched`` mode, a torn disk)
-while peers already hold those counts; resuming the same replica id below them would let
-their higher count swallow the next acknowledged writes. :meth:`SQLiteStore.open` therefore
-reports ``clean_shutdown=False`` and the node binds a new replica id: the old id's counts
-stay as stored and peers restore the rest by merge.
+Why a store opened after an unclean shutdown asks for a new replica id (incarnations): see
+:mod:`._storage_database`, which keeps the clean-shutdown marker.
 """
 
 from __future__ import annotations
@@ -28,26 +23,21 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
-from dcounter_crdt import CounterState, InvalidReplicaIdError
-from dcounter_node._errors import (
-    ConfigError,
-    StorageError,
-)
+from dcounter_crdt import CounterMapState, CounterState, InvalidReplicaIdError
+from dcounter_node._errors import ConfigError, StorageError
 from dcounter_node._storage import StoredState
+from dcounter_node._storage_batch import Batch, Committed, Flush
 from dcounter_node._storage_database import Database
-from dcounter_node._storage_schema import (
-    SCHEMA_VERSION,
-    StoredKey,
-)
+from dcounter_node._storage_files import default_data_dir
+from dcounter_node._storage_schema import SCHEMA_VERSION, StoredKey
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    import os
+    from collections.abc import Callable
 
 __all__ = [
     "DATABASE_FILENAME",
@@ -84,24 +74,6 @@ _Phase = Literal["created", "opening", "unbound", "ready", "closing", "closed"]
 _T = TypeVar("_T")
 
 
-def default_data_dir(listen: str, environ: Mapping[str, str] | None = None) -> Path:
-    """Where ``dcounter-node`` keeps a node's state when no data directory is configured.
-
-    ``$XDG_DATA_HOME/dcounter/<listen>`` (``~/.local/share`` when XDG_DATA_HOME is unset or
-    not absolute, as the XDG spec says), the listen address lowercased with every character
-    other than ``a-z 0-9 . _ -`` turned into ``_``: ``127.0.0.1:7946`` -> ``127.0.0.1_7946``.
-    Two addresses that clash this way are still told apart by the address in the database.
-    """
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_DATA_HOME", "")
-    if os.path.isabs(base):
-        root = Path(base)
-    else:
-        home = env.get("HOME")
-        root = (Path(home) if home else Path.home()) / ".local" / "share"
-    return root / "dcounter" / re.sub(r"[^a-z0-9._-]", "_", listen.lower())
-
-
 def _is_seconds(value: object) -> bool:
     return (
         isinstance(value, int | float)
@@ -114,48 +86,6 @@ def _is_seconds(value: object) -> bool:
 def _is_text(value: object) -> bool:
     """True for a non-empty str (callers may pass anything despite the annotations)."""
     return isinstance(value, str) and bool(value)
-
-
-def _raise_max(target: dict[str, int], counts: Mapping[str, int]) -> None:
-    get = target.get
-    for replica_id, count in counts.items():
-        if count > get(replica_id, 0):
-            target[replica_id] = count
-
-
-class _Flush(asyncio.Future[None]):
-    """The outcome of one transaction, awaited by every commit() it covers.
-
-    It refuses cancellation: a waiter that is cancelled gets its CancelledError when the
-    transaction ends (asyncio delivers it then), and the others still get the outcome.
-    Cheaper than an ``asyncio.shield`` per waiter, which matters at 100,000 commits/s.
-    """
-
-    def cancel(self, msg: object = None) -> bool:
-        return False
-
-
-class _Batch:
-    """What one transaction writes: counts (each the max staged) and idempotency keys."""
-
-    __slots__ = ("dec", "inc", "keys")
-
-    def __init__(self) -> None:
-        self.inc: dict[str, int] = {}
-        self.dec: dict[str, int] = {}
-        self.keys: dict[str, StoredKey] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.inc or self.dec or self.keys)
-
-    def absorb(self, other: _Batch) -> None:
-        """Add ``other``'s entries (a failed batch takes back what was staged since)."""
-        _raise_max(self.inc, other.inc)
-        _raise_max(self.dec, other.dec)
-        self.keys.update(other.keys)
-
-    def size(self) -> int:
-        return len(self.inc) + len(self.dec) + len(self.keys)
 
 
 class SQLiteStore:
@@ -220,10 +150,9 @@ class SQLiteStore:
         self._problem_since = 0.0
         self._flushes = 0
         # Staged but not yet handed to a transaction.
-        self._pending = _Batch()
+        self._pending = Batch()
         # Everything committed so far (what /counter shows while writes fail).
-        self._committed_inc: dict[str, int] = {}
-        self._committed_dec: dict[str, int] = {}
+        self._committed = Committed()
         self._last_prune = 0.0
         # `_next_flush` resolves when the transaction that will take the pending entries is
         # committed; `_inflight` when the one being written now is.
@@ -293,7 +222,11 @@ class SQLiteStore:
 
     def committed_state(self) -> CounterState:
         """The counts of every committed transaction (staged ones not included)."""
-        return CounterState.from_maps(self._committed_inc, self._committed_dec)
+        return self._committed.counter()
+
+    def committed_counter(self, name: str) -> CounterState:
+        """Like :meth:`committed_state`, for the counter ``name`` (the default one too)."""
+        return self._committed.counter(name)
 
     def stored_keys(self) -> list[StoredKey]:
         """The unexpired Idempotency-Keys found by open(), oldest first."""
@@ -328,8 +261,7 @@ class SQLiteStore:
         if loaded is None:
             self._phase = "unbound"
             return None
-        self._committed_inc = dict(loaded.state.increments)
-        self._committed_dec = dict(loaded.state.decrements)
+        self._committed = Committed(loaded.state, loaded.named)
         clean = loaded.clean_shutdown
         if clean:
             self._replica_id = loaded.replica_id
@@ -337,7 +269,9 @@ class SQLiteStore:
         else:
             self._phase = "unbound"
         _log.debug("opened %s: replica %s (clean: %s)", self._path, loaded.replica_id, clean)
-        return StoredState(loaded.replica_id, loaded.state, clean_shutdown=clean)
+        return StoredState(
+            loaded.replica_id, loaded.state, clean_shutdown=clean, named=loaded.named
+        )
 
     async def bind(self, replica_id: str) -> None:
         """Record ``replica_id``: of a new database, or of a new incarnation after open()
@@ -371,6 +305,15 @@ class SQLiteStore:
                         target[replica_id] = count
         if self._wakeup is not None:
             self._wakeup.set()  # a spurious wakeup (nothing staged) is harmless
+
+    def stage_named(self, changes: CounterMapState) -> None:
+        """Queue named counters' entries for the next transaction, like :meth:`stage`."""
+        if self._phase != "ready":
+            raise StorageError(f"{self._path}: stage_named() needs an open, bound store")
+        if changes:
+            self._pending.named.stage(changes)
+            if self._wakeup is not None:
+                self._wakeup.set()
 
     def stage_key(self, key: StoredKey) -> None:
         """Queue an Idempotency-Key and its answer; it commits with the counts staged so far."""
@@ -439,7 +382,7 @@ class SQLiteStore:
         self._writer = asyncio.create_task(self._write_loop(), name=f"sqlite-writer {self._path}")
 
     def _new_flush_future(self) -> asyncio.Future[None]:
-        return _Flush(loop=self._loop)
+        return Flush(loop=self._loop)
 
     async def _write_loop(self) -> None:
         assert self._loop is not None
@@ -459,7 +402,7 @@ class SQLiteStore:
                 if not closing:
                     await self._pause(last_start + self._batch_interval - loop.time())
                 last_start = loop.time()
-            batch, self._pending = self._pending, _Batch()
+            batch, self._pending = self._pending, Batch()
             done = self._next_flush or self._new_flush_future()
             self._next_flush = None
             self._inflight = done
@@ -478,8 +421,7 @@ class SQLiteStore:
                 continue
             self._inflight = None
             retry_delay = _RETRY_FIRST
-            _raise_max(self._committed_inc, batch.inc)
-            _raise_max(self._committed_dec, batch.dec)
+            self._committed.absorb(batch)
             self._flushes += 1
             if self._problem is not None:
                 _log.warning(
@@ -499,16 +441,16 @@ class SQLiteStore:
                 # The fsyncs of batched mode; commits staged meanwhile wait for it.
                 await self._run(self._db.checkpoint)
 
-    async def _write(self, batch: _Batch) -> None:
+    async def _write(self, batch: Batch) -> None:
         keys = list(batch.keys.values())
         if self._durability == "batched" and batch.size() <= _INLINE_ROWS:
             # Inline, as Redis writes its append-only file: without fsync a commit is a
             # write() into the page cache (tens of microseconds), cheaper than handing it
             # to the worker thread and back. Checkpoints, which fsync, stay on the worker,
             # and so do large batches (a merge of thousands of replicas).
-            self._db.write(batch.inc, batch.dec, keys)
+            self._db.write(batch.inc, batch.dec, keys, batch.named)
         else:
-            await self._run(self._db.write, batch.inc, batch.dec, keys)
+            await self._run(self._db.write, batch.inc, batch.dec, keys, batch.named)
 
     async def _pause(self, delay: float) -> None:
         """Wait ``delay`` seconds (pacing or retry backoff); close() cuts it short."""

@@ -65,12 +65,17 @@ class ClusterBackend(Protocol):
         """Start every node and wire the peers each needs."""
         ...
 
-    async def change(self, index: int, delta: int, key: str) -> OpResult:
-        """One write attempt on node ``index`` under Idempotency-Key ``key``."""
+    async def change(self, index: int, delta: int, key: str, name: str) -> OpResult:
+        """One write attempt on node ``index``'s counter ``name`` under Idempotency-Key
+        ``key``."""
         ...
 
     async def counter(self, index: int) -> CounterView:
         """Node ``index``'s counter; raises when unreachable."""
+        ...
+
+    async def values(self, index: int) -> dict[str, int]:
+        """Every counter node ``index`` holds, by name; raises when unreachable."""
         ...
 
     async def peers(self, index: int) -> list[str]:
@@ -239,11 +244,14 @@ class ProcessBackend:
     def _client(self, http: str) -> NodeClient:
         return NodeClient(http, timeout=self._request_timeout, access=self._access)
 
-    async def change(self, index: int, delta: int, key: str) -> OpResult:
-        return await self._clients[index].change(delta, key=key)
+    async def change(self, index: int, delta: int, key: str, name: str) -> OpResult:
+        return await self._clients[index].change(delta, key=key, name=name)
 
     async def counter(self, index: int) -> CounterView:
         return await self._clients[index].counter()
+
+    async def values(self, index: int) -> dict[str, int]:
+        return await self._clients[index].values()
 
     async def peers(self, index: int) -> list[str]:
         return await self._clients[index].peers()

@@ -30,6 +30,7 @@ from dcounter_tools.cluster.backend import ClusterBackend, ProcessBackend
 from dcounter_tools.cluster.certs import TLS_DIR, cluster_access, with_tls
 from dcounter_tools.cluster.client import PLAIN
 from dcounter_tools.cluster.inprocess import InProcessBackend
+from dcounter_tools.cluster.keys import MAX_KEYS
 from dcounter_tools.cluster.labcli import (
     add_lab_flags,
     clean_command,
@@ -177,6 +178,15 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--rate", type=float, metavar="OPS", help="writes per second per node")
     load.add_argument("--seed", type=int, help="random seed for the writes (default: random)")
     load.add_argument(
+        "--keys",
+        type=int,
+        default=0,
+        metavar="N",
+        help="spread the writes over N named counters (key-0 ..., through POST "
+        "/counters/{name}/...) instead of the default counter; convergence then needs every "
+        f"key's exact value on every node (1 to {MAX_KEYS}; with --kill-node, needs --durable)",
+    )
+    load.add_argument(
         "--request-timeout",
         type=float,
         default=None,
@@ -313,6 +323,11 @@ def _run_options(args: argparse.Namespace, count: int) -> RunOptions:
             raise UsageError("--partition needs at least 2 nodes")
         if args.partition >= args.duration:
             raise UsageError("--partition must be shorter than --duration")
+    if not 0 <= args.keys <= MAX_KEYS:
+        raise UsageError(f"--keys takes a number of counters from 1 to {MAX_KEYS}")
+    if args.keys and args.kill_node is not None and not args.durable:
+        # The kill waits until another node holds the victim's default-counter writes only.
+        raise UsageError("--keys with --kill-node needs --durable (named writes must survive)")
     if args.kill_node is not None:
         if count < 2:
             raise UsageError("--kill-node needs at least 2 nodes (a peer must hold its writes)")
@@ -326,6 +341,7 @@ def _run_options(args: argparse.Namespace, count: int) -> RunOptions:
         converge_timeout=args.converge_timeout,
         kill_node=args.kill_node,
         partition=args.partition,
+        keys=args.keys,
     )
 
 

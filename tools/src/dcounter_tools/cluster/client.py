@@ -32,12 +32,15 @@ from dcounter_client import (
     ResponseError,
     UnavailableError,
 )
+from dcounter_tools.cluster.keys import DEFAULT_COUNTER
 from dcounter_tools.errors import ClusterError
 
 __all__ = ["APIAccess", "APIError", "CounterView", "NodeClient", "OpResult", "Outcome"]
 
 #: A node's ``GET /counter`` answer.
 CounterView = CounterSnapshot
+#: Counters listed per request (the nodes' maximum).
+_PAGE = 1000
 
 
 class Outcome(enum.Enum):
@@ -148,11 +151,26 @@ class NodeClient:
         except ClientError as exc:
             raise APIError(f"DELETE /peers/{address} on {self.address}: {exc}") from exc
 
-    async def change(self, delta: int, *, key: str) -> OpResult:
-        """Add ``delta`` (non-zero) through ``POST /increment`` or ``/decrement``."""
+    async def values(self) -> dict[str, int]:
+        """Every counter the node holds, by name (``GET /counters``, page by page)."""
+        values: dict[str, int] = {}
+        after: str | None = None
+        try:
+            while True:
+                page = await self._client.counters(after=after, limit=_PAGE)
+                values.update(page.counters)
+                if page.next is None:
+                    return values
+                after = page.next
+        except ClientError as exc:
+            raise APIError(f"GET /counters on {self.address}: {exc}") from exc
+
+    async def change(self, delta: int, *, key: str, name: str = DEFAULT_COUNTER) -> OpResult:
+        """Add ``delta`` (non-zero) to counter ``name`` through ``POST /increment`` or
+        ``/decrement`` (``/counters/{name}/...`` for a named counter)."""
         write = self._client.increment if delta > 0 else self._client.decrement
         try:
-            value = await write(abs(delta), key=key)
+            value = await write(abs(delta), key=key, name=name)
         except RejectedError as exc:
             return OpResult(Outcome.FAILED, None, f"HTTP {exc.status}: {exc.message[:200]}")
         except UnavailableError as exc:

@@ -15,6 +15,10 @@ A key lives only in the memory of the process that saw it, so an unknown write i
 retried against the same incarnation of its node; the fault injector quiesces a node
 (:meth:`LoadDriver.quiesce`) and settles its unknown writes before it kills it. A write
 that stays unknown is reported as such and makes exact convergence unprovable (exit 1).
+
+With ``keys`` (``--keys N``), each write also picks one of those counter names with the
+node's generator, and :attr:`DriverStats.expected_by_key` adds up the acknowledged writes
+per name.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dcounter_tools.cluster.client import Outcome
+from dcounter_tools.cluster.keys import DEFAULT_COUNTER
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from dcounter_tools.cluster.backend import ClusterBackend
 
 __all__ = ["DriverStats", "LoadDriver", "PendingWrite"]
@@ -45,6 +52,8 @@ class PendingWrite:
     incarnation: int
     attempts: int
     reason: str
+    #: The counter it counts.
+    name: str = DEFAULT_COUNTER
 
 
 @dataclass(slots=True)
@@ -61,6 +70,8 @@ class DriverStats:
     #: Loop time of the last acknowledgement (None before the first).
     last_ack: float | None = None
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    #: Per counter name: acknowledged increments - decrements.
+    expected_by_key: dict[str, int] = field(default_factory=dict)
 
     @property
     def acknowledged(self) -> int:
@@ -84,12 +95,14 @@ class LoadDriver:
         seed: int,
         run_id: str,
         max_attempts: int = 4,
+        keys: Sequence[str] = (),
     ) -> None:
         self._backend = backend
         self._interval = interval
         self._seed = seed
         self._run_id = run_id
         self._max_attempts = max_attempts
+        self._keys = tuple(keys)
         count = len(backend.nodes())
         self._enabled = [asyncio.Event() for _ in range(count)]
         self._idle = [asyncio.Event() for _ in range(count)]
@@ -128,19 +141,22 @@ class LoadDriver:
             if now >= end:
                 return
             delta = 1 if rng.random() < 0.5 else -1
+            # Drawn only with keys: a seed's writes without them stay what they were.
+            name = rng.choice(self._keys) if self._keys else DEFAULT_COUNTER
             self._idle[node].clear()
             try:
-                await self._write(node, delta)
+                await self._write(node, delta, name)
             finally:
                 self._idle[node].set()
             # Skip the ticks that came due while this write ran.
             tick = max(tick + 1, int((self._loop.time() - start) / self._interval) + 1)
 
-    async def _write(self, node: int, delta: int) -> None:
+    async def _write(self, node: int, delta: int, name: str = DEFAULT_COUNTER) -> None:
         key = self._key(node)
         incarnation = self._backend.nodes()[node].incarnation
         self.stats.attempted += 1
-        await self._attempt(PendingWrite(node, delta, key, incarnation, 0, ""), self._max_attempts)
+        write = PendingWrite(node, delta, key, incarnation, 0, "", name)
+        await self._attempt(write, self._max_attempts)
 
     async def _attempt(self, write: PendingWrite, attempts: int) -> bool:
         """Try ``write`` up to ``attempts`` times; True once it is settled (acked or failed)."""
@@ -149,14 +165,17 @@ class LoadDriver:
                 self.stats.retries += 1
                 await asyncio.sleep(_RETRY_BACKOFF * 2 ** min(write.attempts - 1, 5))
             write.attempts += 1
-            result = await self._backend.change(write.node, write.delta, write.key)
+            result = await self._backend.change(write.node, write.delta, write.key, write.name)
             if result.outcome is Outcome.ACKED:
+                stats = self.stats
                 if write.reason:
-                    self.stats.settled_by_retry += 1
+                    stats.settled_by_retry += 1
                 if write.delta > 0:
-                    self.stats.acked_increments += 1
+                    stats.acked_increments += 1
                 else:
-                    self.stats.acked_decrements += 1
+                    stats.acked_decrements += 1
+                by_key = stats.expected_by_key
+                by_key[write.name] = by_key.get(write.name, 0) + write.delta
                 self.stats.last_ack = self._loop.time()
                 return True
             if result.outcome is Outcome.FAILED and not write.reason:

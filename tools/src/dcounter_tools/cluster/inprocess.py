@@ -99,10 +99,14 @@ class InProcessBackend:
             f"in {time.monotonic() - started:.2f} s"
         )
 
-    async def change(self, index: int, delta: int, key: str) -> OpResult:
-        node = self._nodes[index]
-        value = node.increment(delta) if delta > 0 else node.decrement(-delta)
-        return OpResult(Outcome.ACKED, value)
+    async def change(self, index: int, delta: int, key: str, name: str) -> OpResult:
+        counters = self._nodes[index].counters
+        write = counters.increment if delta > 0 else counters.decrement
+        return OpResult(Outcome.ACKED, write(name, abs(delta)))
+
+    async def values(self, index: int) -> dict[str, int]:
+        counters = self._nodes[index].counters
+        return dict(counters.items(limit=len(counters) + 1))
 
     async def counter(self, index: int) -> CounterView:
         node = self._nodes[index]

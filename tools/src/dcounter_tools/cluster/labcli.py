@@ -99,6 +99,7 @@ def _reject_local_flags(args: argparse.Namespace) -> None:
             ("--host", args.host),
             ("--kill-node", args.kill_node is not None),
             ("--partition", args.partition),
+            ("--keys", args.keys),
         )
         if value
     ]

@@ -75,6 +75,10 @@ class RunReport:
     kill: KillReport | None = None
     partition: PartitionReport | None = None
     failure_reasons: dict[str, int] | None = None
+    #: ``--keys``: how many named counters the writes went to (0: the default counter).
+    keys: int = 0
+    #: With ``--keys``: per node holding a wrong count, up to 10 keys as [held, expected].
+    key_mismatches: dict[str, dict[str, list[int]]] | None = None
 
     @property
     def acknowledged(self) -> int:
@@ -132,28 +136,39 @@ class RunReport:
                 f"{name}={'?' if v is None else v}" for name, v in p.values_before_heal.items()
             )
             lines.append(f"  values just before healing: {before}")
-        lines.append(f"expected value: {self.expected}")
-        lines.append("node values:")
+        if self.keys:
+            lines.append(
+                f"expected value: {self.expected} in all, over {self.keys} named counters "
+                "(each checked exactly on every node)"
+            )
+        else:
+            lines.append(f"expected value: {self.expected}")
+        lines.append("node values:" + (" (sums over the keys)" if self.keys else ""))
         width = max(len(n.name) for n in self.nodes) if self.nodes else 0
         for n in self.nodes:
             if n.value is None:
                 state = f"unreachable ({n.error})"
             else:
-                state = "ok" if n.value == self.expected else "MISMATCH"
+                wrong = (self.key_mismatches or {}).get(n.name)
+                state = "ok" if n.value == self.expected and not wrong else "MISMATCH"
+                if wrong:
+                    shown = ", ".join(f"{k}={h} (want {w})" for k, (h, w) in wrong.items())
+                    state += f": {shown}"
             value = "?" if n.value is None else str(n.value)
             restarts = f" (restarted {n.restarts}x)" if n.restarts else ""
             lines.append(f"  {n.name:<{width}}  {n.gossip:<21} {value:>8}  {state}{restarts}")
         if self.converged:
             took = self.convergence_seconds or 0.0
+            what = f"each of the {self.keys} keys" if self.keys else str(self.expected)
             lines.append(
-                f"CONVERGED: every node holds exactly {self.expected}, "
-                f"{took:.3f} s after the last write"
+                f"CONVERGED: every node holds exactly {what}, {took:.3f} s after the last write"
             )
         else:
             why = (
                 f"{self.unknown} writes have an unknown outcome"
                 if self.unknown
-                else f"not every node reached {self.expected} within {self.converge_timeout:g} s"
+                else f"not every node reached {'every key' if self.keys else self.expected}"
+                f" within {self.converge_timeout:g} s"
             )
             lines.append(f"NOT CONVERGED: {why}")
         return "\n".join(lines)

@@ -20,6 +20,8 @@ The run logic is the same for every :class:`~dcounter_tools.cluster.backend.Clus
 
 3. settle writes whose outcome is still unknown, then poll every node's value until all of
    them hold exactly the expected value (the sum of acknowledged writes) or the timeout.
+   With ``--keys N`` the writes are spread over N named counters and every node must hold
+   each one's exact sum (:mod:`~dcounter_tools.cluster.keys`).
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ from typing import TYPE_CHECKING
 
 from dcounter_tools.cluster.client import CounterView
 from dcounter_tools.cluster.driver import LoadDriver
+from dcounter_tools.cluster.keys import key_mismatches, key_names
 from dcounter_tools.cluster.report import KillReport, NodeResult, PartitionReport, RunReport
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from dcounter_tools.cluster.backend import ClusterBackend
+    from dcounter_tools.cluster.backend import ClusterBackend, NodeInfo
     from dcounter_tools.cluster.progress import ProgressSink
 
 __all__ = ["KILL_AT", "RunOptions", "run_cluster"]
@@ -67,6 +70,8 @@ class RunOptions:
     partition: float | None = None
     sync_interval: float | None = None
     max_attempts: int = 4
+    #: Named counters to spread the writes over (0: the default counter only).
+    keys: int = 0
 
 
 async def _poll_until(
@@ -91,6 +96,15 @@ async def _read_all(backend: ClusterBackend) -> list[CounterView | BaseException
     return list(results)
 
 
+async def _read_values(backend: ClusterBackend) -> list[dict[str, int] | None]:
+    """Every node's counters by name (None for a node that could not be read)."""
+    count = len(backend.nodes())
+    results = await asyncio.gather(
+        *(backend.values(i) for i in range(count)), return_exceptions=True
+    )
+    return [r if isinstance(r, dict) else None for r in results]
+
+
 class _Run:
     def __init__(
         self, backend: ClusterBackend, options: RunOptions, progress: ProgressSink
@@ -105,6 +119,7 @@ class _Run:
             seed=options.seed,
             run_id=secrets.token_hex(4),
             max_attempts=options.max_attempts,
+            keys=key_names(options.keys),
         )
         # Peer-list changes of the faults never interleave.
         self.fault_lock = asyncio.Lock()
@@ -259,19 +274,29 @@ class _Run:
         stats = self.driver.stats
         self.progress.writing(options.duration, options.duration, stats.acknowledged, stats.failed)
 
-    async def converge(self) -> tuple[bool, float | None, list[CounterView | BaseException]]:
+    async def converge(self) -> _Final:
         options = self.options
         self.progress.phase("waiting for convergence")
         await self.driver.reconcile()
         expected = self.driver.stats.expected
+        by_key = self.driver.stats.expected_by_key
         last_write = self.driver.stats.last_ack or self.loop.time()
-        views: list[CounterView | BaseException] = []
+        final = _Final(False, None, [], [])
         reached_at: float | None = None
 
         async def exact() -> bool:
-            nonlocal views, reached_at
-            views = await _read_all(self.backend)
-            values = [v.value if isinstance(v, CounterView) else None for v in views]
+            nonlocal reached_at
+            final.views = await _read_all(self.backend)
+            values = [v.value if isinstance(v, CounterView) else None for v in final.views]
+            if options.keys:
+                final.held = await _read_values(self.backend)
+                if self.driver.unknown:
+                    # No exact target exists; wait only until the nodes agree.
+                    return None not in final.held and all(h == final.held[0] for h in final.held)
+                if all(h is not None and not key_mismatches(by_key, h) for h in final.held):
+                    reached_at = self.loop.time()
+                    return True
+                return False
             if self.driver.unknown:
                 # No exact target exists; wait only until the nodes agree with each other.
                 return None not in values and len(set(values)) == 1
@@ -281,9 +306,49 @@ class _Run:
             return False
 
         done = await _poll_until(exact, options.converge_timeout)
-        converged = done and reached_at is not None and not self.driver.unknown
-        seconds = round(reached_at - last_write, 3) if converged and reached_at else None
-        return converged, seconds, views
+        final.converged = done and reached_at is not None and not self.driver.unknown
+        if final.converged and reached_at is not None:
+            final.seconds = round(reached_at - last_write, 3)
+        return final
+
+
+@dataclass(slots=True)
+class _Final:
+    """What the last convergence poll saw."""
+
+    converged: bool
+    seconds: float | None
+    views: list[CounterView | BaseException]
+    #: With --keys: each node's counters by name (None: unreadable).
+    held: list[dict[str, int] | None]
+
+
+def _node_result(
+    info: NodeInfo, view: CounterView | BaseException, held: dict[str, int] | None, keys: int
+) -> NodeResult:
+    """One node's line of the report; with --keys its value is the sum over the keys."""
+    error = None if isinstance(view, CounterView) else repr(view)
+    value = view.value if isinstance(view, CounterView) else None
+    if keys:
+        value = None if held is None else sum(held.values())
+        error = error if held is not None else error or "its counters could not be listed"
+    return NodeResult(
+        info.name, info.gossip, info.http, info.replica, info.pid, info.incarnation, value, error
+    )
+
+
+def _key_report(
+    nodes: Sequence[NodeInfo], held: Sequence[dict[str, int] | None], expected: dict[str, int]
+) -> dict[str, dict[str, list[int]]]:
+    """Per node whose counters are wrong, up to 10 keys: [held, expected]."""
+    report: dict[str, dict[str, list[int]]] = {}
+    for info, values in zip(nodes, held, strict=True):
+        if values is None:
+            continue
+        wrong = key_mismatches(expected, values)
+        if wrong:
+            report[info.name] = {k: list(v) for k, v in list(wrong.items())[:10]}
+    return report
 
 
 async def run_cluster(
@@ -303,20 +368,13 @@ async def run_cluster(
         await run.write_phase()
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from group
-    converged, seconds, views = await run.converge()
+    final = await run.converge()
     stats = run.driver.stats
+    infos = backend.nodes()
+    held = final.held or [None] * len(infos)
     nodes = tuple(
-        NodeResult(
-            info.name,
-            info.gossip,
-            info.http,
-            info.replica,
-            info.pid,
-            info.incarnation,
-            view.value if isinstance(view, CounterView) else None,
-            None if isinstance(view, CounterView) else repr(view),
-        )
-        for info, view in zip(backend.nodes(), views, strict=True)
+        _node_result(info, view, values, options.keys)
+        for info, view, values in zip(infos, final.views, held, strict=True)
     )
     return RunReport(
         mode=backend.mode,
@@ -334,10 +392,12 @@ async def run_cluster(
         settled_by_retry=stats.settled_by_retry,
         expected=stats.expected,
         nodes=nodes,
-        converged=converged,
-        convergence_seconds=seconds,
+        converged=final.converged,
+        convergence_seconds=final.seconds,
         converge_timeout=options.converge_timeout,
         kill=run.kill,
         partition=run.partition,
         failure_reasons=dict(stats.failure_reasons) or None,
+        keys=options.keys,
+        key_mismatches=_key_report(infos, held, stats.expected_by_key) if options.keys else None,
     )
