@@ -29,6 +29,7 @@ from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
 from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._stats import NodeStats
+from dcounter_node._ticker import Ticker
 from dcounter_node._watch import ValueWatch
 from dcounter_protocol import MessageType, TCPTransport
 
@@ -95,6 +96,7 @@ class Node:
             maxsize=self._config.inbound_queue_size
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._tickers: list[Ticker] = []
         self._closer: asyncio.Future[None] | None = None
         # Weak references that remove themselves when their watch is dropped: a plain set,
         # so that "any watchers?" on every update is a truth test, not a WeakSet method.
@@ -187,10 +189,10 @@ class Node:
         self._status = _Status.RUNNING
         config = self._config
         self._spawn(self._process_inbound(), "inbound")
-        self._spawn(self._every(config.sync_interval, self._sync_round), "sync")
-        self._spawn(
-            self._every(config.effective_full_sync_interval, self._full_sync_round), "full-sync"
-        )
+        self._tickers = [
+            self._every(config.sync_interval, self._sync_round),
+            self._every(config.effective_full_sync_interval, self._full_sync_round),
+        ]
         if config.delta_gossip:
             self._spawn(self._flush_deltas(), "delta")
         logger.info(
@@ -218,6 +220,9 @@ class Node:
     async def _close(self) -> None:
         was_running = self._status is _Status.RUNNING
         self._status = _Status.CLOSING
+        tickers, self._tickers = self._tickers, []
+        for ticker in tickers:
+            ticker.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -521,21 +526,16 @@ class Node:
         task.set_name(f"dcounter-node {self.address} {name}")
         self._tasks.append(task)
 
-    async def _every(self, interval: float, action: Callable[[], None]) -> None:
+    def _every(self, interval: float, action: Callable[[], None]) -> Ticker:
         """Run ``action`` every ``interval`` seconds, starting at a random phase."""
-        loop = asyncio.get_running_loop()
         # A random phase keeps nodes started together from gossiping in lockstep.
-        next_at = loop.time() + self._rng.uniform(0.0, interval)
-        while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            try:
-                action()
-            except Exception:
-                logger.exception("error in periodic gossip")
-            next_at += interval
-            now = loop.time()
-            if next_at < now:  # fell behind (a stalled loop): skip the missed rounds
-                next_at = now + interval
+        return Ticker(
+            asyncio.get_running_loop(),
+            interval,
+            action,
+            first_delay=self._rng.uniform(0.0, interval),
+            what="periodic gossip",
+        )
 
     def _sync_round(self) -> None:
         if self._gossip is not None:
