@@ -284,6 +284,32 @@ def test_a_plain_pull_with_our_digest_is_still_acked() -> None:
     assert sent(received.sends) == [(PEER, DigestAck(ME, digest(HELD)))]
 
 
+def test_a_round_after_a_pull_with_our_digest_is_idle_and_taken_once() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    assert not gossip.take_idle_round()  # nobody pulled us yet
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD), {}, {})))
+    assert (gossip.in_agreement, gossip.take_idle_round(), gossip.take_idle_round()) == (
+        True,
+        True,
+        False,
+    )
+    assert pulled(gossip) == 1  # the idle round was taken: this one pulls
+
+
+def test_a_change_after_a_matching_pull_makes_no_round_idle() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))
+    gossip.add(1)
+    assert (gossip.in_agreement, gossip.take_idle_round()) == (False, False)
+    assert pulled(gossip) == 3
+
+
+def test_seed_exact_gossip_has_no_idle_rounds() -> None:
+    gossip = make(HELD, delta_gossip=False)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))
+    assert not gossip.take_idle_round()
+
+
 def test_seed_exact_gossip_always_pulls_max_sync_peers() -> None:
     gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3, delta_gossip=False)
     gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))

@@ -310,6 +310,27 @@ class Gossip:
             for address in targets
         ]
 
+    def take_idle_round(self) -> bool:
+        """Whether the next sync round would send nothing (a peer pulled us with our digest
+        since the last one, and we agree); if so, that round counts as done.
+
+        The driver may then skip the round's wake-up. Should the agreement end before the
+        round's time (see :attr:`in_agreement`), the round is due again.
+        """
+        if self._local:
+            self._absorb_local()
+        if self._pulled_agreeing and self._agreed and self._config.delta_gossip:
+            self._pulled_agreeing = False
+            return True
+        return False
+
+    @property
+    def in_agreement(self) -> bool:
+        """Whether a peer showed holding exactly our state, with no change since."""
+        if self._local:
+            self._absorb_local()
+        return self._agreed
+
     def full_sync_tick(self) -> list[Outgoing]:
         """A full-sync round: our full state to a few random peers (with deltas, if needed)."""
         if self._local:

@@ -97,6 +97,7 @@ class Node:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._tickers: list[Ticker] = []
+        self._sync_ticker: Ticker | None = None
         self._closer: asyncio.Future[None] | None = None
         # Weak references that remove themselves when their watch is dropped: a plain set,
         # so that "any watchers?" on every update is a truth test, not a WeakSet method.
@@ -189,8 +190,9 @@ class Node:
         self._status = _Status.RUNNING
         config = self._config
         self._spawn(self._process_inbound(), "inbound")
+        self._sync_ticker = self._every(config.sync_interval, self._sync_round)
         self._tickers = [
-            self._every(config.sync_interval, self._sync_round),
+            self._sync_ticker,
             self._every(config.effective_full_sync_interval, self._full_sync_round),
         ]
         if config.delta_gossip:
@@ -221,6 +223,7 @@ class Node:
         was_running = self._status is _Status.RUNNING
         self._status = _Status.CLOSING
         tickers, self._tickers = self._tickers, []
+        self._sync_ticker = None
         for ticker in tickers:
             ticker.stop()
         tasks, self._tasks = self._tasks, []
@@ -418,6 +421,9 @@ class Node:
     def _wake_flush(self) -> None:
         self._flush_armed = True
         self._pending_ready.set()
+        # A local change ends any agreement: a sync round skipped for it is due again.
+        if self._sync_ticker is not None:
+            self._sync_ticker.unskip()
 
     def _stage_local(self) -> None:
         """Stage the local updates not staged yet: before a commit, and before any send
@@ -483,6 +489,19 @@ class Node:
             self._changed(received.learned, before)
         self._report(sender, received)
         self._send_all(received.sends)
+        self._pace_sync_rounds(gossip)
+
+    def _pace_sync_rounds(self, gossip: Gossip) -> None:
+        """Spare the wake-up of a sync round that would send nothing; bring it back if the
+        agreement that made it idle ends before its time (an idle node's CPU is mostly its
+        wake-ups)."""
+        ticker = self._sync_ticker
+        if ticker is None:
+            return
+        if gossip.take_idle_round():
+            ticker.skip_next()
+        elif not gossip.in_agreement:
+            ticker.unskip()
 
     def _report(self, sender: str, received: Received) -> None:
         """Count and log (rate limited) what the gossip core refused."""

@@ -24,7 +24,9 @@ class Ticker:
 
     Ticks keep to their schedule (no drift from the time each action takes); when the loop
     stalled past a tick, the missed ticks are skipped, not run back to back. An exception
-    in ``action`` is logged and the ticks go on.
+    in ``action`` is logged and the ticks go on. A caller that knows the next tick would
+    do nothing can :meth:`skip_next` it (sparing the process a wake-up) and :meth:`unskip`
+    it should that change before its time.
     """
 
     def __init__(
@@ -42,6 +44,8 @@ class Ticker:
         self._what = what
         self._next_at = loop.time() + first_delay
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._next_at, self._tick)
+        #: When the tick skipped by skip_next() was due; None when none is skipped.
+        self._skipped: float | None = None
 
     @property
     def running(self) -> bool:
@@ -54,7 +58,32 @@ class Ticker:
             self._handle.cancel()
             self._handle = None
 
+    def skip_next(self) -> None:
+        """Skip the next tick due (a no-op when that one is skipped already)."""
+        if self._handle is None:
+            return
+        skipped = self._skipped
+        if skipped is not None and skipped > self._loop.time():
+            return
+        self._skipped = self._next_at
+        self._next_at += self._interval
+        self._reschedule()
+
+    def unskip(self) -> None:
+        """Bring back the tick skipped last, if its time has not come yet."""
+        skipped, self._skipped = self._skipped, None
+        if skipped is None or self._handle is None or skipped <= self._loop.time():
+            return
+        self._next_at = skipped
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_at(self._next_at, self._tick)
+
     def _tick(self) -> None:
+        self._skipped = None
         try:
             self._action()
         except Exception:
