@@ -268,3 +268,48 @@ async def test_hung_peer_never_delays_gossip_with_the_others() -> None:
         await node.close()
         await probe.close()
     assert asyncio.all_tasks() - {asyncio.current_task()} <= before
+
+
+def sent_of(nodes: list[Node], kind: MessageType) -> int:
+    return sum(node.stats.snapshot().messages_sent[kind] for node in nodes)
+
+
+async def test_an_idle_cluster_in_agreement_pulls_without_acks(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = await make_cluster(3, config=fast_config(full_sync_interval=QUIET), seed=19)
+    cluster.nodes[0].increment()
+    await cluster.wait_converged(1)
+
+    async def a_window_of_pulls_without_acks() -> bool:
+        acks = sent_of(cluster.nodes, MessageType.DIGEST_ACK)
+        pulls = sent_of(cluster.nodes, MessageType.DIGEST_PULL)
+        await gossip_progress(cluster, 12)
+        quiet = sent_of(cluster.nodes, MessageType.DIGEST_ACK) == acks
+        return quiet and sent_of(cluster.nodes, MessageType.DIGEST_PULL) > pulls
+
+    await wait_until(a_window_of_pulls_without_acks, what="pulls answered by no ack")
+
+
+async def test_two_camps_each_in_agreement_still_find_and_repair_their_difference(
+    make_cluster: ClusterFactory,
+) -> None:
+    # Each camp holds one state and has confirmed it within itself, so every round is quiet
+    # (no acks); once healed, only those quiet pulls can find the difference (no full syncs,
+    # and the deltas were lost to the partition).
+    cluster = await make_cluster(4, config=fast_config(full_sync_interval=QUIET), seed=20)
+    left, right = cluster.addresses[:2], cluster.addresses[2:]
+    cluster.network.partition(left, right)
+    cluster.nodes[0].increment(5)
+    cluster.nodes[3].decrement(2)
+    for camp, value in ((cluster.nodes[:2], 5), (cluster.nodes[2:], -2)):
+        await wait_for_convergence(camp, value)
+
+    async def both_camps_quiet() -> bool:
+        acks = sent_of(cluster.nodes, MessageType.DIGEST_ACK)
+        await gossip_progress(cluster, 12)
+        return sent_of(cluster.nodes, MessageType.DIGEST_ACK) == acks
+
+    await wait_until(both_camps_quiet, what="both camps to settle into quiet rounds")
+    cluster.network.heal()
+    await cluster.wait_converged(3)

@@ -10,7 +10,7 @@ import pytest
 from dcounter_crdt import CounterState, PNCounter
 from dcounter_node import NodeConfig, PeerManager
 from dcounter_node import _parts as parts_module
-from dcounter_node._gossip import Gossip, Outgoing
+from dcounter_node._gossip import Gossip, Outgoing, is_quiet_pull
 from dcounter_node._parts import SEED_READ_SIZE, encode_push_parts
 from dcounter_protocol import (
     DigestAck,
@@ -235,6 +235,79 @@ def test_a_differing_pull_brings_back_the_full_pull_fanout() -> None:
     gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
     gossip.receive(OTHER, encode_message(DigestPull(OTHER, 12345)))
     assert pulled(gossip) == 3
+
+
+def agreed(gossip: Gossip) -> Gossip:
+    """``gossip`` once a peer acked its exact state (its rounds are quiet from then on)."""
+    gossip.receive(PEER, encode_message(DigestAck(PEER, gossip.digest)))
+    return gossip
+
+
+def test_a_pull_in_agreement_asks_a_stream_peer_for_no_ack() -> None:
+    ((_, pull),) = sent(agreed(make(HELD, streams=True)).sync_tick())
+    assert pull == DigestPull(ME, digest(HELD), {}, {})
+    assert isinstance(pull, DigestPull)
+    assert is_quiet_pull(pull)
+
+
+def test_a_pull_in_agreement_to_a_seed_peer_is_the_references_pull() -> None:
+    assert sent(agreed(make(HELD, streams=False)).sync_tick()) == [
+        (PEER, DigestPull(ME, digest(HELD)))
+    ]
+
+
+def test_a_pull_out_of_agreement_wants_an_ack() -> None:
+    # Until a peer confirmed our state, the ack is how we learn that it holds it.
+    ((_, pull),) = sent(make(HELD, streams=True).sync_tick())
+    assert isinstance(pull, DigestPull)
+    assert not is_quiet_pull(pull)
+
+
+def test_a_quiet_pull_with_our_digest_gets_no_ack_but_counts_as_agreement() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    received = gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD), {}, {})))
+    assert received.sends == []
+    assert [pulled(gossip), pulled(gossip)] == [0, 1]
+
+
+def test_a_quiet_pull_with_another_digest_gets_our_full_state() -> None:
+    gossip = agreed(make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3))
+    received = gossip.receive(PEER, encode_message(DigestPull(PEER, 12345, {}, {})))
+    assert sent(received.sends) == [
+        (PEER, Push(ME, HELD.increments, HELD.decrements, digest(HELD)))
+    ]
+    assert pulled(gossip) == 3  # the mismatch ended the agreement: the full fanout is back
+
+
+def test_a_plain_pull_with_our_digest_is_still_acked() -> None:
+    received = agreed(make(HELD)).receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))
+    assert sent(received.sends) == [(PEER, DigestAck(ME, digest(HELD)))]
+
+
+def test_a_round_after_a_pull_with_our_digest_is_idle_and_taken_once() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    assert not gossip.take_idle_round()  # nobody pulled us yet
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD), {}, {})))
+    assert (gossip.in_agreement, gossip.take_idle_round(), gossip.take_idle_round()) == (
+        True,
+        True,
+        False,
+    )
+    assert pulled(gossip) == 1  # the idle round was taken: this one pulls
+
+
+def test_a_change_after_a_matching_pull_makes_no_round_idle() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))
+    gossip.add(1)
+    assert (gossip.in_agreement, gossip.take_idle_round()) == (False, False)
+    assert pulled(gossip) == 3
+
+
+def test_seed_exact_gossip_has_no_idle_rounds() -> None:
+    gossip = make(HELD, delta_gossip=False)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))
+    assert not gossip.take_idle_round()
 
 
 def test_seed_exact_gossip_always_pulls_max_sync_peers() -> None:

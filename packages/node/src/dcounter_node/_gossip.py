@@ -24,7 +24,9 @@ answers with just those entries, so one pull repairs both sides. The periodic fu
 skipped while no divergence was seen since a peer acknowledged our digest, and while a peer
 has shown holding exactly our state (and nothing changed since) a sync round pulls a single
 peer instead of ``max_sync_peers``, or none when a peer pulled us with our digest since the
-last round.
+last round. Such a pull, to a stream peer, is quiet (see :func:`is_quiet_pull`): it only
+looks for a difference, so a matching digest gets no ack, which halves an idle cluster's
+messages; a mismatch is answered with the full state as for any pull.
 
 Hostile input: a push that would take the state past ``max_replicas`` entries or that names
 a replica id longer than 255 bytes is rejected whole; an entry claiming more for our own
@@ -37,6 +39,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, assert_never
 
 from dcounter_crdt import CounterState, CRDTError, PNCounter
@@ -55,12 +58,12 @@ from dcounter_protocol import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from dcounter_node._config import NodeConfig
     from dcounter_node._peers import PeerManager
 
-__all__ = ["MAX_REPLICA_ID_BYTES", "Gossip", "Outgoing", "Received", "Rejection"]
+__all__ = ["MAX_REPLICA_ID_BYTES", "Gossip", "Outgoing", "Received", "Rejection", "is_quiet_pull"]
 
 #: Longest replica id accepted from a peer, in UTF-8 bytes (as long as a seed address).
 MAX_REPLICA_ID_BYTES: Final = 255
@@ -75,6 +78,21 @@ class Outgoing:
     address: str
     kind: MessageType
     data: bytes
+
+
+#: The count maps of a quiet pull: present but empty, where a plain pull has nil maps.
+_NO_COUNTS: Final[Mapping[str, int]] = MappingProxyType({})
+
+
+def is_quiet_pull(message: DigestPull) -> bool:
+    """Whether ``message`` is a quiet pull: one that wants no ack when the digests match.
+
+    A pull's count maps mean nothing to the reference, which writes them as nil and ignores
+    them; a node in agreement with its peers sends them empty instead, because an ack
+    would only confirm what it knows. A receiver that does not know this (the reference,
+    an older node) acks as usual, which is harmless; a mismatch is answered as for any pull.
+    """
+    return message.increments is not None and message.decrements is not None
 
 
 class Rejection(enum.Enum):
@@ -269,7 +287,8 @@ class Gossip:
         # third of the idle traffic, and none when a peer has just pulled us with our
         # digest (that pull confirmed it); any change or mismatch brings back the fanout.
         pulled_agreeing, self._pulled_agreeing = self._pulled_agreeing, False
-        if self._agreed and config.delta_gossip:
+        quiet = self._agreed and config.delta_gossip
+        if quiet:
             if pulled_agreeing:
                 return []
             count = 1
@@ -278,8 +297,39 @@ class Gossip:
         targets = self._peers.sample(count, self._rng)
         if not targets:
             return []
-        data = encode_message(DigestPull(self._address, self.digest))
-        return [Outgoing(address, MessageType.DIGEST_PULL, data) for address in targets]
+        digest = self.digest
+        data = encode_message(DigestPull(self._address, digest))
+        if not quiet:
+            return [Outgoing(address, MessageType.DIGEST_PULL, data) for address in targets]
+        # In agreement our pull only looks for a difference: an ack would confirm what we
+        # already know, so stream peers (our own kind) are asked not to send one.
+        quiet_data = encode_message(DigestPull(self._address, digest, _NO_COUNTS, _NO_COUNTS))
+        streams_to = self._streams_to
+        return [
+            Outgoing(address, MessageType.DIGEST_PULL, quiet_data if streams_to(address) else data)
+            for address in targets
+        ]
+
+    def take_idle_round(self) -> bool:
+        """Whether the next sync round would send nothing (a peer pulled us with our digest
+        since the last one, and we agree); if so, that round counts as done.
+
+        The driver may then skip the round's wake-up. Should the agreement end before the
+        round's time (see :attr:`in_agreement`), the round is due again.
+        """
+        if self._local:
+            self._absorb_local()
+        if self._pulled_agreeing and self._agreed and self._config.delta_gossip:
+            self._pulled_agreeing = False
+            return True
+        return False
+
+    @property
+    def in_agreement(self) -> bool:
+        """Whether a peer showed holding exactly our state, with no change since."""
+        if self._local:
+            self._absorb_local()
+        return self._agreed
 
     def full_sync_tick(self) -> list[Outgoing]:
         """A full-sync round: our full state to a few random peers (with deltas, if needed)."""
@@ -361,6 +411,8 @@ class Gossip:
             result.unknown_sender = True
             return
         if message.digest == digest:
+            if is_quiet_pull(message):
+                return  # the puller holds our state and knows it: nothing to say
             data = encode_message(DigestAck(self._address, digest))
             result.sends.append(Outgoing(sender, MessageType.DIGEST_ACK, data))
             return

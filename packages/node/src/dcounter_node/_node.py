@@ -31,6 +31,7 @@ from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
 from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._stats import NodeStats
+from dcounter_node._ticker import Ticker
 from dcounter_node._watch import ValueWatch
 from dcounter_protocol import MessageType, TCPTransport
 
@@ -97,6 +98,8 @@ class Node:
             maxsize=self._config.inbound_queue_size
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._tickers: list[Ticker] = []
+        self._sync_ticker: Ticker | None = None
         self._closer: asyncio.Future[None] | None = None
         # Weak references that remove themselves when their watch is dropped: a plain set,
         # so that "any watchers?" on every update is a truth test, not a WeakSet method.
@@ -191,10 +194,11 @@ class Node:
         self._status = _Status.RUNNING
         config = self._config
         self._spawn(self._process_inbound(), "inbound")
-        self._spawn(self._every(config.sync_interval, self._sync_round), "sync")
-        self._spawn(
-            self._every(config.effective_full_sync_interval, self._full_sync_round), "full-sync"
-        )
+        self._sync_ticker = self._every(config.sync_interval, self._sync_round)
+        self._tickers = [
+            self._sync_ticker,
+            self._every(config.effective_full_sync_interval, self._full_sync_round),
+        ]
         if config.delta_gossip:
             self._spawn(self._flush_deltas(), "delta")
         logger.info(
@@ -237,6 +241,10 @@ class Node:
     async def _close(self) -> None:
         was_running = self._status is _Status.RUNNING
         self._status = _Status.CLOSING
+        tickers, self._tickers = self._tickers, []
+        self._sync_ticker = None
+        for ticker in tickers:
+            ticker.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -439,6 +447,9 @@ class Node:
     def _wake_flush(self) -> None:
         self._flush_armed = True
         self._pending_ready.set()
+        # A local change ends any agreement: a sync round skipped for it is due again.
+        if self._sync_ticker is not None:
+            self._sync_ticker.unskip()
 
     def _stage_local(self) -> None:
         """Stage the local updates not staged yet: before a commit, and before any send
@@ -506,6 +517,19 @@ class Node:
             self._changed(received.learned, before)
         self._report(sender, received)
         self._send_all(received.sends)
+        self._pace_sync_rounds(gossip)
+
+    def _pace_sync_rounds(self, gossip: Gossip) -> None:
+        """Spare the wake-up of a sync round that would send nothing; bring it back if the
+        agreement that made it idle ends before its time (an idle node's CPU is mostly its
+        wake-ups)."""
+        ticker = self._sync_ticker
+        if ticker is None:
+            return
+        if gossip.take_idle_round():
+            ticker.skip_next()
+        elif not gossip.in_agreement:
+            ticker.unskip()
 
     def _report(self, sender: str, received: Received) -> None:
         """Count and log (rate limited) what the gossip core refused."""
@@ -549,21 +573,16 @@ class Node:
         task.set_name(f"dcounter-node {self.address} {name}")
         self._tasks.append(task)
 
-    async def _every(self, interval: float, action: Callable[[], None]) -> None:
+    def _every(self, interval: float, action: Callable[[], None]) -> Ticker:
         """Run ``action`` every ``interval`` seconds, starting at a random phase."""
-        loop = asyncio.get_running_loop()
         # A random phase keeps nodes started together from gossiping in lockstep.
-        next_at = loop.time() + self._rng.uniform(0.0, interval)
-        while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            try:
-                action()
-            except Exception:
-                logger.exception("error in periodic gossip")
-            next_at += interval
-            now = loop.time()
-            if next_at < now:  # fell behind (a stalled loop): skip the missed rounds
-                next_at = now + interval
+        return Ticker(
+            asyncio.get_running_loop(),
+            interval,
+            action,
+            first_delay=self._rng.uniform(0.0, interval),
+            what="periodic gossip",
+        )
 
     def _sync_round(self) -> None:
         if self._gossip is not None:
