@@ -26,12 +26,13 @@ from dcounter_node._errors import (
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
 from dcounter_node._membership_wire import is_membership
+from dcounter_node._named_link import NamedLink
 from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
 from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._stats import NodeStats
 from dcounter_node._watch import ValueWatch
-from dcounter_protocol import MessageType, TCPTransport
+from dcounter_protocol import MessageType, TCPTransport, is_named
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -112,6 +113,7 @@ class Node:
         self.membership_handler: Handler | None = None
         self._flush_armed = False
         self._counters = Counters(self, self._wake_flush)
+        self._named = NamedLink(transport, self._peers, self._stats, self._log, self._hostile_log)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class Node:
             streams_to=self._streams_to,
         )
         self._counters._bind(replica_id)
+        self._named.start(self._counters, replica_id, self._config, self._rng)
         if self._store is not None and self._initial_state:
             self._store.stage(self._initial_state)
 
@@ -231,6 +234,7 @@ class Node:
                 self._flush()
             if was_running:
                 self._stage_local()  # what the store's close must still commit
+            await self._named.close()
             await self._outbound.close(_CLOSE_DRAIN_TIMEOUT)
             await self._transport.close()
         finally:
@@ -469,6 +473,9 @@ class Node:
         gossip = self._gossip
         if gossip is None:  # pragma: no cover - the worker starts after the gossip core
             return
+        if is_named(payload):
+            self._send_all(self._named.handle(sender, payload))
+            return
         before = gossip.counter.value
         received = gossip.receive(sender, payload)
         message = received.message
@@ -552,6 +559,7 @@ class Node:
     def _sync_round(self) -> None:
         if self._gossip is not None:
             self._send_all(self._gossip.sync_tick())
+            self._send_all(self._named.sync_tick())
 
     def _full_sync_round(self) -> None:
         if self._gossip is not None:
@@ -569,3 +577,4 @@ class Node:
         self._flush_armed = False
         if self._gossip is not None:
             self._send_all(self._gossip.flush())
+            self._send_all(self._named.flush())
