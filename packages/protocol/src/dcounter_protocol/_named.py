@@ -149,12 +149,15 @@ def _pack_hashes(hashes: Iterable[int]) -> bytes:
 
 
 def _entries(state: CounterMapState) -> dict[str, dict[str, list[int]]]:
+    # Sorted names and replica ids: the same state always encodes to the same bytes.
     body: dict[str, dict[str, list[int]]] = {}
-    for name, counter in state.counters.items():
+    counters = state.counters
+    for name in sorted(counters):
         if name == DEFAULT_KEY:
             raise EncodeError("the default counter travels in the seed's messages")
+        counter = counters[name]
         inc, dec = counter.increments, counter.decrements
-        body[name] = {r: [inc.get(r, 0), dec.get(r, 0)] for r in inc.keys() | dec.keys()}
+        body[name] = {r: [inc.get(r, 0), dec.get(r, 0)] for r in sorted(inc.keys() | dec.keys())}
     return body
 
 
@@ -359,7 +362,8 @@ def decode_named(payload: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
             strict_map_key=False,
             max_ext_len=0,
         )
-    except (ValueError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # TypeError: a map key msgpack cannot hash (an array or a map).
         raise NamedMessageError(f"body is not msgpack: {exc}") from None
     try:
         return _decode_body(kind, body)
