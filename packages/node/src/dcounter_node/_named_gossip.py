@@ -119,6 +119,11 @@ class NamedGossip:
         self._refresh()
         return self._digests
 
+    @property
+    def has_pending(self) -> bool:
+        """True while changed entries wait for :meth:`flush`."""
+        return bool(self._pending)
+
     def take_encode_failure(self) -> ProtocolError | None:
         """A message that could not be encoded since the last call, once (None if none)."""
         failure, self._failure = self._failure, None

@@ -87,6 +87,11 @@ class NamedLink:
             return False
         return bool(capabilities & CAP_NAMED)
 
+    @property
+    def has_pending(self) -> bool:
+        """True while named deltas wait for the next flush."""
+        return self._gossip is not None and self._gossip.has_pending
+
     def sync_tick(self) -> list[Outgoing]:
         """A sync round's root-digest pulls."""
         return [] if self._gossip is None or not self.enabled else self._gossip.sync_tick()

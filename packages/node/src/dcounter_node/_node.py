@@ -475,6 +475,8 @@ class Node:
             return
         if is_named(payload):
             self._send_all(self._named.handle(sender, payload))
+            if self._named.has_pending:  # won entries to forward
+                self._wake_flush()
             return
         before = gossip.counter.value
         received = gossip.receive(sender, payload)
