@@ -107,6 +107,7 @@ async def test_a_node_without_the_capability_sends_no_named_message(
     plain.counters.increment("local-only", 2)
     new.increment()
     await wait_until(lambda: plain.value == 1, what="the default counter")
+
     def gossiped() -> int:
         return sum(n.stats.snapshot().total_messages_received for n in (new, plain))
 
