@@ -8,8 +8,9 @@ Named counters (every name but ``"default"``, which stays on the seed's wire) tr
   won from a delta push wait for :meth:`NamedGossip.flush`, which pushes just those entries
   to ``delta_fanout`` peers (never back to the one they came from).
 * **Bucketed anti-entropy.** :class:`~dcounter_protocol.BucketDigests` keeps a digest per
-  bucket of names, updated per changed name. Each sync round pulls a few peers with the
-  root digest only (a few bytes); a peer whose root differs answers with its bucket digests;
+  bucket of names, updated per changed name. Each sync round pulls one peer with the root
+  digest only (a few bytes: a node that lacks something differs from every peer, so its
+  own pull finds it); a peer whose root differs answers with its bucket digests;
   the puller answers the differing buckets with its key hashes there (for a bucket the peer
   holds nothing in, with its counters at once); the peer then pushes in full each name whose
   hash the puller lacks and asks (want) for the puller's hashes it lacks; full pushes are
@@ -145,9 +146,14 @@ class NamedGossip:
         return self._push(targets, pending, full=False)
 
     def sync_tick(self) -> list[Outgoing]:
-        """A sync round: our root digest to ``max_sync_peers`` peers."""
+        """A sync round: our root digest to one random peer.
+
+        One is enough to find any difference: a node that lacks something differs from
+        every peer, so its own pull finds it every round; more pullers would only start
+        more concurrent repairs of the same names, each costing bucket digests and hashes.
+        """
         digests = self.digests
-        targets = self._targets(self._config.max_sync_peers)
+        targets = self._targets(1)
         return self._send(targets, NamedPull(digests.buckets, digests.root))
 
     def receive(self, sender: str, payload: bytes) -> NamedReceived:

@@ -555,8 +555,9 @@ class Node:
                 logger.exception("error in periodic gossip")
             next_at += interval
             now = loop.time()
-            if next_at < now:  # fell behind (a stalled loop): skip the missed rounds
-                next_at = now + interval
+            if next_at < now:  # fell behind (a stalled loop): skip the missed rounds, and
+                # take a new random phase: nodes stalled together must not keep in lockstep
+                next_at = now + self._rng.uniform(0.0, interval)
 
     def _sync_round(self) -> None:
         if self._gossip is not None:
