@@ -30,11 +30,14 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from dcounter_crdt import CounterMapState
 from dcounter_node import Node, NodeConfig, PeerManager
 from dcounter_protocol import MemoryNetwork, NamedKind, NamedPush, split_named
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 #: Polling step while waiting for a condition (the measured times are far larger).
 _POLL = 0.005
@@ -121,9 +124,8 @@ async def _measure(nodes: list[Node], network: MemoryNetwork, args: argparse.Nam
     print(f"   named bytes per node per round: {per_round:,.0f} B")
     print("   by kind: " + ", ".join(f"{k.name.lower()} {v:,} B" for k, v in spent.items()))
     print(f"   ratio to one full push: {per_round / full:.2e}")
-    print(
-        f"   goal < 10 KB per node per round, digests only: {_goal(per_round < 10240 and not others)}"
-    )
+    idle_ok = per_round < 10240 and not others
+    print(f"   goal < 10 KB per node per round, digests only: {_goal(idle_ok)}")
 
     # 2. One write.
     target = nodes[0].counters.value(names[7]) + 1
@@ -174,9 +176,8 @@ async def _measure(nodes: list[Node], network: MemoryNetwork, args: argparse.Nam
     print(f"   it holds them after {took:.3f} s = {took / interval:.2f} sync intervals")
     print(f"   named bytes sent by all nodes meanwhile: {_kb(sent)}")
     print("   by kind: " + ", ".join(f"{k.name.lower()} {_kb(v)}" for k, v in by_kind.items()))
-    print(
-        f"   those {args.missed:,} names pushed in full: {_kb(only_those)} (ratio {sent / only_those:.1f}x)"
-    )
+    ratio = sent / only_those
+    print(f"   those {args.missed:,} names pushed in full: {_kb(only_those)} (ratio {ratio:.1f}x)")
     print(f"   the whole state: {_kb(full)} (ratio {sent / full:.3f})")
     print(f"   goal within two sync rounds: {_goal(took <= 2 * interval)}")
     print(f"   goal about those keys, not the rest: {_goal(sent < full / 4)}")
