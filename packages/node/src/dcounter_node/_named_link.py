@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dcounter_node._gossip import Outgoing
     from dcounter_node._peers import PeerManager
     from dcounter_node._ratelimit import RateLimitedLog
+    from dcounter_node._refusals import Refusals
     from dcounter_node._stats import NodeStats
     from dcounter_protocol._transport import Transport
 
@@ -42,13 +43,13 @@ class NamedLink:
         peers: PeerManager,
         stats: NodeStats,
         log: RateLimitedLog,
-        hostile_log: RateLimitedLog,
+        refusals: Refusals,
     ) -> None:
         self._transport = transport
         self._peers = peers
         self._stats = stats
         self._log = log
-        self._hostile_log = hostile_log
+        self._refusals = refusals
         self._gossip: NamedGossip | None = None
         self._opening: dict[str, asyncio.Task[None]] = {}
         self._tcp = transport if isinstance(transport, TCPTransport) else None
@@ -120,27 +121,16 @@ class NamedLink:
         if message is None:
             return []
         stats.record_received(message.kind, len(payload), sender)
-        who = sender if sender in self._peers else "<not a peer>"
         if message.kind is NamedKind.NAMED_PUSH and received.rejected is None:
             stats.record_merge(changed=received.learned > 0)
-        if received.rejected is not None:
-            stats.record_push_rejected()
-            self._hostile_log.warning(
-                f"named-rejected:{who}",
-                "rejected a whole named push from %s: %s",
-                sender,
-                received.rejected,
-            )
-        if received.forged:
-            stats.record_forged_refused()
-            self._hostile_log.warning(
-                f"named-forged:{who}",
-                "refused counts for our own replica in %d named counters from %s",
-                received.forged,
-                sender,
-            )
-        if received.unknown_sender:
-            stats.record_unknown_sender()
+        forged = received.forged
+        self._refusals.report(
+            sender,
+            what="named push",
+            rejected=received.rejected,
+            forged=f"in {forged} named counters" if forged else None,
+            unknown_sender=received.unknown_sender,
+        )
         failure = self._gossip.take_encode_failure()
         if failure is not None:
             self._log.warning("named-encode", "cannot encode a named message: %s", failure)

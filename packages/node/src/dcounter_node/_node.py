@@ -29,13 +29,15 @@ from dcounter_node._membership_wire import is_membership
 from dcounter_node._named_link import NamedLink
 from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
+from dcounter_node._periodic import every
 from dcounter_node._ratelimit import RateLimitedLog
+from dcounter_node._refusals import Refusals
 from dcounter_node._stats import NodeStats
 from dcounter_node._watch import ValueWatch
 from dcounter_protocol import MessageType, TCPTransport, is_named
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Coroutine
     from types import TracebackType
 
     from dcounter_node._storage import StateStore
@@ -113,7 +115,8 @@ class Node:
         self.membership_handler: Handler | None = None
         self._flush_armed = False
         self._counters = Counters(self, self._wake_flush)
-        self._named = NamedLink(transport, self._peers, self._stats, self._log, self._hostile_log)
+        self._refusals = Refusals(self._stats, self._peers, self._log, self._hostile_log)
+        self._named = NamedLink(transport, self._peers, self._stats, self._log, self._refusals)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -193,9 +196,10 @@ class Node:
         self._status = _Status.RUNNING
         config = self._config
         self._spawn(self._process_inbound(), "inbound")
-        self._spawn(self._every(config.sync_interval, self._sync_round), "sync")
+        self._spawn(every(config.sync_interval, self._sync_round, self._rng), "sync")
         self._spawn(
-            self._every(config.effective_full_sync_interval, self._full_sync_round), "full-sync"
+            every(config.effective_full_sync_interval, self._full_sync_round, self._rng),
+            "full-sync",
         )
         if config.delta_gossip:
             self._spawn(self._flush_deltas(), "delta")
@@ -502,28 +506,13 @@ class Node:
 
     def _report(self, sender: str, received: Received) -> None:
         """Count and log (rate limited) what the gossip core refused."""
-        # Once per peer per minute; a frame's sender is only a claim, so every address that
-        # is not a peer shares one key (a flood of made-up senders logs one line a minute).
-        who = sender if sender in self._peers else "<not a peer>"
-        if received.rejected is not None:
-            self._stats.record_push_rejected()
-            self._hostile_log.warning(
-                f"rejected:{who}",
-                "rejected a whole push from %s: %s",
-                sender,
-                received.rejected.value,
-            )
-        if received.forged:
-            self._stats.record_forged_refused()
-            self._hostile_log.warning(
-                f"forged:{who}",
-                "refused counts for our own replica from %s above what we counted: %s",
-                sender,
-                received.forged,
-            )
-        if received.unknown_sender:
-            self._stats.record_unknown_sender()
-            self._log.warning("unknown", "not answering %s: it is not one of our peers", sender)
+        rejected = received.rejected
+        self._refusals.report(
+            sender,
+            rejected=None if rejected is None else rejected.value,
+            forged=str(received.forged) if received.forged else None,
+            unknown_sender=received.unknown_sender,
+        )
 
     def _send_all(self, sends: list[Outgoing]) -> None:
         # Before the sends start: each push commits the store first (see Outbound), and
@@ -541,23 +530,6 @@ class Node:
         task = asyncio.ensure_future(coro)
         task.set_name(f"dcounter-node {self.address} {name}")
         self._tasks.append(task)
-
-    async def _every(self, interval: float, action: Callable[[], None]) -> None:
-        """Run ``action`` every ``interval`` seconds, starting at a random phase."""
-        loop = asyncio.get_running_loop()
-        # A random phase keeps nodes started together from gossiping in lockstep.
-        next_at = loop.time() + self._rng.uniform(0.0, interval)
-        while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            try:
-                action()
-            except Exception:
-                logger.exception("error in periodic gossip")
-            next_at += interval
-            now = loop.time()
-            if next_at < now:  # fell behind (a stalled loop): skip the missed rounds, and
-                # take a new random phase: nodes stalled together must not keep in lockstep
-                next_at = now + self._rng.uniform(0.0, interval)
 
     def _sync_round(self) -> None:
         if self._gossip is not None:
