@@ -52,6 +52,15 @@ def _named_bytes(nodes: Sequence[Node]) -> dict[NamedKind, int]:
     return totals
 
 
+def _quiet(nodes: Sequence[Node]) -> bool:
+    """Whether every message sent so far has been handled (no backlog in any queue)."""
+    if any(node.sends_in_flight for node in nodes):
+        return False
+    snapshots = [node.stats.snapshot() for node in nodes]
+    sent = sum(s.total_messages_sent for s in snapshots)
+    return sum(s.total_messages_received + s.decode_errors for s in snapshots) >= sent
+
+
 async def _until(condition: Callable[[], bool], within: float, what: str) -> float:
     """Seconds until ``condition`` held; raises TimeoutError after ``within``."""
     start = time.perf_counter()
@@ -111,6 +120,7 @@ async def _measure(nodes: list[Node], network: MemoryNetwork, args: argparse.Nam
     print(f"baseline: one full push of the state = {_kb(full)}")
 
     # 1. Idle rounds (timed: the benchmark's own polling would load the loop).
+    await _until(lambda: _quiet(nodes), 600, "every message handled")
     await asyncio.sleep(2 * interval)
     before = _named_bytes(nodes)
     started = time.perf_counter()

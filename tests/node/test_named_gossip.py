@@ -6,6 +6,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from dcounter_crdt import CounterMapState, CounterState
+from dcounter_node._named_gossip import FORWARD_LIMIT
 from dcounter_protocol import (
     NAMED_MAGIC,
     NamedBuckets,
@@ -285,3 +286,17 @@ async def test_a_want_without_an_exchange_is_ignored(make_cluster: ClusterFactor
     await probe.send(node.address, _push({"y": {"r": 1}}))
     await wait_until(lambda: "y" in node.counters, what="the push after the want")
     assert _named_sent(node, NamedKind.NAMED_PUSH) == 1
+
+
+async def test_a_small_delta_is_forwarded_and_a_bulk_one_left_to_anti_entropy(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = await make_cluster(config=fast_config(sync_interval=3600.0))
+    first, second = await cluster.spawn(2, extra_peers=[PROBE_ADDRESS])
+    probe = await cluster.probe()
+    bulk = {f"bulk-{i}": {"r": 1} for i in range(FORWARD_LIMIT + 1)}
+    await probe.send(first.address, _push(bulk))
+    await wait_until(lambda: len(first.counters) == len(bulk), what="the bulk push merged")
+    await probe.send(first.address, _push({"small": {"r": 1}}))
+    await wait_until(lambda: "small" in second.counters, what="the small push forwarded")
+    assert len(second.counters) == 1

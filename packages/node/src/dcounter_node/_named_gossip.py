@@ -5,8 +5,9 @@ Named counters (every name but ``"default"``, which stays on the seed's wire) tr
 :data:`~dcounter_protocol.CAP_NAMED` (``named_to(address)``). Two mechanisms:
 
 * **Deltas, per key.** Local writes (handed over by :meth:`NamedGossip.local`) and entries
-  won from a delta push wait for :meth:`NamedGossip.flush`, which pushes just those entries
-  to ``delta_fanout`` peers (never back to the one they came from).
+  won from a delta push (of up to :data:`FORWARD_LIMIT` names) wait for
+  :meth:`NamedGossip.flush`, which pushes just those entries to ``delta_fanout`` peers
+  (never back to the one they came from).
 * **Bucketed anti-entropy.** :class:`~dcounter_protocol.BucketDigests` keeps a digest per
   bucket of names, updated per changed name. Each sync round pulls one peer with the root
   digest only (a few bytes: a node that lacks something differs from every peer, so its
@@ -53,10 +54,14 @@ if TYPE_CHECKING:
     from dcounter_node._counters import Counters
     from dcounter_node._peers import PeerManager
 
-__all__ = ["NAMED_PART_SIZE", "NamedGossip", "NamedReceived"]
+__all__ = ["FORWARD_LIMIT", "NAMED_PART_SIZE", "NamedGossip", "NamedReceived"]
 
 #: Largest named payload sent: a repair of many names goes out in parts this big.
 NAMED_PART_SIZE: Final = 1024 * 1024
+#: Most names a node forwards from one delta push. A bigger batch (a bulk load) would
+#: reach every node several times over by forwarding; anti-entropy delivers it once, within
+#: about a sync round.
+FORWARD_LIMIT: Final = 1000
 
 
 @dataclass(slots=True)
@@ -196,7 +201,8 @@ class NamedGossip:
         self._dirty.update(won.counters)
         if not message.full:
             # A delta spreads on (epidemic); a repair is between two nodes only.
-            self._queue(won, sender)
+            if len(won) <= FORWARD_LIMIT:
+                self._queue(won, sender)
             return
         extra: dict[str, CounterState] = {}
         for name, state in theirs.counters.items():
