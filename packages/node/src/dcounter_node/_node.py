@@ -478,6 +478,7 @@ class Node:
         if gossip is None:  # pragma: no cover - the worker starts after the gossip core
             return
         if is_named(payload):
+            self._stage_local()  # the digests it compares must include every local write
             self._send_all(self._named.handle(sender, payload))
             if self._named.has_pending:  # won entries to forward
                 self._wake_flush()
