@@ -6,6 +6,9 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dcounter_crdt import CounterMapState, CounterState
 from dcounter_node import NodeConfig, PeerManager
 from dcounter_node._counters import Counters
@@ -29,13 +32,20 @@ class _Owner:
         return None
 
 
-def _core(address: str, peer: str, names: dict[str, int]) -> tuple[NamedGossip, Counters]:
+def _core(
+    address: str, peer: str, names: dict[str, int], *, buckets: int = 4096
+) -> tuple[NamedGossip, Counters]:
     counters = Counters(_Owner(), lambda: None)  # type: ignore[arg-type]
     counters._bind(f"{address}#r")
     for name, by in names.items():
         counters.increment(name, by)
     core = NamedGossip(
-        counters, f"{address}#r", NodeConfig(), PeerManager(address, [peer]), random.Random(1)
+        counters,
+        f"{address}#r",
+        NodeConfig(),
+        PeerManager(address, [peer]),
+        random.Random(1),
+        buckets=buckets,
     )
     counters.push = core.local
     counters.stage_local()
@@ -127,3 +137,33 @@ def test_a_delta_is_pushed_once_to_the_fanout_and_never_back() -> None:
     message = decode_named(send.data)
     assert isinstance(message, NamedPush)
     assert (send.address, sorted(message.state.counters), message.full) == (B, ["mine"], False)
+
+
+_sides = st.dictionaries(
+    st.sampled_from([f"n{i}" for i in range(40)]), st.integers(1, 50), max_size=40
+)
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=60)
+@given(_sides, _sides, _sides, st.sampled_from([1, 4, 64]), st.booleans())
+def test_one_exchange_makes_any_two_states_equal(
+    shared: dict[str, int],
+    only_a: dict[str, int],
+    only_b: dict[str, int],
+    buckets: int,
+    a_pulls: bool,
+) -> None:
+    a, a_counters = _core(A, B, shared, buckets=buckets)
+    b, b_counters = _core(B, A, {}, buckets=buckets)
+    b_counters.merge_remote(a_counters.snapshot())
+    b._dirty.update(a_counters.snapshot().counters)
+    for counters, extra in ((a_counters, only_a), (b_counters, only_b)):
+        for name, by in extra.items():
+            counters.increment(name, by)
+        counters.stage_local()
+    a.flush()
+    b.flush()
+    puller = a if a_pulls else b
+    _run({A: a, B: b}, puller.sync_tick())
+    assert a_counters.snapshot() == b_counters.snapshot()
+    assert a.digests.root == b.digests.root
