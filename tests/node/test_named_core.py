@@ -13,7 +13,14 @@ from dcounter_crdt import CounterMapState, CounterState
 from dcounter_node import NodeConfig, PeerManager
 from dcounter_node._counters import Counters
 from dcounter_node._named_gossip import NamedGossip
-from dcounter_protocol import BucketDigests, NamedKind, NamedPush, decode_named, encode_named
+from dcounter_protocol import (
+    BucketDigests,
+    NamedKind,
+    NamedPull,
+    NamedPush,
+    decode_named,
+    encode_named,
+)
 
 if TYPE_CHECKING:
     from dcounter_node._gossip import Outgoing
@@ -95,6 +102,18 @@ def test_one_pull_repairs_both_sides_with_about_the_differing_names() -> None:
     whole = len(encode_named(NamedPush(a_counters.snapshot())))
     assert sizes[NamedKind.NAMED_PUSH] < whole / 50
     assert a.digests.root == b.digests.root
+
+
+def test_a_small_state_is_compared_over_few_buckets() -> None:
+    a, a_counters = _core(A, B, {f"n{i}": 1 for i in range(100)})
+    b, b_counters = _core(B, A, {f"n{i}": 1 for i in range(99)})
+    (pull,) = a.sync_tick()
+    message = decode_named(pull.data)
+    assert isinstance(message, NamedPull)
+    assert message.buckets == 8  # about one per 16 names
+    sizes = _run({A: a, B: b}, [pull])
+    assert a_counters.snapshot() == b_counters.snapshot()
+    assert sizes[NamedKind.NAMED_BUCKETS] < 100
 
 
 def test_equal_states_answer_a_pull_with_nothing() -> None:

@@ -112,3 +112,18 @@ def test_known_values_pin_the_documented_functions() -> None:
 def test_bucket_count_must_be_a_power_of_two(buckets: object) -> None:
     with pytest.raises(InvalidOptionError):
         BucketDigests(buckets)  # type: ignore[arg-type]
+
+
+@settings(settings.get_profile("protocol"))
+@given(_states, st.sampled_from([1, 2, 4, 8, 16]))
+def test_folded_digests_equal_digests_over_fewer_buckets(state: CounterMapState, n: int) -> None:
+    digests, fewer = BucketDigests.of(state, 16), BucketDigests.of(state, n)
+    assert digests.folded(n) == fewer.digests
+    assert all(digests.bucket_keys(i, n) == fewer.bucket_keys(i) for i in range(n))
+    assert digests.differing(fewer.digests) == []
+
+
+@pytest.mark.parametrize("n", [0, 3, 32])
+def test_folding_needs_a_power_of_two_up_to_the_bucket_count(n: int) -> None:
+    with pytest.raises(InvalidOptionError):
+        BucketDigests(16).folded(n)

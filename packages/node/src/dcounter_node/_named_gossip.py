@@ -62,6 +62,8 @@ NAMED_PART_SIZE: Final = 1024 * 1024
 #: reach every node several times over by forwarding; anti-entropy delivers it once, within
 #: about a sync round.
 FORWARD_LIMIT: Final = 1000
+#: A pull asks for about one bucket per this many of the puller's names.
+KEYS_PER_BUCKET: Final = 16
 
 
 @dataclass(slots=True)
@@ -156,10 +158,12 @@ class NamedGossip:
         One is enough to find any difference: a node that lacks something differs from
         every peer, so its own pull finds it every round; more pullers would only start
         more concurrent repairs of the same names, each costing bucket digests and hashes.
+        The pull asks for about one bucket per 16 of our names (a power of two, at most
+        all of ours): a small state is compared with a few digests.
         """
         digests = self.digests
-        targets = self._targets(1)
-        return self._send(targets, NamedPull(digests.buckets, digests.root))
+        buckets = min(digests.buckets, 1 << (len(digests) // KEYS_PER_BUCKET).bit_length())
+        return self._send(self._targets(1), NamedPull(buckets, digests.root))
 
     def receive(self, sender: str, payload: bytes) -> NamedReceived:
         """Handle one named payload from ``sender`` (the address its frame names)."""
@@ -220,29 +224,32 @@ class NamedGossip:
         if self._named_to(sender):
             result.sends.extend(self._push([sender], CounterMapState(extra), full=False))
 
+    def _too_many(self, buckets: int, result: NamedReceived) -> bool:
+        if buckets <= self._digests.buckets:
+            return False
+        result.error = NamedMessageError(
+            f"{buckets} buckets asked; this node keeps {self._digests.buckets}"
+        )
+        return True
+
     def _on_pull(self, sender: str, message: NamedPull, result: NamedReceived) -> None:
         digests = self.digests
-        if message.buckets != digests.buckets:
-            result.error = NamedMessageError(
-                f"pull over {message.buckets} buckets; this node keeps {digests.buckets}"
-            )
+        if self._too_many(message.buckets, result):
             return
         if message.root != digests.root:
-            answer = NamedBuckets(digests.buckets, digests.digests)
+            answer = NamedBuckets(message.buckets, digests.folded(message.buckets))
             result.sends.extend(self._send([sender], answer))
 
     def _on_buckets(self, sender: str, message: NamedBuckets, result: NamedReceived) -> None:
         digests = self.digests
-        if message.buckets != digests.buckets:
-            result.error = NamedMessageError(
-                f"{message.buckets} bucket digests; this node keeps {digests.buckets}"
-            )
+        buckets = message.buckets
+        if self._too_many(buckets, result):
             return
         listed: dict[int, tuple[int, ...]] = {}
         names: dict[int, str] = {}
         for_them: list[str] = []
         for bucket in digests.differing(message.digests):
-            held = digests.bucket_keys(bucket)
+            held = digests.bucket_keys(bucket, buckets)
             if message.digests[bucket] == 0:
                 for_them.extend(held)  # they hold nothing there: no need to compare
                 continue
@@ -252,19 +259,16 @@ class NamedGossip:
         if for_them:
             result.sends.extend(self._push([sender], self._states(for_them), full=True))
         if listed:
-            result.sends.extend(self._send([sender], NamedKeys(digests.buckets, listed)))
+            result.sends.extend(self._send([sender], NamedKeys(buckets, listed)))
 
     def _on_keys(self, sender: str, message: NamedKeys, result: NamedReceived) -> None:
         digests = self.digests
-        if message.buckets != digests.buckets:
-            result.error = NamedMessageError(
-                f"key hashes over {message.buckets} buckets; this node keeps {digests.buckets}"
-            )
+        if self._too_many(message.buckets, result):
             return
         for_them: list[str] = []
         wanted: list[int] = []
         for bucket, hashes in message.keys.items():
-            held = digests.bucket_keys(bucket)
+            held = digests.bucket_keys(bucket, message.buckets)
             theirs = set(hashes)
             for_them.extend(name for name, h in held.items() if h not in theirs)
             mine = set(held.values())

@@ -9,8 +9,10 @@ Every node computes the same numbers from the same state::
     root               = XOR of every bucket digest
 
 XOR makes each change O(1): the old hash of a name goes out, its new one in, whatever the
-number of names. Two states give the same bucket digest iff they hold the same counters in
-that bucket, except with probability about 2**-64 per comparison.
+number of names. Digests over fewer buckets (any smaller power of two) are folded from these
+in O(buckets), so nodes with few names exchange few digests. Two states give the same bucket
+digest iff they hold the same counters in that bucket, except with probability about 2**-64
+per comparison.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import xxhash
 from dcounter_protocol._errors import InvalidOptionError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Sequence
 
     from dcounter_crdt import CounterMapState, CounterState
 
@@ -111,10 +113,39 @@ class BucketDigests:
         self._digests[bucket] ^= change
         self._root ^= change
 
-    def bucket_keys(self, bucket: int) -> dict[str, int]:
-        """The names in ``bucket`` with their key hashes (a copy)."""
-        return dict(self._keys[bucket])
+    def folded(self, buckets: int) -> tuple[int, ...]:
+        """The digests over fewer ``buckets`` (a power of two up to :attr:`buckets`).
 
-    def differing(self, theirs: Iterable[int]) -> list[int]:
-        """Indexes of the buckets whose digest differs from ``theirs`` (same bucket count)."""
-        return [i for i, (a, b) in enumerate(zip(self._digests, theirs, strict=True)) if a != b]
+        A name's bucket among ``buckets`` is its bucket here modulo ``buckets``, so bucket
+        ``i`` there is the XOR of the buckets ``j`` here with ``j % buckets == i``: equal to
+        ``BucketDigests.of(state, buckets).digests``, in O(:attr:`buckets`).
+        """
+        self._check_fold(buckets)
+        if buckets == self._buckets:
+            return tuple(self._digests)
+        mask = buckets - 1
+        folded = [0] * buckets
+        for index, digest in enumerate(self._digests):
+            folded[index & mask] ^= digest
+        return tuple(folded)
+
+    def bucket_keys(self, bucket: int, buckets: int | None = None) -> dict[str, int]:
+        """The names in ``bucket`` (among ``buckets``, default all) with their key hashes."""
+        if buckets is None or buckets == self._buckets:
+            return dict(self._keys[bucket])
+        self._check_fold(buckets)
+        held: dict[str, int] = {}
+        for index in range(bucket, self._buckets, buckets):
+            held.update(self._keys[index])
+        return held
+
+    def differing(self, theirs: Sequence[int]) -> list[int]:
+        """Indexes of the buckets whose digest differs from ``theirs`` (over len(theirs))."""
+        mine = self.folded(len(theirs))
+        return [i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b]
+
+    def _check_fold(self, buckets: int) -> None:
+        if type(buckets) is not int or not 1 <= buckets <= self._buckets or buckets & (buckets - 1):
+            raise InvalidOptionError(
+                f"can fold into a power of two up to {self._buckets} buckets, not {buckets!r}"
+            )
