@@ -161,6 +161,8 @@ class NamedGossip:
         The pull asks for about one bucket per 16 of our names (a power of two, at most
         all of ours): a small state is compared with a few digests.
         """
+        for gone in [address for address in self._exchanges if address not in self._peers]:
+            del self._exchanges[gone]
         digests = self.digests
         buckets = min(digests.buckets, 1 << (len(digests) // KEYS_PER_BUCKET).bit_length())
         return self._send(self._targets(1), NamedPull(buckets, digests.root))
