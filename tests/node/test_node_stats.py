@@ -8,15 +8,16 @@ import threading
 import pytest
 
 from dcounter_node import NodeStats
-from dcounter_protocol import MessageType
+from dcounter_protocol import MessageType, NamedKind
 
 PEER = "127.0.0.1:7001"
 
 
 def test_new_stats_count_zero_for_every_message_type() -> None:
     snapshot = NodeStats().snapshot()
-    assert dict(snapshot.messages_sent) == dict.fromkeys(MessageType, 0)
-    assert dict(snapshot.bytes_received) == dict.fromkeys(MessageType, 0)
+    every = (*MessageType, *NamedKind)
+    assert dict(snapshot.messages_sent) == dict.fromkeys(every, 0)
+    assert dict(snapshot.bytes_received) == dict.fromkeys(every, 0)
     assert snapshot.last_contact == {}
 
 

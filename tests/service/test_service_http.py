@@ -432,7 +432,8 @@ async def test_metrics_have_every_gossip_series(api: Api) -> None:
     async with api.session.get(api.url + "/metrics") as response:
         samples = _samples(await response.text())
     for name in ("dcounter_gossip_messages_total", "dcounter_gossip_bytes_total"):
-        for kind in ("push", "digest_pull", "digest_ack"):
+        named = ("named_push", "named_pull", "named_buckets", "named_keys", "named_want")
+        for kind in ("push", "digest_pull", "digest_ack", *named):
             for direction in ("sent", "received"):
                 key = (name, (("direction", direction), ("type", kind)))
                 assert samples[key] == 0

@@ -202,10 +202,6 @@ def test_process_single_node_run_with_keys_goes_through_http(
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="named counters gossip with the wire part of issue 20 (not on this branch); "
-    "remove this mark once it is merged"
-)
 def test_process_cluster_run_with_keys_converges_on_every_key(
     cluster_json: ClusterCLI, pids_gone: PidsGone
 ) -> None:

@@ -37,7 +37,7 @@ from dcounter_node._settings import (
     parse_address,
 )
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
-from dcounter_protocol import CAP_MEMBERSHIP, InvalidOptionError, TransportError
+from dcounter_protocol import CAP_MEMBERSHIP, CAP_NAMED, InvalidOptionError, TransportError
 from dcounter_protocol._tcp import TCPOptions, TCPTransport, TLSOptions
 
 if TYPE_CHECKING:
@@ -291,7 +291,7 @@ async def _serve(
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
     transport = TCPTransport(
         settings.listen,
-        options=TCPOptions(wire=wire, tls=tls, capabilities=CAP_MEMBERSHIP),
+        options=TCPOptions(wire=wire, tls=tls, capabilities=CAP_MEMBERSHIP | CAP_NAMED),
         advertise=settings.advertise,
     )
     node = Node(

@@ -49,6 +49,7 @@ from dcounter_protocol import (
     DigestPull,
     Message,
     MessageType,
+    NamedKind,
     ProtocolError,
     Push,
     decode_message,
@@ -73,10 +74,10 @@ _SURELY_SHORT: Final = MAX_REPLICA_ID_BYTES // 4
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to send: where, what type, and its encoded payload."""
+    """One message to send: where, what type (a seed or a named one), its encoded payload."""
 
     address: str
-    kind: MessageType
+    kind: MessageType | NamedKind
     data: bytes
 
 

@@ -27,13 +27,15 @@ from dcounter_node._errors import (
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
 from dcounter_node._membership_wire import is_membership
+from dcounter_node._named_link import NamedLink
 from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
 from dcounter_node._ratelimit import RateLimitedLog
+from dcounter_node._refusals import Refusals
 from dcounter_node._stats import NodeStats
 from dcounter_node._ticker import Ticker
 from dcounter_node._watch import ValueWatch
-from dcounter_protocol import MessageType, TCPTransport
+from dcounter_protocol import MessageType, TCPTransport, is_named
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -116,6 +118,8 @@ class Node:
         self.membership_handler: Handler | None = None
         self._flush_armed = False
         self._counters = Counters(self, self._wake_flush)
+        self._refusals = Refusals(self._stats, self._peers, self._log, self._hostile_log)
+        self._named = NamedLink(transport, self._peers, self._stats, self._log, self._refusals)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -188,6 +192,8 @@ class Node:
             streams_to=self._streams_to,
         )
         self._bind_counters(replica_id, stored)
+        # After the binding: the named digests are built from the counters as loaded.
+        self._named.start(self._counters, replica_id, self._config, self._rng)
         if self._store is not None and self._initial_state:
             self._store.stage(self._initial_state)
 
@@ -255,6 +261,7 @@ class Node:
                 self._flush()
             if was_running:
                 self._stage_local()  # what the store's close must still commit
+            await self._named.close()
             await self._outbound.close(_CLOSE_DRAIN_TIMEOUT)
             await self._transport.close()
         finally:
@@ -496,6 +503,12 @@ class Node:
         gossip = self._gossip
         if gossip is None:  # pragma: no cover - the worker starts after the gossip core
             return
+        if is_named(payload):
+            self._stage_local()  # the digests it compares must include every local write
+            self._send_all(self._named.handle(sender, payload))
+            if self._named.has_pending:  # won entries to forward
+                self._wake_flush()
+            return
         before = gossip.counter.value
         received = gossip.receive(sender, payload)
         message = received.message
@@ -526,35 +539,21 @@ class Node:
         ticker = self._sync_ticker
         if ticker is None:
             return
-        if gossip.take_idle_round():
+        # Both cores must agree to spare it: the round pulls for each.
+        if gossip.take_idle_round() and self._named.take_idle_round():
             ticker.skip_next()
         elif not gossip.in_agreement:
             ticker.unskip()
 
     def _report(self, sender: str, received: Received) -> None:
         """Count and log (rate limited) what the gossip core refused."""
-        # Once per peer per minute; a frame's sender is only a claim, so every address that
-        # is not a peer shares one key (a flood of made-up senders logs one line a minute).
-        who = sender if sender in self._peers else "<not a peer>"
-        if received.rejected is not None:
-            self._stats.record_push_rejected()
-            self._hostile_log.warning(
-                f"rejected:{who}",
-                "rejected a whole push from %s: %s",
-                sender,
-                received.rejected.value,
-            )
-        if received.forged:
-            self._stats.record_forged_refused()
-            self._hostile_log.warning(
-                f"forged:{who}",
-                "refused counts for our own replica from %s above what we counted: %s",
-                sender,
-                received.forged,
-            )
-        if received.unknown_sender:
-            self._stats.record_unknown_sender()
-            self._log.warning("unknown", "not answering %s: it is not one of our peers", sender)
+        rejected = received.rejected
+        self._refusals.report(
+            sender,
+            rejected=None if rejected is None else rejected.value,
+            forged=str(received.forged) if received.forged else None,
+            unknown_sender=received.unknown_sender,
+        )
 
     def _send_all(self, sends: list[Outgoing]) -> None:
         # Before the sends start: each push commits the store first (see Outbound), and
@@ -575,18 +574,22 @@ class Node:
 
     def _every(self, interval: float, action: Callable[[], None]) -> Ticker:
         """Run ``action`` every ``interval`` seconds, starting at a random phase."""
-        # A random phase keeps nodes started together from gossiping in lockstep.
+        # A random phase keeps nodes started together from gossiping in lockstep, and a
+        # new one after a stall keeps nodes stalled together from staying in lockstep.
+        rng = self._rng
         return Ticker(
             asyncio.get_running_loop(),
             interval,
             action,
-            first_delay=self._rng.uniform(0.0, interval),
+            first_delay=rng.uniform(0.0, interval),
+            rephase=lambda: rng.uniform(0.0, interval),
             what="periodic gossip",
         )
 
     def _sync_round(self) -> None:
         if self._gossip is not None:
             self._send_all(self._gossip.sync_tick())
+            self._send_all(self._named.sync_tick())
 
     def _full_sync_round(self) -> None:
         if self._gossip is not None:
@@ -604,3 +607,4 @@ class Node:
         self._flush_armed = False
         if self._gossip is not None:
             self._send_all(self._gossip.flush())
+            self._send_all(self._named.flush())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from dcounter_protocol import MessageType, TCPTransport, TransportError
+from dcounter_protocol import MessageType, NamedKind, TCPTransport, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 #: Sends in flight to one address; beyond this a dead or slow peer's sends are dropped so it
 #: cannot use up the node's whole outbound budget.
 MAX_SENDS_PER_PEER = 8
+#: Messages that may carry this node's own counts: with a store they leave once committed.
+_PUSHES: Final = frozenset((MessageType.PUSH, NamedKind.NAMED_PUSH))
 
 
 class Outbound:
@@ -63,9 +65,7 @@ class Outbound:
     def send(self, send: Outgoing) -> None:
         """Start sending ``send`` (or drop and count it when too many are in flight)."""
         address = send.address
-        if self._send_nowait is not None and (
-            send.kind is not MessageType.PUSH or self._store is None
-        ):
+        if self._send_nowait is not None and (send.kind not in _PUSHES or self._store is None):
             try:
                 queued = self._send_nowait(address, send.data)
             except TransportError as exc:
@@ -103,9 +103,11 @@ class Outbound:
         else:
             self._per_peer.pop(address, None)
 
-    async def _deliver(self, address: str, data: bytes, message_type: MessageType) -> None:
+    async def _deliver(
+        self, address: str, data: bytes, message_type: MessageType | NamedKind
+    ) -> None:
         try:
-            if message_type is MessageType.PUSH and self._store is not None:
+            if message_type in _PUSHES and self._store is not None:
                 # A push goes out only once every count in it is durable here. Otherwise a
                 # crash could bring this replica back below what its peers already hold,
                 # and max-merge would swallow its next acknowledged writes. Everything in

@@ -94,6 +94,8 @@ class NodeSettings:
     full_sync_interval: float | None = _NODE_DEFAULTS.full_sync_interval
     max_sync_peers: int = _NODE_DEFAULTS.max_sync_peers
     max_replicas: int = _NODE_DEFAULTS.max_replicas
+    max_keys: int = _NODE_DEFAULTS.max_keys
+    max_key_length: int = _NODE_DEFAULTS.max_key_length
     delta_gossip: bool = _NODE_DEFAULTS.delta_gossip
     log_level: str = "info"
     log_format: str = "text"
@@ -136,6 +138,8 @@ class NodeSettings:
             full_sync_interval=self.full_sync_interval,
             max_sync_peers=self.max_sync_peers,
             max_replicas=self.max_replicas,
+            max_keys=self.max_keys,
+            max_key_length=self.max_key_length,
             delta_gossip=self.delta_gossip,
         )
 

@@ -119,6 +119,24 @@ SETTINGS: tuple[SettingSpec, ...] = (
         metavar="N",
     ),
     SettingSpec(
+        "max_keys",
+        "--max-keys",
+        "most named counters the node holds; a write or a peer's push that would pass it is"
+        " refused (a push whole)",
+        _positive_int,
+        _positive_int_text,
+        metavar="N",
+    ),
+    SettingSpec(
+        "max_key_length",
+        "--max-key-length",
+        "longest counter name, in UTF-8 bytes; a write or a peer's push with a longer one is"
+        " refused (a push whole)",
+        _positive_int,
+        _positive_int_text,
+        metavar="BYTES",
+    ),
+    SettingSpec(
         "delta_gossip",
         "--delta-gossip",
         "push each change to a few peers at once; off gives the seed's periodic gossip only",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from dcounter_protocol import MessageType
+from dcounter_protocol import MessageType, NamedKind
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,14 +24,15 @@ _MAX_CONTACTS = 4096
 class NodeStatsSnapshot:
     """A consistent, immutable copy of a node's statistics.
 
-    Message and byte counts are per :class:`MessageType`; bytes are message payloads (the
-    flag byte and body, without the transport's frame header).
+    Message and byte counts are per :class:`MessageType` and named-counter
+    :class:`NamedKind`; bytes are message payloads (the flag byte and body, or the named
+    magic, kind and body, without the transport's frame header).
     """
 
-    messages_sent: Mapping[MessageType, int]
-    bytes_sent: Mapping[MessageType, int]
-    messages_received: Mapping[MessageType, int]
-    bytes_received: Mapping[MessageType, int]
+    messages_sent: Mapping[MessageType | NamedKind, int]
+    bytes_sent: Mapping[MessageType | NamedKind, int]
+    messages_received: Mapping[MessageType | NamedKind, int]
+    bytes_received: Mapping[MessageType | NamedKind, int]
     #: Pushes merged (every push that decoded, whether or not it changed anything).
     merges: int
     #: Pushes whose merge changed this node's state.
@@ -83,10 +84,10 @@ class NodeStats:
         # The node updates these on its loop; the lock is for readers on other threads
         # (e.g. a metrics exporter) so a snapshot never sees a half-applied update.
         self._lock = threading.Lock()
-        self._messages_sent = dict.fromkeys(MessageType, 0)
-        self._bytes_sent = dict.fromkeys(MessageType, 0)
-        self._messages_received = dict.fromkeys(MessageType, 0)
-        self._bytes_received = dict.fromkeys(MessageType, 0)
+        self._messages_sent = dict.fromkeys((*MessageType, *NamedKind), 0)
+        self._bytes_sent = dict.fromkeys((*MessageType, *NamedKind), 0)
+        self._messages_received = dict.fromkeys((*MessageType, *NamedKind), 0)
+        self._bytes_received = dict.fromkeys((*MessageType, *NamedKind), 0)
         self._merges = 0
         self._merges_changed = 0
         self._inbound_drops = 0
@@ -98,14 +99,14 @@ class NodeStats:
         self._unknown_senders = 0
         self._last_contact: dict[str, float] = {}
 
-    def record_sent(self, message_type: MessageType, size: int, peer: str) -> None:
+    def record_sent(self, message_type: MessageType | NamedKind, size: int, peer: str) -> None:
         """Count one message delivered to ``peer``."""
         with self._lock:
             self._messages_sent[message_type] += 1
             self._bytes_sent[message_type] += size
             self._touch(peer)
 
-    def record_received(self, message_type: MessageType, size: int, peer: str) -> None:
+    def record_received(self, message_type: MessageType | NamedKind, size: int, peer: str) -> None:
         """Count one message received from ``peer`` and decoded."""
         with self._lock:
             self._messages_received[message_type] += 1

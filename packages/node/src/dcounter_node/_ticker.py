@@ -36,12 +36,15 @@ class Ticker:
         action: Callable[[], None],
         *,
         first_delay: float = 0.0,
+        rephase: Callable[[], float] | None = None,
         what: str = "a periodic action",
     ) -> None:
         self._loop = loop
         self._interval = interval
         self._action = action
         self._what = what
+        # After a stall: the delay to the next tick (a new phase); None keeps the interval.
+        self._rephase = rephase
         self._next_at = loop.time() + first_delay
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._next_at, self._tick)
         #: When the tick skipped by skip_next() was due; None when none is skipped.
@@ -94,6 +97,6 @@ class Ticker:
         next_at = self._next_at + interval
         now = self._loop.time()
         if next_at < now:  # fell behind (a stalled loop): skip the missed ticks
-            next_at = now + interval
+            next_at = now + (interval if self._rephase is None else self._rephase())
         self._next_at = next_at
         self._handle = self._loop.call_at(next_at, self._tick)

@@ -39,6 +39,7 @@ from dcounter_protocol._errors import MalformedAddressError as MalformedAddressE
 from dcounter_protocol._errors import MalformedMessageError as MalformedMessageError
 from dcounter_protocol._errors import MessageError as MessageError
 from dcounter_protocol._errors import MessageTooLargeError as MessageTooLargeError
+from dcounter_protocol._errors import NamedMessageError as NamedMessageError
 from dcounter_protocol._errors import OversizeMessageError as OversizeMessageError
 from dcounter_protocol._errors import ProtocolError as ProtocolError
 from dcounter_protocol._errors import RemoteProtocolError as RemoteProtocolError
@@ -64,7 +65,25 @@ from dcounter_protocol._message import MessageType as MessageType
 from dcounter_protocol._message import Push as Push
 from dcounter_protocol._message import decode_message as decode_message
 from dcounter_protocol._message import encode_message as encode_message
+from dcounter_protocol._named import MAX_NAMED_BUCKETS as MAX_NAMED_BUCKETS
+from dcounter_protocol._named import NAMED_MAGIC as NAMED_MAGIC
+from dcounter_protocol._named import NamedBuckets as NamedBuckets
+from dcounter_protocol._named import NamedKeys as NamedKeys
+from dcounter_protocol._named import NamedKind as NamedKind
+from dcounter_protocol._named import NamedMessage as NamedMessage
+from dcounter_protocol._named import NamedPull as NamedPull
+from dcounter_protocol._named import NamedPush as NamedPush
+from dcounter_protocol._named import NamedWant as NamedWant
+from dcounter_protocol._named import decode_named as decode_named
+from dcounter_protocol._named import encode_named as encode_named
+from dcounter_protocol._named import is_named as is_named
+from dcounter_protocol._named import split_named as split_named
+from dcounter_protocol._named_digest import NAMED_BUCKETS as NAMED_BUCKETS
+from dcounter_protocol._named_digest import BucketDigests as BucketDigests
+from dcounter_protocol._named_digest import key_bucket as key_bucket
+from dcounter_protocol._named_digest import key_hash as key_hash
 from dcounter_protocol._stream import CAP_MEMBERSHIP as CAP_MEMBERSHIP
+from dcounter_protocol._stream import CAP_NAMED as CAP_NAMED
 from dcounter_protocol._stream import STREAM_ACK as STREAM_ACK
 from dcounter_protocol._stream import STREAM_MAGIC as STREAM_MAGIC
 from dcounter_protocol._stream import STREAM_MARKER as STREAM_MARKER
@@ -86,6 +105,7 @@ from dcounter_protocol._transport import Transport as Transport
 
 __all__ = [
     "CAP_MEMBERSHIP",
+    "CAP_NAMED",
     "COMPRESSION_THRESHOLD",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -93,12 +113,16 @@ __all__ = [
     "FLAG_PLAIN",
     "FRAME_OVERHEAD",
     "MAX_ADDRESS_LENGTH",
+    "MAX_NAMED_BUCKETS",
+    "NAMED_BUCKETS",
+    "NAMED_MAGIC",
     "STREAM_ACK",
     "STREAM_MAGIC",
     "STREAM_MARKER",
     "STREAM_VERSION",
     "STREAM_VERSION_CAPS",
     "BindError",
+    "BucketDigests",
     "ConnectError",
     "CountOutOfRangeError",
     "DecompressionError",
@@ -129,6 +153,14 @@ __all__ = [
     "MessageError",
     "MessageTooLargeError",
     "MessageType",
+    "NamedBuckets",
+    "NamedKeys",
+    "NamedKind",
+    "NamedMessage",
+    "NamedMessageError",
+    "NamedPull",
+    "NamedPush",
+    "NamedWant",
     "OversizeMessageError",
     "ProtocolError",
     "Push",
@@ -147,15 +179,21 @@ __all__ = [
     "__version__",
     "decode_frame",
     "decode_message",
+    "decode_named",
     "encode_ack",
     "encode_frame",
     "encode_hello",
     "encode_message",
+    "encode_named",
     "encode_stream_frames",
     "format_address",
+    "is_named",
+    "key_bucket",
+    "key_hash",
     "parse_ack",
     "parse_address",
     "received_capabilities",
     "serialize_state",
+    "split_named",
     "state_digest",
 ]

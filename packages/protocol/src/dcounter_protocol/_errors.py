@@ -38,6 +38,7 @@ __all__ = [
     "MalformedMessageError",
     "MessageError",
     "MessageTooLargeError",
+    "NamedMessageError",
     "ProtocolError",
     "RemoteProtocolError",
     "TransportClosedError",
@@ -129,6 +130,10 @@ class MessageTooLargeError(MessageError, RemoteProtocolError):
 
 class CountOutOfRangeError(MessageError, RemoteProtocolError):
     """A count outside the wire format's uint64 range."""
+
+
+class NamedMessageError(MessageError, RemoteProtocolError):
+    """A named-counter payload (``"DCN" 01``) that breaks that format."""
 
 
 # -- frames -----------------------------------------------------------------------------

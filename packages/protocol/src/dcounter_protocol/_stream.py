@@ -14,7 +14,8 @@ Version 2 (a dialer that has capabilities to offer) adds one byte to each side::
     hello  = 00 "DCS" 02 addr_len addr caps     caps: the dialer's capability bits
     ack    = "DCS" 02 caps                      caps: the listener's capability bits
 
-Bit 0 (:data:`CAP_MEMBERSHIP`) says the node exchanges membership messages. A listener
+Bit 0 (:data:`CAP_MEMBERSHIP`) says the node exchanges membership messages, bit 1
+(:data:`CAP_NAMED`) named-counter messages. A listener
 that only knows version 1 closes the connection without an ack, as for any version it does
 not support; a dialer that offered version 2 then offers version 1 before falling back to the
 seed's framing, so older dcounter nodes keep their streams.
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAP_MEMBERSHIP",
+    "CAP_NAMED",
     "STREAM_ACK",
     "STREAM_MAGIC",
     "STREAM_MARKER",
@@ -76,6 +78,8 @@ STREAM_VERSION: Final = 1
 STREAM_VERSION_CAPS: Final = 2
 #: Capability bit: membership messages (issue 14) may be sent on this stream.
 CAP_MEMBERSHIP: Final = 0x01
+#: Capability bit: named-counter messages (issue 20, ``"DCN" 01``) may be sent on this stream.
+CAP_NAMED: Final = 0x02
 #: The listener's confirmation of a hello.
 STREAM_ACK: Final = STREAM_MAGIC + bytes((STREAM_VERSION,))
 #: The 4-byte length prefix caps a frame whatever max_size says.

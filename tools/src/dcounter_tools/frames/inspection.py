@@ -1,5 +1,8 @@
 """What a byte string is: a seed TCP frame, a bare message payload, or garbage (and where).
 
+A payload starting with ``"DCN"`` is a named-counter message (issue 20), decoded into
+:attr:`Inspection.named`; everything else is read as a seed message.
+
 Pure functions over bytes; the decoding itself is :mod:`dcounter_protocol`'s.
 """
 
@@ -16,8 +19,11 @@ from dcounter_protocol import (
     FrameError,
     Message,
     MessageError,
+    NamedMessage,
     decode_frame,
     decode_message,
+    decode_named,
+    is_named,
 )
 
 __all__ = ["Inspection", "Kind", "Problem", "frame_problem", "inspect_bytes", "inspect_frame"]
@@ -55,11 +61,13 @@ class Inspection:
     flag: int | None
     message: Message | None
     problems: tuple[Problem, ...] = ()
+    #: The named-counter message, when the payload is one (``message`` is then None).
+    named: NamedMessage | None = None
 
     @property
     def ok(self) -> bool:
         """True when a message was decoded and nothing went wrong."""
-        return self.message is not None and not self.problems
+        return (self.message is not None or self.named is not None) and not self.problems
 
     @property
     def compressed(self) -> bool:
@@ -104,7 +112,19 @@ def _truncated(exc: MessageError, payload: bytes, offset: int, *, framed: bool) 
     return Problem("message", type(exc).__name__, detail, offset)
 
 
+def _as_named(data: bytes, max_size: int, *, offset: int = 0) -> NamedMessage | Problem:
+    try:
+        return decode_named(data, max_size=max_size)
+    except MessageError as exc:
+        return _message_problem(exc, offset)
+
+
 def _as_message(data: bytes, max_size: int) -> Inspection:
+    if is_named(data):
+        named = _as_named(data, max_size)
+        if isinstance(named, Problem):
+            return Inspection(len(data), None, None, 0, len(data), None, None, (named,))
+        return Inspection(len(data), "message", None, 0, len(data), None, None, named=named)
     flag = data[0] if data else None
     try:
         message = decode_message(data, max_size=max_size)
@@ -124,6 +144,20 @@ def inspect_frame(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> I
         return Inspection(len(data), None, None, 0, 0, None, None, (frame_problem(exc),))
     offset = len(data) - len(frame.payload)
     payload = frame.payload
+    if is_named(payload):
+        named = _as_named(payload, max_size, offset=offset)
+        problems = (named,) if isinstance(named, Problem) else ()
+        return Inspection(
+            len(data),
+            "frame",
+            frame.sender,
+            offset,
+            len(payload),
+            None,
+            None,
+            problems,
+            None if isinstance(named, Problem) else named,
+        )
     flag = payload[0] if payload else None
     try:
         message = decode_message(payload, max_size=max_size)
@@ -155,7 +189,7 @@ def inspect_bytes(
     if as_frame.ok:
         return as_frame
     as_message = _as_message(data, max_size)
-    if as_message.ok:
+    if as_message.ok or is_named(data):  # "DCN" is no plausible frame: say what is wrong
         return as_message
     if as_frame.kind == "frame":
         return as_frame

@@ -9,7 +9,15 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from dcounter_protocol import MessageType
+from dcounter_protocol import (
+    MessageType,
+    NamedBuckets,
+    NamedKeys,
+    NamedMessage,
+    NamedPull,
+    NamedPush,
+    NamedWant,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -78,6 +86,58 @@ def message_to_json(message: Message) -> dict[str, Any]:
     }
 
 
+def named_to_json(message: NamedMessage) -> dict[str, Any]:
+    """A named-counter message as a JSON object (hashes and digests as hex strings)."""
+    result: dict[str, Any] = {"type": message.kind.name, "type_code": message.kind.value}
+    match message:
+        case NamedPush():
+            result["full"] = message.full
+            result["counters"] = {
+                name: {
+                    "increments": dict(state.increments),
+                    "decrements": dict(state.decrements),
+                    "value": state.value,
+                }
+                for name, state in sorted(message.state.counters.items())
+            }
+        case NamedPull():
+            result["buckets"] = message.buckets
+            result["root_hex"] = f"0x{message.root:016x}"
+        case NamedBuckets():
+            result["buckets"] = message.buckets
+            result["nonzero"] = sum(1 for d in message.digests if d)
+            result["digests_hex"] = [f"0x{d:016x}" for d in message.digests]
+        case NamedKeys():
+            result["buckets"] = message.buckets
+            keys = sorted(message.keys.items())
+            result["keys"] = {str(b): [f"0x{h:016x}" for h in hashes] for b, hashes in keys}
+        case NamedWant():
+            result["hashes"] = [f"0x{h:016x}" for h in message.hashes]
+    return result
+
+
+def named_summary(message: NamedMessage) -> str:
+    """One line about a named-counter message."""
+    match message:
+        case NamedPush():
+            values = ", ".join(
+                f"{name}={state.value}" for name, state in sorted(message.state.counters.items())
+            )
+            shown = values if len(values) <= 120 else values[:117] + "..."
+            what = "full" if message.full else "delta"
+            return f"{len(message.state)} counters ({what}): {shown}"
+        case NamedPull():
+            return f"root 0x{message.root:016x} over {message.buckets} buckets"
+        case NamedBuckets():
+            nonzero = sum(1 for d in message.digests if d)
+            return f"{message.buckets} bucket digests, {nonzero} non-empty"
+        case NamedKeys():
+            count = sum(len(h) for h in message.keys.values())
+            return f"{count} key hashes in {len(message.keys)} buckets of {message.buckets}"
+        case NamedWant():
+            return f"{len(message.hashes)} wanted key hashes"
+
+
 def inspection_to_json(inspection: Inspection) -> dict[str, Any]:
     """An inspection as a JSON object; ``ok`` says whether a message was decoded cleanly."""
     return {
@@ -93,6 +153,7 @@ def inspection_to_json(inspection: Inspection) -> dict[str, Any]:
         "flag": inspection.flag,
         "compressed": inspection.compressed if inspection.flag is not None else None,
         "message": message_to_json(inspection.message) if inspection.message else None,
+        "named": named_to_json(inspection.named) if inspection.named else None,
         "problems": [problem_to_json(p) for p in inspection.problems],
     }
 
@@ -142,6 +203,9 @@ def inspection_table(inspection: Inspection, *, title: str | None = None) -> Ren
         table.add_row("flag", _flag_text(inspection))
     message = inspection.message
     parts: list[RenderableType] = [table]
+    if inspection.named is not None:
+        table.add_row("type", f"{inspection.named.kind.name} ({inspection.named.kind.value})")
+        table.add_row("named", named_summary(inspection.named))
     if message is not None:
         table.add_row("type", f"{message.type.name} ({int(message.type)})")
         table.add_row("node id", message.node_id)
@@ -176,6 +240,9 @@ def event_line(event: FrameEvent) -> str:
         return head
     parts = [head, f"sender={inspection.sender}"]
     message = inspection.message
+    if inspection.named is not None:
+        parts.append(inspection.named.kind.name)
+        parts.append(named_summary(inspection.named))
     if message is not None:
         parts.append(message.type.name)
         parts.append(f"id={message.node_id}")
