@@ -27,7 +27,8 @@ from dcounter_node._membership_service import (
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
 from dcounter_node._ready import ReadyLine
-from dcounter_node._security import HTTPSecurity, exposure_problems, http_security
+from dcounter_node._resp_server import RespServer, start_resp_server
+from dcounter_node._security import HTTPSecurity, exposure_problems, http_security, is_loopback
 from dcounter_node._settings import (
     SETTINGS,
     NodeSettings,
@@ -61,7 +62,8 @@ EXIT_STORAGE = 3
 _DESCRIPTION = """\
 Run one dcounter node: a PN-counter replica that gossips with its peers over TCP and
 serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /members,
-/health, /metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/).
+/health, /metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/);
+with --resp, also the Redis protocol (redis-cli, redis-py, ...) for its counters.
 Durations are in seconds; fractions are fine (0.5)."""
 
 _EPILOG = """\
@@ -218,6 +220,13 @@ def _exposure_allowed(settings: NodeSettings, security: HTTPSecurity) -> bool:
         https=security.ssl_context is not None,
         tokens=security.tokens is not None,
     )
+    if settings.resp is not None and not is_loopback(parse_address(settings.resp)[0]):
+        protections = (("TLS", security.ssl_context is not None), ("API tokens", security.tokens))
+        missing = [what for what, present in protections if not present]
+        if missing:
+            problems.append(
+                f"the Redis protocol listens on {settings.resp} without {' and '.join(missing)}"
+            )
     if not problems:
         return True
     if settings.require_auth:
@@ -350,6 +359,24 @@ async def _serve(
         await node.close()
         _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
         return EXIT_FAILURE
+    resp: RespServer | None = None
+    if settings.resp is not None:
+        try:
+            resp = await start_resp_server(
+                node.counters,
+                node.commit,
+                settings.resp,
+                limits=settings.resp_limits(),
+                tokens=security.tokens,
+                health=(lambda: store.problem) if store is not None else None,
+                ssl_context=security.ssl_context,
+            )
+        except OSError as exc:
+            await server.close()
+            await members.close()
+            await node.close()
+            _error(f"cannot listen for the Redis protocol on {settings.resp}: {_reason(exc)}")
+            return EXIT_FAILURE
     try:
         _log.info(
             "serving: gossip on %s%s, HTTP API on %s://%s, %s%s",
@@ -360,7 +387,19 @@ async def _serve(
             _peer_count(len(node.peers)),
             f", API tokens: {security.tokens.summary()}" if security.tokens is not None else "",
         )
-        ready = ReadyLine(node.address, server.address, node.replica_id, os.getpid())
+        if resp is not None:
+            _log.info(
+                "serving the Redis protocol on %s%s",
+                resp.address,
+                "" if security.ssl_context is None else " (TLS)",
+            )
+        ready = ReadyLine(
+            node.address,
+            server.address,
+            node.replica_id,
+            os.getpid(),
+            resp.address if resp is not None else None,
+        )
         print(ready.format(), flush=True)
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
@@ -368,6 +407,8 @@ async def _serve(
         # Members mark a node that says it leaves as left at once, not after a timeout.
         await members.leave()
         await members.close()
+        if resp is not None:
+            await resp.close()
         await server.close()
         unsaved: StorageError | None = None
         try:
