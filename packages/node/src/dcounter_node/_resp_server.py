@@ -24,7 +24,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from dcounter_node._errors import NodeClosedError, StorageError
 from dcounter_node._ratelimit import RateLimitedLog
@@ -124,7 +124,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio callbacks -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # a stream server's transport
+        # A stream server's transport (uvloop's does not subclass asyncio.Transport).
+        transport = cast("asyncio.Transport", transport)
         state = self._state
         shared = state.shared
         peer = transport.get_extra_info("peername")

@@ -1,0 +1,71 @@
+"""Shared pieces of the Redis-protocol tests: a counters stand-in, the redis binaries."""
+
+from __future__ import annotations
+
+import bisect
+import shutil
+
+import hiredis
+import pytest
+
+from dcounter_crdt import MAX_COUNT, CountOverflowError
+
+
+class FakeCounters:
+    """The part of :class:`dcounter_node.Counters` the commands use, over two dicts.
+
+    For the sans-IO command tests; the server tests use a real node.
+    """
+
+    def __init__(self) -> None:
+        self.ups: dict[str, int] = {}
+        self.downs: dict[str, int] = {}
+
+    def increment(self, name: str, by: int = 1) -> int:
+        return self._count(self.ups, name, by)
+
+    def decrement(self, name: str, by: int = 1) -> int:
+        return self._count(self.downs, name, by)
+
+    def _count(self, side: dict[str, int], name: str, by: int) -> int:
+        if side.get(name, 0) + by > MAX_COUNT:
+            raise CountOverflowError(f"count would pass {MAX_COUNT}")
+        side[name] = side.get(name, 0) + by
+        self.ups.setdefault(name, 0)
+        return self.value(name)
+
+    def value(self, name: str = "default") -> int:
+        return self.ups.get(name, 0) - self.downs.get(name, 0)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.ups
+
+    def __len__(self) -> int:
+        return len(self.ups)
+
+    def names(self, prefix: str = "", *, after: str | None = None, limit: int = 100) -> list[str]:
+        names = sorted(self.ups)
+        start = bisect.bisect_left(names, prefix)
+        if after is not None:
+            start = max(start, bisect.bisect_right(names, after))
+        return [n for n in names[start:] if n.startswith(prefix)][:limit]
+
+
+def parse_scan(reply: bytes) -> tuple[str, list[str]]:
+    """A RESP2 SCAN reply's cursor and names (the shape SCAN always answers)."""
+    parser = hiredis.Reader(encoding="utf-8")
+    parser.feed(reply)
+    cursor, names = parser.gets()
+    assert isinstance(cursor, str)
+    assert isinstance(names, list)
+    return cursor, names
+
+
+def redis_tool(name: str) -> str:
+    """The path of Debian's ``redis-tools``/``redis-server`` binary ``name``, or skip."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(
+            f"{name} is not installed: install Debian's redis-tools and redis-server (.ci/run does)"
+        )
+    return path
