@@ -51,6 +51,11 @@ class FakeCounters:
         return [n for n in names[start:] if n.startswith(prefix)][:limit]
 
 
+def pack(*args: bytes) -> bytes:
+    """A request as clients send it: an array of bulk strings."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+
 def parse_scan(reply: bytes) -> tuple[str, list[str]]:
     """A RESP2 SCAN reply's cursor and names (the shape SCAN always answers)."""
     parser = hiredis.Reader(encoding="utf-8")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-import hiredis
 import pytest
 
 from dcounter_node._resp_limits import RespLimits
 from dcounter_node._resp_wire import Replies, RequestReader, RespProtocolError, error_line
+
+from .conftest import pack
 
 INCR = b"*2\r\n$4\r\nINCR\r\n$3\r\nabc\r\n"
 
@@ -22,7 +23,7 @@ def test_a_request_is_its_arguments() -> None:
 
 
 def test_a_request_split_at_every_byte_gives_the_same_request() -> None:
-    wire = hiredis.pack_command((b"INCRBY", b"page:\r\n*1", b"-12"))
+    wire = pack(b"INCRBY", b"page:\r\n*1", b"-12")
     for cut in range(1, len(wire)):
         reader = _reader()
         assert reader.feed(wire[:cut]) == []
@@ -32,7 +33,7 @@ def test_a_request_split_at_every_byte_gives_the_same_request() -> None:
 
 
 def test_pipelined_requests_come_out_in_order() -> None:
-    wire = b"".join(hiredis.pack_command((b"INCR", str(i).encode())) for i in range(1000))
+    wire = b"".join(pack(b"INCR", str(i).encode()) for i in range(1000))
     requests = _reader().feed(wire)
     assert requests == [[b"INCR", str(i).encode()] for i in range(1000)]
 
@@ -43,7 +44,7 @@ def test_empty_requests_are_dropped_as_redis_does() -> None:
 
 def test_binary_arguments_pass_through() -> None:
     name = bytes(range(256))
-    assert _reader().feed(hiredis.pack_command((b"GET", name))) == [[b"GET", name]]
+    assert _reader().feed(pack(b"GET", name)) == [[b"GET", name]]
 
 
 @pytest.mark.parametrize(
@@ -76,9 +77,9 @@ def test_a_huge_argument_count_is_refused_before_hiredis_allocates_for_it() -> N
 
 def test_arguments_over_the_limit_are_refused() -> None:
     reader = _reader(max_arguments=3)
-    assert reader.feed(hiredis.pack_command((b"MGET", b"a", b"b"))) == [[b"MGET", b"a", b"b"]]
+    assert reader.feed(pack(b"MGET", b"a", b"b")) == [[b"MGET", b"a", b"b"]]
     with pytest.raises(RespProtocolError, match="invalid multibulk length"):
-        reader.feed(hiredis.pack_command((b"MGET", b"a", b"b", b"c")))
+        reader.feed(pack(b"MGET", b"a", b"b", b"c"))
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_its_bytes_arrive() -> None:
@@ -88,7 +89,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_its_bytes_arrive() -
 
 def test_a_request_over_the_size_limit_is_refused_as_its_bytes_arrive() -> None:
     reader = _reader(max_request_bytes=100)
-    wire = hiredis.pack_command((b"MGET", *(b"k" * 30 for _ in range(3))))
+    wire = pack(b"MGET", *(b"k" * 30 for _ in range(3)))
     assert len(wire) > 100
     for byte in range(100):  # byte by byte: each arrives before the next is sent
         reader.feed(wire[byte : byte + 1])
