@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 import pytest
 
 from dcounter_crdt import MAX_COUNT, CountOverflowError
+from dcounter_node import Node
+from dcounter_node._resp_server import RespServer, start_resp_server
+from dcounter_protocol._tcp import TCPTransport
+
+if TYPE_CHECKING:
+    from dcounter_node._auth import ApiTokens
+    from dcounter_node._resp_limits import RespLimits
+
+#: Upper bound for any single wait in these tests; real waits end far sooner.
+DEADLINE = 10.0
 
 
 class FakeCounters:
@@ -74,3 +88,59 @@ def redis_tool(name: str) -> str:
             f"{name} is not installed: install Debian's redis-tools and redis-server (.ci/run does)"
         )
     return path
+
+
+@dataclass
+class Resp:
+    """A running node with its Redis front end on a free loopback port."""
+
+    node: Node
+    server: RespServer
+
+    @property
+    def host(self) -> str:
+        return self.server.address.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.server.address.rsplit(":", 1)[1])
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw connection, for what no client library sends."""
+        return await asyncio.open_connection(self.host, self.port)
+
+
+RespFactory = Callable[..., Awaitable[Resp]]
+
+
+@pytest.fixture
+async def make_resp() -> AsyncIterator[RespFactory]:
+    """Start nodes with a Redis front end (``await make_resp(**start_resp_server options)``,
+    ``commit=`` replacing the node's); every one is stopped after."""
+    started: list[Resp] = []
+
+    async def make(
+        *,
+        commit: Callable[[], Awaitable[None]] | None = None,
+        limits: RespLimits | None = None,
+        tokens: ApiTokens | None = None,
+        **options: Any,
+    ) -> Resp:
+        node = Node(TCPTransport("127.0.0.1:0"))
+        await node.start()
+        server = await start_resp_server(
+            node.counters,
+            commit if commit is not None else node.commit,
+            "127.0.0.1:0",
+            limits=limits,
+            tokens=tokens,
+            **options,
+        )
+        resp = Resp(node, server)
+        started.append(resp)
+        return resp
+
+    yield make
+    for resp in started:
+        await resp.server.close()
+        await resp.node.close()

@@ -15,7 +15,7 @@ INCR = b"*2\r\n$4\r\nINCR\r\n$3\r\nabc\r\n"
 
 
 def _reader(**limits: int) -> RequestReader:
-    return RequestReader(RespLimits(**limits))  # type: ignore[arg-type]
+    return RequestReader(RespLimits(**limits))
 
 
 def test_a_request_is_its_arguments() -> None:
