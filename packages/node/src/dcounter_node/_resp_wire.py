@@ -31,6 +31,8 @@ __all__ = ["Replies", "RequestReader", "RespProtocolError", "error_line"]
 #: Longest header line (``*N`` or ``$N``): a sign, 20 digits, CRLF, with room to spare.
 _MAX_HEADER: Final = 32
 _STAR: Final = 0x2A  # '*'
+#: Longest inline command line (Redis's own limit).
+_MAX_INLINE: Final = 64 * 1024
 _DOLLAR: Final = 0x24  # '$'
 
 
@@ -53,6 +55,9 @@ def _shown(byte: int) -> str:
 
 class RequestReader:
     """Feed bytes, get the complete requests they finish (each a non-empty list of bytes).
+
+    Requests are arrays of bulk strings, as clients send them, or inline commands (a line
+    of words separated by spaces, as typed into telnet; unlike Redis, without quoting).
 
     Raises :class:`RespProtocolError` for malformed input or input past the limits; the
     reader must not be used after that.
@@ -78,9 +83,8 @@ class RequestReader:
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """The requests ``data`` completes, in order (empty ones are dropped, as Redis does)."""
-        self._check(data)
         parser = self._parser
-        parser.feed(data)
+        parser.feed(self._check(data))
         requests: list[list[bytes]] = []
         try:
             while (request := parser.gets()) is not False:
@@ -90,12 +94,21 @@ class RequestReader:
             raise RespProtocolError(str(exc)) from None
         return requests
 
-    def _check(self, chunk: bytes) -> None:
+    def _check(self, chunk: bytes) -> bytes:
+        """Check ``chunk``'s framing; the bytes to hand hiredis.
+
+        That is ``chunk`` itself, except that a header line cut by the read is held back
+        until it is whole, and inline commands (``PING\r\n``, as telnet sends; blank lines,
+        which ``redis-cli --pipe`` sends) are rewritten as the arrays hiredis reads.
+        """
         data = self._line + chunk if self._line else chunk
         self._line = b""
         limits = self._limits
         size = len(data)
         pos = 0
+        # Only for inline commands: the pieces of ``data`` to pass on, and rewritten ones.
+        pieces: list[bytes] = []
+        kept = 0
         elements, skip, request_bytes = self._elements, self._skip, self._request_bytes
         while pos < size:
             if skip:
@@ -103,20 +116,29 @@ class RequestReader:
                 skip -= taken
                 pos += taken
                 request_bytes += taken
+            elif not elements and data[pos] != _STAR:
+                line_end = data.find(b"\n", pos, pos + _MAX_INLINE)
+                if line_end < 0:
+                    if size - pos >= min(_MAX_INLINE, limits.max_request_bytes):
+                        raise RespProtocolError("too big inline request")
+                    break
+                args = data[pos:line_end].split()
+                if len(args) > limits.max_arguments:
+                    raise RespProtocolError("invalid multibulk length")
+                pieces += (data[kept:pos], _array(args))
+                pos = kept = line_end + 1
+                continue
             else:
                 end = data.find(b"\r\n", pos, pos + _MAX_HEADER)
                 if end < 0:
                     if size - pos >= _MAX_HEADER:
                         raise RespProtocolError(f"header line longer than {_MAX_HEADER} bytes")
-                    self._line = data[pos:]
                     break
                 kind = data[pos]
                 number = _number(data[pos + 1 : end])
                 request_bytes += end + 2 - pos
                 pos = end + 2
-                if not elements:
-                    if kind != _STAR:
-                        raise RespProtocolError(f"expected '*', got '{_shown(kind)}'")
+                if not elements:  # kind is '*'
                     if number is None or number > limits.max_arguments:
                         raise RespProtocolError("invalid multibulk length")
                     elements = max(number, 0)
@@ -132,6 +154,19 @@ class RequestReader:
             if not elements and not skip:
                 request_bytes = 0
         self._elements, self._skip, self._request_bytes = elements, skip, request_bytes
+        if pos < size:  # a line cut by the read: checked (and passed on) once it is whole
+            self._line = data[pos:]
+        if pieces:
+            pieces.append(data[kept:pos])
+            return b"".join(pieces)
+        return data if pos == size else data[:pos]
+
+
+def _array(args: list[bytes]) -> bytes:
+    """An inline command's words as the array a client would have sent ("" if none)."""
+    if not args:
+        return b""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
 
 
 def _number(text: bytes) -> int | None:
