@@ -333,6 +333,25 @@ async def _serve(
 
     with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
         loop.add_signal_handler(signal.SIGHUP, reload)
+    # Before HTTP: a node whose HTTP API answers serves the Redis protocol too.
+    resp: RespServer | None = None
+    if settings.resp is not None:
+        try:
+            resp = await start_resp_server(
+                node.counters,
+                # In memory, Node.commit() has nothing to wait for: skip it.
+                node.commit if store is not None else None,
+                settings.resp,
+                limits=settings.resp_limits(),
+                tokens=security.tokens,
+                health=(lambda: store.problem) if store is not None else None,
+                ssl_context=security.ssl_context,
+            )
+        except OSError as exc:
+            await members.close()
+            await node.close()
+            _error(f"cannot listen for the Redis protocol on {settings.resp}: {_reason(exc)}")
+            return EXIT_FAILURE
     try:
         app = create_app(
             node,
@@ -355,28 +374,12 @@ async def _serve(
             ssl_context=security.ssl_context,
         )
     except OSError as exc:
+        if resp is not None:
+            await resp.close()
         await members.close()
         await node.close()
         _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
         return EXIT_FAILURE
-    resp: RespServer | None = None
-    if settings.resp is not None:
-        try:
-            resp = await start_resp_server(
-                node.counters,
-                node.commit,
-                settings.resp,
-                limits=settings.resp_limits(),
-                tokens=security.tokens,
-                health=(lambda: store.problem) if store is not None else None,
-                ssl_context=security.ssl_context,
-            )
-        except OSError as exc:
-            await server.close()
-            await members.close()
-            await node.close()
-            _error(f"cannot listen for the Redis protocol on {settings.resp}: {_reason(exc)}")
-            return EXIT_FAILURE
     try:
         _log.info(
             "serving: gossip on %s%s, HTTP API on %s://%s, %s%s",

@@ -83,7 +83,7 @@ class RespServer:
 @dataclass(eq=False)
 class _ServerState:
     backend: CounterBackend
-    commit: Callable[[], Awaitable[None]]
+    commit: Callable[[], Awaitable[None]] | None
     limits: RespLimits
     shared: RespShared
     tokens: TokenCheck | None
@@ -194,14 +194,16 @@ class _Connection(asyncio.Protocol):
         if not requests:
             return
         batch = session.run(requests)
-        if batch.writes:
+        if batch.writes and self._state.commit is not None:
             self.task = asyncio.get_running_loop().create_task(self._commit_then_reply(batch))
         else:
             self._reply(batch)
 
     async def _commit_then_reply(self, batch: RespBatch) -> None:
+        commit = self._state.commit
+        assert commit is not None  # only called with one
         try:
-            await self._state.commit()
+            await commit()
         except StorageError as exc:
             self._state.warnings.warning("commit", "commit failed: %s", exc)
             _unacknowledge(batch, f"ERR change not persisted: {exc}")
@@ -286,7 +288,7 @@ def _token_check(tokens: ApiTokens) -> TokenCheck:
 
 async def start_resp_server(
     backend: CounterBackend,
-    commit: Callable[[], Awaitable[None]],
+    commit: Callable[[], Awaitable[None]] | None,
     address: str,
     *,
     limits: RespLimits | None = None,
@@ -298,9 +300,11 @@ async def start_resp_server(
     """Bind ``address`` ("host:port", port 0 allowed) and answer Redis clients on it.
 
     ``backend`` is the node's :class:`~dcounter_node._counters.Counters` and ``commit`` its
-    :meth:`~dcounter_node.Node.commit`. With ``tokens`` clients must ``AUTH`` with an API
-    token; ``health`` says why writes are refused (storage failing) or None; with
-    ``ssl_context`` the protocol runs over TLS. Raises OSError if ``address`` cannot be bound.
+    :meth:`~dcounter_node.Node.commit` (None for a node without a store, whose commit has
+    nothing to wait for: replies then leave at once, without a task per batch). With
+    ``tokens`` clients must ``AUTH`` with an API token; ``health`` says why writes are
+    refused (storage failing) or None; with ``ssl_context`` the protocol runs over TLS.
+    Raises OSError if ``address`` cannot be bound.
     """
     limits = limits if limits is not None else RespLimits()
     host, port = parse_address(address)

@@ -15,6 +15,7 @@ is a :class:`RespProtocolError`, after which the connection must be closed, as R
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Final
 
 import hiredis
@@ -34,6 +35,8 @@ _STAR: Final = 0x2A  # '*'
 #: Longest inline command line (Redis's own limit).
 _MAX_INLINE: Final = 64 * 1024
 _DOLLAR: Final = 0x24  # '$'
+#: A whole header line: '*' or '$', a count of up to 19 digits (or -1), CRLF.
+_HEADER: Final = re.compile(rb"([*$])(-1|[0-9]{1,19})\r\n").match
 
 
 class RespProtocolError(NodeError):
@@ -129,23 +132,32 @@ class RequestReader:
                 pos = kept = line_end + 1
                 continue
             else:
-                end = data.find(b"\r\n", pos, pos + _MAX_HEADER)
-                if end < 0:
-                    if size - pos >= _MAX_HEADER:
-                        raise RespProtocolError(f"header line longer than {_MAX_HEADER} bytes")
-                    break
-                kind = data[pos]
-                number = _number(data[pos + 1 : end])
-                request_bytes += end + 2 - pos
-                pos = end + 2
-                if not elements:  # kind is '*'
-                    if number is None or number > limits.max_arguments:
+                header = _HEADER(data, pos)
+                if header is None:
+                    # Cut by the read (wait for the rest), or malformed (say how).
+                    end = data.find(b"\r\n", pos, pos + _MAX_HEADER)
+                    if end < 0:
+                        if size - pos >= _MAX_HEADER:
+                            raise RespProtocolError(f"header line longer than {_MAX_HEADER} bytes")
+                        break
+                    if not elements:
+                        raise RespProtocolError("invalid multibulk length")
+                    if data[pos] != _DOLLAR:
+                        raise RespProtocolError(f"expected '$', got '{_shown(data[pos])}'")
+                    raise RespProtocolError("invalid bulk length")
+                kind, digits = header.groups()
+                number = int(digits)
+                end = header.end()
+                request_bytes += end - pos
+                pos = end
+                if not elements:  # a '*' header: the byte was checked above
+                    if number > limits.max_arguments or kind != b"*":
                         raise RespProtocolError("invalid multibulk length")
                     elements = max(number, 0)
                 else:
-                    if kind != _DOLLAR:
-                        raise RespProtocolError(f"expected '$', got '{_shown(kind)}'")
-                    if number is None or not 0 <= number <= limits.max_request_bytes:
+                    if kind != b"$":
+                        raise RespProtocolError(f"expected '$', got '{kind.decode()}'")
+                    if not 0 <= number <= limits.max_request_bytes:
                         raise RespProtocolError("invalid bulk length")
                     elements -= 1
                     skip = number + 2
@@ -167,13 +179,6 @@ def _array(args: list[bytes]) -> bytes:
     if not args:
         return b""
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
-
-
-def _number(text: bytes) -> int | None:
-    """A header's count: ASCII digits, or -1; None for anything else."""
-    if text.isdigit() and len(text) <= 19:
-        return int(text)
-    return -1 if text == b"-1" else None
 
 
 class Replies:
