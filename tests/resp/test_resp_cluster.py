@@ -9,6 +9,7 @@ are checked on the node that counted them.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -19,7 +20,9 @@ import redis.asyncio
 from .conftest import DEADLINE, pack, redis_tool
 
 if TYPE_CHECKING:
-    from tests.conftest import SpawnNode, WaitUntil
+    from pathlib import Path
+
+    from tests.conftest import NodeProcesses, SpawnNode, WaitUntil
 
     from dcounter_node.testing import NodeProcess
 
@@ -195,3 +198,45 @@ async def test_redis_cli_interactive_startup_commands(spawn_node: SpawnNode) -> 
     assert await _cli(nodes[0], "-3", "GET", "missing") == ""
     out = await _cli(nodes[0], "SET", "a", "1")
     assert "cannot be overwritten" in out
+
+
+async def test_acknowledged_counts_survive_a_crash(
+    node_processes: NodeProcesses, tmp_path: Path
+) -> None:
+    data = ["--data-dir", str(tmp_path / "data"), "--durability", "always"]
+    flags = ("--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0")
+    node = await node_processes.start("before", *flags, *data)
+    client = _client(node)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.incrby("default", 3)
+        assert (await pipe.execute())[-1] == 300
+    finally:
+        await client.aclose()
+    await node.kill()  # SIGKILL: no shutdown code runs
+    again = await node_processes.start("after", *flags, *data)
+    client = _client(again)
+    try:
+        assert await client.get("default") == b"300"
+    finally:
+        await client.aclose()
+
+
+async def test_a_resp_address_in_use_is_exit_status_1(spawn_node: SpawnNode) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = await spawn_node(*FREE, "--resp", f"127.0.0.1:{port}")
+        assert await node.wait_exit() == 1
+    assert f"cannot listen for the Redis protocol on 127.0.0.1:{port}" in node.log_text()
+
+
+async def test_an_open_resp_address_is_warned_about_or_refused(spawn_node: SpawnNode) -> None:
+    node = await spawn_node(*FREE, "--resp", "0.0.0.0:0")
+    await node.wait_ready()
+    assert "the Redis protocol listens on 0.0.0.0:0 without TLS and API tokens" in (node.log_text())
+    refused = await spawn_node(*FREE, "--resp", "0.0.0.0:0", "--require-auth")
+    assert await refused.wait_exit() == 2
+    assert "refusing to start" in refused.log_text()
