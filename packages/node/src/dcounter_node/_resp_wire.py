@@ -35,8 +35,10 @@ _STAR: Final = 0x2A  # '*'
 #: Longest inline command line (Redis's own limit).
 _MAX_INLINE: Final = 64 * 1024
 _DOLLAR: Final = 0x24  # '$'
-#: A whole header line: '*' or '$', a count of up to 19 digits (or -1), CRLF.
-_HEADER: Final = re.compile(rb"([*$])(-1|[0-9]{1,19})\r\n").match
+#: Whole header lines: a request's argument count (-1 is an empty request), an argument's
+#: length; up to 19 digits, so that int() stays cheap.
+_ARRAY: Final = re.compile(rb"\*(-1|[0-9]{1,19})\r\n").match
+_BULK: Final = re.compile(rb"\$([0-9]{1,19})\r\n").match
 
 
 class RespProtocolError(NodeError):
@@ -113,16 +115,44 @@ class RequestReader:
         pieces: list[bytes] = []
         kept = 0
         elements, skip, request_bytes = self._elements, self._skip, self._request_bytes
+        max_bytes = limits.max_request_bytes
         while pos < size:
-            if skip:
+            if skip:  # the rest of an argument whose length was checked
                 taken = min(skip, size - pos)
                 skip -= taken
                 pos += taken
-                request_bytes += taken
-            elif not elements and data[pos] != _STAR:
+            elif elements:  # one argument: its header, then skip its bytes
+                header = _BULK(data, pos)
+                if header is None:
+                    _cut_or_malformed(data, pos, elements)
+                    break
+                length = int(header[1])
+                body = header.end()
+                # Counted as declared, so an oversized request is refused before it arrives.
+                request_bytes += body - pos + length + 2
+                if length > max_bytes:
+                    raise RespProtocolError("invalid bulk length")
+                if request_bytes > max_bytes:
+                    raise RespProtocolError(f"request larger than {max_bytes} bytes")
+                elements -= 1
+                pos = body + length + 2
+                if pos > size:
+                    skip, pos = pos - size, size
+            elif data[pos] == _STAR:  # a request: its argument count
+                header = _ARRAY(data, pos)
+                if header is None:
+                    _cut_or_malformed(data, pos, elements)
+                    break
+                number = int(header[1])
+                if number > limits.max_arguments:
+                    raise RespProtocolError("invalid multibulk length")
+                elements = max(number, 0)
+                request_bytes = header.end() - pos
+                pos = header.end()
+            else:  # an inline command
                 line_end = data.find(b"\n", pos, pos + _MAX_INLINE)
                 if line_end < 0:
-                    if size - pos >= min(_MAX_INLINE, limits.max_request_bytes):
+                    if size - pos >= min(_MAX_INLINE, max_bytes):
                         raise RespProtocolError("too big inline request")
                     break
                 args = data[pos:line_end].split()
@@ -130,41 +160,6 @@ class RequestReader:
                     raise RespProtocolError("invalid multibulk length")
                 pieces += (data[kept:pos], _array(args))
                 pos = kept = line_end + 1
-                continue
-            else:
-                header = _HEADER(data, pos)
-                if header is None:
-                    # Cut by the read (wait for the rest), or malformed (say how).
-                    end = data.find(b"\r\n", pos, pos + _MAX_HEADER)
-                    if end < 0:
-                        if size - pos >= _MAX_HEADER:
-                            raise RespProtocolError(f"header line longer than {_MAX_HEADER} bytes")
-                        break
-                    if not elements:
-                        raise RespProtocolError("invalid multibulk length")
-                    if data[pos] != _DOLLAR:
-                        raise RespProtocolError(f"expected '$', got '{_shown(data[pos])}'")
-                    raise RespProtocolError("invalid bulk length")
-                kind, digits = header.groups()
-                number = int(digits)
-                end = header.end()
-                request_bytes += end - pos
-                pos = end
-                if not elements:  # a '*' header: the byte was checked above
-                    if number > limits.max_arguments or kind != b"*":
-                        raise RespProtocolError("invalid multibulk length")
-                    elements = max(number, 0)
-                else:
-                    if kind != b"$":
-                        raise RespProtocolError(f"expected '$', got '{kind.decode()}'")
-                    if not 0 <= number <= limits.max_request_bytes:
-                        raise RespProtocolError("invalid bulk length")
-                    elements -= 1
-                    skip = number + 2
-            if request_bytes > limits.max_request_bytes:
-                raise RespProtocolError(f"request larger than {limits.max_request_bytes} bytes")
-            if not elements and not skip:
-                request_bytes = 0
         self._elements, self._skip, self._request_bytes = elements, skip, request_bytes
         if pos < size:  # a line cut by the read: checked (and passed on) once it is whole
             self._line = data[pos:]
@@ -172,6 +167,20 @@ class RequestReader:
             pieces.append(data[kept:pos])
             return b"".join(pieces)
         return data if pos == size else data[:pos]
+
+
+def _cut_or_malformed(data: bytes, pos: int, elements: int) -> None:
+    """At a header that is not a whole valid one: return if the read cut it, else raise."""
+    end = data.find(b"\r\n", pos, pos + _MAX_HEADER)
+    if end < 0:
+        if len(data) - pos >= _MAX_HEADER:
+            raise RespProtocolError(f"header line longer than {_MAX_HEADER} bytes")
+        return
+    if not elements:
+        raise RespProtocolError("invalid multibulk length")
+    if data[pos] != _DOLLAR:
+        raise RespProtocolError(f"expected '$', got '{_shown(data[pos])}'")
+    raise RespProtocolError("invalid bulk length")
 
 
 def _array(args: list[bytes]) -> bytes:
