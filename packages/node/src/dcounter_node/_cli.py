@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -390,19 +391,14 @@ async def _serve(
             _peer_count(len(node.peers)),
             f", API tokens: {security.tokens.summary()}" if security.tokens is not None else "",
         )
+        ready = ReadyLine(node.address, server.address, node.replica_id, os.getpid())
         if resp is not None:
             _log.info(
                 "serving the Redis protocol on %s%s",
                 resp.address,
                 "" if security.ssl_context is None else " (TLS)",
             )
-        ready = ReadyLine(
-            node.address,
-            server.address,
-            node.replica_id,
-            os.getpid(),
-            resp.address if resp is not None else None,
-        )
+            ready = dataclasses.replace(ready, resp=resp.address)
         print(ready.format(), flush=True)
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
