@@ -6,8 +6,9 @@ import pytest
 
 from dcounter_crdt import MAX_COUNT
 from dcounter_node._auth import Scope
-from dcounter_node._resp_commands import RespBatch, RespSession, RespShared
+from dcounter_node._resp_commands import RespSession
 from dcounter_node._resp_scan import ScanCursors
+from dcounter_node._resp_shared import RespBatch, RespShared
 
 from .conftest import FakeCounters, parse_scan
 

@@ -15,40 +15,37 @@ past that range); counter names are UTF-8 text.
 from __future__ import annotations
 
 import contextlib
-import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from dcounter_crdt import CountOverflowError, CRDTError
-from dcounter_node.__about__ import __version__
 from dcounter_node._auth import Scope
 from dcounter_node._errors import NodeError
-from dcounter_node._resp_scan import ScanCursors, compile_match
+from dcounter_node._resp_args import (
+    INT64_MAX,
+    INT64_MIN,
+    CommandError,
+    client_name,
+    counter_name,
+    parse_cursor,
+    parse_integer,
+)
+from dcounter_node._resp_scan import compile_match
+from dcounter_node._resp_shared import REDIS_VERSION, RespBatch, info_text
 from dcounter_node._resp_wire import Replies, error_line
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-__all__ = [
-    "CommandError",
-    "CounterBackend",
-    "RespBatch",
-    "RespSession",
-    "RespShared",
-    "TokenCheck",
-]
+    from dcounter_node._resp_shared import CounterBackend, RespShared, TokenCheck
+
+__all__ = ["RespSession"]
 
 #: The Redis version clients are told (``INFO``, ``HELLO``): the protocol level answered.
-REDIS_VERSION: Final = "7.0.0"
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
 #: Largest page one SCAN call reads, whatever COUNT asks (COUNT is a hint in Redis too).
 _MAX_SCAN_COUNT: Final = 10_000
 
 _OVERFLOW: Final = "ERR increment or decrement would overflow"
-_NOT_INTEGER: Final = "ERR value is not an integer or out of range"
 _NOAUTH: Final = "NOAUTH Authentication required."
 _WRONGPASS: Final = "WRONGPASS invalid username-password pair or user is disabled."
 _CRDT: Final = (
@@ -56,57 +53,6 @@ _CRDT: Final = (
     " counter cannot be overwritten or deleted (use INCRBY and DECRBY)"
 )
 _OK: Final = b"+OK\r\n"
-
-
-class CommandError(NodeError):
-    """A command refused; ``str(error)`` is the whole error reply (``ERR ...``, ...)."""
-
-
-class CounterBackend(Protocol):
-    """What the commands need from a node: :class:`~dcounter_node._counters.Counters`."""
-
-    def increment(self, name: str, by: int = 1) -> int: ...
-    def decrement(self, name: str, by: int = 1) -> int: ...
-    def value(self, name: str = ...) -> int: ...
-    def __contains__(self, name: object) -> bool: ...
-    def __len__(self) -> int: ...
-    def names(
-        self, prefix: str = "", *, after: str | None = None, limit: int = ...
-    ) -> list[str]: ...
-
-
-#: The scope of an API token (None: unknown token).
-TokenCheck = Callable[[str], Scope | None]
-
-
-@dataclass(eq=False)
-class RespShared:
-    """What every connection of one server shares: SCAN cursors and the INFO counts."""
-
-    cursors: ScanCursors = field(default_factory=ScanCursors)
-    #: The TCP port clients connect to (``INFO``).
-    port: int = 0
-    started: float = field(default_factory=time.monotonic)
-    connected: int = 0
-    connections_received: int = 0
-    commands_processed: int = 0
-    rejected_connections: int = 0
-    next_client_id: int = 1
-
-    def client_id(self) -> int:
-        client = self.next_client_id
-        self.next_client_id += 1
-        return client
-
-
-@dataclass(frozen=True, slots=True)
-class RespBatch:
-    """What a batch of requests answers: ``replies`` in order; the indexes in ``writes``
-    acknowledge counts (send them once committed); ``quit``: close after sending."""
-
-    replies: list[bytes]
-    writes: list[int]
-    quit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,23 +176,23 @@ class RespSession:
         return self._add(args[1], -1)
 
     def _incrby(self, args: list[bytes]) -> bytes:
-        return self._add(args[1], _integer(args[2]))
+        return self._add(args[1], parse_integer(args[2]))
 
     def _decrby(self, args: list[bytes]) -> bytes:
-        by = _integer(args[2])
-        if by == _INT64_MIN:
+        by = parse_integer(args[2])
+        if by == INT64_MIN:
             raise CommandError("ERR decrement would overflow")
         return self._add(args[1], -by)
 
     def _add(self, key: bytes, delta: int) -> bytes:
-        name = _name(key)
+        name = counter_name(key)
         backend = self.backend
         if self._health is not None and (problem := self._health()) is not None:
             raise CommandError(f"ERR not counted: storage is failing: {problem}")
         current = backend.value(name)
         if delta == 0:  # Redis answers the value; nothing to count
             return b":%d\r\n" % current
-        if not _INT64_MIN <= current + delta <= _INT64_MAX:
+        if not INT64_MIN <= current + delta <= INT64_MAX:
             raise CommandError(_OVERFLOW)
         try:
             value = backend.increment(name, delta) if delta > 0 else backend.decrement(name, -delta)
@@ -297,7 +243,7 @@ class RespSession:
         return Replies.integer(len(self.backend))
 
     def _scan(self, args: list[bytes]) -> bytes:
-        cursor = _cursor(args[1])
+        cursor = parse_cursor(args[1])
         pattern, count, type_name = "*", 10, "string"
         options = args[2:]
         if len(options) % 2:
@@ -307,7 +253,7 @@ class RespSession:
                 case b"match":
                     pattern = value.decode("utf-8", "replace")
                 case b"count":
-                    count = _integer(value)
+                    count = parse_integer(value)
                     if count < 1:
                         raise CommandError("ERR syntax error")
                 case b"type":
@@ -345,7 +291,7 @@ class RespSession:
 
     def _select(self, args: list[bytes]) -> bytes:
         try:
-            index = _integer(args[1])
+            index = parse_integer(args[1])
         except CommandError:
             raise CommandError("ERR invalid DB index") from None
         if index != 0:
@@ -383,7 +329,7 @@ class RespSession:
         options = args[1:]
         if options:
             try:
-                protocol = _integer(options[0])
+                protocol = parse_integer(options[0])
             except CommandError:
                 raise CommandError(
                     "ERR Protocol version is not an integer or out of range"
@@ -398,7 +344,7 @@ class RespSession:
                 self._authenticate(options[1:3])
                 options = options[3:]
             elif option == b"setname" and len(options) >= 2:
-                name = _client_name(options[1])
+                name = client_name(options[1])
                 options = options[2:]
             else:
                 raise CommandError(
@@ -429,7 +375,7 @@ class RespSession:
     def _client(self, args: list[bytes]) -> bytes:
         sub = args[1].lower()
         if sub == b"setname" and len(args) == 3:
-            self.name = _client_name(args[2])
+            self.name = client_name(args[2])
             return _OK
         if sub == b"getname" and len(args) == 2:
             return Replies.text(self.name) if self.name else self.replies.null
@@ -461,37 +407,8 @@ class RespSession:
         )
 
     def _info(self, args: list[bytes]) -> bytes:
-        shared = self.shared
-        sections = {
-            "server": {
-                "redis_version": REDIS_VERSION,
-                "dcounter_version": __version__,
-                "redis_mode": "standalone",
-                "arch_bits": "64",
-                "process_id": str(os.getpid()),
-                "tcp_port": str(shared.port),
-                "uptime_in_seconds": str(int(time.monotonic() - shared.started)),
-            },
-            "clients": {"connected_clients": str(shared.connected)},
-            "stats": {
-                "total_connections_received": str(shared.connections_received),
-                "total_commands_processed": str(shared.commands_processed),
-                "rejected_connections": str(shared.rejected_connections),
-            },
-            "replication": {"role": "master", "connected_slaves": "0"},
-            "keyspace": {"db0": f"keys={len(self.backend)},expires=0,avg_ttl=0"},
-        }
         wanted = {arg.decode("utf-8", "replace").lower() for arg in args[1:]}
-        if wanted & {"all", "everything", "default"}:
-            wanted = set()
-        lines: list[str] = []
-        for section, fields in sections.items():
-            if wanted and section not in wanted:
-                continue
-            lines.append(f"# {section.capitalize()}")
-            lines += [f"{key}:{value}" for key, value in fields.items()]
-            lines.append("")
-        return Replies.text("\r\n".join(lines))
+        return Replies.text(info_text(self.shared, len(self.backend), wanted))
 
     def _command(self, args: list[bytes]) -> bytes:
         if len(args) == 1:
@@ -511,38 +428,6 @@ class RespSession:
         raise CommandError(
             f"ERR unknown subcommand or wrong number of arguments for '{shown}'. Try COMMAND HELP."
         )
-
-
-def _integer(arg: bytes) -> int:
-    """A signed 64-bit decimal as Redis accepts it (no sign '+', spaces or leading zeros)."""
-    if (arg.isdigit() and (arg[:1] != b"0" or len(arg) == 1)) or (
-        arg[:1] == b"-" and arg[1:].isdigit() and arg[1:2] != b"0"
-    ):
-        value = int(arg)
-        if _INT64_MIN <= value <= _INT64_MAX:
-            return value
-    raise CommandError(_NOT_INTEGER)
-
-
-def _cursor(arg: bytes) -> int:
-    if arg.isdigit() and len(arg) <= 20:
-        return int(arg)
-    raise CommandError("ERR invalid cursor")
-
-
-def _name(key: bytes) -> str:
-    try:
-        return key.decode()
-    except UnicodeDecodeError:
-        raise CommandError("ERR counter names must be UTF-8 text") from None
-
-
-def _client_name(arg: bytes) -> str:
-    if any(byte <= 0x20 or byte > 0x7E for byte in arg):
-        raise CommandError(
-            "ERR Client names cannot contain spaces, newlines or special characters."
-        )
-    return arg.decode()
 
 
 def _command_info(command: _Command) -> bytes:

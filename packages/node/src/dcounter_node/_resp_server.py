@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Final, cast
 
 from dcounter_node._errors import NodeClosedError, StorageError
 from dcounter_node._ratelimit import RateLimitedLog
-from dcounter_node._resp_commands import RespBatch, RespSession, RespShared
+from dcounter_node._resp_commands import RespSession
 from dcounter_node._resp_limits import RespLimits
+from dcounter_node._resp_shared import RespShared
 from dcounter_node._resp_wire import RequestReader, RespProtocolError, error_line
 from dcounter_node._setting_values import format_address, parse_address
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from dcounter_node._auth import ApiTokens, Scope
-    from dcounter_node._resp_commands import CounterBackend, TokenCheck
+    from dcounter_node._resp_shared import CounterBackend, RespBatch, TokenCheck
 
 __all__ = ["RespServer", "start_resp_server"]
 
