@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -28,7 +29,8 @@ from dcounter_node._membership_service import (
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
 from dcounter_node._ready import ReadyLine
-from dcounter_node._security import HTTPSecurity, exposure_problems, http_security
+from dcounter_node._resp_server import RespServer, start_resp_server
+from dcounter_node._security import HTTPSecurity, exposure_problems, http_security, is_loopback
 from dcounter_node._settings import (
     SETTINGS,
     NodeSettings,
@@ -62,7 +64,8 @@ EXIT_STORAGE = 3
 _DESCRIPTION = """\
 Run one dcounter node: a PN-counter replica that gossips with its peers over TCP and
 serves an HTTP API (GET /counter, POST /increment, POST /decrement, /peers, /members,
-/health, /metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/).
+/health, /metrics, /counter/watch) and a live dashboard at GET / (open http://HTTP-ADDRESS/);
+with --resp, also the Redis protocol (redis-cli, redis-py, ...) for its counters.
 Durations are in seconds; fractions are fine (0.5)."""
 
 _EPILOG = """\
@@ -219,6 +222,13 @@ def _exposure_allowed(settings: NodeSettings, security: HTTPSecurity) -> bool:
         https=security.ssl_context is not None,
         tokens=security.tokens is not None,
     )
+    if settings.resp is not None and not is_loopback(parse_address(settings.resp)[0]):
+        protections = (("TLS", security.ssl_context is not None), ("API tokens", security.tokens))
+        missing = [what for what, present in protections if not present]
+        if missing:
+            problems.append(
+                f"the Redis protocol listens on {settings.resp} without {' and '.join(missing)}"
+            )
     if not problems:
         return True
     if settings.require_auth:
@@ -332,6 +342,25 @@ async def _serve(
 
     with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
         loop.add_signal_handler(signal.SIGHUP, reload)
+    # Before HTTP: a node whose HTTP API answers serves the Redis protocol too.
+    resp: RespServer | None = None
+    if settings.resp is not None:
+        try:
+            resp = await start_resp_server(
+                node.counters,
+                # In memory, Node.commit() has nothing to wait for: skip it.
+                node.commit if store is not None else None,
+                settings.resp,
+                limits=settings.resp_limits(),
+                tokens=security.tokens,
+                health=(lambda: store.problem) if store is not None else None,
+                ssl_context=security.ssl_context,
+            )
+        except OSError as exc:
+            await members.close()
+            await node.close()
+            _error(f"cannot listen for the Redis protocol on {settings.resp}: {_reason(exc)}")
+            return EXIT_FAILURE
     try:
         app = create_app(
             node,
@@ -354,6 +383,8 @@ async def _serve(
             ssl_context=security.ssl_context,
         )
     except OSError as exc:
+        if resp is not None:
+            await resp.close()
         await members.close()
         await node.close()
         _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
@@ -371,6 +402,13 @@ async def _serve(
         if dns is not None:
             dns.start()
         ready = ReadyLine(node.address, server.address, node.replica_id, os.getpid())
+        if resp is not None:
+            _log.info(
+                "serving the Redis protocol on %s%s",
+                resp.address,
+                "" if security.ssl_context is None else " (TLS)",
+            )
+            ready = dataclasses.replace(ready, resp=resp.address)
         print(ready.format(), flush=True)
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
@@ -380,6 +418,8 @@ async def _serve(
         # Members mark a node that says it leaves as left at once, not after a timeout.
         await members.leave()
         await members.close()
+        if resp is not None:
+            await resp.close()
         await server.close()
         unsaved: StorageError | None = None
         try:

@@ -25,18 +25,21 @@ class ReadyLineError(NodeError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ReadyLine:
-    """A node's announcement: bound gossip and HTTP addresses, replica id, process id."""
+    """A node's announcement: bound gossip and HTTP addresses, replica id, process id,
+    and the Redis-protocol address when it serves one (``--resp``)."""
 
     gossip: str
     http: str
     replica: str
     pid: int
+    resp: str | None = None
 
     def format(self) -> str:
         """The line as the node prints it (without the newline)."""
         return (
             f"{READY_PREFIX} gossip={self.gossip} http={self.http}"
             f" replica={self.replica} pid={self.pid}"
+            + (f" resp={self.resp}" if self.resp is not None else "")
         )
 
 
@@ -59,4 +62,10 @@ def parse_ready_line(line: str | bytes) -> ReadyLine | None:
         raise ReadyLineError(f"ready line without {', '.join(missing)}: {text.strip()!r}")
     if not (fields["pid"].isascii() and fields["pid"].isdigit()):
         raise ReadyLineError(f"ready line with a malformed pid: {text.strip()!r}")
-    return ReadyLine(fields["gossip"], fields["http"], fields["replica"], int(fields["pid"]))
+    return ReadyLine(
+        fields["gossip"],
+        fields["http"],
+        fields["replica"],
+        int(fields["pid"]),
+        fields.get("resp") or None,
+    )

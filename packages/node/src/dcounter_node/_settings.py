@@ -39,6 +39,7 @@ from dcounter_node._config import NodeConfig
 from dcounter_node._errors import ConfigError
 from dcounter_node._http_limits import HTTPLimits
 from dcounter_node._membership_dns import DEFAULT_DNS_INTERVAL
+from dcounter_node._resp_limits import RespLimits
 from dcounter_node._setting_values import (
     DEFAULT_HTTP,
     DEFAULT_LISTEN,
@@ -76,6 +77,7 @@ _NAME = re.compile(r"\S+")
 
 _NODE_DEFAULTS = NodeConfig()
 _HTTP_DEFAULTS = HTTPLimits()
+_RESP_DEFAULTS = RespLimits()
 
 _SPECS = {spec.key: spec for spec in SETTINGS}
 
@@ -89,6 +91,9 @@ class NodeSettings:
     listen: str = DEFAULT_LISTEN
     http: str = DEFAULT_HTTP
     peers: tuple[str, ...] = ()
+    resp: str | None = None
+    resp_max_connections: int = _RESP_DEFAULTS.max_connections
+    resp_idle_timeout: float = _RESP_DEFAULTS.idle_timeout
     peer_http: tuple[tuple[str, str], ...] = ()
     sync_interval: float = _NODE_DEFAULTS.sync_interval
     full_sync_interval: float | None = _NODE_DEFAULTS.full_sync_interval
@@ -149,6 +154,12 @@ class NodeSettings:
             max_connections=self.http_max_connections,
             header_timeout=self.http_header_timeout,
             idle_timeout=self.http_idle_timeout,
+        )
+
+    def resp_limits(self) -> RespLimits:
+        """The Redis-protocol connection limits as :class:`RespLimits`."""
+        return RespLimits(
+            max_connections=self.resp_max_connections, idle_timeout=self.resp_idle_timeout
         )
 
     def tls_files(self) -> tuple[str, str, str] | None:

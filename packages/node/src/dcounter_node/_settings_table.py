@@ -70,6 +70,37 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _address,
         metavar="HOST:PORT",
     ),
+    # Redis protocol (issue 20): see "Redis protocol" in the node README.
+    SettingSpec(
+        "resp",
+        "--resp",
+        "also serve the Redis protocol (RESP2, RESP3 via HELLO) on this address: INCR,"
+        " INCRBY, DECR, DECRBY, GET, MGET, EXISTS, SCAN and friends on the node's counters;"
+        " over TLS when the HTTP API is HTTPS, with AUTH TOKEN when it has API tokens;"
+        " port 0 picks a free port",
+        _address,
+        _address,
+        metavar="HOST:PORT",
+        default_text="off",
+    ),
+    SettingSpec(
+        "resp_max_connections",
+        "--resp-max-connections",
+        "Redis-protocol connections open at once; beyond it a new one is answered an error"
+        " and closed",
+        _positive_int,
+        _positive_int_text,
+        metavar="N",
+    ),
+    SettingSpec(
+        "resp_idle_timeout",
+        "--resp-idle-timeout",
+        "seconds a Redis-protocol connection may stay open without a request",
+        _seconds,
+        _seconds_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
     # Dashboard (issue 16): where GET /cluster asks peers for their value.
     SettingSpec(
         "peer_http",

@@ -153,6 +153,14 @@ class NodeProcess:
         return self._announced().http
 
     @property
+    def resp(self) -> str:
+        """The bound Redis-protocol address, ``host:port`` (the node must run ``--resp``)."""
+        resp = self._announced().resp
+        if resp is None:
+            raise NodeProcessError("the node serves no Redis protocol (start it with --resp)")
+        return resp
+
+    @property
     def url(self) -> str:
         """The HTTP API's base URL, ``http://host:port``."""
         return f"http://{self.http}"

@@ -1,0 +1,144 @@
+"""RESP on the wire, sans-IO: the request reader (hiredis behind a framing check), replies."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dcounter_node._resp_limits import RespLimits
+from dcounter_node._resp_wire import Replies, RequestReader, RespProtocolError, error_line
+
+from .conftest import pack
+
+INCR = b"*2\r\n$4\r\nINCR\r\n$3\r\nabc\r\n"
+
+
+def _reader(**limits: int) -> RequestReader:
+    return RequestReader(RespLimits(**limits))
+
+
+def test_a_request_is_its_arguments() -> None:
+    assert _reader().feed(INCR) == [[b"INCR", b"abc"]]
+
+
+def test_a_request_split_at_every_byte_gives_the_same_request() -> None:
+    wire = pack(b"INCRBY", b"page:\r\n*1", b"-12")
+    for cut in range(1, len(wire)):
+        reader = _reader()
+        assert reader.feed(wire[:cut]) == []
+        assert reader.in_request
+        assert reader.feed(wire[cut:]) == [[b"INCRBY", b"page:\r\n*1", b"-12"]]
+        assert not reader.in_request
+
+
+def test_pipelined_requests_come_out_in_order() -> None:
+    wire = b"".join(pack(b"INCR", str(i).encode()) for i in range(1000))
+    requests = _reader().feed(wire)
+    assert requests == [[b"INCR", str(i).encode()] for i in range(1000)]
+
+
+def test_empty_requests_are_dropped_as_redis_does() -> None:
+    assert _reader().feed(b"*0\r\n*-1\r\n" + INCR) == [[b"INCR", b"abc"]]
+
+
+def test_inline_commands_are_read_as_telnet_sends_them() -> None:
+    reader = _reader()
+    assert reader.feed(b"PING\r\nINCRBY a  5\nGE") == [[b"PING"], [b"INCRBY", b"a", b"5"]]
+    assert reader.in_request
+    assert reader.feed(b"T a\r\n" + INCR) == [[b"GET", b"a"], [b"INCR", b"abc"]]
+
+
+def test_blank_lines_between_requests_are_skipped_as_redis_does() -> None:
+    # redis-cli --pipe ends with "\r\n" and an ECHO.
+    assert _reader().feed(b"\r\n" + INCR + b"\r\n\n" + INCR) == [[b"INCR", b"abc"]] * 2
+
+
+def test_an_endless_inline_line_is_refused() -> None:
+    reader = _reader()
+    reader.feed(b"x" * 60_000)
+    with pytest.raises(RespProtocolError, match="too big inline request"):
+        reader.feed(b"x" * 10_000)
+
+
+def test_binary_arguments_pass_through() -> None:
+    name = bytes(range(256))
+    assert _reader().feed(pack(b"GET", name)) == [[b"GET", name]]
+
+
+@pytest.mark.parametrize(
+    ("wire", "reason"),
+    [
+        (b"*1\r\n:5\r\n", "expected '$', got ':'"),
+        # A nested array: hiredis would allocate its 2**31 slots at once.
+        (b"*1\r\n*2147483647\r\n", "expected '$', got '*'"),
+        (b"*x\r\n", "invalid multibulk length"),
+        (b"*1\r\n$-1\r\n", "invalid bulk length"),
+        (b"*1\r\n$1x\r\n", "invalid bulk length"),
+        (b"*" + b"9" * 40, "header line longer than 32 bytes"),
+    ],
+)
+def test_malformed_requests_are_protocol_errors(wire: bytes, reason: str) -> None:
+    with pytest.raises(RespProtocolError) as caught:
+        _reader().feed(wire)
+    assert str(caught.value) == reason
+
+
+def test_a_huge_argument_count_is_refused_before_hiredis_allocates_for_it() -> None:
+    started = time.perf_counter()
+    with pytest.raises(RespProtocolError, match="invalid multibulk length"):
+        _reader().feed(b"*2147483647\r\n")
+    # Allocating (and freeing) 2**31 slots takes seconds; the check takes microseconds.
+    assert time.perf_counter() - started < 0.5
+
+
+def test_arguments_over_the_limit_are_refused() -> None:
+    reader = _reader(max_arguments=3)
+    assert reader.feed(pack(b"MGET", b"a", b"b")) == [[b"MGET", b"a", b"b"]]
+    with pytest.raises(RespProtocolError, match="invalid multibulk length"):
+        reader.feed(pack(b"MGET", b"a", b"b", b"c"))
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_its_bytes_arrive() -> None:
+    with pytest.raises(RespProtocolError, match="invalid bulk length"):
+        _reader(max_request_bytes=1000).feed(b"*2\r\n$3\r\nGET\r\n$1001\r\n")
+
+
+def test_a_request_over_the_size_limit_is_refused_once_a_header_declares_it() -> None:
+    reader = _reader(max_request_bytes=100)
+    wire = pack(b"MGET", *(b"k" * 30 for _ in range(3)))
+    third = wire.index(b"$30", wire.index(b"$30", 20) + 1)  # its header ends 4 bytes later
+    for byte in range(third + 4):  # byte by byte: 88 declared bytes so far, within 100
+        reader.feed(wire[byte : byte + 1])
+    with pytest.raises(RespProtocolError, match="request larger than 100 bytes"):
+        reader.feed(wire[third + 4 : third + 5])  # 125 declared
+
+
+def test_the_size_limit_is_per_request_not_per_pipeline() -> None:
+    wire = INCR * 50
+    assert len(_reader(max_request_bytes=len(INCR)).feed(wire)) == 50
+
+
+@pytest.mark.parametrize(
+    ("reply", "resp2", "resp3"),
+    [
+        (lambda r: r.null, b"$-1\r\n", b"_\r\n"),
+        (lambda r: r.integer(-42), b":-42\r\n", b":-42\r\n"),
+        (lambda r: r.bulk(b"12"), b"$2\r\n12\r\n", b"$2\r\n12\r\n"),
+        (lambda r: r.simple("OK"), b"+OK\r\n", b"+OK\r\n"),
+        (lambda r: r.array([r.integer(1), r.null]), b"*2\r\n:1\r\n$-1\r\n", b"*2\r\n:1\r\n_\r\n"),
+        (
+            lambda r: r.map([(r.text("proto"), r.integer(3))]),
+            b"*2\r\n$5\r\nproto\r\n:3\r\n",
+            b"%1\r\n$5\r\nproto\r\n:3\r\n",
+        ),
+    ],
+)
+def test_replies_in_each_protocol_version(reply: object, resp2: bytes, resp3: bytes) -> None:
+    assert callable(reply)
+    assert reply(Replies(2)) == resp2
+    assert reply(Replies(3)) == resp3
+
+
+def test_error_lines_keep_to_one_line() -> None:
+    assert error_line("ERR bad\r\nthing") == b"-ERR bad  thing\r\n"
