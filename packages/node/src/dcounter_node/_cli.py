@@ -26,6 +26,8 @@ from dcounter_node._membership_service import (
 )
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
+from dcounter_node._pruning import Tombstones
+from dcounter_node._pruning_service import JOURNAL_FILENAME, PruningService, load_journal
 from dcounter_node._ready import ReadyLine
 from dcounter_node._security import HTTPSecurity, exposure_problems, http_security
 from dcounter_node._settings import (
@@ -287,6 +289,12 @@ async def _serve(
             loop.add_signal_handler(sig, on_signal, sig)
 
     store = _store(settings)
+    journal = None if store is None else store.path.parent / JOURNAL_FILENAME
+    try:
+        tombstones = Tombstones() if journal is None else load_journal(journal)
+    except StorageError as exc:
+        _error(f"{exc} (the node was not started; nothing was changed)")
+        return EXIT_STORAGE
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
     transport = TCPTransport(
         settings.listen,
@@ -298,6 +306,7 @@ async def _serve(
         config,
         peers=PeerManager(peers=settings.peers),
         store=store,
+        tombstones=tombstones,
     )
     members = MembershipService(
         node,
@@ -305,9 +314,18 @@ async def _serve(
         static_peers=settings.peers,
         config=membership_config(settings.probe_interval, settings.suspect_timeout),
     )
+    pruning = PruningService(
+        node,
+        members,
+        tombstones,
+        prune_after=settings.prune_after or None,
+        interval=settings.probe_interval,
+        journal=journal,
+    )
     try:
         await node.start()
         members.start()
+        pruning.start()
     except StorageError as exc:
         _error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
@@ -336,6 +354,7 @@ async def _serve(
             tokens=security.tokens,
             peer_ssl=security.peer_ssl,
             members=members,
+            pruning=pruning,
         )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
@@ -346,6 +365,7 @@ async def _serve(
             ssl_context=security.ssl_context,
         )
     except OSError as exc:
+        await pruning.close()
         await members.close()
         await node.close()
         _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
@@ -365,6 +385,7 @@ async def _serve(
         await stop.wait()
         _log.info("%s received: shutting down", received[0] if received else "stop")
     finally:
+        await pruning.close()
         # Members mark a node that says it leaves as left at once, not after a timeout.
         await members.leave()
         await members.close()

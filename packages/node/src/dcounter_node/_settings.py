@@ -120,6 +120,7 @@ class NodeSettings:
     join: tuple[str, ...] = ()
     probe_interval: float = 1.0
     suspect_timeout: float = 5.0
+    prune_after: float = 3600.0
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""
