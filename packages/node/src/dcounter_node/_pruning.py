@@ -205,7 +205,9 @@ class Tombstones:
         """``state`` with every known record applied: victims dropped, survivors raised."""
         result = self.admit(state)
         for record in self._records.values():
-            result = result.merged(record.initial())
+            # A survivor pruned since by a later record is in that record's survivor.
+            if record.survivor not in self._victims:
+                result = result.merged(record.initial())
         return result
 
     def adopt(self, own_id: str, state: CounterState) -> tuple[str, CounterState]:
