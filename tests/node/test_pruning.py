@@ -173,4 +173,5 @@ def test_pruning_pauses_for_non_members_unconfirmed_members_and_suspects(
     if reason is None:
         assert got is None
     else:
-        assert got is not None and got.startswith(reason)
+        assert got is not None
+        assert got.startswith(reason)
