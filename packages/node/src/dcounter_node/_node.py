@@ -467,9 +467,10 @@ class Node:
         if membership is not None and is_membership(payload):
             await membership(sender, payload)
             return
-        pruning = self.pruning_handler
-        if pruning is not None and is_pruning(payload):
-            await pruning(sender, payload)
+        if is_pruning(payload):  # never a counter message, even with no one to take it
+            pruning = self.pruning_handler
+            if pruning is not None:
+                await pruning(sender, payload)
             return
         try:
             self._inbound.put_nowait((sender, payload))
