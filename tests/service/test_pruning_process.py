@@ -135,6 +135,13 @@ async def test_a_crash_restarts_old_entry_is_pruned_and_the_value_kept(
     assert made is not None
     assert float(made.group(1)) == 1
     assert "pruned 2 replica entries into" in again.log_text()
+
+    async def listed_as_successor() -> bool:
+        async with http.get(f"{seed.url}/members") as response:
+            listed = (await response.json())["members"]
+        return any(m["address"] == again.gossip and m["replica"] == successor for m in listed)
+
+    await wait_until(listed_as_successor, within=DEADLINE, what="the new id in /members")
     await write(http, again, "increment", 1)
     await all_hold(http, nodes, 18, 3)
 

@@ -211,8 +211,7 @@ class PruningService:
             logger.error("pruning: own record refused: %s", added.value)
             return
         value = node.value
-        removed = node.apply_tombstones()
-        self.pruned_entries += removed
+        self._apply()
         self.records_made += 1
         logger.info(
             "pruned %d replica entries into %s (value %d unchanged)",
@@ -225,6 +224,15 @@ class PruningService:
         payload = encode_records([record])
         for address in alive:
             self._send(address, payload)
+
+    def _apply(self) -> int:
+        """Apply the records to the node; members hear of a new replica id of its own."""
+        removed = self._node.apply_tombstones()
+        self.pruned_entries += removed
+        membership = self._members.membership
+        if membership is not None:
+            membership.set_replica(self._node.replica_id)
+        return removed
 
     def _persist(self, records: list[PruneRecord]) -> bool:
         if self._journal is None:
@@ -281,8 +289,7 @@ class PruningService:
         if not new or not self._persist(trial.records()):
             return
         self._tombstones.add_all(new)
-        removed = self._node.apply_tombstones()
-        self.pruned_entries += removed
+        removed = self._apply()
         logger.info(
             "pruning: applied %d record(s) from %s (%s), removing %d replica entries",
             len(new),
