@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dcounter_crdt import CounterState
 from dcounter_node import Node, PeerManager
 from dcounter_node._membership import MemberState
 from dcounter_node._membership_service import MembershipService, membership_config
@@ -23,7 +24,7 @@ from dcounter_node._pruning import Tombstones
 from dcounter_node._pruning_service import PruningService
 from dcounter_protocol._memory import MemoryNetwork
 
-from .conftest import address, fast_config, wait_until
+from .conftest import DEAD_ADDRESS, address, fast_config, wait_until
 
 PRUNE_AFTER = 1.0
 PROBE = 0.1
@@ -54,19 +55,22 @@ class Cluster:
     def nodes(self) -> list[Node]:
         return [m.node for m in self.members]
 
-    async def start_member(self, index: int) -> Member:
+    async def start_member(
+        self, index: int, *, static: tuple[str, ...] = (), state: CounterState | None = None
+    ) -> Member:
         node_address = address(index)
         node = Node(
             self.network.transport(node_address),
             fast_config(),
-            peers=PeerManager(node_address),
+            peers=PeerManager(node_address, static),
+            state=state,
             rng=random.Random(self.rng.random()),
             tombstones=(tombstones := Tombstones()),
         )
         members = MembershipService(
             node,
             seeds=[address(0)] if index else [address(1)],
-            static_peers=(),
+            static_peers=static,
             config=membership_config(PROBE, SUSPECT),
             rng=random.Random(self.rng.random()),
         )
@@ -196,4 +200,27 @@ async def test_pruning_keeps_the_exact_value_through_loss_partitions_and_restart
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await cluster.close()
+
+
+async def test_a_static_peer_that_is_no_member_pauses_pruning() -> None:
+    # DEAD_ADDRESS stands for a Go reference node: a --peers entry that never joins.
+    cluster = Cluster(MemoryNetwork(seed=7), random.Random(7))
+    earlier = CounterState.from_maps({f"{address(0)}#00000001": 3})
+    try:
+        member = await cluster.start_member(0, static=(DEAD_ADDRESS,), state=earlier)
+        cluster.members.append(member)
+        reason = f"peer {DEAD_ADDRESS} is not a member"
+        await wait_until(
+            lambda: (member.pruning.paused or "").startswith(reason),
+            what=lambda: f"paused for {reason}, got {member.pruning.paused}",
+        )
+        assert member.pruning.records_made == 0
+        assert f"{address(0)}#00000001" in member.node.state().replicas()
+        # Without it, the same node prunes its earlier incarnation.
+        member.node.peers.remove(DEAD_ADDRESS)
+        await wait_until(lambda: member.pruning.records_made == 1, what="a prune")
+        assert member.pruning.paused is None
+        assert member.node.state() == CounterState.from_maps({member.node.replica_id: 3})
+    finally:
         await cluster.close()
