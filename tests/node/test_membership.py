@@ -291,3 +291,14 @@ def test_a_valid_minimal_payload_decodes() -> None:
 def test_config_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="probe_timeout"):
         MembershipConfig(probe_interval=1.0, probe_timeout=2.0)
+
+
+def test_a_new_replica_id_of_its_own_is_gossiped_at_a_new_incarnation() -> None:
+    membership = Membership(
+        "a:1", "a:1#1", config=MembershipConfig(), rng=random.Random(0), now=0.0
+    )
+    membership.set_replica("a:1#1'")
+    me = next(m for m in membership.members() if m.address == "a:1")
+    assert (me.replica, me.incarnation) == ("a:1#1'", 1)
+    sync = membership.join(["b:1"])[0].message
+    assert sync.updates[0].replica == "a:1#1'"

@@ -28,6 +28,8 @@ from dcounter_node._membership_service import (
 )
 from dcounter_node._node import Node
 from dcounter_node._peers import PeerManager
+from dcounter_node._pruning import Tombstones
+from dcounter_node._pruning_service import JOURNAL_FILENAME, PruningService, load_journal
 from dcounter_node._ready import ReadyLine
 from dcounter_node._resp_server import RespServer, start_resp_server
 from dcounter_node._security import HTTPSecurity, exposure_problems, http_security, is_loopback
@@ -298,6 +300,12 @@ async def _serve(
             loop.add_signal_handler(sig, on_signal, sig)
 
     store = _store(settings)
+    journal = None if store is None else store.path.parent / JOURNAL_FILENAME
+    try:
+        tombstones = Tombstones() if journal is None else load_journal(journal)
+    except StorageError as exc:
+        _error(f"{exc} (the node was not started; nothing was changed)")
+        return EXIT_STORAGE
     wire: WireMode = "seed" if settings.wire == "seed" else "auto"
     transport = TCPTransport(
         settings.listen,
@@ -309,6 +317,7 @@ async def _serve(
         config,
         peers=PeerManager(peers=settings.peers),
         store=store,
+        tombstones=tombstones,
     )
     members = MembershipService(
         node,
@@ -323,9 +332,18 @@ async def _serve(
         if settings.join_dns is None
         else DNSJoiner(members, settings.join_dns, interval=settings.join_dns_interval)
     )
+    pruning = PruningService(
+        node,
+        members,
+        tombstones,
+        prune_after=settings.prune_after or None,
+        interval=settings.probe_interval,
+        journal=journal,
+    )
     try:
         await node.start()
         members.start()
+        pruning.start()
     except StorageError as exc:
         _error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
@@ -373,6 +391,7 @@ async def _serve(
             tokens=security.tokens,
             peer_ssl=security.peer_ssl,
             members=members,
+            pruning=pruning,
         )
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         server = await start_http_server(
@@ -385,6 +404,7 @@ async def _serve(
     except OSError as exc:
         if resp is not None:
             await resp.close()
+        await pruning.close()
         await members.close()
         await node.close()
         _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
@@ -415,6 +435,7 @@ async def _serve(
     finally:
         if dns is not None:
             await dns.close()
+        await pruning.close()
         # Members mark a node that says it leaves as left at once, not after a timeout.
         await members.leave()
         await members.close()

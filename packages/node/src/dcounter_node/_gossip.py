@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
     from dcounter_node._config import NodeConfig
     from dcounter_node._peers import PeerManager
+    from dcounter_node._pruning import Tombstones
 
 __all__ = ["MAX_REPLICA_ID_BYTES", "Gossip", "Outgoing", "Received", "Rejection", "is_quiet_pull"]
 
@@ -141,8 +142,11 @@ class Gossip:
         *,
         streams_to: Callable[[str], bool] = lambda address: True,
         clock: Callable[[], float] = time.monotonic,
+        tombstones: Tombstones | None = None,
     ) -> None:
         self._counter = counter
+        # Pruning records: entries they refuse are never merged (see "Pruning").
+        self._tombstones = tombstones
         self._address = address
         self._config = config
         self._peers = peers
@@ -360,6 +364,17 @@ class Gossip:
             return []
         return self._pushes(targets, pending)
 
+    def rebase(self, replica_id: str, state: CounterState) -> CounterState:
+        """Count under ``replica_id`` from ``state`` on (pruning applied a record); return
+        the entries that rose, to persist. Local updates not taken yet are taken first."""
+        before = self.state()
+        self._counter = PNCounter(replica_id, state)
+        if self._tombstones is not None:
+            self._pending = self._tombstones.admit(self._pending)
+        rose = state.delta_since(before)
+        self._changed(rose, None)
+        return rose
+
     # -- handlers -------------------------------------------------------------------------
 
     def _on_push(self, sender: str, message: Push, result: Received) -> None:
@@ -371,6 +386,8 @@ class Gossip:
         # What the push would change here (most pushes mostly repeat what we hold): only
         # these entries can pass a limit or claim more for our own replica than we counted.
         gains = theirs.delta_since(self.state())
+        if gains and self._tombstones is not None:
+            gains = self._tombstones.admit(gains)
         if gains:
             result.rejected = self._check_limits(gains)
             if result.rejected is not None:

@@ -65,6 +65,7 @@ from dcounter_node._idempotency import IdempotencyCache, KeyJournal
 from dcounter_node._membership_service import MembershipCollector, members_route
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
+from dcounter_node._pruning_service import PruningCollector
 from dcounter_node._settings import parse_address
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 
     from dcounter_node._auth import ApiTokens
     from dcounter_node._membership_service import MembershipService
+    from dcounter_node._pruning_service import PruningService
     from dcounter_node._storage import StorageHealth
 
 __all__ = [
@@ -412,6 +414,7 @@ def create_app(
     tokens: ApiTokens | None = None,
     peer_ssl: ssl.SSLContext | None = None,
     members: MembershipService | None = None,
+    pruning: PruningService | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
@@ -423,7 +426,8 @@ def create_app(
     With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`);
     with ``peer_ssl`` (a client context), ``/cluster`` asks peers over HTTPS.
 
-    ``members`` (the node's membership) adds ``GET /members`` and its metrics.
+    ``members`` (the node's membership) adds ``GET /members`` and its metrics; ``pruning``
+    the pruning metrics.
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -459,6 +463,8 @@ def create_app(
     if members is not None:
         api.registry.register(MembershipCollector(members))
         routes["/members"] = {"GET": members_route(members)}
+    if pruning is not None:
+        api.registry.register(PruningCollector(pruning))
     refusals = RefusalLog()
 
     def checked(method: str, path: str, handler: _Handler) -> _Handler:

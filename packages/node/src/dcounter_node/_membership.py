@@ -276,6 +276,14 @@ class Membership:
         self._enqueue(self._self.update())
         return [self._out(address, MessageKind.GOSSIP) for address in self.alive()]
 
+    def set_replica(self, replica: str) -> None:
+        """This node counts under a new replica id (pruning): gossip it at a new incarnation."""
+        mine = self._self
+        if mine.replica != replica:
+            mine.replica = replica
+            mine.incarnation += 1
+            self._enqueue(mine.update())
+
     def tick(self, now: float) -> list[Outgoing]:
         """Advance timers: suspicion timeouts, the current probe, the next probe."""
         if self._leaving:

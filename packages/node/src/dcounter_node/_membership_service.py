@@ -263,30 +263,33 @@ class MembershipService:
             task.add_done_callback(self._tasks.discard)
 
     async def _send_one(self, out: Outgoing) -> None:
-        payload = encode_membership(out.message)
+        await self.send_payload(out.address, encode_membership(out.message))
+
+    async def send_payload(self, address: str, payload: bytes) -> None:
+        """Send a membership-level payload (membership, pruning) to a member, or drop it."""
         transport = self._node.transport
         # An unreachable member is what probes find out: nothing else to do here.
         with contextlib.suppress(TransportError, TimeoutError):
             async with asyncio.timeout(self._config.probe_interval * 2):
                 if not isinstance(transport, TCPTransport):
-                    await transport.send(out.address, payload)  # in-process networks
+                    await transport.send(address, payload)  # in-process networks
                     return
                 # Only on a stream whose listener said it speaks membership: never the seed
                 # framing, never a Go reference node or an older dcounter node.
-                if transport.capabilities(out.address) is None:
-                    await transport.open_stream(out.address)
-                capabilities = transport.capabilities(out.address)
+                if transport.capabilities(address) is None:
+                    await transport.open_stream(address)
+                capabilities = transport.capabilities(address)
                 if capabilities is None:
                     return  # no stream confirmed (yet): as lost as an unanswered datagram
                 if not capabilities & CAP_MEMBERSHIP:
                     self.not_capable += 1
                     self._log.warning(
-                        f"incapable:{out.address}",
+                        f"incapable:{address}",
                         "membership: %s does not speak membership (a Go or older node?)",
-                        out.address,
+                        address,
                     )
                     return
-                transport.send_nowait(out.address, payload)
+                transport.send_nowait(address, payload)
 
 
 async def _ignore(sender: str, payload: bytes) -> None:

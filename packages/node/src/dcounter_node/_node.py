@@ -30,6 +30,7 @@ from dcounter_node._membership_wire import is_membership
 from dcounter_node._named_link import NamedLink
 from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
+from dcounter_node._pruning_wire import is_pruning
 from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._refusals import Refusals
 from dcounter_node._stats import NodeStats
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from types import TracebackType
 
+    from dcounter_node._pruning import Tombstones
     from dcounter_node._storage import StateStore, StoredState
     from dcounter_protocol._transport import Handler, Transport
 
@@ -71,7 +73,8 @@ class Node:
     ``stats.snapshot()``, which are thread-safe.
 
     ``state`` seeds the counter (merged with whatever the store returns). ``rng`` makes peer
-    selection and timer phases reproducible.
+    selection and timer phases reproducible. ``tombstones`` (pruning records, see "Pruning"
+    in the README) are applied to the state on start and to every push merged.
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class Node:
         state: CounterState | None = None,
         store: StateStore | None = None,
         rng: random.Random | None = None,
+        tombstones: Tombstones | None = None,
     ) -> None:
         self._transport = transport
+        self._tombstones = tombstones
         self._config = config if config is not None else NodeConfig()
         self._peers = peers if peers is not None else PeerManager()
         self._initial_state = state if state is not None else CounterState.empty()
@@ -116,6 +121,8 @@ class Node:
         self._pending_ready = asyncio.Event()
         #: Takes membership frames (issue 14) before the counter's gossip would see them.
         self.membership_handler: Handler | None = None
+        #: Takes pruning frames (issue 14) likewise.
+        self.pruning_handler: Handler | None = None
         self._flush_armed = False
         self._counters = Counters(self, self._wake_flush)
         self._refusals = Refusals(self._stats, self._peers, self._log, self._hostile_log)
@@ -183,6 +190,9 @@ class Node:
             if self._store is not None:
                 await self._store.bind(replica_id)
                 self._still_starting()
+        if self._tombstones is not None:
+            # A resumed id that was pruned meanwhile continues under its successor.
+            replica_id, state = self._tombstones.adopt(replica_id, state)
         self._gossip = Gossip(
             PNCounter(replica_id, state),
             address,
@@ -190,6 +200,7 @@ class Node:
             self._peers,
             self._rng,
             streams_to=self._streams_to,
+            tombstones=self._tombstones,
         )
         self._bind_counters(replica_id, stored)
         # After the binding: the named digests are built from the counters as loaded.
@@ -416,6 +427,24 @@ class Node:
         self._watches.add(weakref.ref(watch, self._watches.discard))
         return watch
 
+    def apply_tombstones(self) -> int:
+        """Apply the pruning records known now (see "Pruning"); the entries removed.
+
+        Drops victims' entries, raises survivors', and moves this replica to its successor
+        when its own id is a victim. The value does not change.
+        """
+        gossip = self._gossip
+        if gossip is None or self._tombstones is None or self.closed:
+            return 0
+        before = gossip.state()
+        value = gossip.counter.value
+        replica_id, state = self._tombstones.adopt(gossip.counter.replica_id, before)
+        if replica_id == gossip.counter.replica_id and state == before:
+            return 0
+        rose = gossip.rebase(replica_id, state)
+        self._changed(rose, value)
+        return len(before.replicas() - state.replicas())
+
     # -- state bookkeeping ----------------------------------------------------------------
 
     def _writable(self) -> Gossip:
@@ -483,6 +512,11 @@ class Node:
         membership = self.membership_handler
         if membership is not None and is_membership(payload):
             await membership(sender, payload)
+            return
+        if is_pruning(payload):  # never a counter message, even with no one to take it
+            pruning = self.pruning_handler
+            if pruning is not None:
+                await pruning(sender, payload)
             return
         try:
             self._inbound.put_nowait((sender, payload))

@@ -133,6 +133,21 @@ def _seconds_text(text: str) -> float:
         raise ConfigError(f"expected a number of seconds > 0, e.g. 0.5; got {text!r}") from None
 
 
+def _seconds_or_off(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"expected a number of seconds (0: off), got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"expected a number of seconds >= 0 (0: off), got {value!r}")
+    return float(value)
+
+
+def _seconds_or_off_text(text: str) -> float:
+    try:
+        return _seconds_or_off(float(text))
+    except (ValueError, ConfigError):
+        raise ConfigError(f"expected a number of seconds >= 0 (0: off); got {text!r}") from None
+
+
 def _positive_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"expected an integer >= 1, got {value!r}")

@@ -131,6 +131,7 @@ class NodeSettings:
     probe_interval: float = 1.0
     suspect_timeout: float = 5.0
     max_members: int = 1024
+    prune_after: float = 3600.0
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:
         """A copy with ``values`` (setting key -> value) checked and applied."""

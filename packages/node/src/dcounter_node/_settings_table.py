@@ -34,6 +34,8 @@ from dcounter_node._setting_values import (
     _positive_int,
     _positive_int_text,
     _seconds,
+    _seconds_or_off,
+    _seconds_or_off_text,
     _seconds_text,
     _seconds_to_text,
 )
@@ -460,5 +462,16 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _member_count,
         _member_count_text,
         metavar="N",
+    ),
+    # Pruning (issue 14): see "Pruning" in the node README.
+    SettingSpec(
+        "prune_after",
+        "--prune-after",
+        "seconds this node runs before it collapses the replica entries of its address's"
+        " earlier incarnations into one (needs every peer to be a member); 0: never",
+        _seconds_or_off,
+        _seconds_or_off_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
     ),
 )

@@ -1,0 +1,346 @@
+"""Pruning's edge: runs the pure rules of :mod:`dcounter_node._pruning` for a node.
+
+It spreads and receives records (``DCP`` payloads, :mod:`dcounter_node._pruning_wire`)
+through the membership service's sends (streams that confirmed ``CAP_MEMBERSHIP`` only),
+keeps them in ``pruning.json`` in the data directory (written before they take effect),
+decides every probe interval whether this node collapses its lineage, logs each prune once
+and exports its counters on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from dcounter_node._errors import StorageError
+from dcounter_node._membership import MemberState
+from dcounter_node._pruning import Added, PruneRecord, Tombstones, pause_reason, plan
+from dcounter_node._pruning_wire import (
+    MAX_RECORDS_PER_MESSAGE,
+    PruningDecodeError,
+    PruningKind,
+    decode_pruning,
+    encode_have,
+    encode_records,
+)
+from dcounter_node._ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from prometheus_client.core import Metric
+
+    from dcounter_node._membership_service import MembershipService
+    from dcounter_node._node import Node
+
+__all__ = ["JOURNAL_FILENAME", "PruningCollector", "PruningService", "load_journal"]
+
+logger = logging.getLogger("dcounter_node.pruning")
+
+JOURNAL_FILENAME: Final = "pruning.json"
+#: Sends in flight at most; beyond it pruning messages are dropped (anti-entropy resends).
+_MAX_IN_FLIGHT: Final = 64
+
+
+def load_journal(path: Path) -> Tombstones:
+    """The records kept in ``path`` (none if it does not exist); StorageError if unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Tombstones()
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot read the pruning records: {exc}") from None
+    try:
+        data = json.loads(text)
+        records = [
+            PruneRecord(s, {v: (int(p), int(n)) for v, p, n in victims}, float(created))
+            for s, created, victims in data["records"]
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"{path}: the pruning records are corrupt: {exc!r}") from None
+    tombstones = Tombstones()
+    tombstones.add_all(records)
+    return tombstones
+
+
+def _write_journal(path: Path, records: list[PruneRecord]) -> None:
+    """Replace ``path`` with ``records``, durably (a crash leaves the old or the new file)."""
+    data = {
+        "version": 1,
+        "records": [
+            [r.survivor, r.created, [[v, p, n] for v, (p, n) in sorted(r.victims.items())]]
+            for r in records
+        ],
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as file:
+        json.dump(data, file)
+        file.flush()
+        os.fsync(file.fileno())
+    temporary.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class PruningService:
+    """Pruning for one started node whose membership service runs (``start`` after both).
+
+    ``prune_after`` None: this node never prunes, but still learns and applies records.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        members: MembershipService,
+        tombstones: Tombstones,
+        *,
+        prune_after: float | None,
+        interval: float,
+        journal: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._node = node
+        self._members = members
+        self._tombstones = tombstones
+        self._prune_after = prune_after
+        self._interval = interval
+        self._journal = journal
+        self._rng = rng if rng is not None else random.Random()
+        self._started = 0.0
+        self._capable: set[str] = set()
+        self._paused: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._log = RateLimitedLog(logger)
+        self.pruned_entries = 0
+        self.records_made = 0
+        self.invalid = 0
+        self.refused = 0
+        node.pruning_handler = self._on_frame
+
+    @property
+    def tombstones(self) -> Tombstones:
+        return self._tombstones
+
+    @property
+    def paused(self) -> str | None:
+        """Why this node does not prune now (None while it may, or never prunes)."""
+        return self._paused
+
+    def start(self) -> None:
+        self._started = asyncio.get_running_loop().time()
+        self._ticker = asyncio.ensure_future(self._tick_forever())
+
+    async def close(self) -> None:
+        self._node.pruning_handler = None
+        tasks = list(self._tasks)
+        if self._ticker is not None:
+            tasks.append(self._ticker)
+            self._ticker = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _alive(self) -> dict[str, bool]:
+        """Other members believed alive or suspect, each with whether it is suspect."""
+        membership = self._members.membership
+        if membership is None:
+            return {}
+        return {
+            m.address: m.state is MemberState.SUSPECT
+            for m in membership.members()
+            if m.address != self._node.address
+            and m.state in (MemberState.ALIVE, MemberState.SUSPECT)
+        }
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                self._tick()
+            except Exception:
+                logger.exception("pruning: error in a round")
+
+    def _tick(self) -> None:
+        alive = self._alive()
+        if alive:
+            target = self._rng.choice(sorted(alive))
+            self._send(target, encode_have(self._tombstones.survivors()))
+        if self._prune_after is None or not self._node.running:
+            return
+        if asyncio.get_running_loop().time() - self._started < self._prune_after:
+            return
+        reason = pause_reason(
+            peers=self._node.peers.peers(),
+            members=alive,
+            capable=self._capable,
+            suspects=[a for a, suspect in alive.items() if suspect],
+        )
+        if reason != self._paused:
+            if reason is None:
+                logger.info("pruning: resumed")
+            else:
+                logger.info("pruning: paused: %s", reason)
+            self._paused = reason
+        if reason is None:
+            self._prune(alive)
+
+    def _prune(self, alive: dict[str, bool]) -> None:
+        node = self._node
+        record = plan(node.address, node.replica_id, node.state(), self._tombstones, time.time())
+        if record is None:
+            return
+        if not self._persist([*self._tombstones.records(), record]):
+            return
+        added = self._tombstones.add(record)
+        if added is not Added.NEW:  # pragma: no cover - plan() only makes addable records
+            logger.error("pruning: own record refused: %s", added.value)
+            return
+        value = node.value
+        self._apply()
+        self.records_made += 1
+        logger.info(
+            "pruned %d replica entries into %s (value %d unchanged)",
+            len(record.victims),
+            record.survivor,
+            value,
+        )
+        if node.value != value:  # pragma: no cover - the safety argument says it cannot
+            logger.error("pruning changed the value from %d to %d", value, node.value)
+        payload = encode_records([record])
+        for address in alive:
+            self._send(address, payload)
+
+    def _apply(self) -> int:
+        """Apply the records to the node; members hear of a new replica id of its own."""
+        removed = self._node.apply_tombstones()
+        self.pruned_entries += removed
+        membership = self._members.membership
+        if membership is not None:
+            membership.set_replica(self._node.replica_id)
+        return removed
+
+    def _persist(self, records: list[PruneRecord]) -> bool:
+        if self._journal is None:
+            return True
+        try:
+            _write_journal(self._journal, records)
+        except OSError as exc:
+            self._log.warning(
+                "journal", "pruning: cannot write %s, records not applied: %s", self._journal, exc
+            )
+            return False
+        return True
+
+    async def _on_frame(self, sender: str, payload: bytes) -> None:
+        try:
+            message = decode_pruning(payload)
+        except PruningDecodeError as exc:
+            self.invalid += 1
+            self._log.warning("decode", "pruning: dropping a message from %s: %s", sender, exc)
+            return
+        first = sender not in self._capable
+        self._capable.add(sender)
+        if message.kind is PruningKind.HAVE:
+            self._on_have(sender, message.survivors, reply=first)
+        else:
+            self._on_records(sender, list(message.records))
+
+    def _on_have(self, sender: str, theirs: tuple[str, ...], *, reply: bool) -> None:
+        known = set(theirs)
+        lacking = [r for r in self._tombstones.records() if r.survivor not in known]
+        for start in range(0, len(lacking), MAX_RECORDS_PER_MESSAGE):
+            self._send(sender, encode_records(lacking[start : start + MAX_RECORDS_PER_MESSAGE]))
+        if reply or any(s not in self._tombstones for s in known):
+            # It has records we lack (it sends them on our `have`), or has not heard us yet.
+            self._send(sender, encode_have(self._tombstones.survivors()))
+
+    def _on_records(self, sender: str, records: list[PruneRecord]) -> None:
+        fresh = [r for r in records if r.survivor not in self._tombstones]
+        if not fresh:
+            return
+        trial = Tombstones(self._tombstones.records())
+        outcomes = trial.add_all(fresh)
+        new = [r for r, added in outcomes if added is Added.NEW]
+        for record, added in outcomes:
+            if added is not Added.NEW:
+                self.refused += 1
+                self._log.warning(
+                    f"refused:{sender}",
+                    "pruning: not applying the record of %s from %s: %s",
+                    record.survivor,
+                    sender,
+                    added.value,
+                )
+        if not new or not self._persist(trial.records()):
+            return
+        self._tombstones.add_all(new)
+        removed = self._apply()
+        logger.info(
+            "pruning: applied %d record(s) from %s (%s), removing %d replica entries",
+            len(new),
+            sender,
+            ", ".join(r.survivor for r in new),
+            removed,
+        )
+
+    def _send(self, address: str, payload: bytes) -> None:
+        if len(self._tasks) >= _MAX_IN_FLIGHT:
+            return
+        task = asyncio.ensure_future(self._members.send_payload(address, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class PruningCollector(Collector):
+    """The pruning counters for /metrics."""
+
+    def __init__(self, service: PruningService) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        service = self._service
+        yield CounterMetricFamily(
+            "dcounter_pruned_entries",
+            "Replica entries this node removed from its state by applying pruning records.",
+            value=service.pruned_entries,
+        )
+        yield CounterMetricFamily(
+            "dcounter_pruning_records_made",
+            "Collapses this node made (records it created).",
+            value=service.records_made,
+        )
+        yield GaugeMetricFamily(
+            "dcounter_pruning_records",
+            "Pruning records (tombstones) this node holds.",
+            value=len(service.tombstones),
+        )
+        yield GaugeMetricFamily(
+            "dcounter_pruning_paused",
+            "1 while a non-member peer, an unconfirmed member or a suspect holds pruning back.",
+            value=0 if service.paused is None else 1,
+        )
+        yield CounterMetricFamily(
+            "dcounter_pruning_invalid_messages",
+            "Pruning messages dropped as malformed.",
+            value=service.invalid,
+        )
+        yield CounterMetricFamily(
+            "dcounter_pruning_refused_records",
+            "Pruning records received and not applied (conflicting, waiting, or too many).",
+            value=service.refused,
+        )

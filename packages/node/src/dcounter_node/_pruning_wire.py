@@ -1,0 +1,137 @@
+"""The pruning messages' bytes, sans-IO (see "Pruning messages" in the node README).
+
+::
+
+    payload = "DCP" version(01) body
+    body    = msgpack array [kind, items]
+    kind    = 1 have (items: survivor ids) | 2 records (items: records)
+    record  = [survivor (str), created (float), victims: array of [id, p (uint64), n (uint64)]]
+
+Like a membership payload, the first byte (``D``) is neither of the seed envelope's flags,
+so the node routes it by its first bytes and a node without pruning rejects it as invalid.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from dcounter_node._errors import NodeError
+from dcounter_node._pruning import MAX_ID_BYTES, MAX_RECORDS, MAX_VICTIMS, PruneRecord
+
+__all__ = [
+    "MAX_RECORDS_PER_MESSAGE",
+    "PRUNING_MAGIC",
+    "PruningDecodeError",
+    "PruningKind",
+    "PruningMessage",
+    "decode_pruning",
+    "encode_have",
+    "encode_records",
+    "is_pruning",
+]
+
+PRUNING_MAGIC: Final = b"DCP\x01"
+#: Records per ``records`` message (each holds up to MAX_VICTIMS entries: ~20 KB at most).
+MAX_RECORDS_PER_MESSAGE: Final = 16
+_MAX_UINT64: Final = 2**64 - 1
+
+
+class PruningDecodeError(NodeError):
+    """A pruning payload that is not what the format allows (remote garbage)."""
+
+
+class PruningKind(enum.IntEnum):
+    HAVE = 1
+    RECORDS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PruningMessage:
+    """``survivors`` for a ``have``, ``records`` for a ``records`` message."""
+
+    kind: PruningKind
+    survivors: tuple[str, ...] = ()
+    records: tuple[PruneRecord, ...] = ()
+
+
+def is_pruning(payload: bytes) -> bool:
+    """Whether ``payload`` claims to be a pruning message (by its magic)."""
+    return payload[:3] == PRUNING_MAGIC[:3]
+
+
+def encode_have(survivors: list[str]) -> bytes:
+    return PRUNING_MAGIC + msgpack.packb([int(PruningKind.HAVE), survivors], use_bin_type=True)
+
+
+def encode_records(records: list[PruneRecord]) -> bytes:
+    items = [
+        [r.survivor, r.created, [[v, p, n] for v, (p, n) in sorted(r.victims.items())]]
+        for r in records
+    ]
+    return PRUNING_MAGIC + msgpack.packb([int(PruningKind.RECORDS), items], use_bin_type=True)
+
+
+def _id(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value.encode()) > MAX_ID_BYTES:
+        raise PruningDecodeError(f"an id must be a string of 1..{MAX_ID_BYTES} UTF-8 bytes")
+    return value
+
+
+def _count(value: object) -> int:
+    if type(value) is not int or not 0 <= value <= _MAX_UINT64:
+        raise PruningDecodeError("a count must be an unsigned 64-bit integer")
+    return value
+
+
+def _record(value: object) -> PruneRecord:
+    if not isinstance(value, list) or len(value) != 3:
+        raise PruningDecodeError("a record must be an array of 3 items")
+    survivor, created, victims = value
+    survivor = _id(survivor)
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        raise PruningDecodeError("created must be a number")
+    if not math.isfinite(created):
+        raise PruningDecodeError("created must be finite")
+    if not isinstance(victims, list) or not 1 <= len(victims) <= MAX_VICTIMS:
+        raise PruningDecodeError(f"a record must name 1..{MAX_VICTIMS} victims")
+    amounts: dict[str, tuple[int, int]] = {}
+    for item in victims:
+        if not isinstance(item, list) or len(item) != 3:
+            raise PruningDecodeError("a victim must be an array of 3 items")
+        victim = _id(item[0])
+        if victim == survivor or victim in amounts:
+            raise PruningDecodeError("a victim is named twice, or is its record's survivor")
+        amounts[victim] = (_count(item[1]), _count(item[2]))
+    return PruneRecord(survivor, amounts, float(created))
+
+
+def decode_pruning(payload: bytes) -> PruningMessage:
+    """The message in ``payload``; :class:`PruningDecodeError` for anything malformed."""
+    if payload[: len(PRUNING_MAGIC)] != PRUNING_MAGIC:
+        raise PruningDecodeError("not a pruning message of version 1")
+    try:
+        body: Any = msgpack.unpackb(
+            payload[len(PRUNING_MAGIC) :],
+            raw=False,
+            max_array_len=MAX_RECORDS,
+            max_map_len=0,
+            max_bin_len=0,
+            max_ext_len=0,
+        )
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise PruningDecodeError(f"body is not msgpack: {exc}") from None
+    if not isinstance(body, list) or len(body) != 2 or not isinstance(body[1], list):
+        raise PruningDecodeError("body must be an array [kind, items]")
+    kind_code, items = body
+    if kind_code == PruningKind.HAVE and type(kind_code) is int:
+        return PruningMessage(PruningKind.HAVE, survivors=tuple(_id(i) for i in items))
+    if kind_code == PruningKind.RECORDS and type(kind_code) is int:
+        if len(items) > MAX_RECORDS_PER_MESSAGE:
+            raise PruningDecodeError(f"at most {MAX_RECORDS_PER_MESSAGE} records a message")
+        return PruningMessage(PruningKind.RECORDS, records=tuple(_record(r) for r in items))
+    raise PruningDecodeError(f"unknown message kind {kind_code!r}")
