@@ -6,29 +6,34 @@ node-process tests run a node on a real, tiny tmpfs that they fill up (root only
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import json
 import os
 import sqlite3
 import subprocess
 import threading
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 
 from dcounter_crdt import CounterState
+from dcounter_node import Node
 from dcounter_node._cli import EXIT_STORAGE
 from dcounter_node._errors import StorageError
+from dcounter_node._http import create_app, start_http_server
 from dcounter_node._storage import StoredState
 from dcounter_node._storage_schema import upsert_counts
 from dcounter_node._storage_sqlite import SQLiteStore
 from dcounter_node.testing import wait_until
+from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    import aiohttp
     from tests.conftest import NodeProcesses
 
     from dcounter_node.testing import NodeProcess
@@ -102,6 +107,64 @@ async def test_closing_while_writes_fail_reports_it_and_leaves_an_unclean_shutdo
     assert stored == StoredState(
         REPLICA, CounterState.from_maps({REPLICA: 1}), clean_shutdown=False
     )
+
+
+# -- what the API shows while writes fail ----------------------------------------------
+
+
+async def _watched(stream: aiohttp.StreamReader) -> int:
+    """The value of the next ``data:`` event of a /counter/watch stream."""
+    while True:
+        line = await asyncio.wait_for(stream.readline(), 30)
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            value = json.loads(line[6:])["value"]
+            assert isinstance(value, int)
+            return value
+
+
+async def test_every_view_shows_only_committed_counts_while_writes_fail(
+    db_path: Path, deny_writes: threading.Event
+) -> None:
+    store = SQLiteStore(db_path)
+    node = Node(TCPTransport("127.0.0.1:0"), store=store)
+    await node.start()
+    server = await start_http_server(create_app(node, storage=store), "127.0.0.1:0")
+    url = f"http://{server.address}"
+    timeout = aiohttp.ClientTimeout(total=60)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+
+            async def text(path: str) -> str:
+                async with http.get(url + path) as response:
+                    return await response.text()
+
+            async def metric(name: str) -> float:
+                lines = (await text("/metrics")).splitlines()
+                return float(next(x for x in lines if x.startswith(name + " ")).split()[1])
+
+            async with http.post(url + "/increment") as response:
+                assert response.status == 200
+            deny_writes.set()
+            async with http.post(url + "/increment") as response:
+                assert response.status == 503  # counted, not committed: in doubt
+            assert node.value == 2
+            assert json.loads(await text("/counter"))["value"] == 1
+            assert await text("/counter/value") == "1\n"
+            assert await metric("dcounter_value") == 1.0
+            assert await metric("dcounter_storage_failing") == 1.0
+            assert json.loads(await text("/cluster"))["node"]["value"] == 1
+            async with http.get(url + "/counter/watch") as watch:
+                assert await _watched(watch.content) == 1
+                deny_writes.clear()  # the retried commit now succeeds: the stream says so
+                assert await _watched(watch.content) == 2
+            assert await metric("dcounter_value") == 2.0
+            assert await metric("dcounter_storage_failing") == 0.0
+            assert await text("/counter/value") == "2\n"
+    finally:
+        deny_writes.clear()  # so that closing commits what is staged
+        await server.close()
+        await node.close()
 
 
 # -- a node on a tiny file system -------------------------------------------------------

@@ -25,9 +25,10 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
 Statuses: 400 malformed body, amount or address; 403 sent from a foreign browser origin
 (:mod:`dcounter_node._http_origin`); 404 unknown route or peer; 405 wrong method; 408 the
 request body stopped arriving; 409 the change would overflow this replica's count; 413 body
-over ``client_max_size``; 422 idempotency key reused for a different request; 503 node
-closed or the change could not be committed. With API tokens (``tokens``): 401 without a
-valid token, 403 when its scope is too low (see :mod:`dcounter_node._auth`).
+over ``client_max_size``; 421 a ``Host`` the node does not answer to
+(:mod:`dcounter_node._host_policy`); 422 idempotency key reused for a different request;
+503 node closed or the change could not be committed. With API tokens (``tokens``): 401
+without a valid token, 403 when its scope is too low (see :mod:`dcounter_node._auth`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from dcounter_node._errors import (
     StorageError,
 )
 from dcounter_node._http_guard import GUARD_STATS_KEY, GuardCollector, GuardStats
+from dcounter_node._http_host import HostGuard
 from dcounter_node._http_origin import OriginGuard
 from dcounter_node._http_server import HTTPServer, start_http_server
 from dcounter_node._idempotency import IdempotencyCache, KeyJournal
@@ -61,6 +63,7 @@ from dcounter_node._membership_service import MembershipCollector, members_route
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
 from dcounter_node._settings import parse_address
+from dcounter_node._storage import shown_state
 
 if TYPE_CHECKING:
     import ssl
@@ -87,6 +90,9 @@ _log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY: Final = 64 * 1024
 #: Amounts must fit the wire's uint64 counts.
 _MAX_AMOUNT: Final = 2**64 - 1
+#: Seconds between checks of a watched value while storage fails (its retries back off to
+#: 1 s): the committed value moves when a retried commit succeeds, which no watch reports.
+_STORAGE_RECHECK: Final = 0.5
 #: Longest Idempotency-Key accepted.
 _MAX_KEY_LENGTH: Final = 255
 _COUNT_FIELDS: Final = frozenset({"by"})
@@ -126,19 +132,28 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return response
 
 
-def _guarded(handler: _Handler, stats: ServiceStats, route: str, origins: OriginGuard) -> _Handler:
+def _guarded(
+    handler: _Handler, stats: ServiceStats, route: str, origins: OriginGuard, hosts: HostGuard
+) -> _Handler:
     """``handler`` answering every failure as a JSON error, and counting its responses.
 
-    Requests from foreign browser origins are refused first (``origins``). A wrapper per
-    route rather than a middleware: aiohttp's middleware chain costs a noticeable share of
-    a write's time, and unmatched paths and methods get their own routes (see
-    :func:`create_app`), so nothing needs to sit in front of the router.
+    Requests for hosts not served (``hosts``) and from foreign browser origins
+    (``origins``) are refused first. A wrapper per route rather than a middleware:
+    aiohttp's middleware chain costs a noticeable share of a write's time, and unmatched
+    paths and methods get their own routes (see :func:`create_app`), so nothing needs to
+    sit in front of the router.
     """
+
+    screen_host = hosts.screen if hosts.active else None
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         try:
-            refusal = None if origin is None else origins.screen(request, origin)
+            refusal: web.StreamResponse | None = (
+                None if screen_host is None else screen_host(request)
+            )
+            if refusal is None and origin is not None:
+                refusal = origins.screen(request, origin)
             response = await handler(request) if refusal is None else refusal
         except _APIError as exc:
             response = _error(exc.status, exc.message, exc.headers)
@@ -226,10 +241,18 @@ class _API:
 
     # -- counter ------------------------------------------------------------------------
 
-    async def counter(self, request: web.Request) -> web.Response:
-        state = self.node.state()
+    def _storage_failing(self) -> bool:
+        return self.storage is not None and self.storage.problem is not None
+
+    def _shown_value(self, live: int | None = None) -> int:
+        """The value to show: ``live`` (default: the node's), or the committed value while
+        storage fails."""
         if self.storage is not None and self.storage.problem is not None:
-            state = self.storage.committed_state()  # never counts that were not committed
+            return self.storage.committed_state().value
+        return self.node.value if live is None else live
+
+    async def counter(self, request: web.Request) -> web.Response:
+        state = shown_state(self.storage, self.node.state)  # never uncommitted counts
         return _json(
             {
                 "value": state.value,
@@ -241,7 +264,7 @@ class _API:
 
     async def value(self, request: web.Request) -> web.Response:
         # Exact at any size, unlike the float of /metrics and JSON parsers that use doubles.
-        return web.Response(text=f"{self.node.value}\n")
+        return web.Response(text=f"{self._shown_value()}\n")
 
     async def increment(self, request: web.Request) -> web.Response:
         return await self._count(request, "increment")
@@ -352,43 +375,61 @@ class _API:
             }
         )
         await response.prepare(request)
-        last: int | None = None
         try:
             async for value in self._watched_values():
                 if value is None:
                     await response.write(b": keepalive\n\n")
-                elif value != last:
+                else:
                     await response.write(b'data: {"value": %d}\n\n' % value)
-                    last = value
         except ConnectionError:
             return response  # the client went away
         return response
 
     async def _watched_values(self) -> AsyncIterator[int | None]:
-        """The value now, then each change; None when ``keepalive`` passed in silence.
+        """The value shown now, then each change of it; None when ``keepalive`` passed in
+        silence. While storage fails, the value shown is the committed one, as in /counter.
 
         Ends when the node closes or the server begins shutting down.
         """
-        changes = self.node.watch()
+        loop = asyncio.get_running_loop()
+        changes = self.node.watch(initial=False)
         closing = asyncio.ensure_future(self.closing.wait())
         pending: asyncio.Future[int] | None = None
+        last = self._shown_value()
+        quiet_since = loop.time()
         try:
+            yield last
             while not closing.done():
                 if pending is None:
                     pending = asyncio.ensure_future(anext(changes))
+                failing = self._storage_failing()
+                keepalive_at = quiet_since + self.keepalive
+                timeout = keepalive_at - loop.time()
+                if failing:
+                    timeout = min(timeout, _STORAGE_RECHECK)
                 done, _ = await asyncio.wait(
                     (pending, closing),
-                    timeout=self.keepalive,
+                    timeout=max(0.0, timeout),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if closing in done:
+                    return
                 if pending in done:
                     try:
                         value = pending.result()
                     except StopAsyncIteration:
                         return
                     pending = None
+                    value = self._shown_value(value)
+                elif failing or self._storage_failing():
+                    value = self._shown_value()  # a retried commit may have succeeded
+                else:
+                    value = last
+                if value != last:
+                    last, quiet_since = value, loop.time()
                     yield value
-                elif not done:
+                elif loop.time() >= keepalive_at:
+                    quiet_since = loop.time()
                     yield None
         finally:
             closing.cancel()
@@ -420,6 +461,8 @@ def create_app(
     storage: StorageHealth | None = None,
     key_journal: KeyJournal | None = None,
     allowed_origins: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
+    listen_host: str | None = None,
     tokens: ApiTokens | None = None,
     peer_ssl: ssl.SSLContext | None = None,
     members: MembershipService | None = None,
@@ -430,7 +473,10 @@ def create_app(
     ``storage`` (the node's store) makes writes, ``/health`` and ``/counter`` follow its
     health; ``key_journal`` keeps Idempotency-Keys durably (both: the node's SQLiteStore).
     Requests from browser pages of other origins than the node's own and
-    ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`).
+    ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`), and
+    requests naming other hosts than ``allowed_hosts`` with 421; without ``allowed_hosts``,
+    an API listening on the loopback host ``listen_host`` serves only loopback names
+    (:mod:`dcounter_node._host_policy`).
     With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`);
     with ``peer_ssl`` (a client context), ``/cluster`` asks peers over HTTPS.
 
@@ -444,11 +490,12 @@ def create_app(
         stats,
         IdempotencyCache(max_keys=idempotency_keys, ttl=idempotency_ttl, journal=key_journal),
         keepalive,
-        create_registry(node, stats),
+        create_registry(node, stats, storage),
         storage,
     )
     app = web.Application(client_max_size=client_max_size)
     origins = OriginGuard(app, allowed_origins)
+    hosts = HostGuard(allowed_hosts, listen_host)
     app[NODE_KEY] = node
     app[SERVICE_STATS_KEY] = stats
     app[GUARD_STATS_KEY] = GuardStats()
@@ -464,7 +511,7 @@ def create_app(
         "/health": {"GET": api.health},
         "/metrics": {"GET": api.metrics},
     }
-    routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
+    routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl, storage))
 
     if members is not None:
         api.registry.register(MembershipCollector(members))
@@ -483,13 +530,14 @@ def create_app(
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
             checked_handler = checked(method, path, handler)
-            resource.add_route(method, _guarded(checked_handler, stats, path, origins))
+            resource.add_route(method, _guarded(checked_handler, stats, path, origins, hosts))
         allowed = ", ".join(sorted(handlers))
         # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
         not_allowed = checked("*", path, _method_not_allowed(allowed))
-        resource.add_route("*", _guarded(not_allowed, stats, path, origins))
+        resource.add_route("*", _guarded(not_allowed, stats, path, origins, hosts))
     not_found = checked("*", UNMATCHED_ROUTE, _not_found)
-    app.router.add_route("*", "/{tail:.*}", _guarded(not_found, stats, "unmatched", origins))
+    unmatched = _guarded(not_found, stats, "unmatched", origins, hosts)
+    app.router.add_route("*", "/{tail:.*}", unmatched)
 
     async def begin_shutdown(app: web.Application) -> None:
         api.closing.set()
