@@ -45,22 +45,6 @@ def test_local_fault_flags_with_netns_are_usage_errors(
     assert "--hosts netns takes no --kill-node" in capsys.readouterr().err
 
 
-def test_tls_with_netns_is_a_usage_error_not_a_flag_silently_ignored(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    def lab_started(**_: object) -> None:
-        raise AssertionError("the lab started without TLS")
-
-    monkeypatch.setattr("dcounter_tools.cluster.labcli.require_netns", lambda: None)
-    monkeypatch.setattr("dcounter_tools.cluster.labcli.build_spec", lab_started)
-    assert cluster_main(["run", "--hosts", "netns", "--tls", "--quiet"]) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert errors == [
-        "dcounter-cluster: error: --hosts netns does not support --tls: the lab's nodes gossip"
-        " and serve HTTP in plain text on their private bridge (use --tls without --hosts netns)"
-    ]
-
-
 def _history() -> History:
     ops = [Op(0, i % 2, 1 + i % 3, f"k{i}", i * 0.1, i * 0.1 + 0.05, "ok") for i in range(40)]
     polls = [Read(i * 0.2, n, i, i, 0) for i in range(20) for n in range(2)]
