@@ -31,6 +31,8 @@ __all__ = ["LOOPBACK_NAMES", "HostPolicy", "host_name", "normalize_host"]
 
 #: Names of this machine that only its own processes can use.
 LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+#: Most raw Host values remembered as served (clients repeat the same one).
+_REMEMBERED: Final = 256
 #: A DNS name: letters, digits, hyphens and underscores in dot-separated labels.
 _DNS_NAME: Final = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*")
 
@@ -98,9 +100,14 @@ class HostPolicy:
         self.allowed: frozenset[str] | None = (
             None if not names or "*" in names else frozenset(names)
         )
+        self._served: set[str] = set()
 
     def allows(self, header: str | None) -> bool:
         """Whether to serve a request carrying ``Host: header`` (None: no such header)."""
-        if self.allowed is None or header is None:
+        if self.allowed is None or header is None or header in self._served:
             return True
-        return host_name(header) in self.allowed
+        if host_name(header) not in self.allowed:
+            return False
+        if len(self._served) < _REMEMBERED:  # only served values: refusals cannot fill it
+            self._served.add(header)
+        return True
