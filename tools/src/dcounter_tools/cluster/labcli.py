@@ -133,8 +133,8 @@ def _options(args: argparse.Namespace, count: int) -> LabOptions:
 
 async def lab_command(args: argparse.Namespace) -> int:
     """``run --hosts netns``: the whole lab; exit 0 if the history is valid, 1 if not."""
-    _reject_local_flags(args)  # flag errors first: they hold with or without root
     require_netns()
+    _reject_local_flags(args)
     count = DEFAULT_LAB_NODES if args.nodes is None else args.nodes
     if count < 1:
         raise UsageError("--nodes must be at least 1")
