@@ -24,7 +24,7 @@ from aiohttp import web
 
 from dcounter_crdt import CounterState, CRDTError
 from dcounter_node._cluster import PeerReport, cluster_document
-from dcounter_node._storage import shown_state
+from dcounter_node._committed_view import shown_state
 
 if TYPE_CHECKING:
     import ssl

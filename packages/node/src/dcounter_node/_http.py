@@ -46,6 +46,7 @@ from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import CountOverflowError
 from dcounter_node._auth import UNMATCHED_ROUTE, RefusalLog, require_token
+from dcounter_node._committed_view import shown_state
 from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
     ConfigError,
@@ -63,7 +64,6 @@ from dcounter_node._membership_service import MembershipCollector, members_route
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
 from dcounter_node._settings import parse_address
-from dcounter_node._storage import shown_state
 
 if TYPE_CHECKING:
     import ssl
@@ -132,28 +132,19 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return response
 
 
-def _guarded(
-    handler: _Handler, stats: ServiceStats, route: str, origins: OriginGuard, hosts: HostGuard
-) -> _Handler:
+def _guarded(handler: _Handler, stats: ServiceStats, route: str, origins: OriginGuard) -> _Handler:
     """``handler`` answering every failure as a JSON error, and counting its responses.
 
-    Requests for hosts not served (``hosts``) and from foreign browser origins
-    (``origins``) are refused first. A wrapper per route rather than a middleware:
-    aiohttp's middleware chain costs a noticeable share of a write's time, and unmatched
-    paths and methods get their own routes (see :func:`create_app`), so nothing needs to
-    sit in front of the router.
+    Requests from foreign browser origins are refused first (``origins``). A wrapper per
+    route rather than a middleware: aiohttp's middleware chain costs a noticeable share of
+    a write's time, and unmatched paths and methods get their own routes (see
+    :func:`create_app`), so nothing needs to sit in front of the router.
     """
-
-    screen_host = hosts.screen if hosts.active else None
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         try:
-            refusal: web.StreamResponse | None = (
-                None if screen_host is None else screen_host(request)
-            )
-            if refusal is None and origin is not None:
-                refusal = origins.screen(request, origin)
+            refusal = None if origin is None else origins.screen(request, origin)
             response = await handler(request) if refusal is None else refusal
         except _APIError as exc:
             response = _error(exc.status, exc.message, exc.headers)
@@ -530,14 +521,13 @@ def create_app(
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
             checked_handler = checked(method, path, handler)
-            resource.add_route(method, _guarded(checked_handler, stats, path, origins, hosts))
+            resource.add_route(method, _guarded(hosts.wrap(checked_handler), stats, path, origins))
         allowed = ", ".join(sorted(handlers))
         # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
         not_allowed = checked("*", path, _method_not_allowed(allowed))
-        resource.add_route("*", _guarded(not_allowed, stats, path, origins, hosts))
-    not_found = checked("*", UNMATCHED_ROUTE, _not_found)
-    unmatched = _guarded(not_found, stats, "unmatched", origins, hosts)
-    app.router.add_route("*", "/{tail:.*}", unmatched)
+        resource.add_route("*", _guarded(hosts.wrap(not_allowed), stats, path, origins))
+    not_found = hosts.wrap(checked("*", UNMATCHED_ROUTE, _not_found))
+    app.router.add_route("*", "/{tail:.*}", _guarded(not_found, stats, "unmatched", origins))
 
     async def begin_shutdown(app: web.Application) -> None:
         api.closing.set()

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from dcounter_node._storage import shown_state
+from dcounter_node._committed_view import shown_state
 from dcounter_protocol._tcp import TransportStats
 
 if TYPE_CHECKING:

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from dcounter_crdt import CounterState
 
-__all__ = ["StateStore", "StorageHealth", "StoredState", "shown_state"]
+__all__ = ["StateStore", "StorageHealth", "StoredState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +65,3 @@ class StorageHealth(Protocol):
     def committed_state(self) -> CounterState:
         """The counts as last committed (shown instead of the live state while failing)."""
         ...
-
-
-def shown_state(storage: StorageHealth | None, live: Callable[[], CounterState]) -> CounterState:
-    """What the API shows of a node: ``live()``, or only the committed counts while commits
-    fail (never a count that a failing disk may still lose)."""
-    if storage is not None and storage.problem is not None:
-        return storage.committed_state()
-    return live()

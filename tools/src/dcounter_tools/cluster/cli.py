@@ -130,8 +130,7 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
         " CA, a certificate per node and an API token file in the state folder (run: its"
         " temporary work folder; up: STATE_DIR/tls, removed by down), start the nodes with"
         " --tls-cert/--tls-key/--tls-ca/--api-tokens, and drive them over HTTPS trusting that"
-        " CA, with the admin token (not with --in-process; with --hosts netns the"
-        " certificates name each namespace's address)",
+        " CA, with the admin token",
     )
     group.add_argument(
         "--startup-timeout",
