@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from dcounter_crdt import CountOverflowError
+from dcounter_crdt import DEFAULT_KEY, CountOverflowError
 from dcounter_node._auth import UNMATCHED_ROUTE, RefusalLog, require_token
 from dcounter_node._committed_view import shown_state
 from dcounter_node._dashboard import dashboard_routes
@@ -235,12 +235,12 @@ class _API:
     def _storage_failing(self) -> bool:
         return self.storage is not None and self.storage.problem is not None
 
-    def _shown_value(self, live: int | None = None) -> int:
-        """The value to show: ``live`` (default: the node's), or the committed value while
-        storage fails."""
-        if self.storage is not None and self.storage.problem is not None:
+    def _shown_value(self, name: str = DEFAULT_KEY, live: int | None = None) -> int:
+        """Counter ``name``'s value to show: ``live`` (default: the node's), or the committed
+        value while storage fails (the store keeps the default counter only)."""
+        if name == DEFAULT_KEY and self.storage is not None and self.storage.problem is not None:
             return self.storage.committed_state().value
-        return self.node.value if live is None else live
+        return self.node.counters.value(name) if live is None else live
 
     async def counter(self, request: web.Request) -> web.Response:
         state = shown_state(self.storage, self.node.state)  # never uncommitted counts
@@ -367,7 +367,7 @@ class _API:
         )
         await response.prepare(request)
         try:
-            async for value in self._watched_values():
+            async for value in self._watched_values(DEFAULT_KEY):
                 if value is None:
                     await response.write(b": keepalive\n\n")
                 else:
@@ -376,17 +376,18 @@ class _API:
             return response  # the client went away
         return response
 
-    async def _watched_values(self) -> AsyncIterator[int | None]:
-        """The value shown now, then each change of it; None when ``keepalive`` passed in
-        silence. While storage fails, the value shown is the committed one, as in /counter.
+    async def _watched_values(self, name: str) -> AsyncIterator[int | None]:
+        """Counter ``name``'s value shown now, then each change of it; None when
+        ``keepalive`` passed in silence. While storage fails, the value shown is the
+        committed one, as in /counter.
 
         Ends when the node closes or the server begins shutting down.
         """
         loop = asyncio.get_running_loop()
-        changes = self.node.watch(initial=False)
+        changes = self.node.counters.watch(name, initial=False)
         closing = asyncio.ensure_future(self.closing.wait())
         pending: asyncio.Future[int] | None = None
-        last = self._shown_value()
+        last = self._shown_value(name)
         quiet_since = loop.time()
         try:
             yield last
@@ -411,9 +412,9 @@ class _API:
                     except StopAsyncIteration:
                         return
                     pending = None
-                    value = self._shown_value(value)
+                    value = self._shown_value(name, value)
                 elif failing or self._storage_failing():
-                    value = self._shown_value()  # a retried commit may have succeeded
+                    value = self._shown_value(name)  # a retried commit may have succeeded
                 else:
                     value = last
                 if value != last:
