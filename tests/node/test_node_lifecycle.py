@@ -9,6 +9,7 @@ import pytest
 
 from dcounter_crdt import CounterMapState, CounterState, InvalidAmountError
 from dcounter_node import (
+    ConfigError,
     ForeignStorageError,
     Node,
     NodeClosedError,
@@ -326,6 +327,47 @@ async def test_stored_replica_id_that_contradicts_the_config_is_refused() -> Non
         await node.start()
     assert node.closed
     assert store.calls == ["open", "close"]
+
+
+@pytest.mark.parametrize(("previous", "after"), [("fixed", "fixed#2"), ("fixed#2", "fixed#3")])
+async def test_a_fixed_id_takes_its_next_incarnation_after_an_unclean_shutdown(
+    previous: str, after: str
+) -> None:
+    # Peers may hold more for `previous` than the store kept: its next writes must count
+    # under an id no one has counted under yet.
+    stored = StoredState(previous, CounterState.from_maps({previous: 5}), clean_shutdown=False)
+    store = FakeStore(stored)
+    async with make_node(config=fast_config(replica_id="fixed"), store=store) as node:
+        assert (node.replica_id, store.bound) == (after, after)
+        assert node.increment() == 6
+        assert node.state() == CounterState.from_maps({previous: 5, after: 1})
+
+
+async def test_a_fixed_id_resumes_its_latest_incarnation_after_a_clean_shutdown() -> None:
+    stored = StoredState("fixed#3", CounterState.from_maps({"fixed": 2, "fixed#3": 1}))
+    store = FakeStore(stored)
+    async with make_node(config=fast_config(replica_id="fixed"), store=store) as node:
+        assert node.replica_id == "fixed#3"
+    assert store.calls == ["open", "close"]
+
+
+@pytest.mark.parametrize("stored_id", ["fixed#1", "fixed#02", "fixed#x", "fixed2", "fixed#2#3"])
+async def test_a_stored_id_outside_the_fixed_ids_series_is_refused(stored_id: str) -> None:
+    store = FakeStore(StoredState(stored_id, CounterState.empty(), clean_shutdown=False))
+    node = make_node(config=fast_config(replica_id="fixed"), store=store)
+    with pytest.raises(ForeignStorageError):
+        await node.start()
+    assert node.closed
+
+
+async def test_a_fixed_id_without_room_for_an_incarnation_number_is_refused() -> None:
+    longest = "r" * 255
+    store = FakeStore(StoredState(longest, CounterState.empty(), clean_shutdown=False))
+    node = make_node(config=fast_config(replica_id=longest), store=store)
+    with pytest.raises(ConfigError, match="no room for the incarnation number"):
+        await node.start()
+    assert node.closed
+    assert store.bound is None
 
 
 async def test_commit_without_a_store_returns_at_once() -> None:

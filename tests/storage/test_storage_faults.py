@@ -6,31 +6,38 @@ node-process tests run a node on a real, tiny tmpfs that they fill up (root only
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import json
 import os
 import sqlite3
 import subprocess
 import threading
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 
 from dcounter_crdt import CounterState
+from dcounter_node import Node
 from dcounter_node._cli import EXIT_STORAGE
 from dcounter_node._errors import StorageError
+from dcounter_node._http import create_app, start_http_server
 from dcounter_node._storage import StoredState
+from dcounter_node._storage_named import upsert_named as real_upsert_named
 from dcounter_node._storage_schema import upsert_counts
 from dcounter_node._storage_sqlite import SQLiteStore
 from dcounter_node.testing import wait_until
+from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    import aiohttp
     from tests.conftest import NodeProcesses
 
+    from dcounter_node._storage_named import NamedCounts
     from dcounter_node.testing import NodeProcess
 
 REPLICA = "127.0.0.1:7001#a1b2"
@@ -38,7 +45,8 @@ REPLICA = "127.0.0.1:7001#a1b2"
 
 @pytest.fixture
 def deny_writes(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """While set, every write transaction fails as SQLite fails it on a full disk."""
+    """While set, every write transaction fails as SQLite fails it on a full disk (counts
+    of the default counter and of named ones alike)."""
     deny = threading.Event()
 
     def upsert(conn: sqlite3.Connection, inc: dict[str, int], dec: dict[str, int]) -> None:
@@ -46,7 +54,13 @@ def deny_writes(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
             raise sqlite3.OperationalError("database or disk is full")
         upsert_counts(conn, inc, dec)
 
+    def upsert_named(conn: sqlite3.Connection, counts: NamedCounts) -> None:
+        if deny.is_set():
+            raise sqlite3.OperationalError("database or disk is full")
+        real_upsert_named(conn, counts)
+
     monkeypatch.setattr("dcounter_node._storage_database.upsert_counts", upsert)
+    monkeypatch.setattr("dcounter_node._storage_database.upsert_named", upsert_named)
     return deny
 
 
@@ -102,6 +116,93 @@ async def test_closing_while_writes_fail_reports_it_and_leaves_an_unclean_shutdo
     assert stored == StoredState(
         REPLICA, CounterState.from_maps({REPLICA: 1}), clean_shutdown=False
     )
+
+
+# -- what the API shows while writes fail ----------------------------------------------
+
+
+async def _watched(stream: aiohttp.StreamReader) -> int:
+    """The value of the next ``data:`` event of a /counter/watch stream."""
+    while True:
+        line = await asyncio.wait_for(stream.readline(), 30)
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            value = json.loads(line[6:])["value"]
+            assert isinstance(value, int)
+            return value
+
+
+async def test_every_view_shows_only_committed_counts_while_writes_fail(
+    db_path: Path, deny_writes: threading.Event
+) -> None:
+    store = SQLiteStore(db_path)
+    node = Node(TCPTransport("127.0.0.1:0"), store=store)
+    await node.start()
+    server = await start_http_server(create_app(node, storage=store), "127.0.0.1:0")
+    url = f"http://{server.address}"
+    timeout = aiohttp.ClientTimeout(total=60)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+
+            async def text(path: str) -> str:
+                async with http.get(url + path) as response:
+                    return await response.text()
+
+            async def metric(name: str) -> float:
+                lines = (await text("/metrics")).splitlines()
+                return float(next(x for x in lines if x.startswith(name + " ")).split()[1])
+
+            async with http.post(url + "/increment") as response:
+                assert response.status == 200
+            deny_writes.set()
+            async with http.post(url + "/increment") as response:
+                assert response.status == 503  # counted, not committed: in doubt
+            assert node.value == 2
+            assert json.loads(await text("/counter"))["value"] == 1
+            assert await text("/counter/value") == "1\n"
+            assert await metric("dcounter_value") == 1.0
+            assert await metric("dcounter_storage_failing") == 1.0
+            assert json.loads(await text("/cluster"))["node"]["value"] == 1
+            async with http.get(url + "/counter/watch") as watch:
+                assert await _watched(watch.content) == 1
+                deny_writes.clear()  # the retried commit now succeeds: the stream says so
+                assert await _watched(watch.content) == 2
+            assert await metric("dcounter_value") == 2.0
+            assert await metric("dcounter_storage_failing") == 0.0
+            assert await text("/counter/value") == "2\n"
+    finally:
+        deny_writes.clear()  # so that closing commits what is staged
+        await server.close()
+        await node.close()
+
+
+async def test_a_named_counter_shows_only_committed_counts_while_writes_fail(
+    db_path: Path, deny_writes: threading.Event
+) -> None:
+    store = SQLiteStore(db_path)
+    node = Node(TCPTransport("127.0.0.1:0"), store=store)
+    await node.start()
+    server = await start_http_server(create_app(node, storage=store), "127.0.0.1:0")
+    url = f"http://{server.address}/counters/pages"
+    timeout = aiohttp.ClientTimeout(total=60)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with http.post(url + "/increment") as response:
+                assert response.status == 200
+            deny_writes.set()
+            async with http.post(url + "/increment") as response:
+                assert response.status == 503  # counted, not committed: in doubt
+            assert node.counters.value("pages") == 2
+            async with http.get(url) as response:
+                assert (await response.json())["value"] == 1
+            async with http.get(url + "/watch") as watch:
+                assert await _watched(watch.content) == 1
+                deny_writes.clear()  # the retried commit now succeeds: the stream says so
+                assert await _watched(watch.content) == 2
+    finally:
+        deny_writes.clear()  # so that closing commits what is staged
+        await server.close()
+        await node.close()
 
 
 # -- a node on a tiny file system -------------------------------------------------------

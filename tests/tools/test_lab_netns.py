@@ -152,6 +152,26 @@ def test_thirty_seconds_of_every_nemesis_on_five_nodes_is_valid(tmp_path: Path) 
     assert plot_file.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("netns")
+def test_tls_runs_the_lab_over_mutual_tls_and_https(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    argv = "run --hosts netns --nodes 2 --duration 4 --nemesis kill --nemesis-interval 2"
+    argv += f" --seed {SEED} --tls --json --quiet --log-dir {logs} --node-log-level info"
+    done = subprocess.run([*LAB, *argv.split()], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert report["valid"] is True, report["reason"]
+    assert report["ok"] > 0  # the launcher's HTTPS writes with the token were acknowledged
+    assert len(set(report["final_values"])) == 1
+    for node in report["nodes"]:
+        log = (logs / f"{node['name']}.log").read_text()
+        # Every start, the restart after the kill too, serves TLS on the namespace address.
+        starts = log.count("serving: gossip on")
+        assert starts >= 1
+        assert log.count("(mutual TLS), HTTP API on https://") == starts, log[-2000:]
+
+
 #: The progress line the run prints when a fault begins, e.g.
 #: "[   3.48s]    2.00 s  pause node-2 (SIGSTOP, back at the end)".
 FAULT_STARTED = re.compile(r"\]\s+\d+\.\d\d s  (?!healed)")

@@ -388,6 +388,8 @@ async def _serve(
             key_journal=store,
             peer_http=dict(settings.peer_http),
             allowed_origins=settings.allowed_origins,
+            allowed_hosts=settings.allowed_hosts,
+            listen_host=parse_address(settings.http)[0],
             tokens=security.tokens,
             peer_ssl=security.peer_ssl,
             members=members,

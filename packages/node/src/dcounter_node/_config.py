@@ -41,8 +41,9 @@ class NodeConfig:
     #: Sends in flight at once; more are dropped and counted.
     outbound_queue_size: int = 1024
     #: Counter replica id; None means f"{address}#{random token}", new per incarnation.
-    #: Set it only if it is never reused by a node starting without its old counts (peers
-    #: still holding them would swallow the new ones by max-merge).
+    #: A fixed id continues as "id#2", "id#3", ... after unclean shutdowns (see
+    #: _incarnation). Set it only if it is never reused by a node starting without its
+    #: store (peers still holding its counts would swallow the new ones by max-merge).
     replica_id: str | None = None
     #: Most replica entries the state may hold; a push that would pass it is rejected whole.
     max_replicas: int = 10_000

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from dcounter_crdt import CounterState, CRDTError
 from dcounter_node._cluster import PeerReport, cluster_document
+from dcounter_node._committed_view import shown_state
 
 if TYPE_CHECKING:
     import ssl
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from dcounter_node._metrics import ServiceStats
     from dcounter_node._node import Node
+    from dcounter_node._storage import StorageHealth
 
 __all__ = ["CONTENT_SECURITY_POLICY", "dashboard_routes"]
 
@@ -84,8 +86,10 @@ class _ClusterView:
         stats: ServiceStats,
         peer_http: Mapping[str, str],
         peer_ssl: ssl.SSLContext | None = None,
+        storage: StorageHealth | None = None,
     ) -> None:
         self._node = node
+        self._storage = storage
         self._stats = stats
         self._peer_http = dict(peer_http)
         self._scheme = "http" if peer_ssl is None else "https"
@@ -134,7 +138,7 @@ class _ClusterView:
         return cluster_document(
             gossip=node.address,
             replica=node.replica_id,
-            own=node.state(),
+            own=shown_state(self._storage, node.state),
             writes=sum(self._stats.operations.values()),
             reports=reports,
             silent_after=max(5.0, 5 * sync_interval),
@@ -197,15 +201,17 @@ def dashboard_routes(
     stats: ServiceStats,
     peer_http: Mapping[str, str],
     peer_ssl: ssl.SSLContext | None = None,
+    storage: StorageHealth | None = None,
 ) -> dict[str, dict[str, _Handler]]:
     """The dashboard's routes (path -> method -> handler) for ``app``'s route table.
 
     ``peer_http`` maps peers' gossip addresses to their HTTP API addresses; with
-    ``peer_ssl`` they are asked over HTTPS, verified with that client context.
+    ``peer_ssl`` they are asked over HTTPS, verified with that client context. With
+    ``storage``, this node's own counts are the committed ones while commits fail.
     """
     page = _asset("index.html")
     assets = {name: (_asset(name), kind) for name, kind in _ASSETS.items()}
-    view = _ClusterView(node, stats, peer_http, peer_ssl)
+    view = _ClusterView(node, stats, peer_http, peer_ssl, storage)
 
     async def index(request: web.Request) -> web.StreamResponse:
         return _static(page, "text/html")

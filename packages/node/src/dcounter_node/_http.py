@@ -25,9 +25,10 @@ Routes (JSON in and out; every error is ``{"error": "..."}``):
 Statuses: 400 malformed body, amount or address; 403 sent from a foreign browser origin
 (:mod:`dcounter_node._http_origin`); 404 unknown route or peer; 405 wrong method; 408 the
 request body stopped arriving; 409 the change would overflow this replica's count; 413 body
-over ``client_max_size``; 422 idempotency key reused for a different request; 503 node
-closed or the change could not be committed. With API tokens (``tokens``): 401 without a
-valid token, 403 when its scope is too low (see :mod:`dcounter_node._auth`).
+over ``client_max_size``; 421 a ``Host`` the node does not answer to
+(:mod:`dcounter_node._host_policy`); 422 idempotency key reused for a different request;
+503 node closed or the change could not be committed. With API tokens (``tokens``): 401
+without a valid token, 403 when its scope is too low (see :mod:`dcounter_node._auth`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from prometheus_client.exposition import choose_encoder
 
 from dcounter_crdt import DEFAULT_KEY, CRDTError
 from dcounter_node._auth import UNMATCHED_ROUTE, RefusalLog, require_token
+from dcounter_node._committed_view import shown_state
 from dcounter_node._dashboard import dashboard_routes
 from dcounter_node._errors import (
     ConfigError,
@@ -59,6 +61,7 @@ from dcounter_node._http_answers import json_response as _json
 from dcounter_node._http_answers import value_response as _value_response
 from dcounter_node._http_counters import counter_routes, write_error
 from dcounter_node._http_guard import GUARD_STATS_KEY, GuardCollector, GuardStats
+from dcounter_node._http_host import HostGuard
 from dcounter_node._http_origin import OriginGuard
 from dcounter_node._http_server import HTTPServer, start_http_server
 from dcounter_node._idempotency import IdempotencyCache, KeyJournal
@@ -94,6 +97,9 @@ _log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY: Final = 64 * 1024
 #: Amounts must fit the wire's uint64 counts.
 _MAX_AMOUNT: Final = 2**64 - 1
+#: Seconds between checks of a watched value while storage fails (its retries back off to
+#: 1 s): the committed value moves when a retried commit succeeds, which no watch reports.
+_STORAGE_RECHECK: Final = 0.5
 #: Longest Idempotency-Key accepted.
 _MAX_KEY_LENGTH: Final = 255
 _COUNT_FIELDS: Final = frozenset({"by"})
@@ -205,10 +211,19 @@ class _API:
 
     # -- counter ------------------------------------------------------------------------
 
+    def _storage_failing(self) -> bool:
+        return self.storage is not None and self.storage.problem is not None
+
+    def _shown_value(self, name: str = DEFAULT_KEY, live: int | None = None) -> int:
+        """Counter ``name``'s value to show: ``live`` (default: the node's), or the committed
+        value while storage fails."""
+        storage = self.storage
+        if storage is not None and storage.problem is not None:
+            return storage.committed_counter(name).value
+        return self.node.counters.value(name) if live is None else live
+
     async def counter(self, request: web.Request) -> web.Response:
-        state = self.node.state()
-        if self.storage is not None and self.storage.problem is not None:
-            state = self.storage.committed_state()  # never counts that were not committed
+        state = shown_state(self.storage, self.node.state)  # never uncommitted counts
         return _json(
             {
                 "value": state.value,
@@ -220,7 +235,7 @@ class _API:
 
     async def value(self, request: web.Request) -> web.Response:
         # Exact at any size, unlike the float of /metrics and JSON parsers that use doubles.
-        return web.Response(text=f"{self.node.value}\n")
+        return web.Response(text=f"{self._shown_value()}\n")
 
     async def increment(self, request: web.Request) -> web.Response:
         return await self._count(request, "increment")
@@ -343,43 +358,62 @@ class _API:
             }
         )
         await response.prepare(request)
-        last: int | None = None
         try:
             async for value in self._watched_values(name):
                 if value is None:
                     await response.write(b": keepalive\n\n")
-                elif value != last:
+                else:
                     await response.write(b'data: {"value": %d}\n\n' % value)
-                    last = value
         except ConnectionError:
             return response  # the client went away
         return response
 
     async def _watched_values(self, name: str) -> AsyncIterator[int | None]:
-        """The value now, then each change; None when ``keepalive`` passed in silence.
+        """Counter ``name``'s value shown now, then each change of it; None when
+        ``keepalive`` passed in silence. While storage fails, the value shown is the
+        committed one, as in /counter.
 
         Ends when the node closes or the server begins shutting down.
         """
-        changes = self.node.counters.watch(name)
+        loop = asyncio.get_running_loop()
+        changes = self.node.counters.watch(name, initial=False)
         closing = asyncio.ensure_future(self.closing.wait())
         pending: asyncio.Future[int] | None = None
+        last = self._shown_value(name)
+        quiet_since = loop.time()
         try:
+            yield last
             while not closing.done():
                 if pending is None:
                     pending = asyncio.ensure_future(anext(changes))
+                failing = self._storage_failing()
+                keepalive_at = quiet_since + self.keepalive
+                timeout = keepalive_at - loop.time()
+                if failing:
+                    timeout = min(timeout, _STORAGE_RECHECK)
                 done, _ = await asyncio.wait(
                     (pending, closing),
-                    timeout=self.keepalive,
+                    timeout=max(0.0, timeout),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if closing in done:
+                    return
                 if pending in done:
                     try:
                         value = pending.result()
                     except StopAsyncIteration:
                         return
                     pending = None
+                    value = self._shown_value(name, value)
+                elif failing or self._storage_failing():
+                    value = self._shown_value(name)  # a retried commit may have succeeded
+                else:
+                    value = last
+                if value != last:
+                    last, quiet_since = value, loop.time()
                     yield value
-                elif not done:
+                elif loop.time() >= keepalive_at:
+                    quiet_since = loop.time()
                     yield None
         finally:
             closing.cancel()
@@ -411,6 +445,8 @@ def create_app(
     storage: StorageHealth | None = None,
     key_journal: KeyJournal | None = None,
     allowed_origins: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
+    listen_host: str | None = None,
     tokens: ApiTokens | None = None,
     peer_ssl: ssl.SSLContext | None = None,
     members: MembershipService | None = None,
@@ -422,7 +458,10 @@ def create_app(
     ``storage`` (the node's store) makes writes, ``/health`` and ``/counter`` follow its
     health; ``key_journal`` keeps Idempotency-Keys durably (both: the node's SQLiteStore).
     Requests from browser pages of other origins than the node's own and
-    ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`).
+    ``allowed_origins`` are refused with 403 (:mod:`dcounter_node._http_origin`), and
+    requests naming other hosts than ``allowed_hosts`` with 421; without ``allowed_hosts``,
+    an API listening on the loopback host ``listen_host`` serves only loopback names
+    (:mod:`dcounter_node._host_policy`).
     With ``tokens``, requests need a token of the route's scope (:mod:`dcounter_node._auth`);
     with ``peer_ssl`` (a client context), ``/cluster`` asks peers over HTTPS.
 
@@ -437,11 +476,12 @@ def create_app(
         stats,
         IdempotencyCache(max_keys=idempotency_keys, ttl=idempotency_ttl, journal=key_journal),
         keepalive,
-        create_registry(node, stats),
+        create_registry(node, stats, storage),
         storage,
     )
     app = web.Application(client_max_size=client_max_size)
     origins = OriginGuard(app, allowed_origins)
+    hosts = HostGuard(allowed_hosts, listen_host)
     app[NODE_KEY] = node
     app[SERVICE_STATS_KEY] = stats
     app[GUARD_STATS_KEY] = GuardStats()
@@ -458,7 +498,7 @@ def create_app(
         "/metrics": {"GET": api.metrics},
     }
     routes.update(counter_routes(api))
-    routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl))
+    routes.update(dashboard_routes(app, node, stats, peer_http or {}, peer_ssl, storage))
 
     if members is not None:
         api.registry.register(MembershipCollector(members))
@@ -479,12 +519,12 @@ def create_app(
             handlers["HEAD"] = handlers["GET"]
         for method, handler in handlers.items():
             checked_handler = checked(method, path, handler)
-            resource.add_route(method, _guarded(checked_handler, stats, path, origins))
+            resource.add_route(method, _guarded(hosts.wrap(checked_handler), stats, path, origins))
         allowed = ", ".join(sorted(handlers))
         # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
         not_allowed = checked("*", path, _method_not_allowed(allowed))
-        resource.add_route("*", _guarded(not_allowed, stats, path, origins))
-    not_found = checked("*", UNMATCHED_ROUTE, _not_found)
+        resource.add_route("*", _guarded(hosts.wrap(not_allowed), stats, path, origins))
+    not_found = hosts.wrap(checked("*", UNMATCHED_ROUTE, _not_found))
     app.router.add_route("*", "/{tail:.*}", _guarded(not_found, stats, "unmatched", origins))
 
     async def begin_shutdown(app: web.Application) -> None:

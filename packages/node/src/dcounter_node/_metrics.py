@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dcounter_node._committed_view import shown_state
 from dcounter_protocol._tcp import TransportStats
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
     from dcounter_node._node import Node
+    from dcounter_node._storage import StorageHealth
 
 __all__ = ["NodeCollector", "ServiceStats", "create_registry"]
 
@@ -60,16 +62,30 @@ class ServiceStats:
 
 
 class NodeCollector(Collector):
-    """Yields the ``dcounter_*`` series for one node and its service stats."""
+    """Yields the ``dcounter_*`` series for one node and its service stats.
 
-    def __init__(self, node: Node, service: ServiceStats) -> None:
+    With ``storage``, the counts shown are the committed ones while commits fail (as in
+    ``GET /counter``), and ``dcounter_storage_failing`` says so.
+    """
+
+    def __init__(
+        self, node: Node, service: ServiceStats, storage: StorageHealth | None = None
+    ) -> None:
         self._node = node
         self._service = service
+        self._storage = storage
 
     def collect(self) -> Iterator[Metric]:
         """Read the node and service counters now."""
         node = self._node
-        state = node.state()
+        state = shown_state(self._storage, node.state)
+        if self._storage is not None:
+            yield GaugeMetricFamily(
+                "dcounter_storage_failing",
+                "1 while commits to the data directory fail (being retried; the counts shown"
+                " are then the committed ones), else 0.",
+                value=int(self._storage.problem is not None),
+            )
         info = GaugeMetricFamily(
             "dcounter_node_info",
             "This node's gossip address and replica id (always 1).",
@@ -241,8 +257,10 @@ def _transport_metrics(node: Node) -> Iterator[Metric]:
     )
 
 
-def create_registry(node: Node, service: ServiceStats) -> CollectorRegistry:
+def create_registry(
+    node: Node, service: ServiceStats, storage: StorageHealth | None = None
+) -> CollectorRegistry:
     """A fresh registry holding only this node's collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(node, service))
+    registry.register(NodeCollector(node, service, storage))
     return registry

@@ -11,7 +11,6 @@ import asyncio
 import enum
 import logging
 import random
-import secrets
 import weakref
 from typing import TYPE_CHECKING, Self
 
@@ -26,6 +25,7 @@ from dcounter_node._errors import (
     StorageError,
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
+from dcounter_node._incarnation import is_incarnation_of, new_replica_id
 from dcounter_node._membership_wire import is_membership
 from dcounter_node._named_link import NamedLink
 from dcounter_node._outbound import Outbound
@@ -162,7 +162,11 @@ class Node:
         self._peers.set_self_address(address)
 
         wanted = self._config.replica_id
-        if stored is not None and wanted is not None and wanted != stored.replica_id:
+        if (
+            stored is not None
+            and wanted is not None
+            and not is_incarnation_of(stored.replica_id, wanted)
+        ):
             raise ForeignStorageError(
                 f"the store belongs to replica {stored.replica_id!r}, "
                 f"but the configuration asks for {wanted!r}"
@@ -174,18 +178,17 @@ class Node:
             # A new incarnation id whenever the node starts without its complete durable
             # state (none, or an unclean shutdown that may have lost the log's tail), so
             # its fresh counts are never swallowed by its old ones still held by peers.
-            replica_id = wanted or f"{address}#{secrets.token_hex(4)}"
+            # A fixed id continues as its next incarnation, "id#2" (see _incarnation).
+            replica_id = new_replica_id(
+                address, wanted, None if stored is None else stored.replica_id
+            )
             state = self._initial_state
             if stored is not None:
                 state = state.merged(stored.state)
                 logger.warning(
-                    "no clean shutdown recorded: continuing as replica %s (was %s)%s",
+                    "no clean shutdown recorded: continuing as replica %s (was %s)",
                     replica_id,
                     stored.replica_id,
-                    ""
-                    if wanted is None
-                    else "; the id is fixed by the configuration, so"
-                    " peers holding higher counts for it may absorb the next writes",
                 )
             if self._store is not None:
                 await self._store.bind(replica_id)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dcounter_node._errors import ConfigError
+from dcounter_node._host_policy import normalize_host
 from dcounter_node._origin_policy import normalize_origin
 from dcounter_protocol import MalformedAddressError, format_address
 from dcounter_protocol import parse_address as _parse_address
@@ -184,6 +185,16 @@ def _origins(value: object) -> tuple[str, ...]:
 
 def _origins_text(text: str) -> tuple[str, ...]:
     return _origins([item.strip() for item in text.split(",") if item.strip()])
+
+
+def _hosts(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"expected a list of host names such as node1.example, got {value!r}")
+    return tuple(dict.fromkeys(normalize_host(item) for item in value))
+
+
+def _hosts_text(text: str) -> tuple[str, ...]:
+    return _hosts([item.strip() for item in text.split(",") if item.strip()])
 
 
 def _boolean(value: object) -> bool:

@@ -115,6 +115,7 @@ class NodeSettings:
     http_header_timeout: float = _HTTP_DEFAULTS.header_timeout
     http_idle_timeout: float = _HTTP_DEFAULTS.idle_timeout
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None

@@ -21,6 +21,8 @@ from dcounter_node._setting_values import (
     _choice,
     _directory,
     _file,
+    _hosts,
+    _hosts_text,
     _member_count,
     _member_count_text,
     _origins,
@@ -300,6 +302,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _origins_text,
         metavar="ORIGIN[,ORIGIN...]",
         default_text="none",
+        to_text=",".join,
+    ),
+    SettingSpec(
+        "allowed_hosts",
+        "--allowed-hosts",
+        "comma-separated host names or IP addresses (or *) that requests may name in their"
+        " Host header, port not compared; other requests get 421 (a guard against DNS"
+        " rebinding)",
+        _hosts,
+        _hosts_text,
+        metavar="HOST[,HOST...]",
+        default_text="with --http on a loopback address: localhost, 127.0.0.1, [::1] and that"
+        " address; otherwise any host",
         to_text=",".join,
     ),
     # Gossip over mutual TLS (issue 13): all three files or none.

@@ -49,6 +49,7 @@ __all__ = [
     "with_tls",
     "write_cluster_certs",
     "write_cluster_tokens",
+    "write_node_tls",
 ]
 
 #: The folder, in a cluster's state or work folder, holding its certificates.
@@ -198,28 +199,40 @@ def _file_stems(names: Sequence[str]) -> list[str]:
     return stems
 
 
+def write_node_tls(
+    folder: Path, nodes: Sequence[tuple[str, str | Sequence[str]]]
+) -> list[tuple[str, ...]]:
+    """A fresh CA, a certificate per (node name, its host or hosts) and the token file in
+    ``folder``; the ``dcounter-node`` flags that use them, per node."""
+    stems = _file_stems([name for name, _ in nodes])
+    write_cluster_certs(
+        folder, [(stem, hosts) for stem, (_, hosts) in zip(stems, nodes, strict=True)]
+    )
+    write_cluster_tokens(folder)
+    return [
+        (
+            "--tls-cert",
+            str(folder / f"{stem}.pem"),
+            "--tls-key",
+            str(folder / f"{stem}.key"),
+            "--tls-ca",
+            str(folder / CA_FILE),
+            "--api-tokens",
+            str(folder / TOKENS_FILE),
+        )
+        for stem in stems
+    ]
+
+
 def with_tls(spec: ClusterSpec, folder: Path) -> ClusterSpec:
     """``spec`` with a fresh CA and certificates in ``folder``, passed to every node."""
-    stems = _file_stems([node.name for node in spec.nodes])
     hosts = [(split_address(node.listen)[0], split_address(node.http)[0]) for node in spec.nodes]
-    write_cluster_certs(folder, list(zip(stems, hosts, strict=True)))
-    write_cluster_tokens(folder)
+    flags = write_node_tls(
+        folder, [(node.name, h) for node, h in zip(spec.nodes, hosts, strict=True)]
+    )
     nodes = tuple(
-        dataclasses.replace(
-            node,
-            args=(
-                *node.args,
-                "--tls-cert",
-                str(folder / f"{stem}.pem"),
-                "--tls-key",
-                str(folder / f"{stem}.key"),
-                "--tls-ca",
-                str(folder / CA_FILE),
-                "--api-tokens",
-                str(folder / TOKENS_FILE),
-            ),
-        )
-        for node, stem in zip(spec.nodes, stems, strict=True)
+        dataclasses.replace(node, args=(*node.args, *node_flags))
+        for node, node_flags in zip(spec.nodes, flags, strict=True)
     )
     source = f"{spec.source}, gossip over mutual TLS, API over HTTPS with tokens"
     return dataclasses.replace(spec, nodes=nodes, source=source)

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dcounter_tools.cluster.certs import TLS_DIR
 from dcounter_tools.cluster.lab import LabOptions, run_lab
 from dcounter_tools.cluster.labnodes import LabCluster
 from dcounter_tools.cluster.nemesis import (
@@ -170,6 +171,7 @@ async def lab_command(args: argparse.Namespace) -> int:
                 log_dir=log_dir,
                 startup_timeout=args.startup_timeout,
                 request_timeout=timeout,
+                tls_dir=Path(work) / TLS_DIR if args.tls else None,
             )
             try:
                 report = await run_lab(cluster, hosts, options, progress)

@@ -15,7 +15,8 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from dcounter_tools.cluster.client import NodeClient
+from dcounter_tools.cluster.certs import cluster_access, write_node_tls
+from dcounter_tools.cluster.client import PLAIN, NodeClient
 from dcounter_tools.cluster.processes import NodeProcess
 
 if TYPE_CHECKING:
@@ -44,7 +45,11 @@ class LabCluster:
         startup_timeout: float = 30.0,
         request_timeout: float = 1.0,
         stop_grace: float = 5.0,
+        tls_dir: Path | None = None,
     ) -> None:
+        """With ``tls_dir``, a throwaway CA, a certificate per node for its host's address
+        and API tokens are made there: the nodes gossip over mutual TLS and serve HTTPS,
+        and the clients trust that CA only, with the admin token."""
         self.names = tuple(node.name for node in spec.nodes)
         self._hosts = hosts
         self._startup_timeout = startup_timeout
@@ -61,9 +66,15 @@ class LabCluster:
             )
             for i, node in enumerate(spec.nodes)
         ]
+        self._access = PLAIN
+        if tls_dir is not None:
+            addresses = [h.address for h in hosts.hosts]
+            flags = write_node_tls(tls_dir, list(zip(self.names, addresses, strict=True)))
+            self._argv = [[*argv, *f] for argv, f in zip(self._argv, flags, strict=True)]
+            self._access = cluster_access(tls_dir)
         self._logs = [log_dir / f"{name}.log" for name in self.names]
         self._processes: list[NodeProcess | None] = [None] * len(self.names)
-        self.clients = [NodeClient(http, timeout=request_timeout) for http in self.http]
+        self.clients = [self._client(http) for http in self.http]
         self.paused: set[int] = set()
         self.down: set[int] = set()
         #: Each node's current pid (None while it is down).
@@ -72,6 +83,9 @@ class LabCluster:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def _client(self, http: str) -> NodeClient:
+        return NodeClient(http, timeout=self._request_timeout, access=self._access)
 
     async def _spawn(self, index: int) -> None:
         process = NodeProcess(
@@ -98,7 +112,7 @@ class LabCluster:
     async def _fresh_client(self, index: int) -> None:
         # A new session, so no keep-alive connection of the old process is reused.
         old = self.clients[index]
-        self.clients[index] = NodeClient(self.http[index], timeout=self._request_timeout)
+        self.clients[index] = self._client(self.http[index])
         await old.close()
 
     async def kill(self, index: int) -> None:
