@@ -32,7 +32,7 @@ from dcounter_node.testing import wait_until
 from dcounter_protocol._tcp import TCPTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
     from tests.conftest import NodeProcesses
@@ -132,77 +132,74 @@ async def _watched(stream: aiohttp.StreamReader) -> int:
             return value
 
 
-async def test_every_view_shows_only_committed_counts_while_writes_fail(
+@contextlib.asynccontextmanager
+async def served_store(
     db_path: Path, deny_writes: threading.Event
-) -> None:
+) -> AsyncIterator[tuple[Node, str, aiohttp.ClientSession]]:
+    """A node on a SQLite store with its HTTP API: (node, base URL, a client session)."""
     store = SQLiteStore(db_path)
     node = Node(TCPTransport("127.0.0.1:0"), store=store)
     await node.start()
     server = await start_http_server(create_app(node, storage=store), "127.0.0.1:0")
-    url = f"http://{server.address}"
-    timeout = aiohttp.ClientTimeout(total=60)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-
-            async def text(path: str) -> str:
-                async with http.get(url + path) as response:
-                    return await response.text()
-
-            async def metric(name: str) -> float:
-                lines = (await text("/metrics")).splitlines()
-                return float(next(x for x in lines if x.startswith(name + " ")).split()[1])
-
-            async with http.post(url + "/increment") as response:
-                assert response.status == 200
-            deny_writes.set()
-            async with http.post(url + "/increment") as response:
-                assert response.status == 503  # counted, not committed: in doubt
-            assert node.value == 2
-            assert json.loads(await text("/counter"))["value"] == 1
-            assert await text("/counter/value") == "1\n"
-            assert await metric("dcounter_value") == 1.0
-            assert await metric("dcounter_storage_failing") == 1.0
-            assert json.loads(await text("/cluster"))["node"]["value"] == 1
-            async with http.get(url + "/counter/watch") as watch:
-                assert await _watched(watch.content) == 1
-                deny_writes.clear()  # the retried commit now succeeds: the stream says so
-                assert await _watched(watch.content) == 2
-            assert await metric("dcounter_value") == 2.0
-            assert await metric("dcounter_storage_failing") == 0.0
-            assert await text("/counter/value") == "2\n"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            yield node, f"http://{server.address}", http
     finally:
         deny_writes.clear()  # so that closing commits what is staged
         await server.close()
         await node.close()
+
+
+async def test_every_view_shows_only_committed_counts_while_writes_fail(
+    db_path: Path, deny_writes: threading.Event
+) -> None:
+    async with served_store(db_path, deny_writes) as (node, url, http):
+
+        async def text(path: str) -> str:
+            async with http.get(url + path) as response:
+                return await response.text()
+
+        async def metric(name: str) -> float:
+            lines = (await text("/metrics")).splitlines()
+            return float(next(x for x in lines if x.startswith(name + " ")).split()[1])
+
+        async with http.post(url + "/increment") as response:
+            assert response.status == 200
+        deny_writes.set()
+        async with http.post(url + "/increment") as response:
+            assert response.status == 503  # counted, not committed: in doubt
+        assert node.value == 2
+        assert json.loads(await text("/counter"))["value"] == 1
+        assert await text("/counter/value") == "1\n"
+        assert await metric("dcounter_value") == 1.0
+        assert await metric("dcounter_storage_failing") == 1.0
+        assert json.loads(await text("/cluster"))["node"]["value"] == 1
+        async with http.get(url + "/counter/watch") as watch:
+            assert await _watched(watch.content) == 1
+            deny_writes.clear()  # the retried commit now succeeds: the stream says so
+            assert await _watched(watch.content) == 2
+        assert await metric("dcounter_value") == 2.0
+        assert await metric("dcounter_storage_failing") == 0.0
+        assert await text("/counter/value") == "2\n"
 
 
 async def test_a_named_counter_shows_only_committed_counts_while_writes_fail(
     db_path: Path, deny_writes: threading.Event
 ) -> None:
-    store = SQLiteStore(db_path)
-    node = Node(TCPTransport("127.0.0.1:0"), store=store)
-    await node.start()
-    server = await start_http_server(create_app(node, storage=store), "127.0.0.1:0")
-    url = f"http://{server.address}/counters/pages"
-    timeout = aiohttp.ClientTimeout(total=60)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.post(url + "/increment") as response:
-                assert response.status == 200
-            deny_writes.set()
-            async with http.post(url + "/increment") as response:
-                assert response.status == 503  # counted, not committed: in doubt
-            assert node.counters.value("pages") == 2
-            async with http.get(url) as response:
-                assert (await response.json())["value"] == 1
-            async with http.get(url + "/watch") as watch:
-                assert await _watched(watch.content) == 1
-                deny_writes.clear()  # the retried commit now succeeds: the stream says so
-                assert await _watched(watch.content) == 2
-    finally:
-        deny_writes.clear()  # so that closing commits what is staged
-        await server.close()
-        await node.close()
+    async with served_store(db_path, deny_writes) as (node, url, http):
+        url += "/counters/pages"
+        async with http.post(url + "/increment") as response:
+            assert response.status == 200
+        deny_writes.set()
+        async with http.post(url + "/increment") as response:
+            assert response.status == 503  # counted, not committed: in doubt
+        assert node.counters.value("pages") == 2
+        async with http.get(url) as response:
+            assert (await response.json())["value"] == 1
+        async with http.get(url + "/watch") as watch:
+            assert await _watched(watch.content) == 1
+            deny_writes.clear()  # the retried commit now succeeds: the stream says so
+            assert await _watched(watch.content) == 2
 
 
 # -- a node on a tiny file system -------------------------------------------------------

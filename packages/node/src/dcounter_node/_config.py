@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from dcounter_crdt import DEFAULT_MAX_KEY_LENGTH, DEFAULT_MAX_KEYS
 from dcounter_node._errors import ConfigError
 
-__all__ = ["NodeConfig"]
+__all__ = ["NodeConfig", "check_count", "check_seconds"]
 
 #: Longest replica id accepted: it travels as a msgpack map key and must stay well under the
 #: frame limits of the reference (its own ids are addresses of at most 255 bytes).
@@ -54,19 +54,19 @@ class NodeConfig:
     max_key_length: int = DEFAULT_MAX_KEY_LENGTH
 
     def __post_init__(self) -> None:
-        _check_interval("sync_interval", self.sync_interval)
+        check_seconds("sync_interval", self.sync_interval)
         if self.full_sync_interval is not None:
-            _check_interval("full_sync_interval", self.full_sync_interval)
-        _check_count("max_sync_peers", self.max_sync_peers)
+            check_seconds("full_sync_interval", self.full_sync_interval)
+        check_count("max_sync_peers", self.max_sync_peers)
         if not isinstance(self.delta_gossip, bool):
             raise ConfigError(f"delta_gossip must be true or false, got {self.delta_gossip!r}")
-        _check_interval("delta_flush_interval", self.delta_flush_interval)
-        _check_count("delta_fanout", self.delta_fanout)
-        _check_count("inbound_queue_size", self.inbound_queue_size)
-        _check_count("outbound_queue_size", self.outbound_queue_size)
-        _check_count("max_replicas", self.max_replicas)
-        _check_count("max_keys", self.max_keys)
-        _check_count("max_key_length", self.max_key_length)
+        check_seconds("delta_flush_interval", self.delta_flush_interval)
+        check_count("delta_fanout", self.delta_fanout)
+        check_count("inbound_queue_size", self.inbound_queue_size)
+        check_count("outbound_queue_size", self.outbound_queue_size)
+        check_count("max_replicas", self.max_replicas)
+        check_count("max_keys", self.max_keys)
+        check_count("max_key_length", self.max_key_length)
         if self.replica_id is not None:
             _check_replica_id(self.replica_id)
 
@@ -83,14 +83,16 @@ class NodeConfig:
         return max(1, self.max_sync_peers // 2)
 
 
-def _check_interval(name: str, value: object) -> None:
+def check_seconds(name: str, value: object) -> None:
+    """Raise ConfigError unless ``value`` is a positive, finite number of seconds."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive, finite number of seconds, got {value!r}")
 
 
-def _check_count(name: str, value: object) -> None:
+def check_count(name: str, value: object) -> None:
+    """Raise ConfigError unless ``value`` is an int >= 1 (a bool is not one)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if value < 1:

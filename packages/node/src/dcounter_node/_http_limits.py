@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from dcounter_node._errors import ConfigError
+from dcounter_node._config import check_count, check_seconds
 
 __all__ = ["HTTPLimits"]
 
@@ -23,16 +22,9 @@ class HTTPLimits:
     idle_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_connections, bool) or not isinstance(self.max_connections, int):
-            raise ConfigError(f"max_connections must be an int, not {self.max_connections!r}")
-        if self.max_connections < 1:
-            raise ConfigError(f"max_connections must be >= 1, not {self.max_connections}")
-        for name in ("header_timeout", "idle_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"{name} must be a number of seconds > 0, not {value!r}")
+        check_count("max_connections", self.max_connections)
+        check_seconds("header_timeout", self.header_timeout)
+        check_seconds("idle_timeout", self.idle_timeout)
 
     def sweep_interval(self) -> float:
         """How often deadlines are checked: a deadline is met within 25 % (at most 1 s)."""

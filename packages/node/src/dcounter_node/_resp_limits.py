@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from dcounter_node._errors import ConfigError
+from dcounter_node._config import check_count, check_seconds
 
 __all__ = ["RespLimits"]
 
@@ -31,15 +30,9 @@ class RespLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_request_bytes", "max_arguments"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, not {value!r}")
-        for name in ("idle_timeout", "request_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"{name} must be a number of seconds > 0, not {value!r}")
+            check_count(name, getattr(self, name))
+        check_seconds("idle_timeout", self.idle_timeout)
+        check_seconds("request_timeout", self.request_timeout)
 
     def sweep_interval(self) -> float:
         """How often deadlines are checked: a deadline is met within 25 % (at most 1 s)."""
