@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from dcounter_node.testing import free_port
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -80,17 +82,10 @@ class Server:
         return sum(cpu for _, _, cpu in rounds) / sum(requests for requests, _, _ in rounds)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _start_redis(binary: str) -> Server:
     """redis-server on a free port (it cannot bind port 0 and say which it got)."""
     for _ in range(5):
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [
                 binary,

@@ -122,3 +122,10 @@ def server_cert(tmp_path: Path) -> ServerCert:
     issued.private_key_pem.write_to_path(key)
     ca.cert_pem.write_to_path(ca_cert)
     return ServerCert(ca, cert, key, ca_cert)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for the tests' own requests to node processes."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session

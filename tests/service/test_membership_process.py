@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 
-from dcounter_node.testing import wait_until
+from dcounter_node.testing import free_port, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
+    import aiohttp
     from tests.conftest import NodeProcesses
 
     from dcounter_node.testing import NodeProcess
@@ -31,20 +28,6 @@ DEADLINE = 60.0
 MEMBERSHIP = ("--probe-interval", "0.2", "--suspect-timeout", "1.5")
 SUSPECTED = re.compile(r'^dcounter_member_changes_total\{state="suspect"\} (\S+)$', re.M)
 QUICK = ("--http", "127.0.0.1:0", "--sync-interval", "0.1", "--in-memory", *MEMBERSHIP)
-
-
-def free_port() -> int:
-    """A port free right now, so a killed node can restart at the same address."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
 
 
 async def members(http: aiohttp.ClientSession, node: NodeProcess) -> dict[str, str]:

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 
-from dcounter_node.testing import wait_until
+from dcounter_node.testing import free_port, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
+    import aiohttp
     from tests.conftest import NodeProcesses
 
     from dcounter_node.testing import NodeProcess
@@ -43,19 +41,6 @@ QUICK = (
     "1.5",
 )
 MADE = re.compile(r"^dcounter_pruning_records_made_total (\S+)$", re.M)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
 
 
 async def counter(http: aiohttp.ClientSession, node: NodeProcess) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Support for tests and benchmarks that run real nodes: :class:`NodeProcess`, :func:`wait_until`.
+"""Support for tests and benchmarks that run real nodes: :class:`NodeProcess`, :func:`wait_until`,
+:func:`free_port`.
 
 Nothing here sleeps in place of synchronization: a node is ready when it prints its ready
 line, and :func:`wait_until` polls a condition against a deadline.
@@ -11,6 +12,7 @@ import contextlib
 import inspect
 import os
 import signal
+import socket
 import sys
 from typing import IO, TYPE_CHECKING
 
@@ -22,11 +24,21 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from pathlib import Path
 
-__all__ = ["NodeProcess", "NodeProcessError", "wait_until"]
+__all__ = ["NodeProcess", "NodeProcessError", "free_port", "wait_until"]
 
 #: Generous bound for a node to start or stop on a busy machine; real ones take ~1 s.
 DEADLINE = 30.0
 _LOG_TAIL_LINES = 20
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now: for a node that must restart at the same
+    address, or a server that cannot bind port 0 and tell which port it got. Another
+    process may take it before it is used: prefer port 0 where it works."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class NodeProcessError(NodeError):
