@@ -14,11 +14,16 @@ what the node has, and its next writes under that id would vanish in their max-m
 from __future__ import annotations
 
 import secrets
-from typing import Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
-from dcounter_node._errors import ConfigError
+from dcounter_node._errors import ConfigError, ForeignStorageError
 
-__all__ = ["is_incarnation_of", "new_replica_id"]
+if TYPE_CHECKING:
+    from dcounter_crdt import CounterState
+    from dcounter_node._storage import StoredState
+
+__all__ = ["StartingPoint", "is_incarnation_of", "new_replica_id", "starting_point"]
 
 #: Longest replica id (as in :class:`~dcounter_node._config.NodeConfig`).
 _MAX_BYTES: Final = 255
@@ -63,3 +68,39 @@ def new_replica_id(address: str, configured: str | None, previous: str | None) -
             f" unclean shutdown ({replica_id!r} is over {_MAX_BYTES} bytes): shorten it"
         )
     return replica_id
+
+
+@dataclass(frozen=True, slots=True)
+class StartingPoint:
+    """The replica id and counts a node starts with."""
+
+    replica_id: str
+    state: CounterState
+    #: A new incarnation, which the store must record (``bind``) before any write.
+    new_incarnation: bool
+    #: The id of the incarnation a store without a clean shutdown belonged to (to log).
+    unclean_previous: str | None = None
+
+
+def starting_point(
+    address: str, configured: str | None, initial: CounterState, stored: StoredState | None
+) -> StartingPoint:
+    """Where a node at ``address`` starts: the stored incarnation after a clean shutdown,
+    else a new one (see the module's docstring); the counts are ``initial`` merged with the
+    stored ones either way.
+
+    ForeignStorageError when the store belongs to another id than ``configured``.
+    """
+    if stored is None:
+        return StartingPoint(new_replica_id(address, configured, None), initial, True)
+    if configured is not None and not is_incarnation_of(stored.replica_id, configured):
+        raise ForeignStorageError(
+            f"the store belongs to replica {stored.replica_id!r}, "
+            f"but the configuration asks for {configured!r}"
+        )
+    state = initial.merged(stored.state)
+    if stored.clean_shutdown:
+        return StartingPoint(stored.replica_id, state, False)
+    # The log's tail may be lost: peers may hold the old id's counts higher than we do.
+    replica_id = new_replica_id(address, configured, stored.replica_id)
+    return StartingPoint(replica_id, state, True, unclean_previous=stored.replica_id)

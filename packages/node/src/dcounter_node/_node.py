@@ -18,14 +18,13 @@ from dcounter_crdt import CounterState, KeyLimitError, PNCounter
 from dcounter_node._config import NodeConfig
 from dcounter_node._counters import Counters
 from dcounter_node._errors import (
-    ForeignStorageError,
     NodeClosedError,
     NodeError,
     NodeNotStartedError,
     StorageError,
 )
 from dcounter_node._gossip import Gossip, Outgoing, Received
-from dcounter_node._incarnation import is_incarnation_of, new_replica_id
+from dcounter_node._incarnation import starting_point
 from dcounter_node._membership_wire import is_membership
 from dcounter_node._named_link import NamedLink
 from dcounter_node._outbound import Outbound
@@ -161,38 +160,20 @@ class Node:
         self._address = address
         self._peers.set_self_address(address)
 
-        wanted = self._config.replica_id
-        if (
-            stored is not None
-            and wanted is not None
-            and not is_incarnation_of(stored.replica_id, wanted)
-        ):
-            raise ForeignStorageError(
-                f"the store belongs to replica {stored.replica_id!r}, "
-                f"but the configuration asks for {wanted!r}"
+        # A new incarnation id whenever the node starts without its complete durable state
+        # (none, or an unclean shutdown that may have lost the log's tail), so its fresh
+        # counts are never swallowed by its old ones still held by peers (_incarnation).
+        start = starting_point(address, self._config.replica_id, self._initial_state, stored)
+        replica_id, state = start.replica_id, start.state
+        if start.unclean_previous is not None:
+            logger.warning(
+                "no clean shutdown recorded: continuing as replica %s (was %s)",
+                replica_id,
+                start.unclean_previous,
             )
-        if stored is not None and stored.clean_shutdown:
-            replica_id = stored.replica_id
-            state = self._initial_state.merged(stored.state)
-        else:
-            # A new incarnation id whenever the node starts without its complete durable
-            # state (none, or an unclean shutdown that may have lost the log's tail), so
-            # its fresh counts are never swallowed by its old ones still held by peers.
-            # A fixed id continues as its next incarnation, "id#2" (see _incarnation).
-            replica_id = new_replica_id(
-                address, wanted, None if stored is None else stored.replica_id
-            )
-            state = self._initial_state
-            if stored is not None:
-                state = state.merged(stored.state)
-                logger.warning(
-                    "no clean shutdown recorded: continuing as replica %s (was %s)",
-                    replica_id,
-                    stored.replica_id,
-                )
-            if self._store is not None:
-                await self._store.bind(replica_id)
-                self._still_starting()
+        if start.new_incarnation and self._store is not None:
+            await self._store.bind(replica_id)
+            self._still_starting()
         if self._tombstones is not None:
             # A resumed id that was pruned meanwhile continues under its successor.
             replica_id, state = self._tombstones.adopt(replica_id, state)
