@@ -18,7 +18,8 @@ settings except the sync interval (``--sync``, 1 s). Node 0 counts once under ea
    those names (goal: about those) and against the full state (the rest).
 
 Goals are printed as PASS/MISS, never a failure exit. ``--quick`` uses 20,000 keys, 200
-missed updates and 3 idle rounds.
+missed updates and 3 idle rounds. ``benchmarks/bench_named_nodes.py`` measures the same
+targets with ``dcounter-node`` processes.
 """
 
 from __future__ import annotations

@@ -62,6 +62,15 @@ def test_each_key_counts_on_its_own() -> None:
     assert counters.values() == {"x": 4, "y": -2}
 
 
+def test_add_and_subtract_return_the_new_value() -> None:
+    counters = PNCounterMap("a", _map(x=CounterState({"b": 7}, {"b": 2})))
+    assert counters.add("x", 3) == 8  # a held name, counted by another replica too
+    assert counters.subtract("x") == 7
+    assert counters.add("new", 2) == 2  # a name the map did not hold
+    assert counters.subtract("other", 4) == -4
+    assert counters.values() == {"x": 7, "new": 2, "other": -4}
+
+
 def test_keys_are_sorted_and_listed_once() -> None:
     counters = PNCounterMap("a")
     for key in ["b", "a", "c", "a"]:

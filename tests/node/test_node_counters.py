@@ -86,6 +86,9 @@ async def test_a_name_counted_after_a_listing_appears_in_the_next() -> None:
         node.counters.increment("a")
         node.increment()
         assert node.counters.names() == ["a", DEFAULT_KEY, "m"]
+        assert node.counters.decrement("b") == -1
+        assert node.counters.increment("m") == 2  # a held name: the listing stays valid
+        assert node.counters.names() == ["a", "b", DEFAULT_KEY, "m"]
     finally:
         await node.close()
 

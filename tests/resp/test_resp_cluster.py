@@ -1,9 +1,8 @@
 """Three ``dcounter-node --resp`` processes driven by clients nobody here wrote.
 
 redis-py and Debian's ``redis-cli`` and ``redis-benchmark`` (package ``redis-tools``; these
-tests skip, saying so, without it). Named counters do not travel between nodes yet, so the
-cross-node checks use the ``default`` counter (the one every node gossips); named counters
-are checked on the node that counted them.
+tests skip, saying so, without it). The nodes gossip over stream mode, so named counters
+travel between them as the ``default`` counter does.
 """
 
 from __future__ import annotations
@@ -103,12 +102,38 @@ async def test_incrby_on_one_node_is_read_on_the_others(
 
         await wait_until(every_node_reads_11, what="GET default = 11 on every node")
         assert await client.get("default") == "11"
-        # A named counter, on the node that counts it.
-        assert await client.incrby("page:home", 3) == 3
-        assert await _cli(nodes[0], "GET", "page:home") == "3"
-        assert await _cli(nodes[0], "EXISTS", "page:home", "nope") == "1"
     finally:
         await client.aclose()
+
+
+async def test_named_counters_are_read_on_the_other_nodes(
+    spawn_node: SpawnNode, wait_until: WaitUntil
+) -> None:
+    redis_tool("redis-cli")
+    nodes = await _cluster(spawn_node)
+    first = _client(nodes[0], decode_responses=True)
+    other = _client(nodes[2], decode_responses=True)
+    try:
+        assert await first.incrby("page:home", 5) == 5
+        assert await _cli(nodes[0], "INCRBY", "page:home", "7") == "12"
+        assert await _cli(nodes[0], "INCRBY", "page:about", "-3") == "-3"
+        # Counted on a second node too; its answer may already include node 0's counts.
+        assert await _cli(nodes[1], "DECRBY", "page:home", "2") in ("-2", "3", "10")
+
+        async def every_node_reads_them() -> bool:
+            homes = [await _cli(node, "GET", "page:home") for node in nodes]
+            abouts = [await _cli(node, "GET", "page:about") for node in nodes]
+            return homes == ["10"] * 3 and abouts == ["-3"] * 3
+
+        await wait_until(every_node_reads_them, what="page:home = 10, page:about = -3 everywhere")
+        assert await other.mget("page:home", "page:about", "page:none") == ["10", "-3", None]
+        assert await other.get("page:home") == "10"
+        scanned = await _cli(nodes[1], "--scan", "--pattern", "page:*")
+        assert sorted(scanned.splitlines()) == ["page:about", "page:home"]
+        assert await _cli(nodes[2], "EXISTS", "page:home", "page:about", "nope") == "2"
+    finally:
+        await first.aclose()
+        await other.aclose()
 
 
 async def test_a_thousand_pipelined_commands(spawn_node: SpawnNode, wait_until: WaitUntil) -> None:

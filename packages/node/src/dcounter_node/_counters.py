@@ -89,7 +89,8 @@ class Counters:
         """The counter's value as this replica sees it (0 for a name never counted)."""
         if name == DEFAULT_KEY:
             return self._node.value
-        return 0 if self._map is None or name not in self._map else self._map.value(name)
+        counters = self._map
+        return 0 if counters is None else counters.value(name)
 
     def state(self, name: str = DEFAULT_KEY) -> CounterState:
         """One counter's per-replica state (empty for a name never counted)."""
@@ -154,18 +155,20 @@ class Counters:
         if name == DEFAULT_KEY:
             return self._node.increment(by)
         counters = self._writable()
-        new = name not in counters
-        counters.add(name, by)
-        return self._counted(counters, name, new)
+        if self._sorted is None:  # nothing to keep sorted: whether the name is new is moot
+            return self._counted(name, counters.add(name, by))
+        held = len(counters)
+        return self._counted(name, counters.add(name, by), len(counters) != held)
 
     def decrement(self, name: str, by: int = 1) -> int:
         """Subtract ``by`` (an int >= 1) from counter ``name``; return its new value."""
         if name == DEFAULT_KEY:
             return self._node.decrement(by)
         counters = self._writable()
-        new = name not in counters
-        counters.subtract(name, by)
-        return self._counted(counters, name, new)
+        if self._sorted is None:
+            return self._counted(name, counters.subtract(name, by))
+        held = len(counters)
+        return self._counted(name, counters.subtract(name, by), len(counters) != held)
 
     def watch(self, name: str = DEFAULT_KEY, *, initial: bool = True) -> ValueWatch:
         """Iterate over counter ``name``'s value as it changes (see :meth:`Node.watch`)."""
@@ -195,12 +198,16 @@ class Counters:
             raise AssertionError("counters used before the node bound them")
         return self._map
 
-    def _counted(self, counters: PNCounterMap, name: str, new: bool) -> int:
+    def _counted(self, name: str, value: int, new: bool = False) -> int:
+        """After a local write of ``value`` to ``name`` (``new``: a name not held before)."""
         if new:
             self._sorted = None
-        self._local = True
-        self._on_local()
-        value = counters.value(name)
+        # The node is told once per staging: whatever disarms its flush or spares a sync
+        # round stages the local writes first (``stage_local``, which clears ``_local``), so
+        # while ``_local`` holds, the first write's wake-up still stands.
+        if not self._local:
+            self._local = True
+            self._on_local()
         if name in self._watches:
             self._publish(name, value)
         return value

@@ -109,12 +109,15 @@ class RespSession:
         writes: list[int] = []
         self.shared.commands_processed += len(requests)
         for args in requests:
-            name = args[0].lower()
-            command = _COMMANDS.get(name)
+            # Clients send names in one case or the other: no lower() for those.
+            command = _SPELLINGS.get(args[0])
             try:
                 if command is None:
-                    replies.append(self._unknown(name, args))
-                    continue
+                    name = args[0].lower()
+                    command = _COMMANDS.get(name)
+                    if command is None:
+                        replies.append(self._unknown(name, args))
+                        continue
                 if self._tokens is not None:
                     self._authorize(command)
                 if len(args) != command.arity and not (
@@ -131,7 +134,7 @@ class RespSession:
                 self._wrote = False
                 writes.append(len(replies))
             replies.append(reply)
-            if command.handler is RespSession._quit:
+            if command is _QUIT:
                 return RespBatch(replies, writes, quit=True)
         return RespBatch(replies, writes)
 
@@ -185,7 +188,7 @@ class RespSession:
         return self._add(args[1], -by)
 
     def _add(self, key: bytes, delta: int) -> bytes:
-        name = counter_name(key)
+        name = key.decode() if key.isascii() else counter_name(key)
         backend = self.backend
         if self._health is not None and (problem := self._health()) is not None:
             raise CommandError(f"ERR not counted: storage is failing: {problem}")
@@ -477,6 +480,12 @@ _COMMANDS: Final[dict[bytes, _Command]] = {
         _Command("quit", -1, _S._quit, _CONN, ("@fast", "@connection")),
     )
 }
+
+#: Every command by its lower- and upper-case name (what clients send), looked up first.
+_SPELLINGS: Final = {
+    spelling: c for name, c in _COMMANDS.items() for spelling in (name, name.upper())
+}
+_QUIT: Final = _COMMANDS[b"quit"]
 
 #: Commands that would overwrite or delete a value: answered with why they cannot be.
 _CRDT_REFUSED: Final = frozenset(

@@ -115,7 +115,7 @@ class RequestReader:
         pieces: list[bytes] = []
         kept = 0
         elements, skip, request_bytes = self._elements, self._skip, self._request_bytes
-        max_bytes = limits.max_request_bytes
+        max_bytes, max_arguments = limits.max_request_bytes, limits.max_arguments
         while pos < size:
             if skip:  # the rest of an argument whose length was checked
                 taken = min(skip, size - pos)
@@ -130,9 +130,9 @@ class RequestReader:
                 body = header.end()
                 # Counted as declared, so an oversized request is refused before it arrives.
                 request_bytes += body - pos + length + 2
-                if length > max_bytes:
-                    raise RespProtocolError("invalid bulk length")
-                if request_bytes > max_bytes:
+                if request_bytes > max_bytes:  # (one comparison on the common path)
+                    if length > max_bytes:
+                        raise RespProtocolError("invalid bulk length")
                     raise RespProtocolError(f"request larger than {max_bytes} bytes")
                 elements -= 1
                 pos = body + length + 2
@@ -144,11 +144,12 @@ class RequestReader:
                     _cut_or_malformed(data, pos, elements)
                     break
                 number = int(header[1])
-                if number > limits.max_arguments:
+                if number > max_arguments:
                     raise RespProtocolError("invalid multibulk length")
-                elements = max(number, 0)
-                request_bytes = header.end() - pos
-                pos = header.end()
+                elements = number if number > 0 else 0
+                end = header.end()
+                request_bytes = end - pos
+                pos = end
             else:  # an inline command
                 line_end = data.find(b"\n", pos, pos + _MAX_INLINE)
                 if line_end < 0:
@@ -156,7 +157,7 @@ class RequestReader:
                         raise RespProtocolError("too big inline request")
                     break
                 args = data[pos:line_end].split()
-                if len(args) > limits.max_arguments:
+                if len(args) > max_arguments:
                     raise RespProtocolError("invalid multibulk length")
                 pieces += (data[kept:pos], _array(args))
                 pos = kept = line_end + 1
