@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import platform
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from dcounter_crdt import CounterMapState, CounterState
-from dcounter_node.testing import NodeProcess, NodeProcessError, wait_until
+from dcounter_node.testing import NodeProcess, NodeProcessError, free_port, wait_until
 from dcounter_protocol import NamedPush, split_named
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ class Cluster:
         self.nodes: list[NodeProcess] = []
         self.clients: list[redis.asyncio.Redis] = []
         #: The restarted node's gossip address: its store belongs to it, so it must not change.
-        self.restarted = f"127.0.0.1:{_free_port()}"
+        self.restarted = f"127.0.0.1:{free_port()}"
 
     def _flags(self, index: int, count: int) -> list[str]:
         flags = ["--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--log-level", "warning"]
@@ -162,15 +161,6 @@ class Cluster:
                     key = (sample.labels["type"], sample.labels["direction"])
                     samples[key] = int(sample.value)
         return samples
-
-
-def _free_port() -> int:
-    # Reserved by binding and closing: a port picked at the start is free again at once
-    # (another process could take it in between; unlikely, and the start would fail loudly).
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _kb(size: float) -> str:
