@@ -740,3 +740,35 @@ async def test_close_leaves_no_task_or_socket_with_streams_both_ways(
     assert open_sockets() == sockets_before
     assert asyncio.all_tasks() - tasks_before == set()
     assert (a.stats().open_streams_out, a.stats().open_streams_in) == (0, 0)
+
+
+async def test_lone_message_on_a_quiet_stream_is_written_at_once(
+    make_tcp: MakeTCP, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Any gap counts as quiet here, so the outcome does not depend on the machine's speed.
+    monkeypatch.setattr("dcounter_protocol._tcp._outbound.WRITE_NOW_AFTER", 0.0)
+    receiver = make_tcp()
+    await receiver.listen(inbox)
+    sender = make_tcp()
+    await sender.send(receiver.address, b"first")  # opens the stream
+    await inbox.get_many(1)
+    sent = sender.stats().stream_sent
+
+    await sender.send(receiver.address, b"lone")
+
+    # Written before the loop ran again (a scheduled flush would not have run yet).
+    assert sender.stats().stream_sent == sent + 1
+    assert await inbox.get_many(1) == [("127.0.0.1:0", b"lone")]
+
+
+async def test_messages_sent_together_are_written_in_order(make_tcp: MakeTCP, inbox: Inbox) -> None:
+    receiver = make_tcp()
+    await receiver.listen(inbox)
+    sender = make_tcp()
+    await sender.send(receiver.address, b"first")
+    await inbox.get_many(1)
+
+    for index in range(20):
+        await sender.send(receiver.address, b"t%d" % index)
+
+    assert await inbox.get_many(20) == [("127.0.0.1:0", b"t%d" % i) for i in range(20)]
