@@ -772,3 +772,95 @@ async def test_messages_sent_together_are_written_in_order(make_tcp: MakeTCP, in
         await sender.send(receiver.address, b"t%d" % index)
 
     assert await inbox.get_many(20) == [("127.0.0.1:0", b"t%d" % i) for i in range(20)]
+
+
+# -- handle_now: the synchronous fast path ------------------------------------------------------
+
+
+class _Log:
+    """handle_now takes the payloads starting with b"now" (when offered); the handler gets
+    the rest. Both write to one log, so its order is the order of handling."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, bytes]] = []
+
+    def handle_now(self, sender: str, payload: bytes) -> bool:
+        if not payload.startswith(b"now"):
+            return False
+        self.entries.append(("now", payload))
+        return True
+
+    async def handler(self, sender: str, payload: bytes) -> None:
+        self.entries.append(("handler", payload))
+
+
+async def test_handle_now_takes_stream_messages_in_order(
+    make_tcp: MakeTCP, wait_until: WaitUntil
+) -> None:
+    log = _Log()
+    receiver = make_tcp()
+    await receiver.listen(log.handler, handle_now=log.handle_now)
+    sender = make_tcp()
+    payloads = [b"now%d" % i if i % 3 else b"later%d" % i for i in range(12)]
+
+    # One at a time: each arrives while the connection's task waits, so it is offered.
+    for count, payload in enumerate(payloads, 1):
+        await sender.send(receiver.address, payload)
+        await wait_until(lambda count=count: len(log.entries) == count)  # type: ignore[misc]
+
+    assert log.entries == [
+        ("now" if payload.startswith(b"now") else "handler", payload) for payload in payloads
+    ]
+    assert receiver.stats().stream_received == len(payloads)
+
+
+async def test_messages_in_one_burst_keep_their_order(
+    make_tcp: MakeTCP, wait_until: WaitUntil
+) -> None:
+    log = _Log()
+    receiver = make_tcp()
+    await receiver.listen(log.handler, handle_now=log.handle_now)
+    sender = make_tcp()
+    payloads = [b"now%d" % i if i % 3 else b"later%d" % i for i in range(60)]
+
+    for payload in payloads:
+        await sender.send(receiver.address, payload)
+
+    await wait_until(lambda: len(log.entries) == len(payloads))
+    assert [payload for _, payload in log.entries] == payloads
+    assert all(kind == "handler" for kind, p in log.entries if p.startswith(b"later"))
+
+
+async def test_handle_now_is_not_offered_seed_frames(
+    make_tcp: MakeTCP, wait_until: WaitUntil
+) -> None:
+    log = _Log()
+    receiver = make_tcp()
+    await receiver.listen(log.handler, handle_now=log.handle_now)
+    sender = make_tcp(wire="seed")
+
+    await sender.send(receiver.address, b"now-seed")
+
+    await wait_until(lambda: len(log.entries) == 1)
+    assert log.entries == [("handler", b"now-seed")]
+
+
+async def test_handle_now_failure_is_logged_and_counts_as_handled(
+    make_tcp: MakeTCP, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    def failing(sender: str, payload: bytes) -> bool:
+        if payload == b"boom":
+            raise RuntimeError("bug")
+        return False
+
+    receiver = make_tcp()
+    await receiver.listen(inbox, handle_now=failing)
+    sender = make_tcp()
+    await sender.send(receiver.address, b"first")
+    assert await inbox.get_many(1) == [("127.0.0.1:0", b"first")]
+
+    await sender.send(receiver.address, b"boom")
+    await sender.send(receiver.address, b"after")
+
+    assert await inbox.get_many(1) == [("127.0.0.1:0", b"after")]
+    assert any("handler failed" in r.getMessage() for r in caplog.records)

@@ -151,7 +151,11 @@ class Node:
             self._store_opened = True
             stored = await self._store.open()
             self._still_starting()
-        await self._transport.listen(self._on_frame)
+        transport = self._transport
+        if isinstance(transport, TCPTransport):
+            await transport.listen(self._on_frame, handle_now=self._on_frame_now)
+        else:
+            await transport.listen(self._on_frame)
         self._still_starting()
         address = self._transport.address
         self._address = address
@@ -478,25 +482,33 @@ class Node:
 
     async def _on_frame(self, sender: str, payload: bytes) -> None:
         """Transport handler: only queue the message, never block the transport."""
-        if self._status not in (_Status.STARTING, _Status.RUNNING):
+        if self._on_frame_now(sender, payload):
             return
         membership = self.membership_handler
         if membership is not None and is_membership(payload):
             await membership(sender, payload)
             return
-        inbound = self._inbound
-        if inbound.empty() and self._handle_now.take(time.monotonic()):
-            # Nothing is waiting (the worker takes a message off the queue only to handle it
-            # at once), so handling this one now keeps the order and saves waking the worker:
-            # a loop pass per message, a good part of an idle node's CPU. Bursts beyond the
-            # budget take the bounded queue, which sheds overload.
-            self._handle_logged(sender, payload)
-            return
         try:
-            inbound.put_nowait((sender, payload))
+            self._inbound.put_nowait((sender, payload))
         except asyncio.QueueFull:
             self._stats.record_inbound_drop()
             self._log.warning("inbound", "inbound queue full: dropping messages (from %s)", sender)
+
+    def _on_frame_now(self, sender: str, payload: bytes) -> bool:
+        """What can be done with a message at once (True: done), also the TCP transport's
+        synchronous fast path; False leaves it to the queue (or the membership handler)."""
+        if self._status not in (_Status.STARTING, _Status.RUNNING):
+            return True  # dropped
+        if self.membership_handler is not None and is_membership(payload):
+            return False
+        if not self._inbound.empty() or not self._handle_now.take(time.monotonic()):
+            return False
+        # Nothing is waiting (the worker takes a message off the queue only to handle it at
+        # once), so handling this one now keeps the order and saves waking the worker (and,
+        # from a TCP stream, the connection's task): a loop pass each, a good part of an idle
+        # node's CPU. Bursts beyond the budget take the bounded queue, which sheds overload.
+        self._handle_logged(sender, payload)
+        return True
 
     async def _process_inbound(self) -> None:
         while True:
