@@ -157,17 +157,24 @@ def test_entries_keep_the_map_insertion_order() -> None:
     assert "82a162cf0000000000000002a161cf0000000000000001" in encoded.hex()
 
 
+def state_push(
+    increments: dict[str, int], decrements: dict[str, int] | None = None, digest: int = 0
+) -> Push:
+    """A push as a node builds it: of a CounterState (packed by the layout of its shape)."""
+    return Push.from_state(NODE, CounterState.from_maps(increments, decrements), digest)
+
+
 def test_same_replicas_in_another_order_keep_that_order() -> None:
     # Messages of the same replica ids share a packed layout only when the order matches too.
-    first = encode_message(Push(NODE, {"a": 1, "b": 2}, None))
-    second = encode_message(Push(NODE, {"b": 2, "a": 1}, None))
+    first = encode_message(state_push({"a": 1, "b": 2}))
+    second = encode_message(state_push({"b": 2, "a": 1}))
     assert "82a161cf0000000000000001a162cf0000000000000002" in first.hex()
     assert "82a162cf0000000000000002a161cf0000000000000001" in second.hex()
 
 
 def test_new_counts_of_the_same_replicas_are_encoded() -> None:
-    encode_message(Push(NODE, {"a": 1, "b": 2}, {"a": 3}, digest=9))
-    decoded = decode_message(encode_message(Push(NODE, {"a": 10, "b": 20}, {"a": 30}, digest=7)))
+    encode_message(state_push({"a": 1, "b": 2}, {"a": 3}, digest=9))
+    decoded = decode_message(encode_message(state_push({"a": 10, "b": 20}, {"a": 30}, digest=7)))
     assert (decoded.increments, decoded.decrements, decoded.digest) == (
         {"a": 10, "b": 20},
         {"a": 30},
@@ -189,7 +196,7 @@ def test_many_message_shapes_outgrow_no_cache() -> None:
     for i in range(2000):
         ids = [f"r{i}-{j}" for j in range(10)]
         counts = {rid: j + 1 for j, rid in enumerate(ids)}
-        assert decode_message(encode_message(Push(NODE, counts, None))).increments == counts
+        assert decode_message(encode_message(state_push(counts))).increments == counts
 
 
 # -- encoding: validation -----------------------------------------------------------------

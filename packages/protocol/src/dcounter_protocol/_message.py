@@ -254,18 +254,12 @@ def _packed(
     increments: Mapping[str, int] | None,
     decrements: Mapping[str, int] | None,
     digest: int,
-    checked: bool,
 ) -> bytes | None:
-    """The envelope packed by the layout of its shape; None when a count is not an exact int
-    or out of range (the entry-by-entry path then names it). ``checked``: the counts are
-    known to be exact ints in range.
+    """The envelope packed by the layout of its shape, for counts known to be exact ints in
+    range (a CounterState's); None if one is not after all (then the entry-by-entry path
+    names it). Plain dicts take that path directly: checking their counts' exact types first
+    would cost what the layout saves.
     """
-    # struct takes bools and int subclasses for Q, hence the exact-type check.
-    if not checked and not (
-        (increments is None or _INT_ONLY.issuperset(map(type, increments.values())))
-        and (decrements is None or _INT_ONLY.issuperset(map(type, decrements.values())))
-    ):
-        return None
     layout = _layouts[
         (
             head,
@@ -359,9 +353,8 @@ def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
     entries = (0 if increments is None else len(increments)) + (
         0 if decrements is None else len(decrements)
     )
-    if 0 < entries <= _LAYOUT_MAX_ENTRIES:
-        checked = type(msg) is Push and msg._of_state
-        envelope = _packed(head, node_id, increments, decrements, digest, checked)
+    if 0 < entries <= _LAYOUT_MAX_ENTRIES and type(msg) is Push and msg._of_state:
+        envelope = _packed(head, node_id, increments, decrements, digest)
     if envelope is None:
         envelope = _joined(head, node_id, increments, decrements, digest)
 
