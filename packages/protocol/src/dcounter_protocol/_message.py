@@ -297,33 +297,6 @@ def _add_counts(parts: list[bytes], counts: Mapping[str, int], what: str) -> Non
         raise EncodeError(f"{what}: {exc}") from None
 
 
-def _joined(
-    head: bytes,
-    node_id: str,
-    increments: Mapping[str, int] | None,
-    decrements: Mapping[str, int] | None,
-    digest: int,
-) -> bytes:
-    """The envelope written entry by entry (EncodeError naming a bad entry)."""
-    # Every piece goes into one list, joined once: cheaper than growing a bytearray, and
-    # the flag byte comes first so that a plain envelope needs no second copy.
-    parts = [head, _node_ids[node_id], _KEY_INC]
-    # Nil maps (pulls, acks, one-sided pushes) are the common case: no call for them.
-    if increments is None:
-        parts.append(_NIL)
-    else:
-        _add_counts(parts, increments, "increments")
-    parts.append(_KEY_DEC)
-    if decrements is None:
-        parts.append(_NIL)
-    else:
-        _add_counts(parts, decrements, "decrements")
-    if digest:
-        parts.append(_KEY_DIG)
-        parts.append(_pack_u64(0xCF, digest))
-    return b"".join(parts)
-
-
 def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
     """Encode ``msg`` into an envelope exactly as the reference does.
 
@@ -350,13 +323,31 @@ def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
 
     head = heads[1] if digest else heads[0]
     envelope = None
-    entries = (0 if increments is None else len(increments)) + (
-        0 if decrements is None else len(decrements)
-    )
-    if 0 < entries <= _LAYOUT_MAX_ENTRIES and type(msg) is Push and msg._of_state:
+    if (
+        type(msg) is Push
+        and msg._of_state
+        and len(increments or ()) + len(decrements or ()) <= _LAYOUT_MAX_ENTRIES
+    ):
+        # A CounterState's counts: packed by the layout of the message's shape.
         envelope = _packed(head, node_id, increments, decrements, digest)
     if envelope is None:
-        envelope = _joined(head, node_id, increments, decrements, digest)
+        # Every piece goes into one list, joined once: cheaper than growing a bytearray, and
+        # the flag byte comes first so that a plain envelope needs no second copy.
+        parts = [head, _node_ids[node_id], _KEY_INC]
+        # Nil maps (pulls, acks, one-sided pushes) are the common case: no call for them.
+        if increments is None:
+            parts.append(_NIL)
+        else:
+            _add_counts(parts, increments, "increments")
+        parts.append(_KEY_DEC)
+        if decrements is None:
+            parts.append(_NIL)
+        else:
+            _add_counts(parts, decrements, "decrements")
+        if digest:
+            parts.append(_KEY_DIG)
+            parts.append(_pack_u64(0xCF, digest))
+        envelope = b"".join(parts)
 
     size = len(envelope) - 1
     if size > max_size:
