@@ -23,15 +23,15 @@ from dcounter_protocol._errors import EncodeError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["LayoutCache", "encode_str", "map_header"]
+__all__ = ["KEY_DEC", "KEY_DIG", "KEY_INC", "NIL", "LayoutCache", "encode_str", "map_header"]
 
 _pack_u8: Final = struct.Struct(">BB").pack
 _pack_u16: Final = struct.Struct(">BH").pack
 _pack_u32: Final = struct.Struct(">BI").pack
-_KEY_INC: Final = b"\xa3inc"
-_KEY_DEC: Final = b"\xa3dec"
-_KEY_DIG: Final = b"\xa3dig"
-_NIL: Final = b"\xc0"
+KEY_INC: Final = b"\xa3inc"
+KEY_DEC: Final = b"\xa3dec"
+KEY_DIG: Final = b"\xa3dig"
+NIL: Final = b"\xc0"
 _U64: Final = b"\xcf"
 
 
@@ -94,12 +94,12 @@ class Layout:
         consts: list[bytes] = []
         run = [head, node_key]
         for key, ids, what in (
-            (_KEY_INC, inc_ids, "increments"),
-            (_KEY_DEC, dec_ids, "decrements"),
+            (KEY_INC, inc_ids, "increments"),
+            (KEY_DEC, dec_ids, "decrements"),
         ):
             run.append(key)
             if ids is None:
-                run.append(_NIL)
+                run.append(NIL)
                 continue
             run.append(map_header(len(ids)))
             for replica in ids:
@@ -107,7 +107,7 @@ class Layout:
                 consts.append(b"".join(run))
                 run = []
         if has_digest:
-            run += (_KEY_DIG, _U64)
+            run += (KEY_DIG, _U64)
             consts.append(b"".join(run))
             run = []
         consts.append(b"".join(run))

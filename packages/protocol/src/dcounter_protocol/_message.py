@@ -41,7 +41,15 @@ from dcounter_protocol._errors import (
     MessageTooLargeError,
     OversizeMessageError,
 )
-from dcounter_protocol._layout import LayoutCache, encode_str, map_header
+from dcounter_protocol._layout import (
+    KEY_DEC,
+    KEY_DIG,
+    KEY_INC,
+    NIL,
+    LayoutCache,
+    encode_str,
+    map_header,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -178,10 +186,6 @@ _pack_u64: Final = struct.Struct(">BQ").pack
 
 _KEY_T: Final = b"\xa1t"
 _KEY_ID: Final = b"\xa2id"
-_KEY_INC: Final = b"\xa3inc"
-_KEY_DEC: Final = b"\xa3dec"
-_KEY_DIG: Final = b"\xa3dig"
-_NIL: Final = b"\xc0"
 #: A plain envelope's flag, the body's map header (4 or 5 fields) and its first key, ``t``.
 _HEAD: Final = b"\x00\x84" + _KEY_T
 _HEAD_DIG: Final = b"\x00\x85" + _KEY_T
@@ -333,19 +337,19 @@ def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
     if envelope is None:
         # Every piece goes into one list, joined once: cheaper than growing a bytearray, and
         # the flag byte comes first so that a plain envelope needs no second copy.
-        parts = [head, _node_ids[node_id], _KEY_INC]
+        parts = [head, _node_ids[node_id], KEY_INC]
         # Nil maps (pulls, acks, one-sided pushes) are the common case: no call for them.
         if increments is None:
-            parts.append(_NIL)
+            parts.append(NIL)
         else:
             _add_counts(parts, increments, "increments")
-        parts.append(_KEY_DEC)
+        parts.append(KEY_DEC)
         if decrements is None:
-            parts.append(_NIL)
+            parts.append(NIL)
         else:
             _add_counts(parts, decrements, "decrements")
         if digest:
-            parts.append(_KEY_DIG)
+            parts.append(KEY_DIG)
             parts.append(_pack_u64(0xCF, digest))
         envelope = b"".join(parts)
 
