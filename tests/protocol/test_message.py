@@ -157,6 +157,48 @@ def test_entries_keep_the_map_insertion_order() -> None:
     assert "82a162cf0000000000000002a161cf0000000000000001" in encoded.hex()
 
 
+def state_push(
+    increments: dict[str, int], decrements: dict[str, int] | None = None, digest: int = 0
+) -> Push:
+    """A push as a node builds it: of a CounterState (packed by the layout of its shape)."""
+    return Push.from_state(NODE, CounterState.from_maps(increments, decrements), digest)
+
+
+def test_same_replicas_in_another_order_keep_that_order() -> None:
+    # Messages of the same replica ids share a packed layout only when the order matches too.
+    first = encode_message(state_push({"a": 1, "b": 2}))
+    second = encode_message(state_push({"b": 2, "a": 1}))
+    assert "82a161cf0000000000000001a162cf0000000000000002" in first.hex()
+    assert "82a162cf0000000000000002a161cf0000000000000001" in second.hex()
+
+
+def test_new_counts_of_the_same_replicas_are_encoded() -> None:
+    encode_message(state_push({"a": 1, "b": 2}, {"a": 3}, digest=9))
+    decoded = decode_message(encode_message(state_push({"a": 10, "b": 20}, {"a": 30}, digest=7)))
+    assert (decoded.increments, decoded.decrements, decoded.digest) == (
+        {"a": 10, "b": 20},
+        {"a": 30},
+        7,
+    )
+
+
+def test_push_from_state_encodes_as_the_same_maps_given_as_dicts() -> None:
+    state = CounterState.from_maps({"b": 2, "a": MAX_COUNT}, {"c": 3})
+    from_state = Push.from_state(NODE, state, digest=5)
+    assert from_state == Push(NODE, {"b": 2, "a": MAX_COUNT}, {"c": 3}, digest=5)
+    assert encode_message(from_state) == encode_message(
+        Push(NODE, {"b": 2, "a": MAX_COUNT}, {"c": 3}, digest=5)
+    )
+
+
+def test_many_message_shapes_outgrow_no_cache() -> None:
+    # More distinct replica sets than the layout cache holds: it starts over, still exact.
+    for i in range(2000):
+        ids = [f"r{i}-{j}" for j in range(10)]
+        counts = {rid: j + 1 for j, rid in enumerate(ids)}
+        assert decode_message(encode_message(state_push(counts))).increments == counts
+
+
 # -- encoding: validation -----------------------------------------------------------------
 
 
@@ -199,6 +241,13 @@ def test_invalid_message_is_not_encoded(message: Message) -> None:
 def test_encode_error_names_the_offending_map() -> None:
     with pytest.raises(EncodeError, match=r"^decrements: "):
         encode_message(Push(NODE, {"a": 1}, {"b": -5}))
+
+
+@pytest.mark.parametrize("bad", [True, 1.0, -1, MAX_COUNT + 1], ids=repr)
+def test_bad_count_of_an_already_encoded_shape_is_rejected(bad: object) -> None:
+    encode_message(Push(NODE, {"a": 1, "b": 2}, None))
+    with pytest.raises(EncodeError, match=r"^increments: "):
+        encode_message(Push(NODE, {"a": 1, "b": cast("int", bad)}, None))
 
 
 def test_valid_count_after_a_rejected_one_still_encodes() -> None:

@@ -740,3 +740,127 @@ async def test_close_leaves_no_task_or_socket_with_streams_both_ways(
     assert open_sockets() == sockets_before
     assert asyncio.all_tasks() - tasks_before == set()
     assert (a.stats().open_streams_out, a.stats().open_streams_in) == (0, 0)
+
+
+async def test_lone_message_on_a_quiet_stream_is_written_at_once(
+    make_tcp: MakeTCP, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Any gap counts as quiet here, so the outcome does not depend on the machine's speed.
+    monkeypatch.setattr("dcounter_protocol._tcp._outbound.WRITE_NOW_AFTER", 0.0)
+    receiver = make_tcp()
+    await receiver.listen(inbox)
+    sender = make_tcp()
+    await sender.send(receiver.address, b"first")  # opens the stream
+    await inbox.get_many(1)
+    sent = sender.stats().stream_sent
+
+    await sender.send(receiver.address, b"lone")
+
+    # Written before the loop ran again (a scheduled flush would not have run yet).
+    assert sender.stats().stream_sent == sent + 1
+    assert await inbox.get_many(1) == [("127.0.0.1:0", b"lone")]
+
+
+async def test_messages_sent_together_are_written_in_order(make_tcp: MakeTCP, inbox: Inbox) -> None:
+    receiver = make_tcp()
+    await receiver.listen(inbox)
+    sender = make_tcp()
+    await sender.send(receiver.address, b"first")
+    await inbox.get_many(1)
+
+    for index in range(20):
+        await sender.send(receiver.address, b"t%d" % index)
+
+    assert await inbox.get_many(20) == [("127.0.0.1:0", b"t%d" % i) for i in range(20)]
+
+
+# -- handle_now: the synchronous fast path ------------------------------------------------------
+
+
+class _Log:
+    """handle_now takes the payloads starting with b"now" (when offered); the handler gets
+    the rest. Both write to one log, so its order is the order of handling."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, bytes]] = []
+
+    def handle_now(self, sender: str, payload: bytes) -> bool:
+        if not payload.startswith(b"now"):
+            return False
+        self.entries.append(("now", payload))
+        return True
+
+    async def handler(self, sender: str, payload: bytes) -> None:
+        self.entries.append(("handler", payload))
+
+
+async def test_handle_now_takes_stream_messages_in_order(
+    make_tcp: MakeTCP, wait_until: WaitUntil
+) -> None:
+    log = _Log()
+    receiver = make_tcp()
+    await receiver.listen(log.handler, handle_now=log.handle_now)
+    sender = make_tcp()
+    payloads = [b"now%d" % i if i % 3 else b"later%d" % i for i in range(12)]
+
+    # One at a time: each arrives while the connection's task waits, so it is offered.
+    for count, payload in enumerate(payloads, 1):
+        await sender.send(receiver.address, payload)
+        await wait_until(lambda count=count: len(log.entries) == count)  # type: ignore[misc]
+
+    assert log.entries == [
+        ("now" if payload.startswith(b"now") else "handler", payload) for payload in payloads
+    ]
+    assert receiver.stats().stream_received == len(payloads)
+
+
+async def test_messages_in_one_burst_keep_their_order(
+    make_tcp: MakeTCP, wait_until: WaitUntil
+) -> None:
+    log = _Log()
+    receiver = make_tcp()
+    await receiver.listen(log.handler, handle_now=log.handle_now)
+    sender = make_tcp()
+    payloads = [b"now%d" % i if i % 3 else b"later%d" % i for i in range(60)]
+
+    for payload in payloads:
+        await sender.send(receiver.address, payload)
+
+    await wait_until(lambda: len(log.entries) == len(payloads))
+    assert [payload for _, payload in log.entries] == payloads
+    assert all(kind == "handler" for kind, p in log.entries if p.startswith(b"later"))
+
+
+async def test_handle_now_is_not_offered_seed_frames(
+    make_tcp: MakeTCP, wait_until: WaitUntil
+) -> None:
+    log = _Log()
+    receiver = make_tcp()
+    await receiver.listen(log.handler, handle_now=log.handle_now)
+    sender = make_tcp(wire="seed")
+
+    await sender.send(receiver.address, b"now-seed")
+
+    await wait_until(lambda: len(log.entries) == 1)
+    assert log.entries == [("handler", b"now-seed")]
+
+
+async def test_handle_now_failure_is_logged_and_counts_as_handled(
+    make_tcp: MakeTCP, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    def failing(sender: str, payload: bytes) -> bool:
+        if payload == b"boom":
+            raise RuntimeError("bug")
+        return False
+
+    receiver = make_tcp()
+    await receiver.listen(inbox, handle_now=failing)
+    sender = make_tcp()
+    await sender.send(receiver.address, b"first")
+    assert await inbox.get_many(1) == [("127.0.0.1:0", b"first")]
+
+    await sender.send(receiver.address, b"boom")
+    await sender.send(receiver.address, b"after")
+
+    assert await inbox.get_many(1) == [("127.0.0.1:0", b"after")]
+    assert any("handler failed" in r.getMessage() for r in caplog.records)

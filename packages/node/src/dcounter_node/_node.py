@@ -11,10 +11,12 @@ import asyncio
 import enum
 import logging
 import random
+import time
 import weakref
 from typing import TYPE_CHECKING, Self
 
 from dcounter_crdt import CounterState, KeyLimitError, PNCounter
+from dcounter_node._burst import BurstBudget
 from dcounter_node._config import NodeConfig
 from dcounter_node._counters import Counters
 from dcounter_node._errors import (
@@ -53,6 +55,9 @@ logger = logging.getLogger(__name__)
 _CLOSE_DRAIN_TIMEOUT = 1.0
 #: A hostile peer's refused pushes are logged at most once per peer per this many seconds.
 _HOSTILE_LOG_EVERY = 60.0
+#: Inbound messages handled at once per window; more go through the bounded queue.
+_HANDLE_NOW_BURST = 16
+_HANDLE_NOW_WINDOW = 0.01
 
 
 class _Status(enum.Enum):
@@ -103,6 +108,8 @@ class Node:
         self._inbound: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(
             maxsize=self._config.inbound_queue_size
         )
+        #: Inbound messages handled at once, outside the worker (see _on_frame).
+        self._handle_now = BurstBudget(_HANDLE_NOW_BURST, _HANDLE_NOW_WINDOW)
         self._tasks: list[asyncio.Task[None]] = []
         self._tickers: list[Ticker] = []
         self._sync_ticker: Ticker | None = None
@@ -154,7 +161,11 @@ class Node:
             self._store_opened = True
             stored = await self._store.open()
             self._still_starting()
-        await self._transport.listen(self._on_frame)
+        transport = self._transport
+        if isinstance(transport, TCPTransport):
+            await transport.listen(self._on_frame, handle_now=self._on_frame_now)
+        else:
+            await transport.listen(self._on_frame)
         self._still_starting()
         address = self._transport.address
         self._address = address
@@ -491,7 +502,7 @@ class Node:
 
     async def _on_frame(self, sender: str, payload: bytes) -> None:
         """Transport handler: only queue the message, never block the transport."""
-        if self._status not in (_Status.STARTING, _Status.RUNNING):
+        if self._on_frame_now(sender, payload):
             return
         membership = self.membership_handler
         if membership is not None and is_membership(payload):
@@ -508,14 +519,33 @@ class Node:
             self._stats.record_inbound_drop()
             self._log.warning("inbound", "inbound queue full: dropping messages (from %s)", sender)
 
+    def _on_frame_now(self, sender: str, payload: bytes) -> bool:
+        """What can be done with a message at once (True: done), also the TCP transport's
+        synchronous fast path; False leaves it to the queue (or the membership handler)."""
+        if self._status not in (_Status.STARTING, _Status.RUNNING):
+            return True  # dropped
+        if is_pruning(payload) or (self.membership_handler is not None and is_membership(payload)):
+            return False  # theirs: see _on_frame
+        if not self._inbound.empty() or not self._handle_now.take(time.monotonic()):
+            return False
+        # Nothing is waiting (the worker takes a message off the queue only to handle it at
+        # once), so handling this one now keeps the order and saves waking the worker (and,
+        # from a TCP stream, the connection's task): a loop pass each, a good part of an idle
+        # node's CPU. Bursts beyond the budget take the bounded queue, which sheds overload.
+        self._handle_logged(sender, payload)
+        return True
+
     async def _process_inbound(self) -> None:
         while True:
             sender, payload = await self._inbound.get()
-            try:
-                self._handle(sender, payload)
-            except Exception:
-                # A bug handling one message must not stop the node from gossiping.
-                logger.exception("error handling a message from %s", sender)
+            self._handle_logged(sender, payload)
+
+    def _handle_logged(self, sender: str, payload: bytes) -> None:
+        try:
+            self._handle(sender, payload)
+        except Exception:
+            # A bug handling one message must not stop the node from gossiping.
+            logger.exception("error handling a message from %s", sender)
 
     def _handle(self, sender: str, payload: bytes) -> None:
         gossip = self._gossip

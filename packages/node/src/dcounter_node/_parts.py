@@ -20,8 +20,6 @@ from dcounter_protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from dcounter_crdt import CounterState
 
 __all__ = ["SEED_READ_SIZE", "PushEncoder", "encode_push_parts"]
@@ -38,7 +36,7 @@ def encode_push_parts(
     Raises :class:`OversizeMessageError` when a single replica's entries do not fit, and
     :class:`~dcounter_protocol.EncodeError` for a state that cannot be encoded at all.
     """
-    whole = _encode(node_id, state.increments, state.decrements, digest)
+    whole = _encode(Push.from_state(node_id, state, digest))
     if whole is not None and len(whole) <= limit:
         return (whole,)
     ids = sorted(state.replicas())
@@ -52,10 +50,11 @@ def encode_push_parts(
     while pending:
         chunk = pending.pop()
         part = _encode(
-            node_id,
-            {r: inc[r] for r in chunk if r in inc},
-            {r: dec[r] for r in chunk if r in dec},
-            0,
+            Push(
+                node_id,
+                {r: inc[r] for r in chunk if r in inc},
+                {r: dec[r] for r in chunk if r in dec},
+            )
         )
         if part is not None and len(part) <= limit:
             parts.append(part)
@@ -68,12 +67,10 @@ def encode_push_parts(
     return tuple(parts)
 
 
-def _encode(
-    node_id: str, increments: Mapping[str, int], decrements: Mapping[str, int], digest: int
-) -> bytes | None:
+def _encode(push: Push) -> bytes | None:
     """The push, or None when it is beyond any message's size."""
     try:
-        return encode_message(Push(node_id, increments, decrements, digest))
+        return encode_message(push)
     except OversizeMessageError:
         return None
 

@@ -100,6 +100,7 @@ from dcounter_protocol._tcp import TLSOptions as TLSOptions
 from dcounter_protocol._tcp import TransportStats as TransportStats
 from dcounter_protocol._tcp import WireMode as WireMode
 from dcounter_protocol._tcp import received_capabilities as received_capabilities
+from dcounter_protocol._transport import HandleNow as HandleNow
 from dcounter_protocol._transport import Handler as Handler
 from dcounter_protocol._transport import Transport as Transport
 
@@ -137,6 +138,7 @@ __all__ = [
     "FrameDecoder",
     "FrameError",
     "FrameTooLargeError",
+    "HandleNow",
     "Handler",
     "HandshakeError",
     "InvalidAddressError",

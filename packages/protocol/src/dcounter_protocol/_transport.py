@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["Handler", "Transport"]
+__all__ = ["HandleNow", "Handler", "Transport"]
 
 #: Called once per inbound message with (the sender's address as it framed it, the payload).
 #: Exceptions it raises are logged by the transport and never reach the sender.
 Handler: TypeAlias = Callable[[str, bytes], Awaitable[None]]
+
+#: Optional synchronous fast path beside a :data:`Handler` (a TCP transport's streams call
+#: it): called with (sender, payload) as a message is decoded, when nothing received before
+#: it on its connection is still waiting; True means handled (the handler is not called for
+#: it), False hands it to the handler as usual. It saves the loop pass that waking the
+#: connection's task costs. Exceptions it raises are logged and the message counts as handled.
+HandleNow: TypeAlias = Callable[[str, bytes], bool]
 
 
 @runtime_checkable

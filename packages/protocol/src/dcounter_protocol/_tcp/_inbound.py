@@ -30,7 +30,7 @@ from dcounter_protocol._tcp._options import (
 if TYPE_CHECKING:
     from dcounter_protocol._tcp._bytestream import Backend, ByteStream
     from dcounter_protocol._tcp._options import Counters, TCPOptions
-    from dcounter_protocol._transport import Handler
+    from dcounter_protocol._transport import HandleNow, Handler
 
 __all__ = ["Inbound", "bind", "received_capabilities"]
 
@@ -116,14 +116,18 @@ class Inbound:
         )
         self._slots = asyncio.Semaphore(options.max_connections)
         self._handler: Handler | None = None
+        self._handle_now: HandleNow | None = None
         self.connections: set[asyncio.Task[None]] = set()
         self.streams: set[InboundStream] = set()
         #: Connections that have not sent a byte yet, oldest first.
         self._silent: dict[_Accepted, None] = {}
 
-    def serve(self, listener: socket.socket, handler: Handler) -> asyncio.Task[None]:
+    def serve(
+        self, listener: socket.socket, handler: Handler, handle_now: HandleNow | None = None
+    ) -> asyncio.Task[None]:
         """Start accepting on ``listener``; returns the accept loop's task."""
         self._handler = handler
+        self._handle_now = handle_now
         return asyncio.get_running_loop().create_task(self._accept_loop(listener))
 
     async def close(self) -> None:
@@ -300,6 +304,8 @@ class Inbound:
         """Run one inbound stream: hand its socket to a protocol, handle its frames in order."""
         loop = asyncio.get_running_loop()
         stream = InboundStream(loop, self._options, first, started)
+        if self._handle_now is not None:
+            stream.handle_now = functools.partial(self._try_now, self._handle_now, stream)
         accepted.handed = stream
         established = False
         try:
@@ -326,6 +332,19 @@ class Inbound:
             log.debug(
                 "stream from %s (%s) ended: %s", _peer_text(peer), stream.sender, stream.ending
             )
+
+    def _try_now(self, handle_now: HandleNow, stream: InboundStream, payload: bytes) -> bool:
+        """Offer a stream's message to the synchronous fast path; True if it took it."""
+        token = _RECEIVED_CAPABILITIES.set(stream.capabilities)
+        try:
+            if not handle_now(stream.sender, payload):
+                return False
+        except Exception:
+            log.exception("handler failed for a message from %s", stream.sender)
+        finally:
+            _RECEIVED_CAPABILITIES.reset(token)
+        self._counters.stream_received += 1
+        return True
 
     async def _handle_stream(self, stream: InboundStream) -> None:
         frames = stream.frames

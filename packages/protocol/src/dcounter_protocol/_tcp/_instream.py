@@ -12,6 +12,8 @@ from dcounter_protocol._tcp._boundary import error_text
 from dcounter_protocol._tcp._options import CLOSE_GRACE, PAUSE_FRAMES
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dcounter_protocol._tcp._options import TCPOptions
 
 __all__ = ["InboundStream"]
@@ -34,6 +36,8 @@ class InboundStream(asyncio.Protocol):
         self._started = started
         self.transport: asyncio.Transport | None = None
         self.frames: deque[bytes] = deque()
+        #: Takes a decoded frame synchronously when nothing is waiting (True: handled).
+        self.handle_now: Callable[[bytes], bool] | None = None
         #: Why the stream was dropped (a violation or timeout: logged as a warning).
         self.failure: str | None = None
         #: Why it ended otherwise (EOF, reset, idle), for a debug line.
@@ -101,9 +105,12 @@ class InboundStream(asyncio.Protocol):
                 self.transport.write(self._ack_caps if caps else STREAM_ACK)
             self._last_activity = now
         if frames:
-            self.frames.extend(frames)
             self._last_activity = now
-            self._wake()
+            if self.handle_now is not None and self._task_idle():
+                frames = self._handled_now(self.handle_now, frames)
+            if frames:
+                self.frames.extend(frames)
+                self._wake()
         if decoder.sender is not None:
             if not decoder.buffered:
                 self._partial_since = None
@@ -159,6 +166,20 @@ class InboundStream(asyncio.Protocol):
         """Wait (bounded) for connection_lost, i.e. for the transport to release the socket."""
         if self.transport is not None and not self._closed.done():
             await asyncio.wait({self._closed}, timeout=CLOSE_GRACE)
+
+    def _task_idle(self) -> bool:
+        """The connection's task waits for frames, with none handed to it yet: a frame
+        handled now cannot overtake an earlier one."""
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and not self.frames
+
+    @staticmethod
+    def _handled_now(handle_now: Callable[[bytes], bool], frames: list[bytes]) -> list[bytes]:
+        """The frames left for the task: from the first that ``handle_now`` declines, on."""
+        for index, payload in enumerate(frames):
+            if not handle_now(payload):
+                return frames[index:]
+        return []
 
     def _wake(self) -> None:
         waiter = self._waiter

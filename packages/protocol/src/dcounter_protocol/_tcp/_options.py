@@ -31,6 +31,9 @@ TARGET_CACHE_SIZE: Final = 1024
 MAX_PEERS: Final = 4096
 #: Bytes put in one write() when a backlog is flushed, so one batch never copies a whole queue.
 BATCH_BYTES: Final = 256 * 1024
+#: A message queued on a stream this long after its last write is written at once, not in a
+#: batch at the next pass of the loop.
+WRITE_NOW_AFTER: Final = 0.005
 #: Inbound stream frames decoded but not yet handled at which reading pauses, and resumes.
 PAUSE_FRAMES: Final = 1024
 RESUME_FRAMES: Final = 256

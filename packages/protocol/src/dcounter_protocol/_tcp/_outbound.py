@@ -15,7 +15,14 @@ from dcounter_protocol._errors import ConnectError, TransportClosedError, Transp
 from dcounter_protocol._framing import encode_frame
 from dcounter_protocol._stream import STREAM_VERSION_CAPS, encode_hello, encode_stream_frames
 from dcounter_protocol._tcp._boundary import error_text, os_errors
-from dcounter_protocol._tcp._options import BATCH_BYTES, CLOSE_GRACE, MAX_PEERS, OPEN_ATTEMPTS, log
+from dcounter_protocol._tcp._options import (
+    BATCH_BYTES,
+    CLOSE_GRACE,
+    MAX_PEERS,
+    OPEN_ATTEMPTS,
+    WRITE_NOW_AFTER,
+    log,
+)
 from dcounter_protocol._tcp._outstream import OutboundStream, Peer
 from dcounter_protocol._tcp._policy import Backoff, Route
 
@@ -290,7 +297,13 @@ class Outbound:
         if peer.flush_handle is None:
             stream = peer.stream
             if stream is not None and not stream.paused:
-                peer.flush_handle = asyncio.get_running_loop().call_soon(self._flush, peer)
+                if len(queue) == 1 and stream.loop.time() - peer.last_write >= WRITE_NOW_AFTER:
+                    # A lone message after a quiet spell (what an idle node sends) is written
+                    # at once: a scheduled flush would cost a pass of the loop. What follows
+                    # it closely is batched by a flush, as before.
+                    self._flush(peer)
+                else:
+                    peer.flush_handle = stream.loop.call_soon(self._flush, peer)
 
     def schedule_flush(self, peer: Peer) -> None:
         if peer.flush_handle is None and peer.queue and peer.stream is not None:

@@ -23,7 +23,7 @@ from dcounter_protocol._tcp._tlsoptions import TLSOptions
 if TYPE_CHECKING:
     import socket
 
-    from dcounter_protocol._transport import Handler
+    from dcounter_protocol._transport import HandleNow, Handler
 
 __all__ = ["TCPTransport"]
 
@@ -130,10 +130,12 @@ class TCPTransport:
         open_in = 0 if self._inbound is None else len(self._inbound.streams)
         return self._counters.snapshot(open_in=open_in, queued=self._outbound.queued())
 
-    async def listen(self, handler: Handler) -> None:
+    async def listen(self, handler: Handler, *, handle_now: HandleNow | None = None) -> None:
         """Bind (port 0 picks a free port, reported by :attr:`address`) and start serving.
 
-        Raises :class:`BindError` when the address cannot be resolved or bound.
+        ``handle_now``: see :data:`~dcounter_protocol._transport.HandleNow` (stream messages
+        only; seed frames always go to ``handler``). Raises :class:`BindError` when the
+        address cannot be resolved or bound.
         """
         if self._closed:
             raise TransportClosedError(f"transport {self._address} is closed")
@@ -144,7 +146,7 @@ class TCPTransport:
         self._address = self._advertise or format_address(self._host, listener.getsockname()[1])
         self._outbound.sender = self._address
         self._inbound = Inbound(self._address, self._options, self._counters, backend=self._backend)
-        self._accept_task = self._inbound.serve(listener, handler)
+        self._accept_task = self._inbound.serve(listener, handler, handle_now)
 
     async def send(self, address: str, data: bytes) -> None:
         """Send one message to ``address`` with :attr:`address` as sender (see the module doc).
