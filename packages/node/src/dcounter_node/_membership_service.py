@@ -29,6 +29,7 @@ from dcounter_node._membership_wire import (
     encode_membership,
 )
 from dcounter_node._ratelimit import RateLimitedLog
+from dcounter_node._ticker import Ticker
 from dcounter_protocol import (
     CAP_MEMBERSHIP,
     TCPTransport,
@@ -101,7 +102,7 @@ class MembershipService:
         self._rng = rng if rng is not None else random.Random()
         self._membership: Membership | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker: Ticker | None = None
         self._log = RateLimitedLog(logger)
         #: State changes seen, by the state entered.
         self.changes: Counter[str] = Counter()
@@ -129,7 +130,10 @@ class MembershipService:
             now=loop.time(),
         )
         self._send(self._membership.join(self._seeds))
-        self._ticker = asyncio.ensure_future(self._tick_forever())
+        # A callback on the loop's timer heap, not a sleeping task: an idle node's CPU is
+        # mostly its wake-ups, and this one comes _TICKS_PER_PROBE times a probe interval.
+        step = self._config.probe_interval / _TICKS_PER_PROBE
+        self._ticker = Ticker(loop, step, self._tick, what="membership: a probe round")
         logger.info("membership: joining through %s", ", ".join(self._seeds) or "no seed")
 
     def join(self, seeds: Sequence[str]) -> None:
@@ -183,22 +187,14 @@ class MembershipService:
 
     def _stop_ticker(self) -> None:
         if self._ticker is not None:
-            self._ticker.cancel()
-            self._tasks.add(self._ticker)
+            self._ticker.stop()
             self._ticker = None
 
-    async def _tick_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        step = self._config.probe_interval / _TICKS_PER_PROBE
-        while True:
-            membership = self._membership
-            if membership is not None:
-                try:
-                    self._send(membership.tick(loop.time()))
-                    self._follow_changes()
-                except Exception:
-                    logger.exception("membership: error in a probe round")
-            await asyncio.sleep(step)
+    def _tick(self) -> None:
+        membership = self._membership
+        if membership is not None:
+            self._send(membership.tick(asyncio.get_running_loop().time()))
+            self._follow_changes()
 
     async def _on_frame(self, sender: str, payload: bytes) -> None:
         membership = self._membership
