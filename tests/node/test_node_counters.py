@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -196,3 +197,16 @@ async def test_named_watches_end_when_the_node_closes() -> None:
     await node.close()
     assert [value async for value in watch] == []
     assert watch.closed
+
+
+async def test_a_dropped_named_watch_is_forgotten_at_the_next_change() -> None:
+    node = await started()
+    try:
+        watch = node.counters.watch("a")
+        del watch
+        gc.collect()
+        node.counters.increment("a")
+        assert "a" not in node.counters._watches
+        assert await asyncio.wait_for(anext(node.counters.watch("a")), 5) == 1
+    finally:
+        await node.close()

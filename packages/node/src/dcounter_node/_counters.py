@@ -15,11 +15,10 @@ before any send), which hands them once to the two sinks the node connects: ``pe
 from __future__ import annotations
 
 import bisect
-import weakref
 from typing import TYPE_CHECKING, Final
 
 from dcounter_crdt import DEFAULT_KEY, CounterMapState, CounterState, PNCounterMap
-from dcounter_node._watch import ValueWatch
+from dcounter_node._watch import ValueWatch, Watchers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,7 +62,7 @@ class Counters:
         self._map: PNCounterMap | None = None
         # All names but the default, sorted, rebuilt lazily after new names arrive.
         self._sorted: list[str] | None = []
-        self._watches: dict[str, set[weakref.ref[ValueWatch]]] = {}
+        self._watches: dict[str, Watchers] = {}
         # Whether local writes wait for stage_local(): a bool to test on every send.
         self._local = False
         #: Set by the node: takes every change to persist (local ones once staged, and the
@@ -174,23 +173,12 @@ class Counters:
         """Iterate over counter ``name``'s value as it changes (see :meth:`Node.watch`)."""
         if name == DEFAULT_KEY:
             return self._node.watch(initial=initial)
-        watch = ValueWatch()
         if self._node.closed:
-            watch._end()
-            return watch
-        if initial:
-            watch._publish(self.value(name))
-        refs = self._watches.setdefault(name, set())
-
-        def forget(ref: weakref.ref[ValueWatch], name: str = name) -> None:
-            held = self._watches.get(name)
-            if held is not None:
-                held.discard(ref)
-                if not held:
-                    del self._watches[name]
-
-        refs.add(weakref.ref(watch, forget))
-        return watch
+            return Watchers().new(None, closed=True)
+        watchers = self._watches.get(name)
+        if not watchers:  # a name whose watches were all dropped gets a fresh registry
+            watchers = self._watches[name] = Watchers()
+        return watchers.new(self.value(name) if initial else None)
 
     def _writable(self) -> PNCounterMap:
         self._node._writable()  # raises outside the node's lifetime
@@ -260,16 +248,14 @@ class Counters:
         return won
 
     def _publish(self, name: str, value: int) -> None:
-        for ref in list(self._watches.get(name, ())):
-            watch = ref()
-            if watch is not None:
-                watch._publish(value)
+        watchers = self._watches[name]
+        if watchers:
+            watchers.publish(value)
+        else:  # every watch of it was dropped: forget the name
+            del self._watches[name]
 
     def _end_watches(self) -> None:
         """Called by the node as it closes: every named watch ends."""
-        for refs in list(self._watches.values()):
-            for ref in list(refs):
-                watch = ref()
-                if watch is not None:
-                    watch._end()
+        for watchers in self._watches.values():
+            watchers.end()
         self._watches.clear()

@@ -12,7 +12,6 @@ import enum
 import logging
 import random
 import time
-import weakref
 from typing import TYPE_CHECKING, Self
 
 from dcounter_crdt import CounterState, KeyLimitError, PNCounter
@@ -36,7 +35,7 @@ from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._refusals import Refusals
 from dcounter_node._stats import NodeStats
 from dcounter_node._ticker import Ticker
-from dcounter_node._watch import ValueWatch
+from dcounter_node._watch import ValueWatch, Watchers
 from dcounter_protocol import MessageType, TCPTransport, is_named
 
 if TYPE_CHECKING:
@@ -114,9 +113,7 @@ class Node:
         self._tickers: list[Ticker] = []
         self._sync_ticker: Ticker | None = None
         self._closer: asyncio.Future[None] | None = None
-        # Weak references that remove themselves when their watch is dropped: a plain set,
-        # so that "any watchers?" on every update is a truth test, not a WeakSet method.
-        self._watches: set[weakref.ref[ValueWatch]] = set()
+        self._watches = Watchers()
         self._log = RateLimitedLog(logger)
         self._hostile_log = RateLimitedLog(logger, _HOSTILE_LOG_EVERY)
         self._outbound = Outbound(
@@ -273,8 +270,7 @@ class Node:
         finally:
             while not self._inbound.empty():
                 self._inbound.get_nowait()
-            for watch in self._live_watches():
-                watch._end()
+            self._watches.end()
             self._counters._end_watches()
             self._status = _Status.CLOSED
             if self._store is not None and self._store_opened:
@@ -413,14 +409,7 @@ class Node:
         (at once if it is closed already); call ``aclose()`` (or use ``async with``) to stop
         earlier, or just drop the iterator.
         """
-        watch = ValueWatch()
-        if self.closed:
-            watch._end()
-            return watch
-        if initial:
-            watch._publish(self.value)
-        self._watches.add(weakref.ref(watch, self._watches.discard))
-        return watch
+        return self._watches.new(self.value if initial else None, closed=self.closed)
 
     def apply_tombstones(self) -> int:
         """Apply the pruning records known now (see "Pruning"); the entries removed.
@@ -455,7 +444,7 @@ class Node:
             self._wake_flush()
         value = gossip.counter.value
         if self._watches:
-            self._publish(value)
+            self._watches.publish(value)
         return value
 
     def _changed(self, changes: CounterState, value_before: int) -> None:
@@ -466,14 +455,7 @@ class Node:
             self._wake_flush()
         value = self.value
         if value != value_before:
-            self._publish(value)
-
-    def _publish(self, value: int) -> None:
-        for watch in self._live_watches():
-            watch._publish(value)
-
-    def _live_watches(self) -> list[ValueWatch]:
-        return [watch for watch in (ref() for ref in list(self._watches)) if watch is not None]
+            self._watches.publish(value)
 
     def _wake_flush(self) -> None:
         self._flush_armed = True

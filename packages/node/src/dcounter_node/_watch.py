@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Self
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Self
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["WATCH_QUEUE_SIZE", "ValueWatch"]
+__all__ = ["WATCH_QUEUE_SIZE", "ValueWatch", "Watchers"]
 
 #: Values a lagging watcher keeps before the oldest are dropped (the latest always stays).
 WATCH_QUEUE_SIZE = 64
@@ -68,3 +69,40 @@ class ValueWatch(AsyncIterator[int]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class Watchers:
+    """The live watches of one value. A watch its consumer dropped removes itself: a plain
+    set of weak references, so that "any watchers?" on every update is a truth test."""
+
+    __slots__ = ("_refs",)
+
+    def __init__(self) -> None:
+        self._refs: set[weakref.ref[ValueWatch]] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._refs)
+
+    def new(self, initial: int | None, *, closed: bool = False) -> ValueWatch:
+        """A watch starting with ``initial`` (none if None); ended at once when ``closed``."""
+        watch = ValueWatch()
+        if closed:
+            watch._end()
+            return watch
+        if initial is not None:
+            watch._publish(initial)
+        self._refs.add(weakref.ref(watch, self._refs.discard))
+        return watch
+
+    def publish(self, value: int) -> None:
+        for watch in self._live():
+            watch._publish(value)
+
+    def end(self) -> None:
+        """End every watch (the value's owner is closing)."""
+        for watch in self._live():
+            watch._end()
+        self._refs.clear()
+
+    def _live(self) -> list[ValueWatch]:
+        return [watch for watch in (ref() for ref in list(self._refs)) if watch is not None]
