@@ -28,8 +28,8 @@ A, S, D, L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberSta
 CONFIG = MembershipConfig(probe_interval=1.0, probe_timeout=0.5, suspect_timeout=3.0)
 
 
-def node(address: str, *, now: float = 0.0) -> Membership:
-    return Membership(address, f"{address}#r", config=CONFIG, rng=random.Random(1), now=now)
+def node(address: str, *, now: float = 0.0, config: MembershipConfig = CONFIG) -> Membership:
+    return Membership(address, f"{address}#r", config=config, rng=random.Random(1), now=now)
 
 
 def states(membership: Membership) -> dict[str, MemberState]:
@@ -39,8 +39,8 @@ def states(membership: Membership) -> dict[str, MemberState]:
 class Network:
     """Delivers outgoing messages between in-memory memberships; ``down`` drop everything."""
 
-    def __init__(self, *addresses: str) -> None:
-        self.nodes = {a: node(a) for a in addresses}
+    def __init__(self, *addresses: str, config: MembershipConfig = CONFIG) -> None:
+        self.nodes = {a: node(a, config=config) for a in addresses}
         self.down: set[str] = set()
         self.now = 0.0
 
@@ -62,9 +62,9 @@ class Network:
                     self.deliver(membership.tick(self.now))
 
 
-def joined(seed: str, *others: str) -> Network:
+def joined(seed: str, *others: str, config: MembershipConfig = CONFIG) -> Network:
     """A network where every other node joined through ``seed``, two seconds later."""
-    net = Network(seed, *others)
+    net = Network(seed, *others, config=config)
     for joiner in others:
         net.deliver(net.nodes[joiner].join([seed]))
     net.run(2.0)
@@ -302,3 +302,101 @@ def test_a_new_replica_id_of_its_own_is_gossiped_at_a_new_incarnation() -> None:
     assert (me.replica, me.incarnation) == ("a:1#1'", 1)
     sync = membership.join(["b:1"])[0].message
     assert sync.updates[0].replica == "a:1#1'"
+
+
+FORGET_AFTER = 20.0
+FORGETFUL = MembershipConfig(
+    probe_interval=1.0, probe_timeout=0.5, suspect_timeout=3.0, forget_after=FORGET_AFTER
+)
+
+
+def test_a_dead_member_is_forgotten_forget_after_it_died() -> None:
+    net = joined("a:1", "b:1", "c:1", config=FORGETFUL)
+    net.down.add("c:1")
+    net.run(FORGETFUL.suspect_timeout + 3.0)
+    assert states(net.nodes["a:1"])["c:1"] is D
+    net.nodes["a:1"].take_forgotten()
+    net.run(FORGET_AFTER - 5.0)
+    assert states(net.nodes["a:1"])["c:1"] is D  # not yet
+    net.run(6.0)
+    assert "c:1" not in states(net.nodes["a:1"])
+    assert "c:1" not in states(net.nodes["b:1"])
+    assert net.nodes["a:1"].take_forgotten() == ["c:1"]
+
+
+def test_a_left_member_is_forgotten_forget_after_it_left() -> None:
+    net = joined("a:1", "b:1", "c:1", config=FORGETFUL)
+    net.deliver(net.nodes["c:1"].leave(net.now))
+    net.down.add("c:1")
+    net.run(FORGET_AFTER - 1.0)
+    assert states(net.nodes["a:1"])["c:1"] is L
+    net.run(2.0)
+    assert "c:1" not in states(net.nodes["a:1"])
+
+
+def test_members_are_kept_forever_without_forget_after() -> None:
+    config = MembershipConfig(
+        probe_interval=1.0, probe_timeout=0.5, suspect_timeout=3.0, forget_after=None
+    )
+    net = joined("a:1", "b:1", config=config)
+    net.down.add("b:1")
+    net.run(200.0, step=0.5)
+    assert states(net.nodes["a:1"])["b:1"] is D
+
+
+def test_news_of_a_death_does_not_bring_back_a_forgotten_member() -> None:
+    a = node("a:1", config=FORGETFUL)
+    news = MembershipMessage(
+        MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0), updates=(Update("c:1", "c:1#r", D, 4),)
+    )
+    a.receive(news, 0.0)
+    leave = MembershipMessage(MessageKind.GOSSIP, Update("d:1", "d:1#r", L, 2))
+    a.receive(leave, 0.0)
+    assert states(a) == {"a:1": A, "b:1": A}
+
+
+def test_a_forgotten_member_that_talks_again_is_alive_again() -> None:
+    net = joined("a:1", "b:1", config=FORGETFUL)
+    net.down.add("b:1")
+    net.run(FORGETFUL.suspect_timeout + FORGET_AFTER + 3.0)
+    assert "b:1" not in states(net.nodes["a:1"])
+    net.down.clear()
+    net.deliver(net.nodes["b:1"].join(["a:1"]))
+    net.run(3.0)
+    assert states(net.nodes["a:1"])["b:1"] is A
+
+
+def test_a_node_alone_asks_its_seeds_again_until_one_answers() -> None:
+    net = Network("a:1", "b:1")
+    net.down.add("a:1")  # the seed is not up yet: the first join is lost
+    net.deliver(net.nodes["b:1"].join(["a:1"], net.now))
+    net.run(5.0)
+    assert states(net.nodes["b:1"]) == {"b:1": A}
+    net.down.clear()
+    net.run(CONFIG.rejoin_interval + 1.0)
+    assert states(net.nodes["b:1"]) == {"a:1": A, "b:1": A}
+    assert states(net.nodes["a:1"]) == {"a:1": A, "b:1": A}
+
+
+def test_a_node_with_live_members_does_not_ask_its_seeds_again() -> None:
+    net = joined("a:1", "b:1")
+    net.deliver(net.nodes["b:1"].join(["a:1"], net.now))
+    kinds: list[MessageKind] = []
+    deliver = net.deliver
+
+    def recording(outgoing: list[Outgoing]) -> None:
+        kinds.extend(o.message.kind for o in outgoing)
+        deliver(outgoing)
+
+    net.deliver = recording  # type: ignore[method-assign]
+    net.run(10 * CONFIG.rejoin_interval)
+    assert MessageKind.PING in kinds
+    assert MessageKind.JOIN not in kinds
+
+
+@pytest.mark.parametrize(("forget_after", "rejoin_interval"), [(0.0, 1.0), (-1.0, 1.0), (9.0, 0.0)])
+def test_forget_after_and_rejoin_interval_must_be_positive(
+    forget_after: float, rejoin_interval: float
+) -> None:
+    with pytest.raises(ValueError, match="must be > 0"):
+        MembershipConfig(forget_after=forget_after, rejoin_interval=rejoin_interval)

@@ -117,3 +117,28 @@ async def test_join_crash_restart_and_leave(
     assert await leaver.wait_exit() == 0
     remaining = [node for node in nodes if node is not leaver]
     await all_see(http, remaining, {**dict.fromkeys(addresses, "alive"), leaver.gossip: "left"})
+
+
+async def test_a_node_started_before_its_seed_joins_it_and_forgets_it_once_gone(
+    node_processes: NodeProcesses, http: aiohttp.ClientSession
+) -> None:
+    seed_address = f"127.0.0.1:{free_port()}"
+    seed_flags = ("--listen", seed_address, *QUICK)
+    forgetful = ("--forget-after", "1")
+    joiner = await node_processes.start(
+        "joiner", "--listen", "127.0.0.1:0", "--join", seed_address, *QUICK, *forgetful
+    )
+    # Its first join found no one listening: it asks again while it is alone.
+    seed = await node_processes.start("seed", *seed_flags)
+    both = dict.fromkeys([seed_address, joiner.gossip], "alive")
+    await all_see(http, [joiner, seed], both)
+
+    # Gone for good: dead, then forgotten (no longer listed, no longer probed).
+    await seed.kill()
+    await all_see(http, [joiner], {joiner.gossip: "alive"})
+    async with http.get(f"{joiner.url}/metrics") as response:
+        assert re.search(r"^dcounter_members_forgotten_total 1\.0$", await response.text(), re.M)
+
+    # Alone again, it keeps asking its seed, so a seed that comes back finds it.
+    back = await node_processes.start("seed-again", *seed_flags)
+    await all_see(http, [joiner, back], both)

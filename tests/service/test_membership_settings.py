@@ -113,6 +113,29 @@ def test_max_members_is_a_setting_with_a_sane_default(tmp_path: Path) -> None:
     assert load_config_file(path).settings(None).max_members == 16
 
 
+def test_forget_after_is_a_setting_a_day_by_default_and_0_never(tmp_path: Path) -> None:
+    assert NodeSettings().forget_after == 86400.0
+    settings = settings_from_args(["--forget-after", "600"])
+    assert settings.forget_after == 600.0
+    assert settings_from_args(settings.to_argv()) == settings
+    assert settings_from_args(["--forget-after", "0"]).forget_after == 0.0
+    assert membership_config(1.0, 5.0, forget_after=600.0).forget_after == 600.0
+    assert membership_config(1.0, 5.0, forget_after=None).forget_after is None
+    path = tmp_path / "node.toml"
+    path.write_text("forget_after = 120\n", encoding="utf-8")
+    assert load_config_file(path).settings(None).forget_after == 120.0
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan"])
+def test_a_bad_forget_after_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--forget-after", value, "--in-memory"])
+    assert info.value.code == 2
+    assert "--forget-after" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["1", "0", "many"])
 def test_max_members_must_leave_room_for_another_member(
     value: str, capsys: pytest.CaptureFixture[str]

@@ -324,7 +324,10 @@ async def _serve(
         seeds=settings.join,
         static_peers=settings.peers,
         config=membership_config(
-            settings.probe_interval, settings.suspect_timeout, max_members=settings.max_members
+            settings.probe_interval,
+            settings.suspect_timeout,
+            max_members=settings.max_members,
+            forget_after=settings.forget_after or None,
         ),
     )
     dns = (

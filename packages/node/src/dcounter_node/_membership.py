@@ -20,6 +20,11 @@ The rules (SWIM with incarnation numbers, as in hashicorp/memberlist):
 * State changes are broadcast by piggybacking on every membership message, each up to
   ``retransmit_mult * ceil(log10(n + 1))`` times (n the number of known members).
 * ``leave`` declares this node ``left`` (a state no timeout produces) and tells every member.
+* A dead or left member is forgotten ``forget_after`` after it entered that state (its
+  entry removed: it no longer counts towards ``max_members`` nor gets rare probes); gossip
+  that still names it makes it known again, as any new member.
+* While this node knows no live member (alone: its seeds were not up yet, or everyone it
+  knew was forgotten), it asks its seeds again every ``rejoin_interval``.
 
 Precedence for an update about a member known at incarnation ``i`` in state ``s``:
 ``alive`` needs an incarnation above ``i``; ``suspect`` needs ``s`` alive at ``>= i`` or
@@ -138,6 +143,10 @@ class MembershipConfig:
     max_piggyback: int = 32
     #: Most members known, this node included; updates about more are ignored (counted).
     max_members: int = 1024
+    #: Seconds a dead or left member is kept before it is forgotten (None: kept forever).
+    forget_after: float | None = 86400.0
+    #: Seconds between joins to the seeds while this node knows no live member.
+    rejoin_interval: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout <= self.probe_interval:
@@ -148,6 +157,10 @@ class MembershipConfig:
             raise ValueError("indirect_checks >= 0, retransmit_mult >= 1, dead_probe_rounds >= 1")
         if self.max_members < 2:
             raise ValueError("max_members must be at least 2 (this node and one other)")
+        if self.forget_after is not None and self.forget_after <= 0:
+            raise ValueError("forget_after must be > 0 (or None: never)")
+        if self.rejoin_interval <= 0:
+            raise ValueError("rejoin_interval must be > 0")
 
 
 @dataclass(slots=True)
@@ -221,6 +234,9 @@ class Membership:
         self._relays: dict[int, _Relay] = {}
         self._leaving = False
         self._refused = 0
+        self._seeds: tuple[str, ...] = ()
+        self._next_rejoin = now
+        self._forgotten: list[str] = []
 
     # -- views ----------------------------------------------------------------------------
 
@@ -258,15 +274,24 @@ class Membership:
         changes, self._changes = self._changes, []
         return changes
 
+    def take_forgotten(self) -> list[str]:
+        """Addresses of the members forgotten since the last call (for logs and metrics)."""
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten
+
     # -- actions --------------------------------------------------------------------------
 
-    def join(self, seeds: Iterable[str]) -> list[Outgoing]:
-        """Ask each seed (not this node) for its member list."""
-        return [
-            self._out(seed, MessageKind.JOIN)
-            for seed in dict.fromkeys(seeds)
-            if seed != self.address
-        ]
+    def join(self, seeds: Iterable[str], now: float | None = None) -> list[Outgoing]:
+        """Ask each seed (not this node) for its member list.
+
+        With ``now``, the seeds are also remembered: :meth:`tick` asks them again while this
+        node is alone (a join sent before any seed listened is otherwise never answered).
+        """
+        wanted = tuple(seed for seed in dict.fromkeys(seeds) if seed != self.address)
+        if now is not None:
+            self._seeds = tuple(dict.fromkeys((*self._seeds, *wanted)))
+            self._next_rejoin = now + self._config.rejoin_interval
+        return [self._out(seed, MessageKind.JOIN) for seed in wanted]
 
     def leave(self, now: float) -> list[Outgoing]:
         """Declare this node left and tell every member that may still hear it."""
@@ -290,6 +315,11 @@ class Membership:
             return []
         out: list[Outgoing] = []
         self._expire_suspects(now)
+        self._forget_gone(now)
+        if self._seeds and now >= self._next_rejoin:
+            self._next_rejoin = now + self._config.rejoin_interval
+            if not self.alive():
+                out.extend(self.join(self._seeds))
         self._relays = {s: r for s, r in self._relays.items() if r.expires > now}
         probe = self._probe
         if probe is not None and not probe.acked and not probe.quiet:
@@ -390,14 +420,26 @@ class Membership:
             if member.state is MemberState.SUSPECT and now >= member.since + limit:
                 self._set(member, MemberState.DEAD, member.incarnation, member.replica, now)
 
+    def _forget_gone(self, now: float) -> None:
+        limit = self._config.forget_after
+        if limit is None:
+            return
+        for address, member in list(self._members.items()):
+            if member.state in _GONE and now >= member.since + limit:
+                del self._members[address]
+                self._broadcasts.pop(address, None)
+                self._forgotten.append(address)
+
     def _apply(self, update: Update, now: float, *, direct: bool) -> None:
         if update.address == self.address:
             self._about_self(update)
             return
         member = self._members.get(update.address)
         if member is None:
-            if update.state is MemberState.SUSPECT:
-                return  # as memberlist: a suspicion alone does not make a member
+            if update.state is not MemberState.ALIVE:
+                # As memberlist: a suspicion alone does not make a member, and news of a
+                # death or leave about an unknown (or forgotten) one would only bring it back.
+                return
             if len(self._members) + 1 >= self._config.max_members:
                 # A bound on what gossip (a hostile sender included) makes us hold and probe.
                 self._refused += 1

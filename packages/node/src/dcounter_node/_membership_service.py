@@ -59,13 +59,20 @@ logger = logging.getLogger("dcounter_node.membership")
 _TICKS_PER_PROBE: Final = 5
 #: Sends in flight at most; beyond it membership messages are dropped (SWIM tolerates loss).
 _MAX_IN_FLIGHT: Final = 256
+#: Seconds between joins to the seeds while alone (at least a probe interval), as
+#: ``--join-dns`` retries its name.
+_REJOIN_INTERVAL: Final = 2.0
 #: Shortest wait for the leave announcements to go out.
 _LEAVE_WAIT: Final = 0.5
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
 
 
 def membership_config(
-    probe_interval: float, suspect_timeout: float, *, max_members: int = 1024
+    probe_interval: float,
+    suspect_timeout: float,
+    *,
+    max_members: int = 1024,
+    forget_after: float | None = 86400.0,
 ) -> MembershipConfig:
     """The state machine's settings from the ones a user gives."""
     # Half the interval for the direct ack leaves the other half for indirect probes.
@@ -74,6 +81,8 @@ def membership_config(
         probe_timeout=probe_interval / 2,
         suspect_timeout=suspect_timeout,
         max_members=max_members,
+        forget_after=forget_after,
+        rejoin_interval=max(probe_interval, _REJOIN_INTERVAL),
     )
 
 
@@ -106,6 +115,8 @@ class MembershipService:
         self._log = RateLimitedLog(logger)
         #: State changes seen, by the state entered.
         self.changes: Counter[str] = Counter()
+        #: Dead or left members removed from the list after --forget-after.
+        self.forgotten = 0
         self.dropped = 0
         #: Messages not sent because the member has no stream that speaks membership.
         self.not_capable = 0
@@ -129,7 +140,7 @@ class MembershipService:
             rng=self._rng,
             now=loop.time(),
         )
-        self._send(self._membership.join(self._seeds))
+        self._send(self._membership.join(self._seeds, loop.time()))
         # A callback on the loop's timer heap, not a sleeping task: an idle node's CPU is
         # mostly its wake-ups, and this one comes _TICKS_PER_PROBE times a probe interval.
         step = self._config.probe_interval / _TICKS_PER_PROBE
@@ -248,6 +259,9 @@ class MembershipService:
                 peers.add(change.address)
             elif change.address not in self._static:
                 peers.remove(change.address)
+        for address in membership.take_forgotten():
+            self.forgotten += 1
+            logger.info("member %s is forgotten (dead or left for --forget-after)", address)
 
     def _send(self, outgoing: list[Outgoing]) -> None:
         for out in outgoing:
@@ -327,6 +341,11 @@ class MembershipCollector(Collector):
             changes.add_metric([state.value], self._service.changes[state.value])
         yield members
         yield changes
+        yield CounterMetricFamily(
+            "dcounter_members_forgotten",
+            "Dead or left members removed from the list after --forget-after.",
+            value=self._service.forgotten,
+        )
         yield CounterMetricFamily(
             "dcounter_membership_invalid_messages",
             "Membership messages dropped as malformed.",

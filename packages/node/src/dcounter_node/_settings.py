@@ -132,6 +132,7 @@ class NodeSettings:
     probe_interval: float = 1.0
     suspect_timeout: float = 5.0
     max_members: int = 1024
+    forget_after: float = 86400.0
     prune_after: float = 3600.0
 
     def updated(self, values: Mapping[str, object]) -> NodeSettings:

@@ -478,6 +478,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _member_count_text,
         metavar="N",
     ),
+    SettingSpec(
+        "forget_after",
+        "--forget-after",
+        "seconds a dead or left member stays in the member list (probed now and then, so a"
+        " healed partition or a restarted node is seen alive again) before it is forgotten;"
+        " 0: never",
+        _seconds_or_off,
+        _seconds_or_off_text,
+        metavar="SECONDS",
+        to_text=_seconds_to_text,
+    ),
     # Pruning (issue 14): see "Pruning" in the node README.
     SettingSpec(
         "prune_after",
