@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dcounter_client import Member, ResponseError
-from dcounter_client._core import parse_members
+from dcounter_client._answers import parse_members
 from dcounter_node.testing import wait_until
 
 if TYPE_CHECKING:

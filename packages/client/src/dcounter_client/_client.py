@@ -7,16 +7,18 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import httpx
 
-from dcounter_client._core import (
-    DEFAULT_NAME,
-    ClientCore,
-    Request,
+from dcounter_client._answers import (
     health_failed,
     health_of,
     parse_counter,
     parse_members,
     parse_peers,
     parse_value,
+)
+from dcounter_client._core import (
+    DEFAULT_NAME,
+    ClientCore,
+    Request,
     tls_verify,
 )
 from dcounter_client._errors import ResponseError

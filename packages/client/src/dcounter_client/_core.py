@@ -1,10 +1,11 @@
-"""What the sync and async clients share: requests, answers and retry bookkeeping.
+"""What the sync and async clients share: requests and retry bookkeeping.
 
 Nothing here does I/O. A client builds a :class:`Request`, starts a :class:`Call` and runs
 the loop: send to :attr:`Call.url`, hand the answer to :meth:`Call.answered` or the
 transport error to :meth:`Call.transport_failed`, and sleep for :meth:`Call.next`, which
 raises the right error when the policy gives up. httpx's exceptions are mapped to a
-:class:`~dcounter_client._policy.Failure` here, at one place.
+:class:`~dcounter_client._policy.Failure` here, at one place; answers are read in
+:mod:`dcounter_client._answers`.
 """
 
 from __future__ import annotations
@@ -16,26 +17,33 @@ import ssl
 import sys
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
 
+from dcounter_client._answers import (
+    describe,
+    error_message,
+    parse_page,
+    parse_peer_added,
+    parse_peer_removed,
+    parse_value,
+)
 from dcounter_client._errors import (
     IndeterminateError,
     InvalidArgumentError,
     RejectedError,
-    ResponseError,
     UnavailableError,
 )
 from dcounter_client._policy import Failure, GiveUp, RetryPolicy
 from dcounter_client._sse import SSEDecoder
-from dcounter_client._types import CounterPage, CounterSnapshot, Member, NodeHealth
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from dcounter_client._policy import Attempts
+    from dcounter_client._types import CounterPage
 
 __all__ = ["DEFAULT_NAME", "Call", "ClientCore", "Request", "WatchCall"]
 
@@ -45,7 +53,6 @@ T = TypeVar("T")
 MAX_AMOUNT: Final = 2**64 - 1
 _MAX_KEY_LENGTH: Final = 255
 _OPERATIONS: Final = frozenset({"increment", "decrement"})
-_MAX_MESSAGE: Final = 500
 #: The counter the nodes' original routes (``/counter``, ``/increment``, ...) count.
 DEFAULT_NAME: Final = "default"
 #: Names listed per page at most (the nodes' own bound).
@@ -141,11 +148,6 @@ def _check_address(address: object) -> str:
     return address
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def classify(exc: httpx.TransportError) -> Failure:
     """Whether the request of a failed attempt can have reached the node."""
     # Connection setup failed (refused, DNS, connect timeout) or no connection was free:
@@ -153,120 +155,6 @@ def classify(exc: httpx.TransportError) -> Failure:
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return Failure.NOT_SENT
     return Failure.UNKNOWN
-
-
-def _document(node: str, content: bytes) -> Any:
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
-        raise ResponseError(f"{node} answered a body that is not JSON: {content[:80]!r}") from None
-
-
-def _error_message(content: bytes) -> str:
-    try:
-        message = json.loads(content)["error"]
-    except (ValueError, RecursionError, KeyError, TypeError):
-        message = None
-    if not isinstance(message, str):
-        message = content.decode("utf-8", "replace")
-    return message[:_MAX_MESSAGE]
-
-
-def _int(value: object) -> int:
-    if type(value) is not int:
-        raise TypeError(f"not an integer: {value!r}")
-    return value
-
-
-def parse_value(node: str, status: int, content: bytes) -> int:
-    document = _document(node, content)
-    try:
-        return _int(document["value"])
-    except (KeyError, TypeError) as exc:
-        raise ResponseError(f"{node} answered an unexpected document: {exc}") from None
-
-
-def _counts(value: object) -> dict[str, int]:
-    if not isinstance(value, dict):
-        raise TypeError(f"counts must be an object, got {value!r}")
-    return {str(replica): _int(count) for replica, count in value.items()}
-
-
-def parse_counter(node: str, status: int, content: bytes) -> CounterSnapshot:
-    document = _document(node, content)
-    try:
-        return CounterSnapshot(
-            _int(document["value"]),
-            str(document["replica"]),
-            _counts(document["increments"]),
-            _counts(document["decrements"]),
-            node,
-        )
-    except (KeyError, TypeError) as exc:
-        raise ResponseError(f"{node} answered an unexpected counter: {exc!r}") from None
-
-
-def parse_page(node: str, status: int, content: bytes) -> CounterPage:
-    document = _document(node, content)
-    try:
-        entries = document["counters"]
-        if not isinstance(entries, list):
-            raise TypeError(f"counters must be a list, got {entries!r}")
-        counters = {str(entry["name"]): _int(entry["value"]) for entry in entries}
-        cursor = document["next"]
-        if cursor is not None and not isinstance(cursor, str):
-            raise TypeError(f"next must be a name or null, got {cursor!r}")
-    except (KeyError, TypeError) as exc:
-        raise ResponseError(f"{node} answered an unexpected counter list: {exc!r}") from None
-    return CounterPage(counters, cursor, node)
-
-
-def parse_peers(node: str, status: int, content: bytes) -> list[str]:
-    document = _document(node, content)
-    try:
-        peers = document["peers"]
-        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
-            raise TypeError(f"not a list of addresses: {peers!r}")
-    except (KeyError, TypeError) as exc:
-        raise ResponseError(f"{node} answered an unexpected peer list: {exc!r}") from None
-    return peers
-
-
-_MEMBER_STATES = frozenset({"alive", "suspect", "dead", "left"})
-
-
-def _member(item: object) -> Member:
-    if not isinstance(item, dict):
-        raise TypeError(f"not an object: {item!r}")
-    address, replica, state = item["address"], item["replica"], item["state"]
-    incarnation, since = item["incarnation"], item["since"]
-    if not (isinstance(address, str) and isinstance(replica, str) and state in _MEMBER_STATES):
-        raise TypeError(f"not a member: {item!r}")
-    if type(incarnation) is not int or incarnation < 0:
-        raise TypeError(f"not an incarnation: {incarnation!r}")
-    if isinstance(since, bool) or not isinstance(since, int | float):
-        raise TypeError(f"not a time: {since!r}")
-    return Member(address, replica, state, incarnation, float(since))
-
-
-def parse_members(node: str, status: int, content: bytes) -> list[Member]:
-    document = _document(node, content)
-    try:
-        members = document["members"]
-        if not isinstance(members, list):
-            raise TypeError(f"not a list: {members!r}")
-        return [_member(item) for item in members]
-    except (KeyError, TypeError) as exc:
-        raise ResponseError(f"{node} answered an unexpected member list: {exc!r}") from None
-
-
-def parse_peer_added(node: str, status: int, content: bytes) -> bool:
-    parse_peers(node, status, content)
-    return status == 201
-
-
-def parse_peer_removed(node: str, status: int, content: bytes) -> bool:
-    return status == 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +287,7 @@ class Call(Generic[T]):
             if self.request.anywhere:
                 self._core.preferred = self._attempts.node
             return value
-        message = _error_message(content)
+        message = error_message(content)
         if 400 <= status < 500:
             raise RejectedError(node, status, message)
         self._errors[node] = f"HTTP {status}: {message}"
@@ -407,7 +295,7 @@ class Call(Generic[T]):
         return Failure.UNKNOWN
 
     def transport_failed(self, exc: httpx.TransportError) -> Failure:
-        self._errors[self.node] = _reason(exc)
+        self._errors[self.node] = describe(exc)
         return classify(exc)
 
     def next(self, failure: Failure, now: float) -> float:
@@ -457,7 +345,7 @@ class WatchCall:
     def refused(self, status: int, content: bytes) -> Failure:
         """A non-200 answer to the watch request: raise for a 4xx, retry a 5xx."""
         node = self._core.urls[self._node]
-        message = _error_message(content)
+        message = error_message(content)
         if 400 <= status < 500:
             raise RejectedError(node, status, message)
         self._errors[node] = f"HTTP {status}: {message}"
@@ -484,7 +372,7 @@ class WatchCall:
         return Failure.UNKNOWN
 
     def transport_failed(self, exc: httpx.TransportError) -> Failure:
-        self._errors[self._core.urls[self._node]] = _reason(exc)
+        self._errors[self._core.urls[self._node]] = describe(exc)
         self._decoder = SSEDecoder()
         return Failure.UNKNOWN
 
@@ -502,20 +390,3 @@ class WatchCall:
             raise UnavailableError(self._errors)
         self._node = step.node
         return step.delay
-
-
-def health_of(node: str, status: int | None, content: bytes, error: str = "") -> NodeHealth:
-    """One node's health from its answer (``status`` None: it could not be asked)."""
-    if status is None:
-        return NodeHealth(node, False, error)
-    try:
-        text = json.loads(content)["status"]
-    except (ValueError, RecursionError, KeyError, TypeError):
-        text = None
-    if not isinstance(text, str):
-        text = f"HTTP {status}"
-    return NodeHealth(node, status == 200 and text == "ok", text)
-
-
-def health_failed(node: str, exc: httpx.TransportError) -> NodeHealth:
-    return health_of(node, None, b"", _reason(exc))
