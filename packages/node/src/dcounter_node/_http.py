@@ -34,10 +34,10 @@ without a valid token, 403 when its scope is too low (see :mod:`dcounter_node._a
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -64,6 +64,7 @@ from dcounter_node._http_guard import GUARD_STATS_KEY, GuardCollector, GuardStat
 from dcounter_node._http_host import HostGuard
 from dcounter_node._http_origin import OriginGuard
 from dcounter_node._http_server import HTTPServer, start_http_server
+from dcounter_node._http_watch import event_stream, watched_values
 from dcounter_node._idempotency import IdempotencyCache, KeyJournal
 from dcounter_node._membership_service import MembershipCollector, members_route
 from dcounter_node._metrics import ServiceStats, create_registry
@@ -97,9 +98,6 @@ _log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY: Final = 64 * 1024
 #: Amounts must fit the wire's uint64 counts.
 _MAX_AMOUNT: Final = 2**64 - 1
-#: Seconds between checks of a watched value while storage fails (its retries back off to
-#: 1 s): the committed value moves when a retried commit succeeds, which no watch reports.
-_STORAGE_RECHECK: Final = 0.5
 #: Longest Idempotency-Key accepted.
 _MAX_KEY_LENGTH: Final = 255
 _COUNT_FIELDS: Final = frozenset({"by"})
@@ -350,78 +348,14 @@ class _API:
 
     async def stream(self, request: web.Request, name: str) -> web.StreamResponse:
         """Server-sent events of counter ``name``'s value (see the module docstring)."""
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
+        values = watched_values(
+            self.node.counters.watch(name, initial=False),
+            functools.partial(self._shown_value, name),
+            failing=self._storage_failing,
+            closing=self.closing,
+            keepalive=self.keepalive,
         )
-        await response.prepare(request)
-        try:
-            async for value in self._watched_values(name):
-                if value is None:
-                    await response.write(b": keepalive\n\n")
-                else:
-                    await response.write(b'data: {"value": %d}\n\n' % value)
-        except ConnectionError:
-            return response  # the client went away
-        return response
-
-    async def _watched_values(self, name: str) -> AsyncIterator[int | None]:
-        """Counter ``name``'s value shown now, then each change of it; None when
-        ``keepalive`` passed in silence. While storage fails, the value shown is the
-        committed one, as in /counter.
-
-        Ends when the node closes or the server begins shutting down.
-        """
-        loop = asyncio.get_running_loop()
-        changes = self.node.counters.watch(name, initial=False)
-        closing = asyncio.ensure_future(self.closing.wait())
-        pending: asyncio.Future[int] | None = None
-        last = self._shown_value(name)
-        quiet_since = loop.time()
-        try:
-            yield last
-            while not closing.done():
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(changes))
-                failing = self._storage_failing()
-                keepalive_at = quiet_since + self.keepalive
-                timeout = keepalive_at - loop.time()
-                if failing:
-                    timeout = min(timeout, _STORAGE_RECHECK)
-                done, _ = await asyncio.wait(
-                    (pending, closing),
-                    timeout=max(0.0, timeout),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if closing in done:
-                    return
-                if pending in done:
-                    try:
-                        value = pending.result()
-                    except StopAsyncIteration:
-                        return
-                    pending = None
-                    value = self._shown_value(name, value)
-                elif failing or self._storage_failing():
-                    value = self._shown_value(name)  # a retried commit may have succeeded
-                else:
-                    value = last
-                if value != last:
-                    last, quiet_since = value, loop.time()
-                    yield value
-                elif loop.time() >= keepalive_at:
-                    quiet_since = loop.time()
-                    yield None
-        finally:
-            closing.cancel()
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await pending
-            await changes.aclose()
+        return await event_stream(request, values)
 
 
 def _peer_address(value: object) -> str:
