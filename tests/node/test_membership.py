@@ -7,6 +7,7 @@ import random
 import pytest
 
 from dcounter_node._membership import (
+    MAX_UPDATES,
     Member,
     Membership,
     MembershipConfig,
@@ -400,3 +401,21 @@ def test_forget_after_and_rejoin_interval_must_be_positive(
 ) -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         MembershipConfig(forget_after=forget_after, rejoin_interval=rejoin_interval)
+
+
+def test_a_join_to_a_large_cluster_is_answered_in_syncs_within_the_bound() -> None:
+    big = MembershipConfig(max_members=4000)
+    seed, joiner = node("a:1", config=big), node("z:1", config=big)
+    known = [Update(f"m{i}:1", f"m{i}:1#r", A, 0) for i in range(MAX_UPDATES + 500)]
+    for start in range(0, len(known), 100):
+        news = MembershipMessage(
+            MessageKind.GOSSIP, known[start], updates=tuple(known[start : start + 100])
+        )
+        seed.receive(news, 0.0)
+    (join,) = joiner.join(["a:1"])
+    syncs = seed.receive(join.message, 0.0)
+    assert [o.message.kind for o in syncs] == [MessageKind.SYNC, MessageKind.SYNC]
+    assert all(len(o.message.updates) <= MAX_UPDATES for o in syncs)
+    for sync in syncs:
+        joiner.receive(decode_membership(encode_membership(sync.message)), 0.0)
+    assert len(joiner.members()) == len(known) + 2

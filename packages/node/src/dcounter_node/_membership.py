@@ -37,13 +37,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Iterable
 
 __all__ = [
+    "MAX_UPDATES",
     "Member",
     "MemberState",
     "Membership",
@@ -55,6 +56,11 @@ __all__ = [
     "Update",
     "supersedes",
 ]
+
+
+#: Most updates in one message (the wire's bound on what a hostile message can make a node
+#: hold); a sync of more members is split.
+MAX_UPDATES: Final = 1024
 
 
 class MemberState(enum.Enum):
@@ -356,7 +362,7 @@ class Membership:
                 self._out(message.target, MessageKind.PING, seq=self._seq, target=message.target)
             ]
         if kind is MessageKind.JOIN:
-            return [self._out(sender, MessageKind.SYNC, full=True)]
+            return self._sync(sender)
         return []
 
     # -- internals ------------------------------------------------------------------------
@@ -500,16 +506,20 @@ class Membership:
                 del self._broadcasts[item.update.address]
         return tuple(item.update for item in chosen)
 
-    def _out(
-        self,
-        address: str,
-        kind: MessageKind,
-        *,
-        seq: int = 0,
-        target: str = "",
-        full: bool = False,
-    ) -> Outgoing:
-        # A sync answers a join with every member; anything else piggybacks broadcasts.
-        updates = tuple(m.update() for m in self._members.values()) if full else self._piggyback()
-        message = MembershipMessage(kind, self._self.update(), seq, target, updates)
+    def _sync(self, address: str) -> list[Outgoing]:
+        """The answer to a join: every member, in as many syncs as the bound needs."""
+        everyone = [m.update() for m in self._members.values()]
+        sender = self._self.update()
+        return [
+            Outgoing(
+                address,
+                MembershipMessage(
+                    MessageKind.SYNC, sender, updates=tuple(everyone[i : i + MAX_UPDATES])
+                ),
+            )
+            for i in range(0, max(len(everyone), 1), MAX_UPDATES)
+        ]
+
+    def _out(self, address: str, kind: MessageKind, *, seq: int = 0, target: str = "") -> Outgoing:
+        message = MembershipMessage(kind, self._self.update(), seq, target, self._piggyback())
         return Outgoing(address, message)

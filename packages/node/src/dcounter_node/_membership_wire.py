@@ -22,7 +22,13 @@ from typing import Any, Final
 import msgpack
 
 from dcounter_node._errors import NodeError
-from dcounter_node._membership import MembershipMessage, MemberState, MessageKind, Update
+from dcounter_node._membership import (
+    MAX_UPDATES,
+    MembershipMessage,
+    MemberState,
+    MessageKind,
+    Update,
+)
 from dcounter_protocol import MalformedAddressError, parse_address
 
 __all__ = [
@@ -34,8 +40,6 @@ __all__ = [
 ]
 
 MEMBERSHIP_MAGIC: Final = b"DCM\x01"
-#: Bounds what a hostile message can make a node hold.
-MAX_UPDATES: Final = 1024
 MAX_ADDRESS: Final = 255
 MAX_REPLICA: Final = 255
 _MAX_UINT64: Final = 2**64 - 1
