@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
     from dcounter_node._node import Node
+    from dcounter_node._stats import NodeStatsSnapshot
     from dcounter_node._storage import StorageHealth
 
 __all__ = ["NodeCollector", "ServiceStats", "create_registry"]
@@ -77,6 +78,16 @@ class NodeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Read the node and service counters now."""
+        yield from self._counter_metrics()
+        yield from _operation_metrics(self._service)
+        stats = self._node.stats.snapshot()
+        yield from _gossip_metrics(stats)
+        yield from _peer_metrics(self._node, stats)
+        yield from _response_metrics(self._service)
+        yield from _transport_metrics(self._node)
+
+    def _counter_metrics(self) -> Iterator[Metric]:
+        """Storage health, who this node is, and its counter."""
         node = self._node
         state = shown_state(self._storage, node.state)
         if self._storage is not None:
@@ -105,113 +116,123 @@ class NodeCollector(Collector):
             value=len(state.replicas()),
         )
 
-        operations = CounterMetricFamily(
-            "dcounter_operations",
-            "Increments and decrements accepted through the API (retries not counted).",
-            labels=["op"],
-        )
-        amounts = CounterMetricFamily(
-            "dcounter_operation_amount",
-            "Sum of the amounts of accepted increments and decrements.",
-            labels=["op"],
-        )
-        for op in ("increment", "decrement"):
-            operations.add_metric([op], self._service.operations[op])
-            amounts.add_metric([op], self._service.amounts[op])
-        yield operations
-        yield amounts
-        yield CounterMetricFamily(
-            "dcounter_idempotent_replays",
-            "Requests answered again from their Idempotency-Key without counting.",
-            value=self._service.idempotent_replays,
-        )
 
-        stats = node.stats.snapshot()
-        messages = CounterMetricFamily(
-            "dcounter_gossip_messages",
-            "Gossip messages by type and direction.",
-            labels=["type", "direction"],
-        )
-        sizes = CounterMetricFamily(
-            "dcounter_gossip_bytes",
-            "Gossip message payload bytes by type and direction.",
-            labels=["type", "direction"],
-        )
-        for direction, counts, nbytes in (
-            ("sent", stats.messages_sent, stats.bytes_sent),
-            ("received", stats.messages_received, stats.bytes_received),
-        ):
-            for message_type, count in counts.items():
-                label = [message_type.name.lower(), direction]
-                messages.add_metric(label, count)
-                sizes.add_metric(label, nbytes.get(message_type, 0))
-        yield messages
-        yield sizes
-        yield CounterMetricFamily(
-            "dcounter_merges", "Pushes merged into this node's state.", value=stats.merges
-        )
-        yield CounterMetricFamily(
-            "dcounter_merges_changed",
-            "Merged pushes that changed this node's state.",
-            value=stats.merges_changed,
-        )
-        drops = CounterMetricFamily(
-            "dcounter_drops",
-            "Gossip messages dropped on full queues, by direction.",
-            labels=["direction"],
-        )
-        drops.add_metric(["inbound"], stats.inbound_drops)
-        drops.add_metric(["outbound"], stats.outbound_drops)
-        yield drops
-        yield CounterMetricFamily(
-            "dcounter_decode_errors",
-            "Received gossip messages that were invalid and dropped.",
-            value=stats.decode_errors,
-        )
-        yield CounterMetricFamily(
-            "dcounter_send_failures",
-            "Gossip sends the transport could not deliver.",
-            value=stats.send_failures,
-        )
-        yield CounterMetricFamily(
-            "dcounter_pushes_rejected",
-            "Received pushes rejected whole for passing a limit (max replicas, id length).",
-            value=stats.pushes_rejected,
-        )
-        yield CounterMetricFamily(
-            "dcounter_forged_pushes",
-            "Received pushes claiming more for this node's own replica than it counted.",
-            value=stats.forged_refused,
-        )
-        yield CounterMetricFamily(
-            "dcounter_unknown_senders",
-            "Replies withheld because the asking address is not a known peer.",
-            value=stats.unknown_senders,
-        )
+def _operation_metrics(service: ServiceStats) -> Iterator[Metric]:
+    """What the API accepted: increments and decrements, their amounts, replays."""
+    operations = CounterMetricFamily(
+        "dcounter_operations",
+        "Increments and decrements accepted through the API (retries not counted).",
+        labels=["op"],
+    )
+    amounts = CounterMetricFamily(
+        "dcounter_operation_amount",
+        "Sum of the amounts of accepted increments and decrements.",
+        labels=["op"],
+    )
+    for op in ("increment", "decrement"):
+        operations.add_metric([op], service.operations[op])
+        amounts.add_metric([op], service.amounts[op])
+    yield operations
+    yield amounts
+    yield CounterMetricFamily(
+        "dcounter_idempotent_replays",
+        "Requests answered again from their Idempotency-Key without counting.",
+        value=service.idempotent_replays,
+    )
 
-        peers = node.peers.peers()
-        yield GaugeMetricFamily("dcounter_peers", "Known peers.", value=len(peers))
-        contact = GaugeMetricFamily(
-            "dcounter_peer_last_contact_age_seconds",
-            "Seconds since the last message exchanged with each known peer.",
-            labels=["peer"],
-        )
-        now = time.time()
-        for peer in peers:
-            seen = stats.last_contact.get(peer)
-            if seen is not None:
-                contact.add_metric([peer], max(0.0, now - seen))
-        yield contact
 
-        responses = CounterMetricFamily(
-            "dcounter_http_responses",
-            "HTTP API responses by method, route and status.",
-            labels=["method", "route", "status"],
-        )
-        for (method, route, status), count in sorted(self._service.responses.items()):
-            responses.add_metric([method, route, str(status)], count)
-        yield responses
-        yield from _transport_metrics(node)
+def _gossip_metrics(stats: NodeStatsSnapshot) -> Iterator[Metric]:
+    """Gossip messages and bytes by type and direction, merges, drops and refusals."""
+    messages = CounterMetricFamily(
+        "dcounter_gossip_messages",
+        "Gossip messages by type and direction.",
+        labels=["type", "direction"],
+    )
+    sizes = CounterMetricFamily(
+        "dcounter_gossip_bytes",
+        "Gossip message payload bytes by type and direction.",
+        labels=["type", "direction"],
+    )
+    for direction, counts, nbytes in (
+        ("sent", stats.messages_sent, stats.bytes_sent),
+        ("received", stats.messages_received, stats.bytes_received),
+    ):
+        for message_type, count in counts.items():
+            label = [message_type.name.lower(), direction]
+            messages.add_metric(label, count)
+            sizes.add_metric(label, nbytes.get(message_type, 0))
+    yield messages
+    yield sizes
+    yield CounterMetricFamily(
+        "dcounter_merges", "Pushes merged into this node's state.", value=stats.merges
+    )
+    yield CounterMetricFamily(
+        "dcounter_merges_changed",
+        "Merged pushes that changed this node's state.",
+        value=stats.merges_changed,
+    )
+    drops = CounterMetricFamily(
+        "dcounter_drops",
+        "Gossip messages dropped on full queues, by direction.",
+        labels=["direction"],
+    )
+    drops.add_metric(["inbound"], stats.inbound_drops)
+    drops.add_metric(["outbound"], stats.outbound_drops)
+    yield drops
+    yield CounterMetricFamily(
+        "dcounter_decode_errors",
+        "Received gossip messages that were invalid and dropped.",
+        value=stats.decode_errors,
+    )
+    yield CounterMetricFamily(
+        "dcounter_send_failures",
+        "Gossip sends the transport could not deliver.",
+        value=stats.send_failures,
+    )
+    yield CounterMetricFamily(
+        "dcounter_pushes_rejected",
+        "Received pushes rejected whole for passing a limit (max replicas, id length).",
+        value=stats.pushes_rejected,
+    )
+    yield CounterMetricFamily(
+        "dcounter_forged_pushes",
+        "Received pushes claiming more for this node's own replica than it counted.",
+        value=stats.forged_refused,
+    )
+    yield CounterMetricFamily(
+        "dcounter_unknown_senders",
+        "Replies withheld because the asking address is not a known peer.",
+        value=stats.unknown_senders,
+    )
+
+
+def _peer_metrics(node: Node, stats: NodeStatsSnapshot) -> Iterator[Metric]:
+    """Known peers and how long since each was last heard from."""
+    peers = node.peers.peers()
+    yield GaugeMetricFamily("dcounter_peers", "Known peers.", value=len(peers))
+    contact = GaugeMetricFamily(
+        "dcounter_peer_last_contact_age_seconds",
+        "Seconds since the last message exchanged with each known peer.",
+        labels=["peer"],
+    )
+    now = time.time()
+    for peer in peers:
+        seen = stats.last_contact.get(peer)
+        if seen is not None:
+            contact.add_metric([peer], max(0.0, now - seen))
+    yield contact
+
+
+def _response_metrics(service: ServiceStats) -> Iterator[Metric]:
+    """HTTP API responses by method, route and status."""
+    responses = CounterMetricFamily(
+        "dcounter_http_responses",
+        "HTTP API responses by method, route and status.",
+        labels=["method", "route", "status"],
+    )
+    for (method, route, status), count in sorted(service.responses.items()):
+        responses.add_metric([method, route, str(status)], count)
+    yield responses
 
 
 def _transport_metrics(node: Node) -> Iterator[Metric]:
