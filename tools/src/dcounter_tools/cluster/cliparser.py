@@ -113,88 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
         "once or known failed.",
     )
     _cluster_flags(run)
-    load = run.add_argument_group("load")
-    load.add_argument(
-        "--duration", type=float, default=10.0, metavar="S", help="seconds of writes (10)"
-    )
-    rate = load.add_mutually_exclusive_group()
-    rate.add_argument(
-        "--interval",
-        type=float,
-        default=None,
-        metavar="S",
-        help="seconds between writes on each node (default 0.1, like the seed)",
-    )
-    rate.add_argument("--rate", type=float, metavar="OPS", help="writes per second per node")
-    load.add_argument("--seed", type=int, help="random seed for the writes (default: random)")
-    load.add_argument(
-        "--keys",
-        type=int,
-        default=0,
-        metavar="N",
-        help="spread the writes over N named counters (key-0 ..., through POST "
-        "/counters/{name}/...) instead of the default counter; convergence then needs every "
-        f"key's exact value on every node (1 to {MAX_KEYS}; with --kill-node, needs --durable)",
-    )
-    load.add_argument(
-        "--request-timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help="seconds per HTTP request before its outcome counts as unknown (5; 1 with "
-        "--hosts netns)",
-    )
-    faults = run.add_argument_group("faults")
-    faults.add_argument(
-        "--kill-node",
-        type=int,
-        nargs="?",
-        const=-1,
-        default=None,
-        metavar="INDEX",
-        help=f"at {round(KILL_AT * 100)}%% of the run, kill -9 a node (INDEX, or one picked "
-        "with the seed) and restart it at the same addresses after a short downtime",
-    )
-    faults.add_argument(
-        "--partition",
-        type=float,
-        metavar="S",
-        help="split the nodes into two halves for S seconds in the middle of the run, by "
-        "removing cross-half peers (DELETE /peers) and adding them back after",
-    )
-    check = run.add_argument_group("convergence and output")
-    check.add_argument(
-        "--converge-timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="seconds to wait for exact convergence after the writes (30)",
-    )
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--quiet", action="store_true", help="no progress output on stderr")
-    check.add_argument(
-        "--log-dir", type=Path, metavar="DIR", help="keep node logs here (default: discarded)"
-    )
-    check.add_argument(
-        "--durable",
-        action="store_true",
-        help="give every node a fresh data directory (in a temporary work directory) instead "
-        "of --in-memory, so a killed node resumes its replica id and counts on restart",
-    )
+    _load_flags(run)
+    _fault_flags(run)
+    _output_flags(run)
     add_lab_flags(run)
-    inproc = run.add_argument_group("in-process mode")
-    inproc.add_argument(
-        "--in-process",
-        action="store_true",
-        help="run every node as a dcounter_node.Node in this process's event loop",
-    )
-    inproc.add_argument(
-        "--transport",
-        choices=["memory", "tcp"],
-        default="memory",
-        help="in-process transport: MemoryNetwork or TCP on loopback (memory)",
-    )
+    _in_process_flags(run)
 
+    _background_commands(commands)
+    return parser
+
+
+def _background_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """``up``, ``status``, ``down`` and ``clean``."""
     up = commands.add_parser(
         "up",
         help="start a cluster in the background",
@@ -236,7 +168,98 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"where the background cluster is recorded (${STATE_DIR_ENV} or "
             f"./{DEFAULT_STATE_DIR})",
         )
-    return parser
+
+
+def _load_flags(run: argparse.ArgumentParser) -> None:
+    load = run.add_argument_group("load")
+    load.add_argument(
+        "--duration", type=float, default=10.0, metavar="S", help="seconds of writes (10)"
+    )
+    rate = load.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between writes on each node (default 0.1, like the seed)",
+    )
+    rate.add_argument("--rate", type=float, metavar="OPS", help="writes per second per node")
+    load.add_argument("--seed", type=int, help="random seed for the writes (default: random)")
+    load.add_argument(
+        "--keys",
+        type=int,
+        default=0,
+        metavar="N",
+        help="spread the writes over N named counters (key-0 ..., through POST "
+        "/counters/{name}/...) instead of the default counter; convergence then needs every "
+        f"key's exact value on every node (1 to {MAX_KEYS}; with --kill-node, needs --durable)",
+    )
+    load.add_argument(
+        "--request-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds per HTTP request before its outcome counts as unknown (5; 1 with "
+        "--hosts netns)",
+    )
+
+
+def _fault_flags(run: argparse.ArgumentParser) -> None:
+    faults = run.add_argument_group("faults")
+    faults.add_argument(
+        "--kill-node",
+        type=int,
+        nargs="?",
+        const=-1,
+        default=None,
+        metavar="INDEX",
+        help=f"at {round(KILL_AT * 100)}%% of the run, kill -9 a node (INDEX, or one picked "
+        "with the seed) and restart it at the same addresses after a short downtime",
+    )
+    faults.add_argument(
+        "--partition",
+        type=float,
+        metavar="S",
+        help="split the nodes into two halves for S seconds in the middle of the run, by "
+        "removing cross-half peers (DELETE /peers) and adding them back after",
+    )
+
+
+def _output_flags(run: argparse.ArgumentParser) -> None:
+    check = run.add_argument_group("convergence and output")
+    check.add_argument(
+        "--converge-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for exact convergence after the writes (30)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    check.add_argument(
+        "--log-dir", type=Path, metavar="DIR", help="keep node logs here (default: discarded)"
+    )
+    check.add_argument(
+        "--durable",
+        action="store_true",
+        help="give every node a fresh data directory (in a temporary work directory) instead "
+        "of --in-memory, so a killed node resumes its replica id and counts on restart",
+    )
+
+
+def _in_process_flags(run: argparse.ArgumentParser) -> None:
+    inproc = run.add_argument_group("in-process mode")
+    inproc.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every node as a dcounter_node.Node in this process's event loop",
+    )
+    inproc.add_argument(
+        "--transport",
+        choices=["memory", "tcp"],
+        default="memory",
+        help="in-process transport: MemoryNetwork or TCP on loopback (memory)",
+    )
 
 
 def positive(name: str, value: float | None) -> None:
