@@ -115,7 +115,7 @@ def _guarded(handler: _Handler, stats: ServiceStats, route: str, origins: Origin
     Requests from foreign browser origins are refused first (``origins``). A wrapper per
     route rather than a middleware: aiohttp's middleware chain costs a noticeable share of
     a write's time, and unmatched paths and methods get their own routes (see
-    :func:`create_app`), so nothing needs to sit in front of the router.
+    :func:`_add_routes`), so nothing needs to sit in front of the router.
     """
 
     async def guarded(request: web.Request) -> web.StreamResponse:
@@ -439,30 +439,50 @@ def create_app(
         routes["/members"] = {"GET": members_route(members)}
     if pruning is not None:
         api.registry.register(PruningCollector(pruning))
-    refusals = RefusalLog()
-
-    def checked(method: str, path: str, handler: _Handler) -> _Handler:
-        if tokens is None:
-            return handler
-        return require_token(tokens, method, path, handler, refusals)
-
-    for path, methods in routes.items():
-        resource = app.router.add_resource(path)
-        handlers = dict(methods)
-        if "GET" in handlers and not path.endswith("/watch"):  # a stream has no HEAD
-            handlers["HEAD"] = handlers["GET"]
-        for method, handler in handlers.items():
-            checked_handler = checked(method, path, handler)
-            resource.add_route(method, _guarded(hosts.wrap(checked_handler), stats, path, origins))
-        allowed = ", ".join(sorted(handlers))
-        # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
-        not_allowed = checked("*", path, _method_not_allowed(allowed))
-        resource.add_route("*", _guarded(hosts.wrap(not_allowed), stats, path, origins))
-    not_found = hosts.wrap(checked("*", UNMATCHED_ROUTE, _not_found))
-    app.router.add_route("*", "/{tail:.*}", _guarded(not_found, stats, "unmatched", origins))
+    _add_routes(app, routes, stats, checks=_Checks(hosts, origins, tokens))
 
     async def begin_shutdown(app: web.Application) -> None:
         api.closing.set()
 
     app.on_shutdown.append(begin_shutdown)
     return app
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """What every request passes before its handler: its Host, its origin, its token."""
+
+    hosts: HostGuard
+    origins: OriginGuard
+    tokens: ApiTokens | None
+    refusals: RefusalLog = field(default_factory=RefusalLog)
+
+    def wrap(self, handler: _Handler, stats: ServiceStats, method: str, path: str) -> _Handler:
+        route = "unmatched" if path == UNMATCHED_ROUTE else path
+        if self.tokens is not None:
+            handler = require_token(self.tokens, method, path, handler, self.refusals)
+        return _guarded(self.hosts.wrap(handler), stats, route, self.origins)
+
+
+def _add_routes(
+    app: web.Application,
+    routes: Mapping[str, Mapping[str, _Handler]],
+    stats: ServiceStats,
+    *,
+    checks: _Checks,
+) -> None:
+    """Route every path's methods (GET also answers HEAD), 405 for its other methods, and
+    404 for every other path, each behind ``checks``."""
+    for path, methods in routes.items():
+        resource = app.router.add_resource(path)
+        handlers = dict(methods)
+        if "GET" in handlers and not path.endswith("/watch"):  # a stream has no HEAD
+            handlers["HEAD"] = handlers["GET"]
+        for method, handler in handlers.items():
+            resource.add_route(method, checks.wrap(handler, stats, method, path))
+        allowed = ", ".join(sorted(handlers))
+        # Explicit methods win over "*" in aiohttp's resolution: this one answers the rest.
+        not_allowed = checks.wrap(_method_not_allowed(allowed), stats, "*", path)
+        resource.add_route("*", not_allowed)
+    not_found = checks.wrap(_not_found, stats, "*", UNMATCHED_ROUTE)
+    app.router.add_route("*", "/{tail:.*}", not_found)
