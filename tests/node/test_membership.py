@@ -419,3 +419,26 @@ def test_a_join_to_a_large_cluster_is_answered_in_syncs_within_the_bound() -> No
     for sync in syncs:
         joiner.receive(decode_membership(encode_membership(sync.message)), 0.0)
     assert len(joiner.members()) == len(known) + 2
+
+
+def test_a_probe_of_a_suspect_member_tells_it_so() -> None:
+    a = node("a:1")
+    a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0)), 0.0)
+    a.receive(
+        MembershipMessage(
+            MessageKind.GOSSIP,
+            Update("c:1", "c:1#r", A, 0),
+            updates=(Update("b:1", "b:1#r", S, 0),),
+        ),
+        0.0,
+    )
+    for seq in range(10):  # acks to c carry the suspicion until its retransmit budget is spent
+        a.receive(MembershipMessage(MessageKind.PING, Update("c:1", "c:1#r", A, 0), seq), 0.0)
+    pings = [
+        o
+        for t in range(1, 40)
+        for o in a.tick(t * 0.25)
+        if o.message.kind is MessageKind.PING and o.address == "b:1"
+    ]
+    assert pings
+    assert Update("b:1", "b:1#r", S, 0) in pings[0].message.updates

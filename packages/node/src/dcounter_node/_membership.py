@@ -34,6 +34,7 @@ Precedence for an update about a member known at incarnation ``i`` in state ``s`
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -392,7 +393,16 @@ class Membership:
             return []
         self._seq += 1
         self._probe = _Probe(target, self._seq, now, quiet=quiet)
-        return [self._out(target, MessageKind.PING, seq=self._seq, target=target)]
+        ping = self._out(target, MessageKind.PING, seq=self._seq, target=target)
+        member = self._members.get(target)
+        if member is not None and member.state is not MemberState.ALIVE:
+            # Lifeguard's buddy system: a member we suspect (or hold dead) hears it in the
+            # ping itself, so a live one refutes at once instead of when gossip reaches it.
+            told = member.update()
+            if told not in ping.message.updates:
+                updates = (told, *ping.message.updates)[: self._config.max_piggyback]
+                ping = Outgoing(target, dataclasses.replace(ping.message, updates=updates))
+        return [ping]
 
     def _next_target(self) -> str | None:
         while self._order:
