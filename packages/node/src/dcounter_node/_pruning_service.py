@@ -385,6 +385,11 @@ class PruningCollector(Collector):
             "1 while a non-member peer, an unconfirmed member or a suspect holds pruning back.",
             value=0 if service.paused is None else 1,
         )
+        yield GaugeMetricFamily(
+            "dcounter_pruning_capable_members",
+            "Members that have shown this node they speak pruning (sent a pruning message).",
+            value=len(service.capable),
+        )
         yield CounterMetricFamily(
             "dcounter_pruning_invalid_messages",
             "Pruning messages dropped as malformed.",
