@@ -67,8 +67,7 @@ class World:
         directory = self.directories[address]
         directory.own, directory.state = process.own, process.state
         directory.records = process.tombstones.records()
-        if directory.bequeathed.settle(process.tombstones.is_victim):
-            pass  # settled bequests leave the file (the node rewrites it)
+        directory.bequeathed.settle(process.tombstones.is_victim)
 
     def write(self, address: str, amount: int) -> None:
         process = self.running.get(address)

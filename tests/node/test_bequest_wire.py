@@ -1,13 +1,16 @@
-"""The bequest messages' bytes (bequeath, answer, revoke), strictly decoded."""
+"""The bequest messages' bytes (bequeath, answer, revoke), strictly decoded, and the files."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import pytest
 
-from dcounter_node._bequest import Answer
+from dcounter_node._bequest import Answer, Bequest, Given
+from dcounter_node._bequest_service import GIVEN_FILENAME, HELD_FILENAME, load_bequests
+from dcounter_node._errors import StorageError
+from dcounter_node._pruning_service import write_json
 from dcounter_node._pruning_wire import (
     PRUNING_MAGIC,
     PruningDecodeError,
@@ -17,6 +20,9 @@ from dcounter_node._pruning_wire import (
     encode_bequeath,
     encode_revoke,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def raw(body: Any) -> bytes:
@@ -63,3 +69,23 @@ def test_answers_round_trip(answer: Answer) -> None:
 def test_malformed_bequest_messages_are_refused(body: Any) -> None:
     with pytest.raises(PruningDecodeError):
         decode_pruning(raw(body))
+
+
+def test_the_bequest_files_load_back(tmp_path: Path) -> None:
+    write_json(tmp_path / HELD_FILENAME, {"version": 1, "held": [["h:1#9", 5, 2, 17.5]]})
+    write_json(tmp_path / GIVEN_FILENAME, {"version": 1, "given": [["a:1#1", "h:1", 3, 0, True]]})
+    heirloom, bequeathed = load_bequests(tmp_path)
+    assert heirloom.held() == [Bequest("h:1#9", (5, 2), 17.5)]
+    assert bequeathed.given() == [Given("a:1#1", "h:1", (3, 0), resumable=True)]
+    empty_heirloom, empty_given = load_bequests(tmp_path / "missing")
+    assert (len(empty_heirloom), len(empty_given)) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{", "[]", '{"held": 3}', '{"held": [["h:1#9", 5]]}', '{"held": [["x", "y", 1, 2]]}'],
+)
+def test_a_corrupt_bequest_file_is_a_storage_error(tmp_path: Path, content: str) -> None:
+    (tmp_path / HELD_FILENAME).write_text(content, encoding="utf-8")
+    with pytest.raises(StorageError):
+        load_bequests(tmp_path)

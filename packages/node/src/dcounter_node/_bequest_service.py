@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from dcounter_node._bequest import (
     Answer,
@@ -62,15 +62,20 @@ REVOKE_WAIT: Final = 5.0
 _RESEND: Final = 0.5
 
 
-def _read(path: Path) -> object:
+def _rows(path: Path, key: str) -> list[list[Any]]:
+    """The rows kept under ``key`` in ``path`` (none if it does not exist)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return None
+        return []
     except OSError as exc:
         raise StorageError(f"{path}: cannot read the bequests: {exc}") from None
     except ValueError as exc:
         raise StorageError(f"{path}: the bequests are corrupt: {exc!r}") from None
+    rows = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise StorageError(f"{path}: the bequests are corrupt: no list of rows {key!r}")
+    return rows
 
 
 def load_bequests(directory: Path | None) -> tuple[Heirloom, Bequeathed]:
@@ -78,19 +83,17 @@ def load_bequests(directory: Path | None) -> tuple[Heirloom, Bequeathed]:
     StorageError if unusable."""
     if directory is None:
         return Heirloom(), Bequeathed()
-    held_data, given_data = _read(directory / HELD_FILENAME), _read(directory / GIVEN_FILENAME)
+    held = _rows(directory / HELD_FILENAME, "held")
+    given = _rows(directory / GIVEN_FILENAME, "given")
     try:
-        held = [
-            Bequest(str(v), (int(p), int(n)), float(received))
-            for v, p, n, received in (held_data or {"held": []})["held"]  # type: ignore[index]
-        ]
-        given = [
+        return Heirloom(
+            Bequest(str(v), (int(p), int(n)), float(received)) for v, p, n, received in held
+        ), Bequeathed(
             Given(str(v), str(heir), (int(p), int(n)), bool(resumable))
-            for v, heir, p, n, resumable in (given_data or {"given": []})["given"]  # type: ignore[index]
-        ]
-    except (ValueError, KeyError, TypeError) as exc:
+            for v, heir, p, n, resumable in given
+        )
+    except (ValueError, TypeError) as exc:
         raise StorageError(f"{directory}: the bequest files are corrupt: {exc!r}") from None
-    return Heirloom(held), Bequeathed(given)
 
 
 class BequestService:
@@ -114,6 +117,8 @@ class BequestService:
         self._store = store
         self._rng = rng if rng is not None else random.Random()
         self._waiting: dict[str, asyncio.Future[Answer]] = {}
+        # Set at shutdown: a node on its way out takes no bequest (it could not prune it).
+        self._leaving = False
         self._log = RateLimitedLog(logger)
         self.accepted = 0
         self.pruned = 0
@@ -150,7 +155,9 @@ class BequestService:
     def _take(self, sender: str, bequest: Bequest) -> Answer:
         pruning = self._pruning
         reason = pruning.pause_now()
-        if pruning.prune_after is None or self._directory is None:
+        if self._leaving:
+            reason = "this node is shutting down"
+        elif pruning.prune_after is None or self._directory is None:
             reason = "this node does not prune, or keeps no data directory"
         elif len(pruning.tombstones) >= MAX_RECORDS:
             reason = "too many records held"
@@ -202,6 +209,7 @@ class BequestService:
 
     async def bequeath(self, *, wait: float) -> None:
         """Give this node's id to one heir (at shutdown, after the API servers closed)."""
+        self._leaving = True
         pruning = self._pruning
         node = pruning.node
         victim = node.replica_id

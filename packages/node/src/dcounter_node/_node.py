@@ -137,7 +137,7 @@ class Node:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store, start listening and begin gossiping; a no-op when running.
+        """Start listening, open the store and begin gossiping; a no-op when running.
 
         Raises :class:`NodeClosedError` after close(); errors of the store or transport
         propagate (the node is then closed).
