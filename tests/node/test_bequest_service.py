@@ -43,8 +43,6 @@ class Member:
 
 async def start_member(network: MemoryNetwork, index: int, directory: Path | None) -> Member:
     here = address(index)
-    if directory is not None:
-        directory.mkdir()  # the store makes it in a real node
     tombstones = Tombstones()
     node = Node(
         network.transport(here),
@@ -70,7 +68,14 @@ async def start_member(network: MemoryNetwork, index: int, directory: Path | Non
     return Member(node, members, pruning, bequests)
 
 
+def make_directories(directories: list[Path | None]) -> None:
+    for directory in directories:
+        if directory is not None:
+            directory.mkdir()  # the store makes it in a real node
+
+
 async def three(network: MemoryNetwork, directories: list[Path | None]) -> list[Member]:
+    make_directories(directories)
     cluster = [await start_member(network, i, d) for i, d in enumerate(directories)]
     await wait_until(
         lambda: all(len(m.pruning.capable) == 2 for m in cluster),
