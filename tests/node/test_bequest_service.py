@@ -8,13 +8,13 @@ to the next; an heir that does not answer (cut off) ends the asking: the id may 
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dcounter_node import Node, PeerManager
-from dcounter_node._bequest import Bequeathed, Heirloom
-from dcounter_node._bequest_service import GIVEN_FILENAME, BequestService
+from dcounter_node._bequest_service import GIVEN_FILENAME, BequestService, load_bequests
 from dcounter_node._membership_service import MembershipService, membership_config
 from dcounter_node._pruning import Tombstones
 from dcounter_node._pruning_service import PruningService
@@ -24,6 +24,10 @@ from .conftest import address, fast_config, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
+
+    from dcounter_crdt import CounterState
 
 PROBE = 0.1
 
@@ -41,13 +45,25 @@ class Member:
         await self.node.close()
 
 
-async def start_member(network: MemoryNetwork, index: int, directory: Path | None) -> Member:
+async def start_member(
+    network: MemoryNetwork,
+    index: int,
+    directory: Path | None,
+    *,
+    prune_after: float = 600.0,
+    replica_id: str | None = None,
+    state: CounterState | None = None,
+) -> Member:
+    """A node with membership, pruning and bequests (what the command runs); ``directory``
+    stands for its data directory (it has no database: ``replica_id`` and ``state`` stand
+    for what a clean shutdown left in it)."""
     here = address(index)
     tombstones = Tombstones()
     node = Node(
         network.transport(here),
-        fast_config(),
+        fast_config(replica_id=replica_id),
         peers=PeerManager(here),
+        state=state,
         rng=random.Random(index),
         tombstones=tombstones,
     )
@@ -59,9 +75,9 @@ async def start_member(network: MemoryNetwork, index: int, directory: Path | Non
         rng=random.Random(index),
     )
     pruning = PruningService(
-        node, members, tombstones, prune_after=600.0, interval=PROBE, rng=random.Random(index)
+        node, members, tombstones, prune_after=prune_after, interval=PROBE, rng=random.Random(index)
     )
-    bequests = BequestService(pruning, Heirloom(), Bequeathed(), directory=directory)
+    bequests = BequestService(pruning, *load_bequests(directory), directory=directory)
     await node.start()
     members.start()
     pruning.start()
@@ -147,6 +163,49 @@ async def test_a_node_shutting_down_refuses_bequests(tmp_path: Path) -> None:
         await leaver.bequests.bequeath(wait=2.0)
         assert leaver.bequests.given == 0
         assert not (tmp_path / "c" / GIVEN_FILENAME).exists() or given_file(tmp_path / "c") == []
+    finally:
+        for member in cluster:
+            await member.close()
+
+
+async def test_a_node_back_after_its_heir_pruned_it_continues_under_the_successor(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dcounter_node.pruning")
+    network = MemoryNetwork(seed=4)
+    directories: list[Path | None] = [tmp_path / "heir", tmp_path / "leaver"]
+    make_directories(directories)
+    heir = await start_member(network, 0, directories[0], prune_after=0.2)
+    leaver = await start_member(network, 1, directories[1])
+    cluster = [heir, leaver]
+    try:
+        await wait_until(lambda: all(len(m.pruning.capable) == 1 for m in cluster))
+        heir.node.increment(4)
+        leaver.node.increment(7)
+        leaver.node.decrement(1)
+        await wait_until(lambda: heir.node.value == leaver.node.value == 10)
+        await leaver.bequests.bequeath(wait=2.0)
+        victim, state = leaver.node.replica_id, leaver.node.state()
+        assert leaver.bequests.given == 1
+        await leaver.close()
+        cluster.remove(leaver)
+        await wait_until(lambda: heir.pruning.records_made == 1, what="the heir's prune")
+        assert heir.bequests.pruned == 1
+        assert victim not in heir.node.state().replicas()
+        assert heir.node.value == 10
+        # Back from its data directory: the heir answers "pruned" with the record, and the
+        # node continues under its id's successor.
+        back = await start_member(network, 1, directories[1], replica_id=victim, state=state)
+        cluster.append(back)
+        assert back.node.replica_id == victim + "'"
+        assert f"had pruned the bequest of {victim}" in caplog.text
+        assert back.node.value == 10
+        assert given_file(tmp_path / "leaver") == []
+        back.node.increment(2)
+        await wait_until(
+            lambda: heir.node.state() == back.node.state() and heir.node.value == 12,
+            what=lambda: f"both at 12: {heir.node.state()} {back.node.state()}",
+        )
     finally:
         for member in cluster:
             await member.close()

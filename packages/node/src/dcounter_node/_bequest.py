@@ -88,9 +88,12 @@ class Heirloom:
             return f"holds {MAX_HELD} bequests already"
         return None
 
-    def take(self, bequest: Bequest) -> None:
-        """Hold ``bequest`` (a repeated one replaces the earlier: same owner, later counts)."""
+    def take(self, bequest: Bequest) -> Bequest | None:
+        """Hold ``bequest`` (a repeated one replaces the earlier: same owner, later counts);
+        the one it replaced, if any."""
+        previous = self._held.get(bequest.victim)
         self._held[bequest.victim] = bequest
+        return previous
 
     def revoke(self, victim: str, counts: tuple[int, int]) -> Bequest | None:
         """Forget the bequest of ``victim`` (the one dropped, if held), remembering that it

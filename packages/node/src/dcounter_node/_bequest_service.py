@@ -164,12 +164,14 @@ class BequestService:
         if reason is None:
             reason = self._heirloom.refusal(bequest, pruned=pruning.tombstones.is_victim)
         if reason is None:
-            self._heirloom.take(bequest)
+            previous = self._heirloom.take(bequest)
             if self._write_held():
                 self.accepted += 1
                 logger.info("pruning: holding the bequest of %s from %s", bequest.victim, sender)
                 return Answer.ACCEPTED
             self._heirloom.drop([bequest.victim])
+            if previous is not None:
+                self._heirloom.take(previous)  # as the file still says
             reason = "cannot write the bequests"
         self._log.warning(
             f"refuse:{sender}",
@@ -184,8 +186,9 @@ class BequestService:
         tombstones = self._pruning.tombstones
         if tombstones.is_victim(victim):
             record = next(r for r in tombstones.records() if victim in r.victims)
-            self._pruning.send(sender, encode_records([record]))  # before the answer
-            self._pruning.send(sender, encode_answer(victim, Answer.PRUNED))
+            # In this order: the owner applies the record before it reads the answer.
+            answer = encode_answer(victim, Answer.PRUNED)
+            self._pruning.send(sender, encode_records([record]), answer)
             return
         dropped = self._heirloom.revoke(victim, counts)
         if dropped is not None:
@@ -282,7 +285,8 @@ class BequestService:
             )
         else:
             self._given.forget(given.victim)
-            logger.info("pruning: %s %s the bequest of %s", given.heir, outcome.value, given.victim)
+            said = "revoked" if outcome is Outcome.RESUME else "had pruned"
+            logger.info("pruning: %s %s the bequest of %s", given.heir, said, given.victim)
         if not self._write_given():
             raise StorageError(f"cannot write {GIVEN_FILENAME} (the node was not started)")
 

@@ -345,13 +345,17 @@ class PruningService:
             for record in new:
                 self.bequests.collapsed(record)
 
-    def send(self, address: str, payload: bytes) -> None:
-        """Send a pruning message in the background (dropped beyond the bound)."""
+    def send(self, address: str, *payloads: bytes) -> None:
+        """Send pruning messages in the background, in order (dropped beyond the bound)."""
         if len(self._tasks) >= _MAX_IN_FLIGHT:
             return
-        task = asyncio.ensure_future(self.send_now(address, payload))
+        task = asyncio.ensure_future(self._send_in_order(address, payloads))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _send_in_order(self, address: str, payloads: tuple[bytes, ...]) -> None:
+        for payload in payloads:
+            await self.send_now(address, payload)
 
     async def send_now(self, address: str, payload: bytes) -> None:
         await self._members.send_payload(address, payload)
