@@ -111,6 +111,8 @@ class BequestService:
         rng: random.Random | None = None,
     ) -> None:
         self._pruning = pruning
+        # A crash between a prune and the rewrite of bequests.json leaves pruned ones held.
+        heirloom.drop([b.victim for b in heirloom.held() if pruning.tombstones.is_victim(b.victim)])
         self._heirloom = heirloom
         self._given = bequeathed
         self._directory = directory
