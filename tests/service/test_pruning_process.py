@@ -1,10 +1,16 @@
-"""Pruning between dcounter-node processes: a crash-restart's old entry goes, the value stays.
+"""Pruning between dcounter-node processes: old entries go, the value stays.
 
-One scenario (process tests are slow on a shared 2-core machine): three nodes joined through
-one seed; one keeps its state in a data directory, is killed (-9) and restarted (a new
-incarnation), and after --prune-after its two incarnations are one entry on every node,
-with the value unchanged; a clean restart then resumes the pruned id from its data
-directory and continues under its successor, as its pruning.json says.
+Three scenarios (process tests are slow on a shared 2-core machine):
+
+* three nodes joined through one seed; one keeps its state in a data directory, is killed
+  (-9) and restarted (a new incarnation), and after --prune-after its two incarnations are
+  one entry on every node, with the value unchanged; a clean restart then resumes the pruned
+  id from its data directory and continues under its successor, as its pruning.json says;
+* bequests: three durable nodes with a short --prune-after, one stopped for good and
+  pruned by its heir;
+* two durable nodes whose heir's --prune-after is long, the other restarted (its id revoked
+  and resumed), then restarted again while the heir is down (a new incarnation, the old id
+  left to the heir).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ QUICK = (
     "--prune-after",
     "1.5",
 )
+#: QUICK without --prune-after (each bequest scenario sets its own).
+QUICK_BASE = QUICK[:-2]
 MADE = re.compile(r"^dcounter_pruning_records_made_total (\S+)$", re.M)
 
 
@@ -138,3 +146,105 @@ async def test_a_crash_restarts_old_entry_is_pruned_and_the_value_kept(
     assert resumed.replica == successor
     await write(http, resumed, "increment", 2)
     await all_hold(http, [seed, other, resumed], 20, 3)
+
+
+async def metric(http: aiohttp.ClientSession, node: NodeProcess, name: str) -> float:
+    async with http.get(f"{node.url}/metrics") as response:
+        found = re.search(rf"^{name} (\S+)$", await response.text(), re.M)
+    assert found is not None, name
+    return float(found.group(1))
+
+
+def durable(tmp_path: Path, name: str, *more: str) -> tuple[str, ...]:
+    """Flags of a node with a fixed port and a data directory (so it can come back)."""
+    data = str(tmp_path / name)
+    return ("--listen", f"127.0.0.1:{free_port()}", "--data-dir", data, *QUICK_BASE, *more)
+
+
+async def capable_of_pruning(http: aiohttp.ClientSession, nodes: list[NodeProcess]) -> None:
+    """Wait until every node knows that every other speaks pruning (a bequest needs it)."""
+    others = len(nodes) - 1
+
+    async def ready() -> bool:
+        name = "dcounter_pruning_capable_members"
+        return all([await metric(http, n, name) == others for n in nodes])
+
+    await wait_until(ready, within=DEADLINE, what="pruning unpaused everywhere")
+
+
+async def test_a_node_that_leaves_for_good_is_pruned_by_its_heir(
+    node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    short = ("--prune-after", "1")
+    seed = await node_processes.start("seed", *durable(tmp_path, "seed", *short))
+    other = await node_processes.start(
+        "other", *durable(tmp_path, "other", "--join", seed.gossip, *short)
+    )
+    leaver = await node_processes.start(
+        "leaver", *durable(tmp_path, "leaver", "--join", seed.gossip, *short)
+    )
+    await write(http, seed, "increment", 10)
+    await write(http, other, "decrement", 3)
+    await write(http, leaver, "increment", 7)
+    await write(http, leaver, "decrement", 2)
+    await all_hold(http, [seed, other, leaver], 12, 3)
+    await capable_of_pruning(http, [seed, other, leaver])
+
+    assert await leaver.stop() == 0
+    assert "pruning: bequeathed" in leaver.log_text()
+    # The heir's entry and the leaver's collapse into the heir's successor: 2 entries left.
+    documents = await all_hold(http, [seed, other], 12, 2)
+    assert leaver.replica not in entries(documents[0])
+    heirs = [n for n in (seed, other) if n.replica + "'" in entries(documents[0])]
+    assert len(heirs) == 1
+    heir = heirs[0]
+    assert await metric(http, heir, "dcounter_bequests_accepted_total") == 1
+    assert await metric(http, heir, "dcounter_bequests_pruned_total") == 1
+    assert await metric(http, heir, "dcounter_bequests_held") == 0
+    # Writes go on under the heir's successor, exactly.
+    await write(http, heir, "increment", 1)
+    await all_hold(http, [seed, other], 13, 2)
+
+
+async def test_a_node_back_in_time_takes_its_id_back_and_one_that_cannot_ask_starts_anew(
+    node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    heir_flags = durable(tmp_path, "heir", "--prune-after", "600")
+    heir = await node_processes.start("heir", *heir_flags)
+    flags = durable(tmp_path, "leaver", "--join", heir.gossip, "--prune-after", "600")
+    leaver = await node_processes.start("leaver", *flags)
+    await write(http, heir, "increment", 4)
+    await write(http, leaver, "increment", 9)
+    await all_hold(http, [heir, leaver], 13, 2)
+    await capable_of_pruning(http, [heir, leaver])
+
+    # A rolling restart: the bequest is revoked, the id resumed, no entry added.
+    assert await leaver.stop() == 0
+    assert "pruning: bequeathed" in leaver.log_text()
+
+    async def held() -> bool:
+        return await metric(http, heir, "dcounter_bequests_held") == 1
+
+    await wait_until(held, within=DEADLINE, what="the heir holding the bequest")
+    back = await node_processes.start("leaver-back", *flags)
+    assert back.replica == leaver.replica
+    assert await metric(http, heir, "dcounter_bequests_revoked_total") == 1
+    assert await metric(http, heir, "dcounter_bequests_held") == 0
+    await write(http, back, "decrement", 1)
+    await all_hold(http, [heir, back], 12, 2)
+    await capable_of_pruning(http, [heir, back])
+
+    # Bequeathed again, and the heir is down when it comes back: a new incarnation, the
+    # old id the heir's (its entry stays until the heir prunes it).
+    assert await back.stop() == 0
+    assert "pruning: bequeathed" in back.log_text()
+    assert await heir.stop() == 0
+    anew = await node_processes.start("leaver-anew", *flags)
+    assert anew.replica != back.replica
+    assert "starting a new incarnation" in anew.log_text()
+    # The leaver's join went to no one: the heir joins it this time.
+    heir_again = await node_processes.start("heir-again", *heir_flags, "--join", anew.gossip)
+    assert await metric(http, heir_again, "dcounter_bequests_held") == 1
+    await write(http, anew, "increment", 2)
+    documents: list[dict[str, Any]] = await all_hold(http, [heir_again, anew], 14, 3)
+    assert back.replica in entries(documents[0])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.log import access_logger
 
 from dcounter_node.__about__ import __version__
+from dcounter_node._bequest_service import BequestService, load_bequests
 from dcounter_node._errors import ConfigError, StorageError
 from dcounter_node._http import create_app
 from dcounter_node._http_server import start_http_server
@@ -303,6 +304,7 @@ async def _serve(
     journal = None if store is None else store.path.parent / JOURNAL_FILENAME
     try:
         tombstones = Tombstones() if journal is None else load_journal(journal)
+        heirloom, bequeathed = load_bequests(None if store is None else store.path.parent)
     except StorageError as exc:
         _error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
@@ -343,6 +345,8 @@ async def _serve(
         interval=settings.probe_interval,
         journal=journal,
     )
+    directory = None if journal is None else journal.parent
+    bequests = BequestService(pruning, heirloom, bequeathed, directory=directory, store=store)
     try:
         await node.start()
         members.start()
@@ -440,13 +444,15 @@ async def _serve(
     finally:
         if dns is not None:
             await dns.close()
+        # No write after this: the own entry is final, to bequeath before the leave.
+        if resp is not None:
+            await resp.close()
+        await server.close()
+        await bequests.bequeath(wait=min(max(2 * settings.probe_interval, 0.5), 5.0))
         await pruning.close()
         # Members mark a node that says it leaves as left at once, not after a timeout.
         await members.leave()
         await members.close()
-        if resp is not None:
-            await resp.close()
-        await server.close()
         unsaved: StorageError | None = None
         try:
             await node.close()

@@ -39,7 +39,7 @@ from dcounter_node._watch import ValueWatch, Watchers
 from dcounter_protocol import MessageType, TCPTransport, is_named
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine
     from types import TracebackType
 
     from dcounter_node._pruning import Tombstones
@@ -126,6 +126,9 @@ class Node:
         self.membership_handler: Handler | None = None
         #: Takes pruning frames (issue 14) likewise.
         self.pruning_handler: Handler | None = None
+        #: Awaited by start() once the transport listens, before the store opens (a node
+        #: asks the heir of its bequeathed id to revoke it, see "Pruning" in the README).
+        self.before_open: Callable[[], Awaitable[None]] | None = None
         self._flush_armed = False
         self._counters = Counters(self, self._wake_flush)
         self._refusals = Refusals(self._stats, self._peers, self._log, self._hostile_log)
@@ -134,7 +137,7 @@ class Node:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store, start listening and begin gossiping; a no-op when running.
+        """Start listening, open the store and begin gossiping; a no-op when running.
 
         Raises :class:`NodeClosedError` after close(); errors of the store or transport
         propagate (the node is then closed).
@@ -153,17 +156,20 @@ class Node:
             raise
 
     async def _start(self) -> None:
-        stored = None
-        if self._store is not None:
-            self._store_opened = True
-            stored = await self._store.open()
-            self._still_starting()
         transport = self._transport
         if isinstance(transport, TCPTransport):
             await transport.listen(self._on_frame, handle_now=self._on_frame_now)
         else:
             await transport.listen(self._on_frame)
         self._still_starting()
+        if self.before_open is not None:
+            await self.before_open()
+            self._still_starting()
+        stored = None
+        if self._store is not None:
+            self._store_opened = True
+            stored = await self._store.open()
+            self._still_starting()
         address = self._transport.address
         self._address = address
         self._peers.set_self_address(address)

@@ -242,24 +242,39 @@ def plan(
     state: CounterState,
     tombstones: Tombstones,
     created: float,
+    *,
+    bequests: Mapping[str, tuple[int, int]] | None = None,
+    keep: Collection[str] = (),
 ) -> PruneRecord | None:
     """The record that collapses this node's lineage now, or None when there is nothing.
 
-    Victims: the earlier incarnations at ``address`` held in ``state`` (at most
-    MAX_VICTIMS, oldest ids first) and this node's own id; survivor: its successor.
+    Victims: the ``bequests`` due (ids members that left gave this node, at the counts
+    they gave), the earlier incarnations at ``address`` held in ``state`` but not in
+    ``keep`` (ids this node bequeathed: their heir prunes them), at most MAX_VICTIMS in
+    all, oldest ids first, and this node's own id; survivor: its successor.
     """
     if len(tombstones) >= MAX_RECORDS:
         return None
+    given = {
+        v: counts
+        for v, counts in (bequests or {}).items()
+        if v != own_id and tombstones.admitted(v)
+    }
     # Earlier survivors are victims like any earlier incarnation: their records are known
     # here (their entries would have been refused otherwise), and the new record names
     # them, so it waits wherever theirs is not known yet.
-    earlier = [i for i in lineage(address, own_id, state.replicas()) if tombstones.admitted(i)][
-        : MAX_VICTIMS - 1
+    earlier = [
+        i
+        for i in lineage(address, own_id, state.replicas())
+        if tombstones.admitted(i) and i not in keep and i not in given
     ]
+    chosen = [*given, *earlier][: MAX_VICTIMS - 1]
     survivor = successor(own_id)
-    if not earlier or len(survivor.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+    if not chosen or len(survivor.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
         return None
-    victims = {i: (state.increments.get(i, 0), state.decrements.get(i, 0)) for i in earlier}
+    victims = {
+        i: given.get(i, (state.increments.get(i, 0), state.decrements.get(i, 0))) for i in chosen
+    }
     victims[own_id] = (state.increments.get(own_id, 0), state.decrements.get(own_id, 0))
     return PruneRecord(survivor, victims, created)
 

@@ -39,10 +39,11 @@ if TYPE_CHECKING:
 
     from prometheus_client.core import Metric
 
+    from dcounter_node._bequest_service import BequestService
     from dcounter_node._membership_service import MembershipService
     from dcounter_node._node import Node
 
-__all__ = ["JOURNAL_FILENAME", "PruningCollector", "PruningService", "load_journal"]
+__all__ = ["JOURNAL_FILENAME", "PruningCollector", "PruningService", "load_journal", "write_json"]
 
 logger = logging.getLogger("dcounter_node.pruning")
 
@@ -81,6 +82,11 @@ def _write_journal(path: Path, records: list[PruneRecord]) -> None:
             for r in records
         ],
     }
+    write_json(path, data)
+
+
+def write_json(path: Path, data: object) -> None:
+    """Replace ``path`` with ``data`` as JSON, durably (a crash leaves the old or the new)."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as file:
         json.dump(data, file)
@@ -128,11 +134,26 @@ class PruningService:
         self.records_made = 0
         self.invalid = 0
         self.refused = 0
+        #: Bequests (pruning members that left), once a BequestService is attached.
+        self.bequests: BequestService | None = None
         node.pruning_handler = self._on_frame
 
     @property
     def tombstones(self) -> Tombstones:
         return self._tombstones
+
+    @property
+    def node(self) -> Node:
+        return self._node
+
+    @property
+    def prune_after(self) -> float | None:
+        return self._prune_after
+
+    @property
+    def capable(self) -> frozenset[str]:
+        """Members that sent this node a pruning message (so they speak pruning)."""
+        return frozenset(self._capable)
 
     @property
     def paused(self) -> str | None:
@@ -143,19 +164,24 @@ class PruningService:
         self._started = asyncio.get_running_loop().time()
         self._ticker = asyncio.ensure_future(self._tick_forever())
 
+    def stop_rounds(self) -> None:
+        """No more rounds (no collapse, no anti-entropy); messages are still handled."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._tasks.add(self._ticker)  # awaited by close()
+            self._ticker = None
+
     async def close(self) -> None:
         self._node.pruning_handler = None
+        self.stop_rounds()
         tasks = list(self._tasks)
-        if self._ticker is not None:
-            tasks.append(self._ticker)
-            self._ticker = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- internals ------------------------------------------------------------------------
 
-    def _alive(self) -> dict[str, bool]:
+    def alive(self) -> dict[str, bool]:
         """Other members believed alive or suspect, each with whether it is suspect."""
         membership = self._members.membership
         if membership is None:
@@ -175,21 +201,26 @@ class PruningService:
             except Exception:
                 logger.exception("pruning: error in a round")
 
-    def _tick(self) -> None:
-        alive = self._alive()
-        if alive:
-            target = self._rng.choice(sorted(alive))
-            self._send(target, encode_have(self._tombstones.survivors()))
-        if self._prune_after is None or not self._node.running:
-            return
-        if asyncio.get_running_loop().time() - self._started < self._prune_after:
-            return
-        reason = pause_reason(
+    def pause_now(self) -> str | None:
+        """Why this node must not prune (or take or give a bequest) now; None: it may."""
+        alive = self.alive()
+        return pause_reason(
             peers=self._node.peers.peers(),
             members=alive,
             capable=self._capable,
             suspects=[a for a, suspect in alive.items() if suspect],
         )
+
+    def _tick(self) -> None:
+        alive = self.alive()
+        if alive:
+            target = self._rng.choice(sorted(alive))
+            self.send(target, encode_have(self._tombstones.survivors()))
+        if self._prune_after is None or not self._node.running:
+            return
+        if asyncio.get_running_loop().time() - self._started < self._prune_after:
+            return
+        reason = self.pause_now()
         if reason != self._paused:
             if reason is None:
                 logger.info("pruning: resumed")
@@ -201,7 +232,16 @@ class PruningService:
 
     def _prune(self, alive: dict[str, bool]) -> None:
         node = self._node
-        record = plan(node.address, node.replica_id, node.state(), self._tombstones, time.time())
+        bequests = self.bequests
+        record = plan(
+            node.address,
+            node.replica_id,
+            node.state(),
+            self._tombstones,
+            time.time(),
+            bequests=None if bequests is None else bequests.due(self._prune_after or 0.0),
+            keep=() if bequests is None else bequests.kept(),
+        )
         if record is None:
             return
         if not self._persist([*self._tombstones.records(), record]):
@@ -221,9 +261,11 @@ class PruningService:
         )
         if node.value != value:  # pragma: no cover - the safety argument says it cannot
             logger.error("pruning changed the value from %d to %d", value, node.value)
+        if bequests is not None:
+            bequests.collapsed(record)
         payload = encode_records([record])
         for address in alive:
-            self._send(address, payload)
+            self.send(address, payload)
 
     def _apply(self) -> int:
         """Apply the records to the node; members hear of a new replica id of its own."""
@@ -257,17 +299,19 @@ class PruningService:
         self._capable.add(sender)
         if message.kind is PruningKind.HAVE:
             self._on_have(sender, message.survivors, reply=first)
-        else:
+        elif message.kind is PruningKind.RECORDS:
             self._on_records(sender, list(message.records))
+        elif self.bequests is not None:
+            self.bequests.on_message(sender, message)
 
     def _on_have(self, sender: str, theirs: tuple[str, ...], *, reply: bool) -> None:
         known = set(theirs)
         lacking = [r for r in self._tombstones.records() if r.survivor not in known]
         for start in range(0, len(lacking), MAX_RECORDS_PER_MESSAGE):
-            self._send(sender, encode_records(lacking[start : start + MAX_RECORDS_PER_MESSAGE]))
+            self.send(sender, encode_records(lacking[start : start + MAX_RECORDS_PER_MESSAGE]))
         if reply or any(s not in self._tombstones for s in known):
             # It has records we lack (it sends them on our `have`), or has not heard us yet.
-            self._send(sender, encode_have(self._tombstones.survivors()))
+            self.send(sender, encode_have(self._tombstones.survivors()))
 
     def _on_records(self, sender: str, records: list[PruneRecord]) -> None:
         fresh = [r for r in records if r.survivor not in self._tombstones]
@@ -297,13 +341,24 @@ class PruningService:
             ", ".join(r.survivor for r in new),
             removed,
         )
+        if self.bequests is not None:
+            for record in new:
+                self.bequests.collapsed(record)
 
-    def _send(self, address: str, payload: bytes) -> None:
+    def send(self, address: str, *payloads: bytes) -> None:
+        """Send pruning messages in the background, in order (dropped beyond the bound)."""
         if len(self._tasks) >= _MAX_IN_FLIGHT:
             return
-        task = asyncio.ensure_future(self._members.send_payload(address, payload))
+        task = asyncio.ensure_future(self._send_in_order(address, payloads))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _send_in_order(self, address: str, payloads: tuple[bytes, ...]) -> None:
+        for payload in payloads:
+            await self.send_now(address, payload)
+
+    async def send_now(self, address: str, payload: bytes) -> None:
+        await self._members.send_payload(address, payload)
 
 
 class PruningCollector(Collector):
@@ -334,6 +389,11 @@ class PruningCollector(Collector):
             "1 while a non-member peer, an unconfirmed member or a suspect holds pruning back.",
             value=0 if service.paused is None else 1,
         )
+        yield GaugeMetricFamily(
+            "dcounter_pruning_capable_members",
+            "Members that have shown this node they speak pruning (sent a pruning message).",
+            value=len(service.capable),
+        )
         yield CounterMetricFamily(
             "dcounter_pruning_invalid_messages",
             "Pruning messages dropped as malformed.",
@@ -344,3 +404,18 @@ class PruningCollector(Collector):
             "Pruning records received and not applied (conflicting, waiting, or too many).",
             value=service.refused,
         )
+        bequests = service.bequests
+        if bequests is None:
+            return
+        yield GaugeMetricFamily(
+            "dcounter_bequests_held",
+            "Bequests (ids of members that left) this node holds as their heir.",
+            value=bequests.held,
+        )
+        for name, text, value in (
+            ("accepted", "Bequests this node accepted as heir.", bequests.accepted),
+            ("pruned", "Held bequests this node's records pruned.", bequests.pruned),
+            ("revoked", "Held bequests their owner revoked on its return.", bequests.revoked),
+            ("given", "Bequests of this node's own id an heir accepted.", bequests.given),
+        ):
+            yield CounterMetricFamily(f"dcounter_bequests_{name}", text, value=value)

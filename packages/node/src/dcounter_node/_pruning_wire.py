@@ -5,6 +5,8 @@
     payload = "DCP" version(01) body
     body    = msgpack array [kind, items]
     kind    = 1 have (items: survivor ids) | 2 records (items: records)
+            | 3 bequeath (items: [victim, p, n]) | 4 answer (items: [victim, status])
+            | 5 revoke (items: [victim, p, n])
     record  = [survivor (str), created (float), victims: array of [id, p (uint64), n (uint64)]]
 
 Like a membership payload, the first byte (``D``) is neither of the seed envelope's flags,
@@ -20,6 +22,7 @@ from typing import Any, Final
 
 import msgpack
 
+from dcounter_node._bequest import Answer
 from dcounter_node._errors import NodeError
 from dcounter_node._pruning import MAX_ID_BYTES, MAX_RECORDS, MAX_VICTIMS, PruneRecord
 
@@ -30,8 +33,11 @@ __all__ = [
     "PruningKind",
     "PruningMessage",
     "decode_pruning",
+    "encode_answer",
+    "encode_bequeath",
     "encode_have",
     "encode_records",
+    "encode_revoke",
     "is_pruning",
 ]
 
@@ -48,15 +54,22 @@ class PruningDecodeError(NodeError):
 class PruningKind(enum.IntEnum):
     HAVE = 1
     RECORDS = 2
+    BEQUEATH = 3
+    ANSWER = 4
+    REVOKE = 5
 
 
 @dataclass(frozen=True, slots=True)
 class PruningMessage:
-    """``survivors`` for a ``have``, ``records`` for a ``records`` message."""
+    """``survivors`` for a ``have``, ``records`` for a ``records`` message; ``victim`` for
+    the bequest messages, with ``counts`` (bequeath, revoke) or ``answer``."""
 
     kind: PruningKind
     survivors: tuple[str, ...] = ()
     records: tuple[PruneRecord, ...] = ()
+    victim: str = ""
+    counts: tuple[int, int] = (0, 0)
+    answer: Answer | None = None
 
 
 def is_pruning(payload: bytes) -> bool:
@@ -74,6 +87,23 @@ def encode_records(records: list[PruneRecord]) -> bytes:
         for r in records
     ]
     return PRUNING_MAGIC + msgpack.packb([int(PruningKind.RECORDS), items], use_bin_type=True)
+
+
+def _bequest(kind: PruningKind, victim: str, second: int, third: int | None = None) -> bytes:
+    items = [victim, second] if third is None else [victim, second, third]
+    return PRUNING_MAGIC + msgpack.packb([int(kind), items], use_bin_type=True)
+
+
+def encode_bequeath(victim: str, counts: tuple[int, int]) -> bytes:
+    return _bequest(PruningKind.BEQUEATH, victim, *counts)
+
+
+def encode_revoke(victim: str, counts: tuple[int, int]) -> bytes:
+    return _bequest(PruningKind.REVOKE, victim, *counts)
+
+
+def encode_answer(victim: str, answer: Answer) -> bytes:
+    return _bequest(PruningKind.ANSWER, victim, int(answer))
 
 
 def _id(value: object) -> str:
@@ -134,4 +164,13 @@ def decode_pruning(payload: bytes) -> PruningMessage:
         if len(items) > MAX_RECORDS_PER_MESSAGE:
             raise PruningDecodeError(f"at most {MAX_RECORDS_PER_MESSAGE} records a message")
         return PruningMessage(PruningKind.RECORDS, records=tuple(_record(r) for r in items))
+    if type(kind_code) is int and kind_code in (PruningKind.BEQUEATH, PruningKind.REVOKE):
+        if len(items) != 3:
+            raise PruningDecodeError("bequeath and revoke carry [victim, p, n]")
+        counts = (_count(items[1]), _count(items[2]))
+        return PruningMessage(PruningKind(kind_code), victim=_id(items[0]), counts=counts)
+    if kind_code == PruningKind.ANSWER and type(kind_code) is int:
+        if len(items) != 2 or type(items[1]) is not int or items[1] not in set(Answer):
+            raise PruningDecodeError("an answer carries [victim, status 1..4]")
+        return PruningMessage(PruningKind.ANSWER, victim=_id(items[0]), answer=Answer(items[1]))
     raise PruningDecodeError(f"unknown message kind {kind_code!r}")

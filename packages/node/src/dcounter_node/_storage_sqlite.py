@@ -145,6 +145,9 @@ class SQLiteStore:
         self._key_ttl = float(key_ttl)
         self._max_keys = max_keys
         self._phase: _Phase = "created"
+        #: False (set before open()): a clean shutdown is not resumed either, so the node
+        #: binds a new incarnation (its id was bequeathed and not revoked, see "Pruning").
+        self.resume = True
         self._replica_id: str | None = None
         self._problem: StorageError | None = None
         self._problem_since = 0.0
@@ -262,7 +265,7 @@ class SQLiteStore:
             self._phase = "unbound"
             return None
         self._committed = Committed(loaded.state, loaded.named)
-        clean = loaded.clean_shutdown
+        clean = loaded.clean_shutdown and self.resume
         if clean:
             self._replica_id = loaded.replica_id
             self._start_writer()

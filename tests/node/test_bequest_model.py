@@ -1,0 +1,310 @@
+"""Bequests against a model of a cluster: leaves, returns, lost answers, heirs' and lineage prunes.
+
+Each address runs at most one process (:class:`Process` of the pruning model) and keeps a data
+directory: its state when stopped, its records, what it holds as an heir (:class:`Heirloom`)
+and what it bequeathed (:class:`Bequeathed`), all written at once (the node fsyncs them).
+Hypothesis picks the schedule: writes, lossy gossip, a leave (the bequest to the heirs in
+order, each refusing or accepting, the answer sometimes lost), a return (the revoke reaching
+the heir or not, its answer sometimes lost), heirs' prunes of what they hold (every bequest
+is due: the model has no clock) and lineage prunes after catching up (assumption A). At
+every step nothing is counted twice and no id is a victim of two records; once everyone is
+back and gossip has had its way, every process holds the exact total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
+
+from dcounter_crdt import CounterState
+from dcounter_node._bequest import (
+    Answer,
+    Bequeathed,
+    Bequest,
+    Given,
+    Heirloom,
+    Outcome,
+    after_revoke,
+)
+from dcounter_node._pruning import PruneRecord, Tombstones, plan
+
+from .test_pruning_model import ADDRESSES, Process
+
+
+@dataclass
+class Directory:
+    own: str
+    state: CounterState = field(default_factory=CounterState.empty)
+    records: list[PruneRecord] = field(default_factory=list)
+    heirloom: Heirloom = field(default_factory=Heirloom)
+    bequeathed: Bequeathed = field(default_factory=Bequeathed)
+
+
+@dataclass
+class World:
+    running: dict[str, Process] = field(default_factory=dict)
+    directories: dict[str, Directory] = field(default_factory=dict)
+    made: list[PruneRecord] = field(default_factory=list)
+    increments: int = 0
+    decrements: int = 0
+    ids_made: int = 0
+
+    def new_id(self, address: str) -> str:
+        self.ids_made += 1
+        return f"{address}#{self.ids_made:08x}"
+
+    def start(self, address: str) -> None:
+        directory = self.directories.setdefault(address, Directory(self.new_id(address)))
+        process = Process(address, directory.own, directory.state, Tombstones(directory.records))
+        process.learn([])
+        self.running[address] = process
+        self.save(address)
+
+    def save(self, address: str) -> None:
+        process = self.running[address]
+        directory = self.directories[address]
+        directory.own, directory.state = process.own, process.state
+        directory.records = process.tombstones.records()
+        directory.bequeathed.settle(process.tombstones.is_victim)
+
+    def write(self, address: str, amount: int) -> None:
+        process = self.running.get(address)
+        if process is None:
+            return
+        process.write(amount)
+        if amount > 0:
+            self.increments += amount
+        else:
+            self.decrements -= amount
+        self.save(address)
+
+    def push(self, a: str, b: str) -> None:
+        if a != b and a in self.running and b in self.running:
+            self.running[b].merge(self.running[a].state)
+            self.save(b)
+
+    def send_records(self, a: str, b: str) -> None:
+        if a != b and a in self.running and b in self.running:
+            self.learn(b, self.running[a].tombstones.records())
+
+    def learn(self, address: str, records: list[PruneRecord]) -> None:
+        process = self.running[address]
+        process.learn(records)
+        heirloom = self.directories[address].heirloom
+        heirloom.drop(
+            [v for v in [b.victim for b in heirloom.held()] if process.tombstones.is_victim(v)]
+        )
+        self.save(address)
+
+    def made_by(self, address: str, record: PruneRecord) -> None:
+        """The pruner applies its record; others learn it by gossip (``records`` steps),
+        so a partition is a schedule where it does not reach them in time."""
+        self.made.append(record)
+        self.learn(address, [record])
+
+    # -- bequests ---------------------------------------------------------------------------
+
+    def leave(self, address: str, answers: list[str]) -> None:
+        """Stop the process at ``address``, bequeathing its id to the other running ones in
+        order: each answer ``accept``, ``refuse``, or ``lost`` (accepted, answer lost)."""
+        process = self.running.get(address)
+        if process is None:
+            return
+        victim = process.own
+        counts = (process.state.increments.get(victim, 0), process.state.decrements.get(victim, 0))
+        heirs = [a for a in ADDRESSES if a != address and a in self.running]
+        # Its last delta reaches one member (or none).
+        if heirs:
+            self.push(address, heirs[0])
+        del self.running[address]
+        given = self.directories[address].bequeathed
+        if counts == (0, 0):
+            return
+        for heir, answer in zip(heirs, answers, strict=False):
+            given.record(Given(victim, heir, counts))
+            holder = self.running[heir]
+            bequest = Bequest(victim, counts)
+            heirloom = self.directories[heir].heirloom
+            refusal = heirloom.refusal(bequest, pruned=holder.tombstones.is_victim)
+            if answer != "refuse" and refusal is None:
+                heirloom.take(bequest)
+                return  # accepted, or no answer (ambiguous): no other heir either way
+            if answer == "lost":
+                return  # refused, but the answer is lost: still ambiguous
+            given.forget(victim)
+
+    def come_back(self, address: str, *, reach: bool, lose_answer: bool) -> None:
+        if address in self.running or address not in self.directories:
+            return
+        directory = self.directories[address]
+        tombstones = Tombstones(directory.records)
+        directory.bequeathed.settle(tombstones.is_victim)
+        given = directory.bequeathed.to_revoke()
+        answer: Answer | None = None
+        if given is not None and reach and given.heir in self.running:
+            heir = self.running[given.heir]
+            if heir.tombstones.is_victim(given.victim):
+                answer = Answer.PRUNED
+                tombstones.add_all(heir.tombstones.records())  # sent before the answer
+            else:
+                self.directories[given.heir].heirloom.revoke(given.victim, given.counts)
+                answer = Answer.REVOKED
+            if lose_answer:
+                answer = None
+        directory.records = tombstones.records()
+        if given is not None:
+            outcome = after_revoke(answer, pruned=tombstones.is_victim(given.victim))
+            if outcome is Outcome.NEW_INCARNATION:
+                directory.bequeathed.abandon(given.victim)
+                directory.own = self.new_id(address)
+            else:
+                directory.bequeathed.forget(given.victim)
+        self.start(address)
+
+    def heir_prunes(self, address: str) -> None:
+        process = self.running.get(address)
+        if process is None:
+            return
+        directory = self.directories[address]
+        due = directory.heirloom.due(now=0.0, prune_after=0.0)
+        record = plan(
+            address,
+            process.own,
+            process.state,
+            process.tombstones,
+            0.0,
+            bequests=due,
+            keep=directory.bequeathed.kept(),
+        )
+        if record is not None and any(v in due for v in record.victims):
+            self.made_by(address, record)
+
+    def lineage_prunes(self, address: str) -> None:
+        """After --prune-after: every count and record held anywhere has reached it."""
+        process = self.running.get(address)
+        if process is None:
+            return
+        for other in self.directories.values():
+            self.learn(address, other.records)
+        for other in self.directories.values():
+            process.merge(other.state)
+        keep = self.directories[address].bequeathed.kept()
+        record = plan(address, process.own, process.state, process.tombstones, 0.0, keep=keep)
+        if record is not None:
+            self.made_by(address, record)
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        victims = [v for r in self.made for v in r.victims]
+        assert len(victims) == len(set(victims)), "an id pruned twice"
+        for process in self.running.values():
+            assert sum(process.state.increments.values()) <= self.increments
+            assert sum(process.state.decrements.values()) <= self.decrements
+
+    def settle(self) -> None:
+        for _ in range(8):
+            for a in list(self.running):
+                for b in list(self.running):
+                    self.send_records(a, b)
+            for a in list(self.running):
+                for b in list(self.running):
+                    self.push(a, b)
+
+
+address = st.sampled_from(ADDRESSES)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), address, st.sampled_from([-2, 1, 3])),
+        st.tuples(st.just("push"), address, address),
+        st.tuples(st.just("records"), address, address),
+        st.tuples(
+            st.just("leave"),
+            address,
+            st.lists(st.sampled_from(["accept", "refuse", "lost"]), min_size=1, max_size=2),
+        ),
+        st.tuples(st.just("back"), address, st.tuples(st.booleans(), st.booleans())),
+        st.tuples(st.just("heir"), address, st.just(None)),
+        st.tuples(st.just("lineage"), address, st.just(None)),
+    ),
+    min_size=20,
+    max_size=70,
+)
+
+
+@settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=300,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(steps)
+@example(
+    # No answer from the first heir: the leaver must not ask a second one, or both prune.
+    [
+        ("write", ADDRESSES[0], 3),
+        ("leave", ADDRESSES[0], ["lost", "accept"]),
+        ("heir", ADDRESSES[1], None),
+        ("heir", ADDRESSES[2], None),
+    ]
+)
+@example(
+    # Back without reaching its heir: a new incarnation, whose lineage leaves the old id
+    # to the heir.
+    [
+        ("write", ADDRESSES[0], 3),
+        ("leave", ADDRESSES[0], ["accept"]),
+        ("back", ADDRESSES[0], (False, False)),
+        ("write", ADDRESSES[0], 1),
+        ("lineage", ADDRESSES[0], None),
+        ("heir", ADDRESSES[1], None),
+    ]
+)
+@example(
+    # Back in time: revoked, resumed, and the heir has nothing to prune.
+    [
+        ("write", ADDRESSES[0], 3),
+        ("leave", ADDRESSES[0], ["refuse", "accept"]),
+        ("back", ADDRESSES[0], (True, False)),
+        ("write", ADDRESSES[0], 1),
+        ("heir", ADDRESSES[2], None),
+        ("leave", ADDRESSES[0], ["accept"]),
+        ("heir", ADDRESSES[1], None),
+    ]
+)
+def test_bequests_never_change_the_value_nor_prune_an_id_twice(
+    schedule: list[tuple[str, str, object]],
+) -> None:
+    world = World()
+    for a in ADDRESSES:
+        world.start(a)
+    for op, a, arg in schedule:
+        if op == "write":
+            assert isinstance(arg, int)
+            world.write(a, arg)
+        elif op in ("push", "records"):
+            assert isinstance(arg, str)
+            (world.push if op == "push" else world.send_records)(a, arg)
+        elif op == "leave":
+            assert isinstance(arg, list)
+            world.leave(a, arg)
+        elif op == "back":
+            assert isinstance(arg, tuple)
+            world.come_back(a, reach=arg[0], lose_answer=arg[1])
+        elif op == "heir":
+            world.heir_prunes(a)
+        else:
+            world.lineage_prunes(a)
+        world.check()
+    event(f"records: {min(len(world.made), 3)}")
+    for a in ADDRESSES:
+        world.come_back(a, reach=True, lose_answer=False)
+    world.settle()
+    expected = world.increments - world.decrements
+    first = world.running[ADDRESSES[0]].state
+    for process in world.running.values():
+        assert process.state.value == expected
+        assert process.state == first
