@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dcounter_node._cli import _store, settings_from_args
+from dcounter_node._cli import settings_from_args
 from dcounter_node._errors import ConfigError
+from dcounter_node._process import store_for as _store
 from dcounter_node._settings import NodeSettings, parse_config
 from dcounter_node._storage_sqlite import DATABASE_FILENAME, default_data_dir
 

@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import logging
-import os
-import signal
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp.log import access_logger
-
 from dcounter_node.__about__ import __version__
-from dcounter_node._bequest_service import BequestService, load_bequests
-from dcounter_node._errors import ConfigError, StorageError
-from dcounter_node._http import create_app
-from dcounter_node._http_server import start_http_server
+from dcounter_node._errors import ConfigError
 from dcounter_node._logging import configure_logging
-from dcounter_node._membership_dns import DNSJoiner
-from dcounter_node._membership_service import (
-    MembershipService,
-    membership_config,
-    wildcard_listen,
-)
-from dcounter_node._node import Node
-from dcounter_node._peers import PeerManager
-from dcounter_node._pruning import Tombstones
-from dcounter_node._pruning_service import JOURNAL_FILENAME, PruningService, load_journal
-from dcounter_node._ready import ReadyLine
-from dcounter_node._resp_server import RespServer, start_resp_server
+from dcounter_node._membership_service import wildcard_listen
+from dcounter_node._process import EXIT_FAILURE, EXIT_STORAGE, error, serve, tls_options
 from dcounter_node._security import HTTPSecurity, exposure_problems, http_security, is_loopback
 from dcounter_node._settings import (
     SETTINGS,
@@ -41,28 +20,26 @@ from dcounter_node._settings import (
     load_config_file,
     parse_address,
 )
-from dcounter_node._storage_sqlite import DATABASE_FILENAME, SQLiteStore, default_data_dir
-from dcounter_protocol import CAP_MEMBERSHIP, CAP_NAMED, InvalidOptionError, TransportError
-from dcounter_protocol._tcp import TCPOptions, TCPTransport, TLSOptions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from dcounter_node._config import NodeConfig
-    from dcounter_node._storage_sqlite import Durability
-    from dcounter_protocol._tcp import WireMode
 
-__all__ = ["build_parser", "main", "run", "settings_from_args"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_STORAGE",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+    "run",
+    "settings_from_args",
+]
 
 _log = logging.getLogger(__name__)
 
 PROG = "dcounter-node"
-#: Exit status when an address cannot be bound (in use, not local) or the node fails.
-EXIT_FAILURE = 1
 #: Exit status for bad flags or a bad config file (argparse's own convention).
 EXIT_USAGE = 2
-#: Exit status when the data directory's database cannot be used (see the README).
-EXIT_STORAGE = 3
 
 _DESCRIPTION = """\
 Run one dcounter node: a PN-counter replica that gossips with its peers over TCP and
@@ -177,16 +154,12 @@ def settings_from_args(argv: Sequence[str] | None = None) -> NodeSettings:
     return base.updated(flags)
 
 
-def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a node until SIGINT/SIGTERM; return the exit status."""
     try:
         settings = settings_from_args(argv)
         config = settings.node_config()
-        tls = _tls_options(settings)
+        tls = tls_options(settings)
         loop_factory = _loop_factory(settings.loop)
         if settings.advertise is None and wildcard_listen(settings.listen):
             raise ConfigError(
@@ -194,19 +167,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 " for other nodes to dial: pass --advertise HOST:PORT"
             )
     except ConfigError as exc:
-        _error(str(exc))
+        error(str(exc))
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     try:
         security = http_security(settings)  # after logging: loading may warn
     except ConfigError as exc:
-        _error(str(exc))
+        error(str(exc))
         return EXIT_USAGE
     if not _exposure_allowed(settings, security):
         return EXIT_USAGE
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(_serve(settings, config, tls, security))
+            return runner.run(serve(settings, config, tls, security))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
 
@@ -235,7 +208,7 @@ def _exposure_allowed(settings: NodeSettings, security: HTTPSecurity) -> bool:
     if not problems:
         return True
     if settings.require_auth:
-        _error(f"refusing to start (--require-auth): {'; '.join(problems)}")
+        error(f"refusing to start (--require-auth): {'; '.join(problems)}")
         return False
     _log.warning(
         "this node is open to its network: %s (see 'Security' in the README; --require-auth"
@@ -257,252 +230,3 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
             " --loop asyncio"
         ) from None
     return uvloop.new_event_loop
-
-
-def _tls_options(settings: NodeSettings) -> TLSOptions | None:
-    """Gossip TLS from the three files (None without them); ConfigError if unusable."""
-    files = settings.tls_files()
-    if files is None:
-        return None
-    try:
-        return TLSOptions.from_files(*files, plaintext_peers=settings.plaintext_peers)
-    except InvalidOptionError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _reload_tls(transport: TCPTransport, settings: NodeSettings) -> None:
-    """Certificate rotation: the gossip TLS files again; a failure keeps the old ones."""
-    try:
-        tls = _tls_options(settings)
-    except ConfigError as exc:
-        _log.error("SIGHUP: keeping the current TLS certificates: %s", exc)
-        return
-    if tls is not None:
-        transport.set_tls(tls)
-        _log.info("SIGHUP: TLS certificates reloaded; new gossip connections use them")
-
-
-async def _serve(
-    settings: NodeSettings, config: NodeConfig, tls: TLSOptions | None, security: HTTPSecurity
-) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig.name)
-        stop.set()
-        # A second signal gets the default behaviour: stop at once.
-        for other in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(other)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still works
-            loop.add_signal_handler(sig, on_signal, sig)
-
-    store = _store(settings)
-    journal = None if store is None else store.path.parent / JOURNAL_FILENAME
-    try:
-        tombstones = Tombstones() if journal is None else load_journal(journal)
-        heirloom, bequeathed = load_bequests(None if store is None else store.path.parent)
-    except StorageError as exc:
-        _error(f"{exc} (the node was not started; nothing was changed)")
-        return EXIT_STORAGE
-    wire: WireMode = "seed" if settings.wire == "seed" else "auto"
-    transport = TCPTransport(
-        settings.listen,
-        options=TCPOptions(wire=wire, tls=tls, capabilities=CAP_MEMBERSHIP | CAP_NAMED),
-        advertise=settings.advertise,
-    )
-    node = Node(
-        transport,
-        config,
-        peers=PeerManager(peers=settings.peers),
-        store=store,
-        tombstones=tombstones,
-    )
-    members = MembershipService(
-        node,
-        seeds=settings.join,
-        static_peers=settings.peers,
-        config=membership_config(
-            settings.probe_interval,
-            settings.suspect_timeout,
-            max_members=settings.max_members,
-            forget_after=settings.forget_after or None,
-        ),
-    )
-    dns = (
-        None
-        if settings.join_dns is None
-        else DNSJoiner(members, settings.join_dns, interval=settings.join_dns_interval)
-    )
-    pruning = PruningService(
-        node,
-        members,
-        tombstones,
-        prune_after=settings.prune_after or None,
-        interval=settings.probe_interval,
-        journal=journal,
-    )
-    directory = None if journal is None else journal.parent
-    bequests = BequestService(pruning, heirloom, bequeathed, directory=directory, store=store)
-    try:
-        await node.start()
-        members.start()
-        pruning.start()
-    except StorageError as exc:
-        _error(f"{exc} (the node was not started; nothing was changed)")
-        return EXIT_STORAGE
-    except (TransportError, OSError) as exc:
-        _error(f"cannot listen for gossip on {settings.listen}: {_reason(exc)}")
-        return EXIT_FAILURE
-
-    def reload() -> None:
-        # SIGHUP: the API token file, the HTTPS certificate and the gossip TLS files again.
-        _log.info("SIGHUP received: reloading")
-        security.reload()
-        if tls is not None:
-            _reload_tls(transport, settings)
-
-    with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
-        loop.add_signal_handler(signal.SIGHUP, reload)
-    # Before HTTP: a node whose HTTP API answers serves the Redis protocol too.
-    resp: RespServer | None = None
-    if settings.resp is not None:
-        try:
-            resp = await start_resp_server(
-                node.counters,
-                # In memory, Node.commit() has nothing to wait for: skip it.
-                node.commit if store is not None else None,
-                settings.resp,
-                limits=settings.resp_limits(),
-                tokens=security.tokens,
-                health=(lambda: store.problem) if store is not None else None,
-                ssl_context=security.ssl_context,
-            )
-        except OSError as exc:
-            await members.close()
-            await node.close()
-            _error(f"cannot listen for the Redis protocol on {settings.resp}: {_reason(exc)}")
-            return EXIT_FAILURE
-    try:
-        app = create_app(
-            node,
-            idempotency_keys=settings.idempotency_keys,
-            idempotency_ttl=settings.idempotency_ttl,
-            storage=store,
-            key_journal=store,
-            peer_http=dict(settings.peer_http),
-            allowed_origins=settings.allowed_origins,
-            allowed_hosts=settings.allowed_hosts,
-            listen_host=parse_address(settings.http)[0],
-            tokens=security.tokens,
-            peer_ssl=security.peer_ssl,
-            members=members,
-            pruning=pruning,
-        )
-        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
-        server = await start_http_server(
-            app,
-            settings.http,
-            access_log=access_logger if verbose else None,
-            limits=settings.http_limits(),
-            ssl_context=security.ssl_context,
-        )
-    except OSError as exc:
-        if resp is not None:
-            await resp.close()
-        await pruning.close()
-        await members.close()
-        await node.close()
-        _error(f"cannot listen for HTTP on {settings.http}: {_reason(exc)}")
-        return EXIT_FAILURE
-    try:
-        _log.info(
-            "serving: gossip on %s%s, HTTP API on %s://%s, %s%s",
-            node.address,
-            "" if tls is None else " (mutual TLS)",
-            security.scheme,
-            server.address,
-            _peer_count(len(node.peers)),
-            f", API tokens: {security.tokens.summary()}" if security.tokens is not None else "",
-        )
-        if dns is not None:
-            dns.start()
-        ready = ReadyLine(node.address, server.address, node.replica_id, os.getpid())
-        if resp is not None:
-            _log.info(
-                "serving the Redis protocol on %s%s",
-                resp.address,
-                "" if security.ssl_context is None else " (TLS)",
-            )
-            ready = dataclasses.replace(ready, resp=resp.address)
-        print(ready.format(), flush=True)
-        await stop.wait()
-        _log.info("%s received: shutting down", received[0] if received else "stop")
-    finally:
-        if dns is not None:
-            await dns.close()
-        # No write after this: the own entry is final, to bequeath before the leave.
-        if resp is not None:
-            await resp.close()
-        await server.close()
-        await bequests.bequeath(wait=min(max(2 * settings.probe_interval, 0.5), 5.0))
-        await pruning.close()
-        # Members mark a node that says it leaves as left at once, not after a timeout.
-        await members.leave()
-        await members.close()
-        unsaved: StorageError | None = None
-        try:
-            await node.close()
-        except StorageError as exc:
-            unsaved = exc
-    if unsaved is not None:
-        # Unsaved changes were never acknowledged; the next start is a new incarnation.
-        _error(f"stopped without saving every change: {unsaved}")
-        return EXIT_STORAGE
-    _log.info("stopped")
-    return 0
-
-
-def _reason(exc: BaseException) -> str:
-    """Why binding failed, without the address the caller's message already names."""
-    # The transport's error wraps the OSError and repeats "cannot listen on ADDR", and
-    # aiohttp's OSError repeats the address too: the errno's own text is the reason.
-    cause = exc if isinstance(exc, OSError) else exc.__cause__
-    if isinstance(cause, OSError):
-        if isinstance(cause.errno, int) and cause.errno > 0:
-            return os.strerror(cause.errno)
-        if cause.strerror:  # resolver errors (negative codes) carry their own text
-            return cause.strerror
-    return str(cause or exc)
-
-
-def _peer_count(count: int) -> str:
-    return f"{count} peer" if count == 1 else f"{count} peers"
-
-
-def _store(settings: NodeSettings) -> SQLiteStore | None:
-    """The durable store the settings ask for (issue 7), or None to run in memory."""
-    if settings.in_memory:
-        return None
-    if settings.data_dir is not None:
-        directory = Path(settings.data_dir).expanduser()
-    elif parse_address(settings.listen)[1] == 0:
-        _log.warning(
-            "listening on port 0 without --data-dir: running in memory (a new replica id"
-            " every start); pass --data-dir DIR to keep state, or --in-memory to silence this"
-        )
-        return None
-    else:
-        directory = default_data_dir(settings.listen)
-    _log.info("state in %s (durability %s)", directory, settings.durability)
-    durability: Durability = "always" if settings.durability == "always" else "batched"
-    return SQLiteStore(
-        directory / DATABASE_FILENAME,
-        durability=durability,
-        node_address=settings.listen,
-        key_ttl=settings.idempotency_ttl,
-        max_keys=settings.idempotency_keys,
-    )
