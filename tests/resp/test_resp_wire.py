@@ -135,7 +135,7 @@ def test_a_resp3_aggregate_header_after_a_request_never_reaches_hiredis() -> Non
     assert requests == [[[b"PING"], [b"~2147483647"]]]
 
 
-@pytest.mark.parametrize(("kind", "element"), [("+", b"+INCR"), ("(", b"(12"), ("=", b"=5")])
+@pytest.mark.parametrize(("kind", "element"), [("+", b"+INCR"), ("(", b"(12"), ("=", b"=7\r\ntxt:abc")])
 def test_only_bulk_strings_are_arguments_even_those_hiredis_reads_as_strings(
     kind: str, element: bytes
 ) -> None:
