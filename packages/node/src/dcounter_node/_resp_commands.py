@@ -67,6 +67,8 @@ class _Command:
     keys: tuple[int, int, int] = (0, 0, 0)
     #: The token scope it needs once authenticated (None: any token).
     scope: Scope | None = None
+    #: What it adds to its key when that is fixed (INCR, DECR): run without ``handler``.
+    delta: int | None = None
 
 
 class RespSession:
@@ -108,9 +110,11 @@ class RespSession:
         replies: list[bytes] = []
         writes: list[int] = []
         self.shared.commands_processed += len(requests)
+        spellings = _SPELLINGS
+        authenticating = self._tokens is not None
         for args in requests:
             # Clients send names in one case or the other: no lower() for those.
-            command = _SPELLINGS.get(args[0])
+            command = spellings.get(args[0])
             try:
                 if command is None:
                     name = args[0].lower()
@@ -118,15 +122,15 @@ class RespSession:
                     if command is None:
                         replies.append(self._unknown(name, args))
                         continue
-                if self._tokens is not None:
+                if authenticating:
                     self._authorize(command)
-                if len(args) != command.arity and not (
-                    command.arity < 0 and len(args) >= -command.arity
-                ):
+                arity = command.arity
+                if len(args) != arity and (arity > 0 or len(args) < -arity):
                     raise CommandError(
                         f"ERR wrong number of arguments for '{command.name}' command"
                     )
-                reply = command.handler(self, args)
+                delta = command.delta
+                reply = command.handler(self, args) if delta is None else self._add(args[1], delta)
             except CommandError as exc:
                 replies.append(error_line(str(exc)))
                 continue
@@ -189,16 +193,10 @@ class RespSession:
 
     def _add(self, key: bytes, delta: int) -> bytes:
         name = key.decode() if key.isascii() else counter_name(key)
-        backend = self.backend
         if self._health is not None and (problem := self._health()) is not None:
             raise CommandError(f"ERR not counted: storage is failing: {problem}")
-        current = backend.value(name)
-        if delta == 0:  # Redis answers the value; nothing to count
-            return b":%d\r\n" % current
-        if not INT64_MIN <= current + delta <= INT64_MAX:
-            raise CommandError(_OVERFLOW)
         try:
-            value = backend.increment(name, delta) if delta > 0 else backend.decrement(name, -delta)
+            value = self.backend.add_within(name, delta, INT64_MIN, INT64_MAX)
         except CountOverflowError:
             raise CommandError(
                 f"{_OVERFLOW} this replica's count (at most 2**64-1 per replica)"
@@ -207,7 +205,10 @@ class RespSession:
             raise CommandError(f"ERR {exc}") from None
         except NodeError as exc:  # closed, or not started yet
             raise CommandError(f"ERR node is not running: {exc}") from None
-        self._wrote = True
+        if value is None:
+            raise CommandError(_OVERFLOW)
+        if delta:  # Redis answers INCRBY 0 with the value; nothing counted, no commit
+            self._wrote = True
         return b":%d\r\n" % value
 
     # -- reading -----------------------------------------------------------------------------
@@ -459,8 +460,8 @@ _S = RespSession
 _COMMANDS: Final[dict[bytes, _Command]] = {
     c.name.encode(): c
     for c in (
-        _Command("incr", 2, _S._incr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
-        _Command("decr", 2, _S._decr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
+        _Command("incr", 2, _S._incr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W, 1),
+        _Command("decr", 2, _S._decr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W, -1),
         _Command("incrby", 3, _S._incrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
         _Command("decrby", 3, _S._decrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
         _Command("get", 2, _S._get, _READ, ("@read", "@string", "@fast"), (1, 1, 1), _R),
