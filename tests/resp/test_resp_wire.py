@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +12,9 @@ from dcounter_node._resp_limits import RespLimits
 from dcounter_node._resp_wire import Replies, RequestReader, RespProtocolError, error_line
 
 from .conftest import pack
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 INCR = b"*2\r\n$4\r\nINCR\r\n$3\r\nabc\r\n"
 
@@ -135,7 +138,9 @@ def test_a_resp3_aggregate_header_after_a_request_never_reaches_hiredis() -> Non
     assert requests == [[[b"PING"], [b"~2147483647"]]]
 
 
-@pytest.mark.parametrize(("kind", "element"), [("+", b"+INCR"), ("(", b"(12"), ("=", b"=7\r\ntxt:abc")])
+@pytest.mark.parametrize(
+    ("kind", "element"), [("+", b"+INCR"), ("(", b"(12"), ("=", b"=7\r\ntxt:abc")]
+)
 def test_only_bulk_strings_are_arguments_even_those_hiredis_reads_as_strings(
     kind: str, element: bytes
 ) -> None:

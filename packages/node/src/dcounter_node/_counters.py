@@ -48,8 +48,8 @@ class Counters:
         "_local",
         "_map",
         "_node",
-        "_open",
         "_on_local",
+        "_open",
         "_sorted",
         "_watches",
         "persist",
@@ -188,20 +188,18 @@ class Counters:
         """
         if name == DEFAULT_KEY:
             node = self._node
-            value = node.value + delta
-            if not low <= value <= high:
+            if not low <= node.value + delta <= high:
                 return None
             if delta > 0:
                 return node.increment(delta)
-            return node.decrement(-delta) if delta else value
-        counters = self._writable()
-        value = counters.value(name) + delta
-        if not low <= value <= high:
-            return None
-        if not delta:
-            return value
+            return node.decrement(-delta) if delta else node.value
+        counters = self._open
+        if counters is None:
+            counters = self._writable()  # raises
         held = len(counters) if self._sorted is not None else -1
-        value = counters.add(name, delta) if delta > 0 else counters.subtract(name, -delta)
+        value = counters.add_within(name, delta, low, high)
+        if value is None or not delta:
+            return value
         if held >= 0 and len(counters) != held:  # a new name: the sorted names are stale
             self._sorted = None
         if not self._local:  # as _counted(), inline on this path

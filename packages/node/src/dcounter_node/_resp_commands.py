@@ -90,6 +90,7 @@ class RespSession:
         peer: str = "",
     ) -> None:
         self.backend = backend
+        self._add_within = backend.add_within  # once: the INCR path's only backend call
         self.shared = shared
         self.replies = Replies(2)
         self.client_id = shared.client_id()
@@ -192,11 +193,14 @@ class RespSession:
         return self._add(args[1], -by)
 
     def _add(self, key: bytes, delta: int) -> bytes:
-        name = key.decode() if key.isascii() else counter_name(key)
+        try:
+            name = key.decode()
+        except UnicodeDecodeError:
+            name = counter_name(key)  # raises the error clients see
         if self._health is not None and (problem := self._health()) is not None:
             raise CommandError(f"ERR not counted: storage is failing: {problem}")
         try:
-            value = self.backend.add_within(name, delta, INT64_MIN, INT64_MAX)
+            value = self._add_within(name, delta, INT64_MIN, INT64_MAX)
         except CountOverflowError:
             raise CommandError(
                 f"{_OVERFLOW} this replica's count (at most 2**64-1 per replica)"

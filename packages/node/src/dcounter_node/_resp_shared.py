@@ -69,7 +69,7 @@ class RespShared:
         return client
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RespBatch:
     """What a batch of requests answers: ``replies`` in order; the indexes in ``writes``
     acknowledge counts (send them once committed); ``quit``: close after sending."""

@@ -123,9 +123,9 @@ class RequestReader:
     def feed(self, data: bytes) -> list[list[bytes]]:
         """The requests ``data`` completes, in order (empty ones are dropped, as Redis does)."""
         if not (self._elements or self._skip or self._line):  # at a request's start
-            requests = self._feed_fast(data)
-            if requests is not None:
-                return requests
+            fast = self._feed_fast(data)
+            if fast is not None:
+                return fast
         parser = self._parser
         parser.feed(self._check(data))
         requests: list[list[bytes]] = []
