@@ -67,8 +67,6 @@ class _Command:
     keys: tuple[int, int, int] = (0, 0, 0)
     #: The token scope it needs once authenticated (None: any token).
     scope: Scope | None = None
-    #: What it adds to its key when that is fixed (INCR, DECR): run without ``handler``.
-    delta: int | None = None
 
 
 class RespSession:
@@ -130,8 +128,7 @@ class RespSession:
                     raise CommandError(
                         f"ERR wrong number of arguments for '{command.name}' command"
                     )
-                delta = command.delta
-                reply = command.handler(self, args) if delta is None else self._add(args[1], delta)
+                reply = command.handler(self, args)
             except CommandError as exc:
                 replies.append(error_line(str(exc)))
                 continue
@@ -464,8 +461,8 @@ _S = RespSession
 _COMMANDS: Final[dict[bytes, _Command]] = {
     c.name.encode(): c
     for c in (
-        _Command("incr", 2, _S._incr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W, 1),
-        _Command("decr", 2, _S._decr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W, -1),
+        _Command("incr", 2, _S._incr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
+        _Command("decr", 2, _S._decr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
         _Command("incrby", 3, _S._incrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
         _Command("decrby", 3, _S._decrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
         _Command("get", 2, _S._get, _READ, ("@read", "@string", "@fast"), (1, 1, 1), _R),
