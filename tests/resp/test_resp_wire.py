@@ -148,6 +148,14 @@ def test_only_bulk_strings_are_arguments_even_those_hiredis_reads_as_strings(
     assert _refusal(wire) == f"expected '$', got '{kind}'"
 
 
+def test_a_top_level_bulk_string_is_never_a_request() -> None:
+    # The "*1" inside the first argument makes the '*' count match hiredis's two results,
+    # and an empty string holds no argument to fail a check on: Redis reads "$0" as an
+    # inline command.
+    wire = b"*1\r\n$2\r\n*1\r\n$0\r\n\r\n"
+    assert _reader().feed(wire) == [[b"*1"], [b"$0"]]
+
+
 def test_arguments_that_look_like_headers_are_just_bytes() -> None:
     odd = [b"a*1\r\n", b"*9", b"x%y+z", b"$5\r\n", b"*2\r\n$4\r\nINCR\r\n"]
     wire = b"".join(pack(b"GET", arg) for arg in odd) + INCR

@@ -13,10 +13,12 @@ hiredis only sees bytes whose array headers are known to be harmless, in one of 
   commands): C-speed scans of the whole read prove that every ``*`` in it (wherever hiredis
   might read a header, inside an argument too) starts a header of one digit, and that no
   other byte that starts an aggregate (RESP3's ``%~>|``) or a string other than a bulk
-  string (``+=(``) is present. hiredis then allocates at most a few dozen bytes per four
-  bytes read, whatever it makes of them. The read is accepted if hiredis turned it into
-  exactly as many requests as it holds ``*`` bytes, each a list of byte strings, with no
-  bytes left over: then no ``*`` was a nested array and no request is left half-read.
+  string (``+=(``) is present. Whatever hiredis makes of the read, it then allocates at
+  most one list of 9 slots per 4 bytes, a small multiple of the read's size (at most 64
+  KiB). The read is accepted if hiredis turned it into exactly as many requests as it
+  holds ``*`` bytes, each a list of byte strings, with no bytes left over: then every
+  ``*`` was a request's header, none nested or inside an argument, and no request is left
+  half-read, so the exact way would have read the same requests.
   Otherwise (and whenever a scan fails) the read is parsed again the exact way, from the
   same start, with a fresh hiredis reader;
 * the exact way: a small framing check walks the headers of every request as its bytes
@@ -154,9 +156,9 @@ class RequestReader:
         try:
             while (request := gets()) is not False:
                 requests.append(request)
-            # TypeError unless each request is a list of byte strings (not None, an integer,
-            # an error or a bulk string at the top level, nor a non-string argument).
-            b"".join(chain.from_iterable(requests))
+            # TypeError unless each request is a list (not None, an integer, an error or a
+            # bulk string, even an empty one) of byte strings (no other type of argument).
+            b"".join(chain.from_iterable(map(list.__iter__, requests)))
         except (hiredis.ProtocolError, TypeError):
             requests = []
         if (
