@@ -7,6 +7,8 @@ import tracemalloc
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dcounter_node._resp_limits import RespLimits
 from dcounter_node._resp_wire import Replies, RequestReader, RespProtocolError, error_line
@@ -220,3 +222,29 @@ def test_replies_in_each_protocol_version(reply: object, resp2: bytes, resp3: by
 
 def test_error_lines_keep_to_one_line() -> None:
     assert error_line("ERR bad\r\nthing") == b"-ERR bad  thing\r\n"
+
+
+_PIECES = [
+    b"*1\r\n", b"*2\r\n", b"*3\r\n", b"*0\r\n", b"*-1\r\n", b"*12\r\n", b"$0\r\n", b"$1\r\n",
+    b"$2\r\n", b"$3\r\n", b"$-1\r\n", b"\r\n", b"a", b"*", b"$", b":1\r\n", b"+OK\r\n",
+    b"%1\r\n", b"~1\r\n", b"(1\r\n", b"PING", b"INCR", b"\n", b"9",
+]  # fmt: skip
+
+
+def _outcome(reader: RequestReader, reads: list[bytes]) -> tuple[object, ...]:
+    requests: list[list[bytes]] = []
+    try:
+        for read in reads:
+            requests += reader.feed(read)
+    except RespProtocolError as exc:
+        return ("refused", str(exc))
+    return ("read", requests, reader.in_request)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=24))
+def test_a_whole_read_gives_what_the_same_bytes_one_at_a_time_give(pieces: list[bytes]) -> None:
+    # One byte at a time, every read but the first starts inside a request (the exact way).
+    wire = b"".join(pieces)
+    whole = _outcome(_reader(), [wire])
+    assert whole == _outcome(_reader(), [wire[i : i + 1] for i in range(len(wire))])
