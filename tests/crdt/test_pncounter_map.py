@@ -71,6 +71,42 @@ def test_add_and_subtract_return_the_new_value() -> None:
     assert counters.values() == {"x": 7, "new": 2, "other": -4}
 
 
+def test_add_within_counts_either_way_and_returns_the_new_value() -> None:
+    counters = PNCounterMap("a", _map(x=CounterState({"b": 7}, {"b": 2})))
+    assert counters.add_within("x", 3, -10, 10) == 8
+    assert counters.add_within("x", -18, -10, 10) == -10
+    assert counters.add_within("new", -4, -10, 10) == -4
+    assert counters.values() == {"x": -10, "new": -4}
+    assert counters.pending_delta.counters.keys() == {"x", "new"}
+
+
+@pytest.mark.parametrize(("key", "delta"), [("x", 3), ("x", -19), ("new", 11), ("new", -11)])
+def test_add_within_leaves_the_map_unchanged_past_the_range(key: str, delta: int) -> None:
+    before = _map(x=CounterState({"b": 7}, {"b": 2}))
+    counters = PNCounterMap("a", before)
+    assert counters.add_within(key, delta, -10, 7) is None
+    assert (counters.snapshot(), counters.pending_delta) == (before, CounterMapState())
+
+
+def test_add_within_by_zero_returns_the_value_and_changes_nothing() -> None:
+    counters = PNCounterMap("a", _map(x=CounterState({"b": 7})))
+    assert (counters.add_within("x", 0, 0, 9), counters.add_within("new", 0, 0, 9)) == (7, 0)
+    assert (len(counters), counters.pending_delta) == (1, CounterMapState())
+
+
+def test_add_within_refuses_what_add_refuses() -> None:
+    counters = PNCounterMap("a", _map(x=CounterState({"a": MAX_COUNT})), max_keys=1)
+    with pytest.raises(InvalidAmountError):
+        counters.add_within("x", 1.0, -10, 10)  # type: ignore[arg-type]
+    with pytest.raises(CountOverflowError):
+        counters.add_within("x", 1, 0, 2 * MAX_COUNT)
+    with pytest.raises(TooManyKeysError):
+        counters.add_within("new", 1, -10, 10)
+    with pytest.raises(InvalidKeyError):
+        counters.add_within("", 1, -10, 10)
+    assert counters.pending_delta == CounterMapState()
+
+
 def test_keys_are_sorted_and_listed_once() -> None:
     counters = PNCounterMap("a")
     for key in ["b", "a", "c", "a"]:

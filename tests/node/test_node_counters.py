@@ -120,14 +120,49 @@ async def test_a_bad_amount_is_refused_and_creates_no_name() -> None:
         await node.close()
 
 
+@pytest.mark.parametrize("name", ["n", DEFAULT_KEY])
+async def test_adding_within_a_range_counts_or_refuses_whole(name: str) -> None:
+    node = await started()
+    try:
+        counters = node.counters
+        assert counters.add_within(name, 5, -10, 10) == 5
+        assert counters.add_within(name, -7, -10, 10) == -2
+        state = counters.state(name)
+        assert counters.add_within(name, 13, -10, 10) is None  # 11: past the top
+        assert counters.add_within(name, -9, -10, 10) is None  # -11: past the bottom
+        assert counters.add_within(name, 0, -10, 10) == -2  # counts nothing
+        assert counters.state(name) == state
+        assert counters.value(name) == -2
+    finally:
+        await node.close()
+
+
+async def test_adding_within_a_range_to_a_new_name_lists_it_unless_refused() -> None:
+    node = await started()
+    try:
+        counters = node.counters
+        assert counters.names() == []
+        assert counters.add_within("big", 11, -10, 10) is None
+        assert counters.add_within("zero", 0, -10, 10) == 0
+        assert counters.add_within("m", -1, -10, 10) == -1
+        assert counters.names() == ["m"]
+        assert (counters.has_local, "big" in counters, "zero" in counters) == (True, False, False)
+    finally:
+        await node.close()
+
+
 async def test_writes_outside_the_nodes_lifetime_are_refused() -> None:
     node = Node(MemoryNetwork().transport(address(0)), fast_config())
     with pytest.raises(NodeNotStartedError):
         node.counters.increment("n")
+    with pytest.raises(NodeNotStartedError):
+        node.counters.add_within("n", 1, -10, 10)
     await node.start()
     await node.close()
     with pytest.raises(NodeClosedError):
         node.counters.increment("n")
+    with pytest.raises(NodeClosedError):
+        node.counters.add_within("n", 1, -10, 10)
 
 
 async def test_local_writes_are_staged_once_to_both_sinks() -> None:

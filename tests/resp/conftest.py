@@ -41,6 +41,13 @@ class FakeCounters:
     def decrement(self, name: str, by: int = 1) -> int:
         return self._count(self.downs, name, by)
 
+    def add_within(self, name: str, delta: int, low: int, high: int) -> int | None:
+        if not low <= self.value(name) + delta <= high:
+            return None
+        if delta > 0:
+            return self.increment(name, delta)
+        return self.decrement(name, -delta) if delta else self.value(name)
+
     def _count(self, side: dict[str, int], name: str, by: int) -> int:
         if side.get(name, 0) + by > MAX_COUNT:
             raise CountOverflowError(f"count would pass {MAX_COUNT}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from dcounter_crdt._errors import (
+    InvalidAmountError,
     InvalidLimitError,
     InvalidStateError,
     KeyTooLongError,
@@ -140,6 +141,32 @@ class PNCounterMap:
         counter.subtract(by)
         self._pending.add(key)
         return counter.value
+
+    def add_within(self, key: str, delta: int, low: int, high: int) -> int | None:
+        """Add ``delta`` (an int; below 0 it subtracts) to counter ``key`` unless its value
+        would leave ``low..high``: the new value, or None with the map unchanged.
+
+        For callers whose values must stay in a fixed range (Redis's signed 64 bits), in one
+        lookup. ``delta`` 0 changes nothing and returns the value. Errors as :meth:`add`.
+        """
+        if delta.__class__ is not int:
+            raise InvalidAmountError(f"amount must be an int, not {type(delta).__name__}")
+        counter = self._counters.get(key) if key.__class__ is str else self._lookup(key)
+        value = delta if counter is None else counter.value + delta
+        if not low <= value <= high:
+            return None
+        if counter is None:  # a new name: added (or refused) with add()'s checks
+            if delta > 0:
+                return self.add(key, delta)
+            return self.subtract(key, -delta) if delta else value
+        if delta > 0:
+            counter.add(delta)
+        elif delta:
+            counter.subtract(-delta)
+        else:
+            return value
+        self._pending.add(key)
+        return value
 
     def increment(self, key: str, by: int = 1) -> CounterMapState:
         """Like :meth:`add`, and return the delta of this one change (it joins the pending one)."""

@@ -49,6 +49,7 @@ class Counters:
         "_map",
         "_node",
         "_on_local",
+        "_open",
         "_sorted",
         "_watches",
         "persist",
@@ -60,6 +61,9 @@ class Counters:
         # Told after every local write to a named counter (the node wakes its flush).
         self._on_local = on_local
         self._map: PNCounterMap | None = None
+        # The map while the node takes writes (from its binding until it starts closing):
+        # one attribute to test per write instead of asking the node.
+        self._open: PNCounterMap | None = None
         # All names but the default, sorted, rebuilt lazily after new names arrive.
         self._sorted: list[str] | None = []
         self._watches: dict[str, Watchers] = {}
@@ -81,6 +85,11 @@ class Counters:
             max_key_length=config.max_key_length,
         )
         self._sorted = None
+        self._open = self._map
+
+    def _closing(self) -> None:
+        """Called by the node as it starts closing: writes are refused from now on."""
+        self._open = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -169,6 +178,37 @@ class Counters:
         held = len(counters)
         return self._counted(name, counters.subtract(name, by), len(counters) != held)
 
+    def add_within(self, name: str, delta: int, low: int, high: int) -> int | None:
+        """Add ``delta`` (an int, below 0 to subtract) to counter ``name`` unless its value
+        would leave ``low..high``: the new value, or None with nothing counted.
+
+        For front ends whose clients hold values in a fixed range (Redis's signed 64 bits),
+        in one call: the Redis front end's INCR path. ``delta`` 0 counts nothing and
+        returns the value. Raises as :meth:`increment` and :meth:`decrement` do.
+        """
+        if name == DEFAULT_KEY:
+            node = self._node
+            if not low <= node.value + delta <= high:
+                return None
+            if delta > 0:
+                return node.increment(delta)
+            return node.decrement(-delta) if delta else node.value
+        counters = self._open
+        if counters is None:
+            counters = self._writable()  # raises
+        held = len(counters) if self._sorted is not None else -1
+        value = counters.add_within(name, delta, low, high)
+        if value is None or not delta:
+            return value
+        if held >= 0 and len(counters) != held:  # a new name: the sorted names are stale
+            self._sorted = None
+        if not self._local:  # as _counted(), inline on this path
+            self._local = True
+            self._on_local()
+        if name in self._watches:
+            self._publish(name, value)
+        return value
+
     def watch(self, name: str = DEFAULT_KEY, *, initial: bool = True) -> ValueWatch:
         """Iterate over counter ``name``'s value as it changes (see :meth:`Node.watch`)."""
         if name == DEFAULT_KEY:
@@ -181,10 +221,11 @@ class Counters:
         return watchers.new(self.value(name) if initial else None)
 
     def _writable(self) -> PNCounterMap:
-        self._node._writable()  # raises outside the node's lifetime
-        if self._map is None:  # pragma: no cover - bound before the node runs
-            raise AssertionError("counters used before the node bound them")
-        return self._map
+        counters = self._open
+        if counters is None:
+            self._node._writable()  # raises outside the node's lifetime
+            raise AssertionError("counters used before the node bound them")  # pragma: no cover
+        return counters
 
     def _counted(self, name: str, value: int, new: bool = False) -> int:
         """After a local write of ``value`` to ``name`` (``new``: a name not held before)."""

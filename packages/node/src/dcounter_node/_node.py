@@ -256,6 +256,7 @@ class Node:
     async def _close(self) -> None:
         was_running = self._status is _Status.RUNNING
         self._status = _Status.CLOSING
+        self._counters._closing()
         tickers, self._tickers = self._tickers, []
         self._sync_ticker = None
         for ticker in tickers:

@@ -15,7 +15,6 @@ past that range); counter names are UTF-8 text.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from dcounter_crdt import CountOverflowError, CRDTError
@@ -30,6 +29,7 @@ from dcounter_node._resp_args import (
     parse_cursor,
     parse_integer,
 )
+from dcounter_node._resp_catalog import CRDT_REFUSED, RespCommand, command_info
 from dcounter_node._resp_scan import compile_match
 from dcounter_node._resp_shared import REDIS_VERSION, RespBatch, info_text
 from dcounter_node._resp_wire import Replies, error_line
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RespSession"]
 
-#: The Redis version clients are told (``INFO``, ``HELLO``): the protocol level answered.
 #: Largest page one SCAN call reads, whatever COUNT asks (COUNT is a hint in Redis too).
 _MAX_SCAN_COUNT: Final = 10_000
 
@@ -53,20 +52,6 @@ _CRDT: Final = (
     " counter cannot be overwritten or deleted (use INCRBY and DECRBY)"
 )
 _OK: Final = b"+OK\r\n"
-
-
-@dataclass(frozen=True, slots=True)
-class _Command:
-    name: str
-    #: Redis's arity: exactly ``n`` arguments (the name included), or at least ``-n``.
-    arity: int
-    handler: Callable[[RespSession, list[bytes]], bytes]
-    flags: tuple[str, ...]
-    categories: tuple[str, ...]
-    #: First key, last key, step (Redis's key positions; 0 0 0 without keys).
-    keys: tuple[int, int, int] = (0, 0, 0)
-    #: The token scope it needs once authenticated (None: any token).
-    scope: Scope | None = None
 
 
 class RespSession:
@@ -88,6 +73,7 @@ class RespSession:
         peer: str = "",
     ) -> None:
         self.backend = backend
+        self._add_within = backend.add_within  # once: the INCR path's only backend call
         self.shared = shared
         self.replies = Replies(2)
         self.client_id = shared.client_id()
@@ -108,9 +94,11 @@ class RespSession:
         replies: list[bytes] = []
         writes: list[int] = []
         self.shared.commands_processed += len(requests)
+        spellings = _SPELLINGS
+        authenticating = self._tokens is not None
         for args in requests:
             # Clients send names in one case or the other: no lower() for those.
-            command = _SPELLINGS.get(args[0])
+            command = spellings.get(args[0])
             try:
                 if command is None:
                     name = args[0].lower()
@@ -118,11 +106,10 @@ class RespSession:
                     if command is None:
                         replies.append(self._unknown(name, args))
                         continue
-                if self._tokens is not None:
+                if authenticating:
                     self._authorize(command)
-                if len(args) != command.arity and not (
-                    command.arity < 0 and len(args) >= -command.arity
-                ):
+                arity = command.arity
+                if len(args) != arity and (arity > 0 or len(args) < -arity):
                     raise CommandError(
                         f"ERR wrong number of arguments for '{command.name}' command"
                     )
@@ -140,7 +127,7 @@ class RespSession:
 
     # -- dispatch helpers ------------------------------------------------------------------
 
-    def _authorize(self, command: _Command) -> None:
+    def _authorize(self, command: RespCommand) -> None:
         if command.name in ("auth", "hello", "quit"):
             return
         scope = self._scope()
@@ -160,7 +147,7 @@ class RespSession:
 
     def _unknown(self, name: bytes, args: list[bytes]) -> bytes:
         text = name.decode("utf-8", "replace")
-        if text in _CRDT_REFUSED:
+        if text in CRDT_REFUSED:
             return error_line(_CRDT.format(name=text))
         shown = ""
         for arg in args[1:]:
@@ -188,17 +175,14 @@ class RespSession:
         return self._add(args[1], -by)
 
     def _add(self, key: bytes, delta: int) -> bytes:
-        name = key.decode() if key.isascii() else counter_name(key)
-        backend = self.backend
+        try:
+            name = key.decode()
+        except UnicodeDecodeError:
+            name = counter_name(key)  # raises the error clients see
         if self._health is not None and (problem := self._health()) is not None:
             raise CommandError(f"ERR not counted: storage is failing: {problem}")
-        current = backend.value(name)
-        if delta == 0:  # Redis answers the value; nothing to count
-            return b":%d\r\n" % current
-        if not INT64_MIN <= current + delta <= INT64_MAX:
-            raise CommandError(_OVERFLOW)
         try:
-            value = backend.increment(name, delta) if delta > 0 else backend.decrement(name, -delta)
+            value = self._add_within(name, delta, INT64_MIN, INT64_MAX)
         except CountOverflowError:
             raise CommandError(
                 f"{_OVERFLOW} this replica's count (at most 2**64-1 per replica)"
@@ -207,7 +191,10 @@ class RespSession:
             raise CommandError(f"ERR {exc}") from None
         except NodeError as exc:  # closed, or not started yet
             raise CommandError(f"ERR node is not running: {exc}") from None
-        self._wrote = True
+        if value is None:
+            raise CommandError(_OVERFLOW)
+        if delta:  # Redis answers INCRBY 0 with the value; nothing counted, no commit
+            self._wrote = True
         return b":%d\r\n" % value
 
     # -- reading -----------------------------------------------------------------------------
@@ -415,7 +402,7 @@ class RespSession:
 
     def _command(self, args: list[bytes]) -> bytes:
         if len(args) == 1:
-            return Replies.array([_command_info(c) for c in _COMMANDS.values()])
+            return Replies.array([command_info(c) for c in _COMMANDS.values()])
         sub = args[1].lower()
         if sub == b"count" and len(args) == 2:
             return Replies.integer(len(_COMMANDS))
@@ -424,7 +411,7 @@ class RespSession:
         if sub == b"info":
             found = [_COMMANDS.get(arg.lower()) for arg in args[2:]]
             null = self.replies.null
-            return Replies.array([null if c is None else _command_info(c) for c in found])
+            return Replies.array([null if c is None else command_info(c) for c in found])
         if sub == b"docs":  # no documentation here: redis-cli then uses its own help
             return self.replies.map([])
         shown = args[1].decode("utf-8", "replace")[:128]
@@ -433,51 +420,35 @@ class RespSession:
         )
 
 
-def _command_info(command: _Command) -> bytes:
-    first, last, step = command.keys
-    return Replies.array(
-        [
-            Replies.text(command.name),
-            Replies.integer(command.arity),
-            Replies.array([Replies.simple(flag) for flag in command.flags]),
-            Replies.integer(first),
-            Replies.integer(last),
-            Replies.integer(step),
-            Replies.array([Replies.simple(c) for c in command.categories]),
-            Replies.array([]),
-            Replies.array([]),
-            Replies.array([]),
-        ]
-    )
-
-
 _R, _W = Scope.READ, Scope.WRITE
 _WRITE = ("write", "denyoom", "fast")
 _READ = ("readonly", "fast")
 _CONN = ("noscript", "loading", "stale", "fast")
 _S = RespSession
-_COMMANDS: Final[dict[bytes, _Command]] = {
+_COMMANDS: Final[dict[bytes, RespCommand]] = {
     c.name.encode(): c
     for c in (
-        _Command("incr", 2, _S._incr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
-        _Command("decr", 2, _S._decr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
-        _Command("incrby", 3, _S._incrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
-        _Command("decrby", 3, _S._decrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
-        _Command("get", 2, _S._get, _READ, ("@read", "@string", "@fast"), (1, 1, 1), _R),
-        _Command("mget", -2, _S._mget, _READ, ("@read", "@string", "@fast"), (1, -1, 1), _R),
-        _Command("exists", -2, _S._exists, _READ, ("@keyspace", "@read", "@fast"), (1, -1, 1), _R),
-        _Command("type", 2, _S._type, _READ, ("@keyspace", "@read", "@fast"), (1, 1, 1), _R),
-        _Command("scan", -2, _S._scan, ("readonly",), ("@keyspace", "@read", "@slow"), scope=_R),
-        _Command("dbsize", 1, _S._dbsize, _READ, ("@keyspace", "@read", "@fast"), scope=_R),
-        _Command("info", -1, _S._info, ("loading", "stale"), ("@slow", "@dangerous"), scope=_R),
-        _Command("ping", -1, _S._ping, ("fast",), ("@fast", "@connection")),
-        _Command("echo", 2, _S._echo, ("fast",), ("@fast", "@connection")),
-        _Command("select", 2, _S._select, _CONN, ("@keyspace", "@fast")),
-        _Command("client", -2, _S._client, _CONN, ("@slow", "@connection")),
-        _Command("command", -1, _S._command, ("loading", "stale"), ("@slow", "@connection")),
-        _Command("hello", -1, _S._hello, _CONN, ("@fast", "@connection")),
-        _Command("auth", -2, _S._auth, _CONN, ("@fast", "@connection")),
-        _Command("quit", -1, _S._quit, _CONN, ("@fast", "@connection")),
+        RespCommand("incr", 2, _S._incr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
+        RespCommand("decr", 2, _S._decr, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
+        RespCommand("incrby", 3, _S._incrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
+        RespCommand("decrby", 3, _S._decrby, _WRITE, ("@write", "@string", "@fast"), (1, 1, 1), _W),
+        RespCommand("get", 2, _S._get, _READ, ("@read", "@string", "@fast"), (1, 1, 1), _R),
+        RespCommand("mget", -2, _S._mget, _READ, ("@read", "@string", "@fast"), (1, -1, 1), _R),
+        RespCommand(
+            "exists", -2, _S._exists, _READ, ("@keyspace", "@read", "@fast"), (1, -1, 1), _R
+        ),
+        RespCommand("type", 2, _S._type, _READ, ("@keyspace", "@read", "@fast"), (1, 1, 1), _R),
+        RespCommand("scan", -2, _S._scan, ("readonly",), ("@keyspace", "@read", "@slow"), scope=_R),
+        RespCommand("dbsize", 1, _S._dbsize, _READ, ("@keyspace", "@read", "@fast"), scope=_R),
+        RespCommand("info", -1, _S._info, ("loading", "stale"), ("@slow", "@dangerous"), scope=_R),
+        RespCommand("ping", -1, _S._ping, ("fast",), ("@fast", "@connection")),
+        RespCommand("echo", 2, _S._echo, ("fast",), ("@fast", "@connection")),
+        RespCommand("select", 2, _S._select, _CONN, ("@keyspace", "@fast")),
+        RespCommand("client", -2, _S._client, _CONN, ("@slow", "@connection")),
+        RespCommand("command", -1, _S._command, ("loading", "stale"), ("@slow", "@connection")),
+        RespCommand("hello", -1, _S._hello, _CONN, ("@fast", "@connection")),
+        RespCommand("auth", -2, _S._auth, _CONN, ("@fast", "@connection")),
+        RespCommand("quit", -1, _S._quit, _CONN, ("@fast", "@connection")),
     )
 }
 
@@ -486,36 +457,3 @@ _SPELLINGS: Final = {
     spelling: c for name, c in _COMMANDS.items() for spelling in (name, name.upper())
 }
 _QUIT: Final = _COMMANDS[b"quit"]
-
-#: Commands that would overwrite or delete a value: answered with why they cannot be.
-_CRDT_REFUSED: Final = frozenset(
-    {
-        "set",
-        "setnx",
-        "setex",
-        "psetex",
-        "mset",
-        "msetnx",
-        "getset",
-        "getdel",
-        "getex",
-        "del",
-        "unlink",
-        "rename",
-        "renamenx",
-        "expire",
-        "pexpire",
-        "expireat",
-        "pexpireat",
-        "persist",
-        "flushdb",
-        "flushall",
-        "incrbyfloat",
-        "append",
-        "setrange",
-        "move",
-        "copy",
-        "restore",
-        "swapdb",
-    }
-)

@@ -4,18 +4,35 @@
 arguments); :class:`Replies` encodes answers for one protocol version. Nothing here does
 I/O or logs.
 
-Parsing is hiredis's (:class:`hiredis.Reader`). In front of it, a small framing check walks
-the headers of every request as its bytes arrive, so that every declared count and length
-is checked against :class:`~dcounter_node._resp_limits.RespLimits` before hiredis acts on
-it: hiredis allocates an array as soon as it reads ``*N`` (a list of ``N`` slots, with no
-cap a caller can set), so a 13-byte ``*2147483647`` would otherwise reserve 16 GiB. The
-check also holds requests to what clients send (an array of bulk strings): anything else
-is a :class:`RespProtocolError`, after which the connection must be closed, as Redis does.
+Parsing is hiredis's (:class:`hiredis.Reader`). hiredis allocates an array as soon as it
+reads ``*N`` (a list of ``N`` slots, with no cap a caller can set), so a 13-byte
+``*2147483647`` would reserve 16 GiB, and nested headers multiply such allocations. So
+hiredis only sees bytes whose array headers are known to be harmless, in one of two ways:
+
+* the fast way, for a read that starts a request (the usual pipelined batch of small
+  commands): C-speed scans of the whole read prove that every ``*`` in it (wherever hiredis
+  might read a header, inside an argument too) starts a header of one digit, and that no
+  other byte that starts an aggregate (RESP3's ``%~>|``) or a string other than a bulk
+  string (``+=(``) is present. Whatever hiredis makes of the read, it then allocates at
+  most one list of 9 slots per 4 bytes, a small multiple of the read's size (at most 64
+  KiB). The read is accepted if hiredis turned it into exactly as many requests as it
+  holds ``*`` bytes, each a list of byte strings, with no bytes left over: then every
+  ``*`` was a request's header, none nested or inside an argument, and no request is left
+  half-read, so the exact way would have read the same requests.
+  Otherwise (and whenever a scan fails) the read is parsed again the exact way, from the
+  same start, with a fresh hiredis reader;
+* the exact way: a small framing check walks the headers of every request as its bytes
+  arrive, so that every declared count and length is checked against
+  :class:`~dcounter_node._resp_limits.RespLimits` before hiredis acts on it.
+
+Both hold requests to what clients send (arrays of bulk strings): anything else is a
+:class:`RespProtocolError`, after which the connection must be closed, as Redis does.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import TYPE_CHECKING, Final
 
 import hiredis
@@ -39,6 +56,12 @@ _DOLLAR: Final = 0x24  # '$'
 #: length; up to 19 digits, so that int() stays cheap.
 _ARRAY: Final = re.compile(rb"\*(-1|[0-9]{1,19})\r\n").match
 _BULK: Final = re.compile(rb"\$([0-9]{1,19})\r\n").match
+#: The fast way's scans (see the module's docstring): a ``*`` that does not start a
+#: one-digit array header, and the bytes it lets no further than the exact way.
+_BIG_OR_ODD_STAR: Final = re.compile(rb"\*(?![0-9]\r\n)").search
+_NOT_FAST: Final = b"%~>|+=("
+#: Longest read parsed the fast way (what hiredis allocates for it is a multiple of that).
+_FAST_MAX: Final = 64 * 1024
 
 
 class RespProtocolError(NodeError):
@@ -68,11 +91,24 @@ class RequestReader:
     reader must not be used after that.
     """
 
-    __slots__ = ("_elements", "_limits", "_line", "_parser", "_request_bytes", "_skip")
+    __slots__ = (
+        "_elements",
+        "_fast_max",
+        "_few_arguments",
+        "_limits",
+        "_line",
+        "_parser",
+        "_request_bytes",
+        "_skip",
+    )
 
     def __init__(self, limits: RespLimits) -> None:
         self._limits = limits
         self._parser = hiredis.Reader()
+        # Reads over the request size limit take the exact way, which enforces it.
+        self._fast_max = min(_FAST_MAX, limits.max_request_bytes)
+        # Whether requests of up to 9 arguments may be too many (checked after hiredis then).
+        self._few_arguments = limits.max_arguments < 9
         # The framing check's state: a header line cut by a read, the bulk strings still to
         # come in the current request, the bytes left of the current one (CRLF included),
         # and the size of the request so far.
@@ -88,6 +124,10 @@ class RequestReader:
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """The requests ``data`` completes, in order (empty ones are dropped, as Redis does)."""
+        if not (self._elements or self._skip or self._line):  # at a request's start
+            fast = self._feed_fast(data)
+            if fast is not None:
+                return fast
         parser = self._parser
         parser.feed(self._check(data))
         requests: list[list[bytes]] = []
@@ -97,6 +137,41 @@ class RequestReader:
                     requests.append(request)
         except hiredis.ProtocolError as exc:  # pragma: no cover - the check rejects it first
             raise RespProtocolError(str(exc)) from None
+        return requests
+
+    def _feed_fast(self, data: bytes) -> list[list[bytes]] | None:
+        """``data``'s requests the fast way, or None if it must take the exact way."""
+        size = len(data)
+        if (
+            size > self._fast_max
+            or data[:1] != b"*"
+            or _BIG_OR_ODD_STAR(data)
+            or len(data.translate(None, _NOT_FAST)) != size
+        ):
+            return None
+        parser = self._parser
+        parser.feed(data)
+        gets = parser.gets
+        requests: list[list[bytes]] = []
+        try:
+            while (request := gets()) is not False:
+                requests.append(request)
+            # TypeError unless each request is a list (not None, an integer, an error or a
+            # bulk string, even an empty one) of byte strings (no other type of argument).
+            b"".join(chain.from_iterable(map(list.__iter__, requests)))
+        except (hiredis.ProtocolError, TypeError):
+            requests = []
+        if (
+            len(requests) != data.count(b"*")
+            or parser.has_data()
+            or (self._few_arguments and max(map(len, requests)) > self._limits.max_arguments)
+        ):
+            # A nested array, a request cut by the read, a malformed one, or too many
+            # arguments: forget what hiredis read and parse from the same start the exact way.
+            self._parser = hiredis.Reader()
+            return None
+        if b"*0\r\n" in data:  # empty requests: Redis ignores them
+            return [request for request in requests if request]
         return requests
 
     def _check(self, chunk: bytes) -> bytes:
