@@ -244,6 +244,7 @@ def _outcome(reader: RequestReader, reads: list[bytes]) -> tuple[object, ...]:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(_PIECES), max_size=24))
 @example([b"*1\r\n", b"$2\r\n", b"*1\r\n", b"$0\r\n", b"\r\n"])  # an empty bulk string
+@example([b"*0\r\n", b"$"])  # a type byte hiredis took and holds without data after it
 def test_a_whole_read_gives_what_the_same_bytes_one_at_a_time_give(pieces: list[bytes]) -> None:
     # No single byte passes the fast way's scans (a '*' needs a digit and CRLF after it), so
     # one byte at a time is the exact way throughout.

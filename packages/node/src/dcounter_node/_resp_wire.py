@@ -145,6 +145,9 @@ class RequestReader:
         if (
             size > self._fast_max
             or data[:1] != b"*"
+            # A read that ends inside a request: hiredis may have taken the type byte of a
+            # reply it cannot finish yet without showing it (``has_data()`` is then False).
+            or data[-1:] != b"\n"
             or _BIG_OR_ODD_STAR(data)
             or len(data.translate(None, _NOT_FAST)) != size
         ):
