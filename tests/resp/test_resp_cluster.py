@@ -265,3 +265,39 @@ async def test_an_open_resp_address_is_warned_about_or_refused(spawn_node: Spawn
     refused = await spawn_node(*FREE, "--resp", "0.0.0.0:0", "--require-auth")
     assert await refused.wait_exit() == 2
     assert "refusing to start" in refused.log_text()
+
+
+async def test_metrics_count_the_redis_protocol_clients_and_commands(
+    spawn_node: SpawnNode, wait_until: WaitUntil
+) -> None:
+    node = await spawn_node(*FREE, "--resp", "127.0.0.1:0")
+    await node.wait_ready()
+    host, port = _host_port(node)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(pack(b"INCR", b"hits") * 10)
+    replies = b"".join([await reader.readline() for _ in range(10)])
+    assert replies == b"".join(b":%d\r\n" % i for i in range(1, 11))
+
+    async def metrics() -> dict[str, float]:
+        async with aiohttp.ClientSession() as session, session.get(node.url + "/metrics") as got:
+            text = await got.text()
+        return {
+            name: float(value)
+            for name, value in (
+                line.split(" ") for line in text.splitlines() if line.startswith("dcounter_resp_")
+            )
+        }
+
+    assert await metrics() == {
+        "dcounter_resp_clients": 1.0,
+        "dcounter_resp_connections_total": 1.0,
+        "dcounter_resp_rejected_connections_total": 0.0,
+        "dcounter_resp_commands_total": 10.0,
+    }
+    writer.close()
+    await writer.wait_closed()
+
+    async def disconnected() -> bool:
+        return (await metrics())["dcounter_resp_clients"] == 0.0
+
+    await wait_until(disconnected, what="no Redis-protocol client connected on /metrics")

@@ -70,6 +70,7 @@ from dcounter_node._membership_service import MembershipCollector, members_route
 from dcounter_node._metrics import ServiceStats, create_registry
 from dcounter_node._node import Node
 from dcounter_node._pruning_service import PruningCollector
+from dcounter_node._resp_metrics import RespCollector
 from dcounter_node._settings import parse_address
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from dcounter_node._auth import ApiTokens
     from dcounter_node._membership_service import MembershipService
     from dcounter_node._pruning_service import PruningService
+    from dcounter_node._resp_shared import RespShared
     from dcounter_node._storage import StorageHealth
 
 __all__ = [
@@ -385,6 +387,7 @@ def create_app(
     peer_ssl: ssl.SSLContext | None = None,
     members: MembershipService | None = None,
     pruning: PruningService | None = None,
+    resp: RespShared | None = None,
 ) -> web.Application:
     """The HTTP API of ``node`` as an aiohttp application (see the module docstring).
 
@@ -400,7 +403,7 @@ def create_app(
     with ``peer_ssl`` (a client context), ``/cluster`` asks peers over HTTPS.
 
     ``members`` (the node's membership) adds ``GET /members`` and its metrics; ``pruning``
-    the pruning metrics.
+    the pruning metrics; ``resp`` (the Redis-protocol server's counts) its metrics.
 
     ``app[SERVICE_STATS_KEY]`` holds the service's counters; ``app[NODE_KEY]`` the node.
     """
@@ -439,6 +442,8 @@ def create_app(
         routes["/members"] = {"GET": members_route(members)}
     if pruning is not None:
         api.registry.register(PruningCollector(pruning))
+    if resp is not None:
+        api.registry.register(RespCollector(resp))
     _add_routes(app, routes, stats, checks=_Checks(hosts, origins, tokens))
 
     async def begin_shutdown(app: web.Application) -> None:

@@ -218,7 +218,7 @@ async def serve(
         error(f"cannot listen for the Redis protocol on {settings.resp}: {_reason(exc)}")
         return EXIT_FAILURE
     try:
-        server = await _start_http(parts, security)
+        server = await _start_http(parts, security, resp)
     except OSError as exc:
         if resp is not None:
             await resp.close()
@@ -304,7 +304,7 @@ async def _start_resp(parts: _Parts, security: HTTPSecurity) -> RespServer | Non
     )
 
 
-async def _start_http(parts: _Parts, security: HTTPSecurity) -> HTTPServer:
+async def _start_http(parts: _Parts, security: HTTPSecurity, resp: RespServer | None) -> HTTPServer:
     """The HTTP API (OSError when its address is unusable)."""
     settings, store = parts.settings, parts.store
     app = create_app(
@@ -321,6 +321,7 @@ async def _start_http(parts: _Parts, security: HTTPSecurity) -> HTTPServer:
         peer_ssl=security.peer_ssl,
         members=parts.members,
         pruning=parts.pruning,
+        resp=None if resp is None else resp.shared,
     )
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
     return await start_http_server(
