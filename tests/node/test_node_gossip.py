@@ -296,6 +296,17 @@ def test_a_round_after_a_pull_with_our_digest_is_idle_and_taken_once() -> None:
     assert pulled(gossip) == 1  # the idle round was taken: this one pulls
 
 
+def test_idle_round_due_tells_without_taking_the_round() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD), {}, {})))
+    assert [gossip.idle_round_due, gossip.idle_round_due, gossip.take_idle_round()] == [
+        True,
+        True,
+        True,
+    ]
+    assert not gossip.idle_round_due
+
+
 def test_a_change_after_a_matching_pull_makes_no_round_idle() -> None:
     gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
     gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD))))

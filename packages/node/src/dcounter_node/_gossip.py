@@ -322,12 +322,17 @@ class Gossip:
         The driver may then skip the round's wake-up. Should the agreement end before the
         round's time (see :attr:`in_agreement`), the round is due again.
         """
-        if self._local:
-            self._absorb_local()
-        if self._pulled_agreeing and self._agreed and self._config.delta_gossip:
+        if self.idle_round_due:
             self._pulled_agreeing = False
             return True
         return False
+
+    @property
+    def idle_round_due(self) -> bool:
+        """What :meth:`take_idle_round` would answer, without taking the round."""
+        if self._local:
+            self._absorb_local()
+        return self._pulled_agreeing and self._agreed and self._config.delta_gossip
 
     @property
     def in_agreement(self) -> bool:

@@ -48,7 +48,7 @@ from dcounter_protocol import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from dcounter_node._config import NodeConfig
     from dcounter_node._counters import Counters
@@ -162,8 +162,15 @@ class NamedGossip:
         idle, self._pulled_agreeing = self._pulled_agreeing, False
         return idle
 
-    def sync_tick(self) -> list[Outgoing]:
-        """A sync round: our root digest to one random peer.
+    @property
+    def idle_round_due(self) -> bool:
+        """What :meth:`take_idle_round` would answer, without taking the round."""
+        return self._pulled_agreeing
+
+    def sync_tick(self, prefer: Sequence[str] = ()) -> list[Outgoing]:
+        """A sync round: our root digest to one random peer, the first of ``prefer`` that
+        takes named messages if any (the default counter's pull targets, chosen at random
+        too: both pulls of a round then travel together).
 
         One is enough to find any difference: a node that lacks something differs from
         every peer, so its own pull finds it every round; more pullers would only start
@@ -175,7 +182,10 @@ class NamedGossip:
             del self._exchanges[gone]
         digests = self.digests
         buckets = min(digests.buckets, 1 << (len(digests) // KEYS_PER_BUCKET).bit_length())
-        return self._send(self._targets(1), NamedPull(buckets, digests.root))
+        peers, named_to = self._peers, self._named_to
+        target = next((a for a in prefer if a in peers and named_to(a)), None)
+        targets = [target] if target is not None else self._targets(1)
+        return self._send(targets, NamedPull(buckets, digests.root))
 
     def receive(self, sender: str, payload: bytes) -> NamedReceived:
         """Handle one named payload from ``sender`` (the address its frame names)."""

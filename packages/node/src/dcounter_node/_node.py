@@ -8,6 +8,7 @@ a push carrying them leaves, and bounds the sends in flight per peer and in tota
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
@@ -40,6 +41,7 @@ from dcounter_protocol import MessageType, TCPTransport, is_named
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
     from dcounter_node._pruning import Tombstones
@@ -538,6 +540,7 @@ class Node:
             self._send_all(self._named.handle(sender, payload))
             if self._named.has_pending:  # won entries to forward
                 self._wake_flush()
+            self._pace_sync_rounds(gossip)
             return
         before = gossip.counter.value
         received = gossip.receive(sender, payload)
@@ -569,8 +572,13 @@ class Node:
         ticker = self._sync_ticker
         if ticker is None:
             return
-        # Both cores must agree to spare it: the round pulls for each.
-        if gossip.take_idle_round() and self._named.take_idle_round():
+        # Both cores must agree to spare it: the round pulls for each. Their pulls arrive
+        # one after the other (often from different peers), so neither is taken before
+        # both are due.
+        named = self._named
+        if gossip.idle_round_due and named.idle_round_due:
+            gossip.take_idle_round()
+            named.take_idle_round()
             ticker.skip_next()
         elif not gossip.in_agreement:
             ticker.unskip()
@@ -617,9 +625,22 @@ class Node:
         )
 
     def _sync_round(self) -> None:
-        if self._gossip is not None:
-            self._send_all(self._gossip.sync_tick())
-            self._send_all(self._named.sync_tick())
+        if self._gossip is None:
+            return
+        pulls = self._gossip.sync_tick()
+        named = self._named.sync_tick(prefer=[send.address for send in pulls])
+        # Both pulls of the round to one peer, in one write: one system call here and one
+        # wake-up there instead of two.
+        with self._corked():
+            self._send_all(pulls)
+            self._send_all(named)
+
+    def _corked(self) -> AbstractContextManager[None]:
+        """Writes on streams held until the block ends (see ``TCPTransport.corked``)."""
+        transport = self._transport
+        if isinstance(transport, TCPTransport):
+            return transport.corked()
+        return contextlib.nullcontext()
 
     def _full_sync_round(self) -> None:
         if self._gossip is not None:
