@@ -182,6 +182,19 @@ def test_idle_round_due_tells_without_taking_the_round() -> None:
     ]
 
 
+def test_in_agreement_every_other_round_pulls_and_a_change_ends_that() -> None:
+    a, a_counters = _core(A, B, {"x": 1})
+    b, b_counters = _core(B, A, {})
+    b_counters.merge_remote(a_counters.snapshot())
+    b._dirty.add("x")
+    (pull,) = a.sync_tick()
+    b.receive(A, pull.data)  # the same root: b is in agreement
+    assert [len(b.sync_tick()) for _ in range(5)] == [0, 1, 0, 1, 0]
+    b_counters.increment("y")
+    b_counters.stage_local()
+    assert [len(b.sync_tick()) for _ in range(3)] == [1, 1, 1]
+
+
 def test_a_differing_pull_or_a_change_keeps_the_round() -> None:
     a, _ = _core(A, B, {"x": 1})
     b, b_counters = _core(B, A, {})

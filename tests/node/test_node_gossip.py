@@ -208,11 +208,37 @@ def pulled(gossip: Gossip) -> int:
     return len(gossip.sync_tick())
 
 
-def test_a_sync_round_pulls_one_peer_once_a_peer_acked_our_state() -> None:
+def test_in_agreement_every_other_sync_round_pulls_one_peer() -> None:
     gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
-    assert pulled(gossip) == 3
+    assert [pulled(gossip), pulled(gossip)] == [3, 3]
     gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
-    assert [pulled(gossip) for _ in range(3)] == [1, 1, 1]
+    assert [pulled(gossip) for _ in range(5)] == [1, 0, 1, 0, 1]
+
+
+def test_in_agreement_a_seed_peer_is_pulled_every_round_as_the_reference_does() -> None:
+    gossip = agreed(make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3, streams=False))
+    assert [pulled(gossip) for _ in range(4)] == [1, 1, 1, 1]
+    assert not gossip.idle_round_due
+
+
+def test_the_round_after_a_quiet_pull_is_idle_and_taken_once() -> None:
+    gossip = agreed(make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3))
+    assert (pulled(gossip), gossip.idle_round_due) == (1, True)
+    assert (gossip.take_idle_round(), gossip.idle_round_due) == (True, False)
+    assert pulled(gossip) == 1  # the idle round was taken by the driver: this one pulls
+
+
+def test_out_of_agreement_every_round_pulls_the_full_fanout() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    assert [pulled(gossip) for _ in range(3)] == [3, 3, 3]
+    assert not gossip.idle_round_due
+
+
+def test_a_change_after_a_quiet_pull_brings_back_the_next_round() -> None:
+    gossip = agreed(make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3))
+    assert pulled(gossip) == 1
+    gossip.add(1)
+    assert (gossip.idle_round_due, pulled(gossip)) == (False, 3)
 
 
 def test_a_round_after_a_pull_with_our_digest_needs_no_pull_of_ours() -> None:

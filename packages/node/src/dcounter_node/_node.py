@@ -565,7 +565,7 @@ class Node:
         self._send_all(received.sends)
         self._pace_sync_rounds(gossip)
 
-    def _pace_sync_rounds(self, gossip: Gossip) -> None:
+    def _pace_sync_rounds(self, gossip: Gossip, *, round_ended: bool = False) -> None:
         """Spare the wake-up of a sync round that would send nothing; bring it back if the
         agreement that made it idle ends before its time (an idle node's CPU is mostly its
         wake-ups)."""
@@ -576,10 +576,17 @@ class Node:
         # one after the other (often from different peers), so neither is taken before
         # both are due.
         named = self._named
-        if gossip.idle_round_due and named.idle_round_due:
+        gossip_idle, named_idle = gossip.idle_round_due, named.idle_round_due
+        if gossip_idle and named_idle:
             gossip.take_idle_round()
             named.take_idle_round()
             ticker.skip_next()
+        elif round_ended and (gossip_idle or named_idle):
+            # Out of step (one core would rest while the other pulls, and the other way
+            # round the next time: a wake-up every round). The resting one pulls too: its
+            # pull shares the other's write, and both rest together from then on.
+            gossip.take_idle_round()
+            named.take_idle_round()
         elif not gossip.in_agreement:
             ticker.unskip()
 
@@ -634,6 +641,7 @@ class Node:
         with self._corked():
             self._send_all(pulls)
             self._send_all(named)
+        self._pace_sync_rounds(self._gossip, round_ended=True)
 
     def _corked(self) -> AbstractContextManager[None]:
         """Writes on streams held until the block ends (see ``TCPTransport.corked``)."""
