@@ -201,6 +201,28 @@ def test_a_full_sync_tick_is_skipped_once_a_peer_confirmed_our_state() -> None:
     assert gossip.full_sync_tick() == []
 
 
+def test_a_full_sync_is_due_until_pushed_and_again_after_a_change() -> None:
+    gossip = make(HELD)
+    assert gossip.full_sync_due
+    gossip.full_sync_tick()
+    assert not gossip.full_sync_due
+    gossip.add(1)
+    assert gossip.full_sync_due
+
+
+def test_a_full_sync_is_due_after_a_differing_pull() -> None:
+    gossip = make(HELD)
+    gossip.full_sync_tick()
+    gossip.receive(PEER, encode_message(DigestPull(PEER, 12345)))
+    assert gossip.full_sync_due
+
+
+def test_seed_exact_full_syncs_are_always_due() -> None:
+    gossip = make(HELD, delta_gossip=False)
+    gossip.full_sync_tick()
+    assert gossip.full_sync_due
+
+
 THIRD = "10.0.0.4:7946"
 
 

@@ -357,6 +357,14 @@ class Gossip:
             self._absorb_local()
         return self._agreed
 
+    @property
+    def full_sync_due(self) -> bool:
+        """Whether the next full-sync round would push (with deltas: only once something
+        diverged since the last one or since a peer confirmed our exact state)."""
+        if self._local:
+            self._absorb_local()
+        return self._diverged or not self._config.delta_gossip
+
     def full_sync_tick(self) -> list[Outgoing]:
         """A full-sync round: our full state to a few random peers (with deltas, if needed)."""
         if self._local:

@@ -114,6 +114,8 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._tickers: list[Ticker] = []
         self._sync_ticker: Ticker | None = None
+        #: None while no full-sync round is due (nothing diverged: see _resume_full_sync).
+        self._full_sync_ticker: Ticker | None = None
         self._closer: asyncio.Future[None] | None = None
         self._watches = Watchers()
         self._log = RateLimitedLog(logger)
@@ -206,10 +208,10 @@ class Node:
         config = self._config
         self._spawn(self._process_inbound(), "inbound")
         self._sync_ticker = self._every(config.sync_interval, self._sync_round)
-        self._tickers = [
-            self._sync_ticker,
-            self._every(config.effective_full_sync_interval, self._full_sync_round),
-        ]
+        self._tickers = [self._sync_ticker]
+        self._full_sync_ticker = self._every(
+            config.effective_full_sync_interval, self._full_sync_round
+        )
         if config.delta_gossip:
             self._spawn(self._flush_deltas(), "delta")
         logger.info(
@@ -253,7 +255,9 @@ class Node:
         was_running = self._status is _Status.RUNNING
         self._status = _Status.CLOSING
         tickers, self._tickers = self._tickers, []
-        self._sync_ticker = None
+        if self._full_sync_ticker is not None:
+            tickers.append(self._full_sync_ticker)
+        self._sync_ticker = self._full_sync_ticker = None
         for ticker in tickers:
             ticker.stop()
         tasks, self._tasks = self._tasks, []
@@ -465,6 +469,8 @@ class Node:
         # A local change ends any agreement: a sync round skipped for it is due again.
         if self._sync_ticker is not None:
             self._sync_ticker.unskip()
+        if self._full_sync_ticker is None:
+            self._resume_full_sync()
 
     def _stage_local(self) -> None:
         """Stage the local updates not staged yet: before a commit, and before any send
@@ -569,6 +575,8 @@ class Node:
         """Spare the wake-up of a sync round that would send nothing; bring it back if the
         agreement that made it idle ends before its time (an idle node's CPU is mostly its
         wake-ups)."""
+        if self._full_sync_ticker is None:
+            self._resume_full_sync()
         ticker = self._sync_ticker
         if ticker is None:
             return
@@ -651,8 +659,22 @@ class Node:
         return contextlib.nullcontext()
 
     def _full_sync_round(self) -> None:
-        if self._gossip is not None:
-            self._send_all(self._gossip.full_sync_tick())
+        gossip = self._gossip
+        if gossip is None:
+            return
+        self._send_all(gossip.full_sync_tick())
+        if not gossip.full_sync_due and self._full_sync_ticker is not None:
+            # Nothing diverged: no wake-up for full syncs until something does.
+            self._full_sync_ticker.stop()
+            self._full_sync_ticker = None
+
+    def _resume_full_sync(self) -> None:
+        """Full-sync rounds again (at a random phase, as at start) once something diverged."""
+        gossip = self._gossip
+        if self._status is _Status.RUNNING and gossip is not None and gossip.full_sync_due:
+            self._full_sync_ticker = self._every(
+                self._config.effective_full_sync_interval, self._full_sync_round
+            )
 
     async def _flush_deltas(self) -> None:
         interval = self._config.delta_flush_interval
