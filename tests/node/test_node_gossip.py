@@ -203,11 +203,11 @@ def test_a_full_sync_tick_is_skipped_once_a_peer_confirmed_our_state() -> None:
 
 def test_a_full_sync_is_due_until_pushed_and_again_after_a_change() -> None:
     gossip = make(HELD)
-    assert gossip.full_sync_due
+    before = gossip.full_sync_due
     gossip.full_sync_tick()
-    assert not gossip.full_sync_due
+    pushed = gossip.full_sync_due
     gossip.add(1)
-    assert gossip.full_sync_due
+    assert (before, pushed, gossip.full_sync_due) == (True, False, True)
 
 
 def test_a_full_sync_is_due_after_a_differing_pull() -> None:

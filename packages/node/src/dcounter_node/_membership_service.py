@@ -191,7 +191,7 @@ class MembershipService:
             self._timer.cancel()
             self._timer = None
 
-    def _arm(self) -> None:
+    def _arm(self, *, min_wait: float = _MIN_WAIT) -> None:
         """Wake up at the membership's next deadline (a callback on the loop's timer heap).
 
         Only then: an idle node's CPU is mostly its wake-ups, and between two probes an
@@ -206,7 +206,7 @@ class MembershipService:
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
-        self._timer_at = max(due, loop.time() + _MIN_WAIT)
+        self._timer_at = max(due, loop.time() + min_wait)
         self._timer = loop.call_at(self._timer_at, self._tick)
 
     def _tick(self) -> None:
@@ -219,6 +219,9 @@ class MembershipService:
                 self._follow_changes()
         except Exception:
             logger.exception("error in membership: a probe round")
+            # What failed may still be due: try again later, not at once in a loop.
+            self._arm(min_wait=self._config.probe_interval / 5)
+            return
         self._arm()
 
     async def _on_frame(self, sender: str, payload: bytes) -> None:
