@@ -125,13 +125,19 @@ def test_equal_states_answer_a_pull_with_nothing() -> None:
     assert b.receive(A, pull.data).sends == []
 
 
-def test_a_pull_with_our_own_root_spares_our_next_round_once() -> None:
+def _pulled_in_agreement() -> tuple[NamedGossip, Counters]:
+    """B's core (and counters), holding what A holds, just pulled by A with its own root."""
     a, a_counters = _core(A, B, {"x": 1})
     b, b_counters = _core(B, A, {})
     b_counters.merge_remote(a_counters.snapshot())
     b._dirty.add("x")
     (pull,) = a.sync_tick()
     b.receive(A, pull.data)
+    return b, b_counters
+
+
+def test_a_pull_with_our_own_root_spares_our_next_round_once() -> None:
+    b, _ = _pulled_in_agreement()
     assert [b.take_idle_round(), b.take_idle_round()] == [True, False]
 
 
@@ -168,12 +174,7 @@ def test_a_round_without_a_usable_preferred_peer_pulls_a_random_one() -> None:
 
 
 def test_idle_round_due_tells_without_taking_the_round() -> None:
-    a, a_counters = _core(A, B, {"x": 1})
-    b, b_counters = _core(B, A, {})
-    b_counters.merge_remote(a_counters.snapshot())
-    b._dirty.add("x")
-    (pull,) = a.sync_tick()
-    b.receive(A, pull.data)
+    b, _ = _pulled_in_agreement()
     assert [b.idle_round_due, b.idle_round_due, b.take_idle_round(), b.idle_round_due] == [
         True,
         True,
@@ -183,12 +184,7 @@ def test_idle_round_due_tells_without_taking_the_round() -> None:
 
 
 def test_in_agreement_every_other_round_pulls_and_a_change_ends_that() -> None:
-    a, a_counters = _core(A, B, {"x": 1})
-    b, b_counters = _core(B, A, {})
-    b_counters.merge_remote(a_counters.snapshot())
-    b._dirty.add("x")
-    (pull,) = a.sync_tick()
-    b.receive(A, pull.data)  # the same root: b is in agreement
+    b, b_counters = _pulled_in_agreement()
     assert [len(b.sync_tick()) for _ in range(5)] == [0, 1, 0, 1, 0]
     b_counters.increment("y")
     b_counters.stage_local()
