@@ -54,12 +54,16 @@ class Network:
                 continue
             queue.extend(self.nodes[out.address].receive(out.message, self.now))
 
-    def run(self, seconds: float, step: float = 0.1) -> None:
+    def run(self, seconds: float, step: float = 0.1, *, when_due: bool = False) -> None:
+        """Advance time by ``step``, ticking every node up; ``when_due``: only the nodes
+        whose ``next_due()`` has come (as the membership service does)."""
         end = self.now + seconds
         while self.now < end - 1e-9:
             self.now += step
             for address, membership in self.nodes.items():
-                if address not in self.down:
+                if address in self.down:
+                    continue
+                if not when_due or membership.next_due() <= self.now + 1e-9:
                     self.deliver(membership.tick(self.now))
 
 
@@ -442,3 +446,85 @@ def test_a_probe_of_a_suspect_member_tells_it_so() -> None:
     ]
     assert pings
     assert Update("b:1", "b:1#r", S, 0) in pings[0].message.updates
+
+
+# -- deadlines: the service wakes up only when something is due --------------------------
+
+
+def test_a_lone_node_is_next_due_at_each_probe() -> None:
+    a = node("a:1", now=0.0)
+    assert a.next_due() == 0.0
+    assert a.tick(0.0) == []
+    assert a.next_due() == CONFIG.probe_interval
+
+
+def test_a_probe_in_flight_is_due_at_its_timeout_and_not_after_its_ack() -> None:
+    a = node("a:1")
+    a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0)), 0.0)
+    (ping,) = a.tick(0.0)
+    assert a.next_due() == CONFIG.probe_timeout
+    ack = MembershipMessage(MessageKind.ACK, Update("b:1", "b:1#r", A, 0), ping.message.seq, "b:1")
+    a.receive(ack, 0.1)
+    assert a.next_due() == CONFIG.probe_interval
+
+
+def test_a_suspect_is_due_when_its_suspicion_times_out() -> None:
+    config = MembershipConfig(probe_interval=1.0, probe_timeout=0.5, suspect_timeout=0.5)
+    a = Membership("a:1", "a:1#r", config=config, rng=random.Random(1), now=0.0)
+    a.tick(0.0)
+    a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0)), 0.1)
+    a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", S, 0)), 0.2)
+    assert a.next_due() == 0.7
+    a.tick(0.7)
+    assert (states(a), a.next_due()) == ({"a:1": A, "b:1": D}, 1.0)
+
+
+def test_a_leaving_node_is_never_due() -> None:
+    a = node("a:1")
+    a.leave(0.0)
+    assert a.next_due() == float("inf")
+
+
+def test_a_tick_before_the_next_due_time_sends_nothing() -> None:
+    net = joined("a:1", "b:1", "c:1")
+    net.down.add("c:1")
+    for _ in range(40):
+        for address, membership in net.nodes.items():
+            if address not in net.down:
+                assert membership.tick(min(net.now + 0.01, membership.next_due() - 1e-6)) == []
+        net.run(0.1)
+
+
+def test_ticking_only_when_due_finds_a_dead_member_as_ticking_often_does() -> None:
+    results = []
+    for when_due in (False, True):
+        net = Network("a:1", "b:1", "c:1")
+        for joiner in ("b:1", "c:1"):
+            net.deliver(net.nodes[joiner].join(["a:1"]))
+        net.run(2.0, step=0.01, when_due=when_due)
+        assert states(net.nodes["a:1"]) == {"a:1": A, "b:1": A, "c:1": A}
+        net.down.add("c:1")
+        net.run(CONFIG.probe_interval * 3 + CONFIG.suspect_timeout, step=0.01, when_due=when_due)
+        results.append([states(net.nodes["a:1"]), states(net.nodes["b:1"])])
+    expected = {"a:1": A, "b:1": A, "c:1": D}
+    assert results[0] == results[1] == [expected, expected]
+
+
+def test_a_lone_node_with_seeds_is_due_when_it_asks_them_again() -> None:
+    config = MembershipConfig(probe_interval=5.0, probe_timeout=1.0, rejoin_interval=1.0)
+    b = Membership("b:1", "b:1#r", config=config, rng=random.Random(1), now=0.0)
+    b.join(["a:1"], 0.0)
+    b.tick(0.0)
+    assert b.next_due() == 1.0
+    assert [o.message.kind for o in b.tick(1.0)] == [MessageKind.JOIN]
+
+
+def test_a_gone_member_is_due_when_it_is_to_be_forgotten() -> None:
+    config = MembershipConfig(probe_interval=10.0, probe_timeout=1.0, forget_after=3.0)
+    a = Membership("a:1", "a:1#r", config=config, rng=random.Random(1), now=0.0)
+    a.tick(0.0)
+    a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0)), 0.5)
+    a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", L, 0)), 1.0)
+    assert a.next_due() == 4.0
+    a.tick(4.0)
+    assert states(a) == {"a:1": A}

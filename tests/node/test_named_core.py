@@ -125,14 +125,70 @@ def test_equal_states_answer_a_pull_with_nothing() -> None:
     assert b.receive(A, pull.data).sends == []
 
 
-def test_a_pull_with_our_own_root_spares_our_next_round_once() -> None:
+def _pulled_in_agreement() -> tuple[NamedGossip, Counters]:
+    """B's core (and counters), holding what A holds, just pulled by A with its own root."""
     a, a_counters = _core(A, B, {"x": 1})
     b, b_counters = _core(B, A, {})
     b_counters.merge_remote(a_counters.snapshot())
     b._dirty.add("x")
     (pull,) = a.sync_tick()
     b.receive(A, pull.data)
+    return b, b_counters
+
+
+def test_a_pull_with_our_own_root_spares_our_next_round_once() -> None:
+    b, _ = _pulled_in_agreement()
     assert [b.take_idle_round(), b.take_idle_round()] == [True, False]
+
+
+def _core_of_peers(peers: list[str], named_to: set[str]) -> NamedGossip:
+    counters = Counters(_Owner(), lambda: None)  # type: ignore[arg-type]
+    counters._bind(f"{A}#r")
+    return NamedGossip(
+        counters,
+        f"{A}#r",
+        NodeConfig(),
+        PeerManager(A, peers),
+        random.Random(1),
+        named_to=named_to.__contains__,
+    )
+
+
+C, D = "10.0.0.3:7946", "10.0.0.4:7946"
+
+
+def test_a_round_pulls_the_first_preferred_peer_that_takes_named_messages() -> None:
+    core = _core_of_peers([B, C, D], named_to={C, D})
+    # The default counter's pull targets of the round: both pulls then travel together.
+    assert [send.address for send in core.sync_tick(prefer=[B, D, C])] == [D]
+    assert [send.address for send in core.sync_tick(prefer=[C])] == [C]
+
+
+def test_a_round_without_a_usable_preferred_peer_pulls_a_random_one() -> None:
+    core = _core_of_peers([B, C, D], named_to={C, D})
+    targets = set()
+    for _ in range(50):
+        (send,) = core.sync_tick(prefer=["10.9.9.9:7946", B])
+        targets.add(send.address)
+    assert targets == {C, D}
+
+
+def test_idle_round_due_tells_without_taking_the_round() -> None:
+    b, _ = _pulled_in_agreement()
+    assert [b.idle_round_due, b.idle_round_due, b.take_idle_round(), b.idle_round_due] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_in_agreement_every_other_round_pulls_and_a_change_ends_that() -> None:
+    b, b_counters = _pulled_in_agreement()
+    assert [len(b.sync_tick()) for _ in range(5)] == [0, 1, 0, 1, 0]
+    b_counters.increment("y")
+    b_counters.stage_local()
+    assert [len(b.sync_tick()) for _ in range(3)] == [1, 1, 1]
 
 
 def test_a_differing_pull_or_a_change_keeps_the_round() -> None:

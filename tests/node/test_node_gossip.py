@@ -201,6 +201,28 @@ def test_a_full_sync_tick_is_skipped_once_a_peer_confirmed_our_state() -> None:
     assert gossip.full_sync_tick() == []
 
 
+def test_a_full_sync_is_due_until_pushed_and_again_after_a_change() -> None:
+    gossip = make(HELD)
+    before = gossip.full_sync_due
+    gossip.full_sync_tick()
+    pushed = gossip.full_sync_due
+    gossip.add(1)
+    assert (before, pushed, gossip.full_sync_due) == (True, False, True)
+
+
+def test_a_full_sync_is_due_after_a_differing_pull() -> None:
+    gossip = make(HELD)
+    gossip.full_sync_tick()
+    gossip.receive(PEER, encode_message(DigestPull(PEER, 12345)))
+    assert gossip.full_sync_due
+
+
+def test_seed_exact_full_syncs_are_always_due() -> None:
+    gossip = make(HELD, delta_gossip=False)
+    gossip.full_sync_tick()
+    assert gossip.full_sync_due
+
+
 THIRD = "10.0.0.4:7946"
 
 
@@ -208,11 +230,37 @@ def pulled(gossip: Gossip) -> int:
     return len(gossip.sync_tick())
 
 
-def test_a_sync_round_pulls_one_peer_once_a_peer_acked_our_state() -> None:
+def test_in_agreement_every_other_sync_round_pulls_one_peer() -> None:
     gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
-    assert pulled(gossip) == 3
+    assert [pulled(gossip), pulled(gossip)] == [3, 3]
     gossip.receive(PEER, encode_message(DigestAck(PEER, digest(HELD))))
-    assert [pulled(gossip) for _ in range(3)] == [1, 1, 1]
+    assert [pulled(gossip) for _ in range(5)] == [1, 0, 1, 0, 1]
+
+
+def test_in_agreement_a_seed_peer_is_pulled_every_round_as_the_reference_does() -> None:
+    gossip = agreed(make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3, streams=False))
+    assert [pulled(gossip) for _ in range(4)] == [1, 1, 1, 1]
+    assert not gossip.idle_round_due
+
+
+def test_the_round_after_a_quiet_pull_is_idle_and_taken_once() -> None:
+    gossip = agreed(make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3))
+    assert (pulled(gossip), gossip.idle_round_due) == (1, True)
+    assert (gossip.take_idle_round(), gossip.idle_round_due) == (True, False)
+    assert pulled(gossip) == 1  # the idle round was taken by the driver: this one pulls
+
+
+def test_out_of_agreement_every_round_pulls_the_full_fanout() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    assert [pulled(gossip) for _ in range(3)] == [3, 3, 3]
+    assert not gossip.idle_round_due
+
+
+def test_a_change_after_a_quiet_pull_brings_back_the_next_round() -> None:
+    gossip = agreed(make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3))
+    assert pulled(gossip) == 1
+    gossip.add(1)
+    assert (gossip.idle_round_due, pulled(gossip)) == (False, 3)
 
 
 def test_a_round_after_a_pull_with_our_digest_needs_no_pull_of_ours() -> None:
@@ -294,6 +342,17 @@ def test_a_round_after_a_pull_with_our_digest_is_idle_and_taken_once() -> None:
         False,
     )
     assert pulled(gossip) == 1  # the idle round was taken: this one pulls
+
+
+def test_idle_round_due_tells_without_taking_the_round() -> None:
+    gossip = make(HELD, peers=(PEER, OTHER, THIRD), max_sync_peers=3)
+    gossip.receive(PEER, encode_message(DigestPull(PEER, digest(HELD), {}, {})))
+    assert [gossip.idle_round_due, gossip.idle_round_due, gossip.take_idle_round()] == [
+        True,
+        True,
+        True,
+    ]
+    assert not gossip.idle_round_due
 
 
 def test_a_change_after_a_matching_pull_makes_no_round_idle() -> None:

@@ -114,3 +114,19 @@ def test_a_stopped_ticker_cannot_be_skipped_back_to_life() -> None:
         assert (ticker.running, due(loop)) == (False, [])
     finally:
         loop.close()
+
+
+def test_an_action_may_skip_the_tick_after_its_own_and_unskip_it() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        ticker = Ticker(loop, 10.0, lambda: ticker.skip_next(), first_delay=10.0)
+        (first,) = due(loop)
+        (tick,) = loop._scheduled  # type: ignore[attr-defined]
+        tick._run()  # the first tick, run by hand: its action asks to skip the next one
+        # One live timer, for the tick after the spared one (no stray second timer).
+        assert [when for when in due(loop) if when > first] == [first + 20.0]
+        ticker.unskip()  # its time has not come: the spared tick is due again
+        assert [when for when in due(loop) if when > first] == [first + 10.0]
+        ticker.stop()
+    finally:
+        loop.close()

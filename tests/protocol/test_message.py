@@ -202,6 +202,18 @@ def test_many_message_shapes_outgrow_no_cache() -> None:
 # -- encoding: validation -----------------------------------------------------------------
 
 
+class _Text(str):
+    """A str subclass: not a wire string (only exact str is)."""
+
+    __slots__ = ()
+
+
+class _Count(int):
+    """An int subclass: not a count (only exact int is)."""
+
+    __slots__ = ()
+
+
 def _not_a_message(kind: object, increments: dict[str, int] | None = None) -> Message:
     """A look-alike with a type no message class has (the union cannot represent one)."""
     fields = {"node_id": NODE, "increments": increments, "decrements": None, "digest": 1}
@@ -238,16 +250,47 @@ def test_invalid_message_is_not_encoded(message: Message) -> None:
         encode_message(message)
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(Push("", {"a": 1}, {}), id="empty-node-id"),
+        pytest.param(Push(cast("str", b"x"), {"a": 1}, {}), id="bytes-node-id"),
+        pytest.param(Push(_Text(NODE), {"a": 1}, {}), id="str-subclass-node-id"),
+        pytest.param(Push(NODE, {}, {}), id="empty-maps"),
+        pytest.param(Push(NODE, {"a": 1}, {"b": cast("int", True)}), id="bool-count"),
+        pytest.param(Push(NODE, {"a": cast("int", _Count(1))}, {}), id="int-subclass-count"),
+        pytest.param(Push(NODE, {"a": cast("int", 1.0)}, {}), id="float-count"),
+        pytest.param(Push(NODE, {"a": -1}, {}), id="negative-count"),
+        pytest.param(Push(NODE, {}, {"a": MAX_COUNT + 1}), id="count-over-uint64"),
+        pytest.param(Push(NODE, {"": 1}, {}), id="empty-replica-id"),
+        pytest.param(Push(NODE, {"a": 1}, {cast("str", None): 1}), id="none-replica-id"),
+        pytest.param(Push(NODE, {"a": 1}, {"b": 1}, cast("int", True)), id="bool-digest"),
+        pytest.param(Push(NODE, {"a": 1}, {"b": 1}, cast("int", 0.0)), id="float-digest"),
+        pytest.param(Push(NODE, {"a": 1}, {"b": 1}, -1), id="negative-digest"),
+    ],
+)
+def test_invalid_push_of_two_maps_is_not_encoded(message: Push) -> None:
+    # Pushes whose maps are both given are packed by the layout of their shape: the same
+    # checks hold there, before and after that shape was packed once.
+    encode_message(Push(NODE, {"a": 1}, {"b": 1}, 1))
+    encode_message(Push(NODE, {"a": 1}, {}))
+    with pytest.raises(EncodeError):
+        encode_message(message)
+
+
 def test_encode_error_names_the_offending_map() -> None:
     with pytest.raises(EncodeError, match=r"^decrements: "):
         encode_message(Push(NODE, {"a": 1}, {"b": -5}))
 
 
+@pytest.mark.parametrize("decrements", [None, {}], ids=["nil", "empty"])
 @pytest.mark.parametrize("bad", [True, 1.0, -1, MAX_COUNT + 1], ids=repr)
-def test_bad_count_of_an_already_encoded_shape_is_rejected(bad: object) -> None:
-    encode_message(Push(NODE, {"a": 1, "b": 2}, None))
+def test_bad_count_of_an_already_encoded_shape_is_rejected(
+    bad: object, decrements: dict[str, int] | None
+) -> None:
+    encode_message(Push(NODE, {"a": 1, "b": 2}, decrements))
     with pytest.raises(EncodeError, match=r"^increments: "):
-        encode_message(Push(NODE, {"a": 1, "b": cast("int", bad)}, None))
+        encode_message(Push(NODE, {"a": 1, "b": cast("int", bad)}, decrements))
 
 
 def test_valid_count_after_a_rejected_one_still_encodes() -> None:

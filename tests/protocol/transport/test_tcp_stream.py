@@ -302,6 +302,25 @@ async def test_send_nowait_queues_only_on_an_open_stream(make_tcp: MakeTCP, inbo
     assert sender.stats().stream_sent == 2
 
 
+async def test_corked_sends_are_held_then_written_together_when_the_block_ends(
+    make_tcp: MakeTCP, inbox: Inbox
+) -> None:
+    receiver = make_tcp()
+    await receiver.listen(inbox)
+    sender = make_tcp()
+    await sender.send(receiver.address, b"opens it")
+    await inbox.get_many(1)
+
+    with sender.corked():
+        with sender.corked():
+            assert sender.send_nowait(receiver.address, b"one") is True
+        assert sender.send_nowait(receiver.address, b"two") is True
+        assert (sender.stats().queued, sender.stats().stream_sent) == (2, 1)
+    # Written as the outer block ends, before any pass of the loop.
+    assert (sender.stats().queued, sender.stats().stream_sent) == (0, 3)
+    assert await inbox.get_many(2) == [("127.0.0.1:0", b"one"), ("127.0.0.1:0", b"two")]
+
+
 async def test_send_nowait_never_queues_for_the_seed_wire(make_tcp: MakeTCP, inbox: Inbox) -> None:
     receiver = make_tcp()
     await receiver.listen(inbox)

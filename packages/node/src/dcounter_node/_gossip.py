@@ -177,6 +177,9 @@ class Gossip:
         # digest since our last sync round, which then needs no pull of ours at all.
         self._agreed = False
         self._pulled_agreeing = False
+        # Whether our last sync round pulled while in agreement: then the next round is
+        # spared (quiet cadence: in agreement, every other round pulls).
+        self._quiet_pulled = False
 
     # -- state ----------------------------------------------------------------------------
 
@@ -283,18 +286,22 @@ class Gossip:
         return result
 
     def sync_tick(self) -> list[Outgoing]:
-        """A sync round: a digest pull to a few random peers (one while in agreement)."""
+        """A sync round: a digest pull to a few random peers (one while in agreement; a quiet
+        one, to a stream peer, every other round)."""
         if self._local:
             self._absorb_local()
         config = self._config
         # Quiet rounds: once a peer confirmed our exact state, one pull per round still
-        # finds any difference (whoever lacks something differs from every puller), at a
-        # third of the idle traffic, and none when a peer has just pulled us with our
-        # digest (that pull confirmed it); any change or mismatch brings back the fanout.
+        # finds any difference (whoever lacks something differs from every puller, and
+        # those who changed pull at full fanout every round), at a third of the idle
+        # traffic; a quiet pull, to a stream peer, even every other round; and none when a
+        # peer has just pulled us with our digest (that pull confirmed it). Any change or
+        # mismatch brings back the full fanout, every round.
         pulled_agreeing, self._pulled_agreeing = self._pulled_agreeing, False
+        quiet_pulled, self._quiet_pulled = self._quiet_pulled, False
         quiet = self._agreed and config.delta_gossip
         if quiet:
-            if pulled_agreeing:
+            if pulled_agreeing or quiet_pulled:
                 return []
             count = 1
         else:
@@ -310,24 +317,38 @@ class Gossip:
         # already know, so stream peers (our own kind) are asked not to send one.
         quiet_data = encode_message(DigestPull(self._address, digest, _NO_COUNTS, _NO_COUNTS))
         streams_to = self._streams_to
+        # A quiet pull (to our own kind) spares the next round; a seed peer gets the
+        # reference's pull at the reference's pace, every round.
+        self._quiet_pulled = streams_to(targets[0])
         return [
             Outgoing(address, MessageType.DIGEST_PULL, quiet_data if streams_to(address) else data)
             for address in targets
         ]
 
     def take_idle_round(self) -> bool:
-        """Whether the next sync round would send nothing (a peer pulled us with our digest
-        since the last one, and we agree); if so, that round counts as done.
+        """Whether the next sync round would send nothing (see :attr:`idle_round_due`); if
+        so, that round counts as done.
 
         The driver may then skip the round's wake-up. Should the agreement end before the
         round's time (see :attr:`in_agreement`), the round is due again.
         """
-        if self._local:
-            self._absorb_local()
-        if self._pulled_agreeing and self._agreed and self._config.delta_gossip:
-            self._pulled_agreeing = False
+        if self.idle_round_due:
+            self._pulled_agreeing = self._quiet_pulled = False
             return True
         return False
+
+    @property
+    def idle_round_due(self) -> bool:
+        """Whether the next sync round would send nothing, without taking it: we agree
+        with a peer, and a peer pulled us with our digest since the last round or our last
+        round pulled (see :meth:`sync_tick`)."""
+        if self._local:
+            self._absorb_local()
+        return (
+            self._agreed
+            and self._config.delta_gossip
+            and (self._pulled_agreeing or self._quiet_pulled)
+        )
 
     @property
     def in_agreement(self) -> bool:
@@ -335,6 +356,14 @@ class Gossip:
         if self._local:
             self._absorb_local()
         return self._agreed
+
+    @property
+    def full_sync_due(self) -> bool:
+        """Whether the next full-sync round would push (with deltas: only once something
+        diverged since the last one or since a peer confirmed our exact state)."""
+        if self._local:
+            self._absorb_local()
+        return self._diverged or not self._config.delta_gossip
 
     def full_sync_tick(self) -> list[Outgoing]:
         """A full-sync round: our full state to a few random peers (with deltas, if needed)."""

@@ -27,7 +27,6 @@ line without a traceback, and repeated lines of one kind are rate limited
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from dcounter_node._ticker import Ticker
 
 if TYPE_CHECKING:
     from aiohttp import StreamReader
@@ -252,7 +253,10 @@ class ConnectionGuard:
         self._open: dict[asyncio.Protocol, _GuardedConnection] = {}
         # Never-used connections, oldest first: the ones evicted when the cap is reached.
         self._awaiting: dict[_GuardedConnection, None] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        # Sweeps run on the loop's timer heap while connections are open, and only then:
+        # an idle node (no HTTP client) is not woken for them.
+        self._started = False
+        self._sweeper: Ticker | None = None
 
     def protocol_factory(self) -> asyncio.Protocol:
         """A new connection's protocol (pass this method to ``loop.create_server``)."""
@@ -282,16 +286,26 @@ class ConnectionGuard:
         return ServerLog(_log, self._limiter, self.stats)
 
     def start(self) -> None:
-        """Begin checking deadlines."""
-        if self._sweeper is None:
-            self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        """Begin checking deadlines (every sweep interval while a connection is open)."""
+        self._started = True
+        self._arm()
 
     async def close(self) -> None:
         """Stop checking deadlines (connections are closed by the server's shutdown)."""
+        self._started = False
+        self._disarm()
+
+    def _arm(self) -> None:
+        if self._started and self._sweeper is None and self._open:
+            interval = self.limits.sweep_interval()
+            self._sweeper = Ticker(
+                self._loop, interval, self.sweep, first_delay=interval, what="HTTP deadlines"
+            )
+
+    def _disarm(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            self._sweeper.stop()
+            self._sweeper = None
 
     # -- connection bookkeeping ----------------------------------------------------------
 
@@ -316,6 +330,7 @@ class ConnectionGuard:
         self._open[inner] = connection
         self._awaiting[connection] = None
         self.stats.open = len(self._open)
+        self._arm()
         return inner
 
     def started(self, connection: _GuardedConnection) -> None:
@@ -328,6 +343,8 @@ class ConnectionGuard:
         if connection.inner is not None:
             self._open.pop(connection.inner, None)
         self.stats.open = len(self._open)
+        if not self._open:
+            self._disarm()
 
     def ended_unused(self, connection: _GuardedConnection) -> None:
         """``connection`` ended without sending a byte (closed by aiohttp, or the client)."""
@@ -343,12 +360,6 @@ class ConnectionGuard:
             connection.transport.abort()
 
     # -- deadlines -------------------------------------------------------------------------
-
-    async def _sweep_forever(self) -> None:
-        interval = self.limits.sweep_interval()
-        while True:
-            await asyncio.sleep(interval)
-            self.sweep()
 
     def sweep(self) -> None:
         """Close every connection past its deadline."""

@@ -341,6 +341,34 @@ class Membership:
             out.extend(self._start_probe(now))
         return out
 
+    def next_due(self) -> float:
+        """The earliest time :meth:`tick` has something to do (start or time out a probe,
+        declare a suspect dead, forget a relay or a gone member, ask the seeds again while
+        alone); ``inf`` once leaving. Calling it earlier does nothing; a :meth:`receive` may
+        bring it forward.
+        """
+        if self._leaving:
+            return math.inf
+        config = self._config
+        due = self._next_probe
+        probe = self._probe
+        if probe is not None and not probe.acked and not probe.quiet:
+            if not probe.indirect_sent:
+                due = min(due, probe.started + config.probe_timeout)
+            due = min(due, probe.started + config.probe_interval)
+        for member in self._members.values():
+            if member.state is MemberState.SUSPECT:
+                due = min(due, member.since + config.suspect_timeout)
+        for relay in self._relays.values():
+            due = min(due, relay.expires)
+        if config.forget_after is not None:
+            for member in self._members.values():
+                if member.state in _GONE:
+                    due = min(due, member.since + config.forget_after)
+        if self._seeds and not self.alive():
+            due = min(due, self._next_rejoin)
+        return due
+
     def receive(self, message: MembershipMessage, now: float) -> list[Outgoing]:
         """Apply a received message; returns the replies."""
         if self._leaving:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -29,7 +30,6 @@ from dcounter_node._membership_wire import (
     encode_membership,
 )
 from dcounter_node._ratelimit import RateLimitedLog
-from dcounter_node._ticker import Ticker
 from dcounter_protocol import (
     CAP_MEMBERSHIP,
     TCPTransport,
@@ -55,8 +55,8 @@ __all__ = [
 
 logger = logging.getLogger("dcounter_node.membership")
 
-#: Ticks per probe interval: the resolution of probe and suspicion timeouts.
-_TICKS_PER_PROBE: Final = 5
+#: Shortest wait between two wake-ups of the membership timer, in seconds.
+_MIN_WAIT: Final = 0.001
 #: Sends in flight at most; beyond it membership messages are dropped (SWIM tolerates loss).
 _MAX_IN_FLIGHT: Final = 256
 #: Seconds between joins to the seeds while alone (at least a probe interval), as
@@ -111,7 +111,10 @@ class MembershipService:
         self._rng = rng if rng is not None else random.Random()
         self._membership: Membership | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ticker: Ticker | None = None
+        #: The wake-up for the membership's next deadline, and when it is due.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._stopped = False
         self._log = RateLimitedLog(logger)
         #: State changes seen, by the state entered.
         self.changes: Counter[str] = Counter()
@@ -141,10 +144,7 @@ class MembershipService:
             now=loop.time(),
         )
         self._send(self._membership.join(self._seeds, loop.time()))
-        # A callback on the loop's timer heap, not a sleeping task: an idle node's CPU is
-        # mostly its wake-ups, and this one comes _TICKS_PER_PROBE times a probe interval.
-        step = self._config.probe_interval / _TICKS_PER_PROBE
-        self._ticker = Ticker(loop, step, self._tick, what="membership: a probe round")
+        self._arm()
         logger.info("membership: joining through %s", ", ".join(self._seeds) or "no seed")
 
     def join(self, seeds: Sequence[str]) -> None:
@@ -197,15 +197,43 @@ class MembershipService:
     # -- internals ------------------------------------------------------------------------
 
     def _stop_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.stop()
-            self._ticker = None
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self, *, min_wait: float = _MIN_WAIT) -> None:
+        """Wake up at the membership's next deadline (a callback on the loop's timer heap).
+
+        Only then: an idle node's CPU is mostly its wake-ups, and between two probes an
+        idle membership has nothing to do (it used to look five times per probe interval).
+        """
+        membership = self._membership
+        if membership is None or self._stopped:
+            return
+        due = membership.next_due()
+        if due >= self._timer_at or due == math.inf:
+            return  # woken earlier anyway (that wake-up arms again), or nothing to come
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = max(due, loop.time() + min_wait)
+        self._timer = loop.call_at(self._timer_at, self._tick)
 
     def _tick(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
         membership = self._membership
-        if membership is not None:
-            self._send(membership.tick(asyncio.get_running_loop().time()))
-            self._follow_changes()
+        try:
+            if membership is not None:
+                self._send(membership.tick(asyncio.get_running_loop().time()))
+                self._follow_changes()
+        except Exception:
+            logger.exception("error in membership: a probe round")
+            # What failed may still be due: try again later, not at once in a loop.
+            self._arm(min_wait=self._config.probe_interval / 5)
+            return
+        self._arm()
 
     async def _on_frame(self, sender: str, payload: bytes) -> None:
         membership = self._membership
@@ -231,6 +259,7 @@ class MembershipService:
             return
         self._send(membership.receive(message, asyncio.get_running_loop().time()))
         self._follow_changes()
+        self._arm()  # the message may bring a deadline forward (a suspect, a relay)
 
     def _follow_changes(self) -> None:
         membership = self._membership

@@ -48,7 +48,7 @@ from dcounter_protocol import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from dcounter_node._config import NodeConfig
     from dcounter_node._counters import Counters
@@ -123,6 +123,11 @@ class NamedGossip:
         # A peer pulled us with our own root since the last sync round, and nothing changed
         # since: our next round's pull can be spared, as the counter's gossip does.
         self._pulled_agreeing = False
+        # The last pull we got carried our root, and nothing changed since (in agreement);
+        # and whether our last round pulled while so: then the next round can be spared
+        # (quiet cadence: see idle_round_due).
+        self._agreed = False
+        self._quiet_pulled = False
 
     @property
     def digests(self) -> BucketDigests:
@@ -144,7 +149,7 @@ class NamedGossip:
 
     def local(self, changes: CounterMapState) -> None:
         """Local changes (``Counters.push``): digests to update, entries for the next flush."""
-        self._pulled_agreeing = False
+        self._pulled_agreeing = self._agreed = False
         self._dirty.update(changes.counters)
         self._queue(changes, None)
 
@@ -157,13 +162,25 @@ class NamedGossip:
         return self._push(targets, pending, full=False)
 
     def take_idle_round(self) -> bool:
-        """Whether the next sync round may be spared: a peer pulled us with our own root
-        since the last one and nothing changed since; if so, that round counts as done."""
-        idle, self._pulled_agreeing = self._pulled_agreeing, False
+        """Whether the next sync round may be spared (see :attr:`idle_round_due`); if so,
+        that round counts as done."""
+        idle = self.idle_round_due
+        self._pulled_agreeing = self._quiet_pulled = False
         return idle
 
-    def sync_tick(self) -> list[Outgoing]:
-        """A sync round: our root digest to one random peer.
+    @property
+    def idle_round_due(self) -> bool:
+        """Whether the next sync round may be spared, without taking it: a peer pulled us
+        with our own root since the last one and nothing changed since, or we are in
+        agreement and our last round pulled (in agreement, every other round pulls)."""
+        return self._pulled_agreeing or (self._agreed and self._quiet_pulled)
+
+    def sync_tick(self, prefer: Sequence[str] = ()) -> list[Outgoing]:
+        """A sync round: our root digest to one random peer, the first of ``prefer`` that
+        takes named messages if any (the default counter's pull targets, chosen at random
+        too: both pulls of a round then travel together). None in a round after a peer
+        pulled us with our root, nor in agreement in a round after one that pulled (see
+        :attr:`idle_round_due`).
 
         One is enough to find any difference: a node that lacks something differs from
         every peer, so its own pull finds it every round; more pullers would only start
@@ -173,9 +190,16 @@ class NamedGossip:
         """
         for gone in [address for address in self._exchanges if address not in self._peers]:
             del self._exchanges[gone]
+        if self.take_idle_round():
+            return []  # as the counter's gossip: confirmed by a pull, or pulled last round
         digests = self.digests
         buckets = min(digests.buckets, 1 << (len(digests) // KEYS_PER_BUCKET).bit_length())
-        return self._send(self._targets(1), NamedPull(buckets, digests.root))
+        peers, named_to = self._peers, self._named_to
+        target = next((a for a in prefer if a in peers and named_to(a)), None)
+        targets = [target] if target is not None else self._targets(1)
+        sends = self._send(targets, NamedPull(buckets, digests.root))
+        self._quiet_pulled = self._agreed and bool(sends)
+        return sends
 
     def receive(self, sender: str, payload: bytes) -> NamedReceived:
         """Handle one named payload from ``sender`` (the address its frame names)."""
@@ -215,7 +239,7 @@ class NamedGossip:
             return
         result.learned = len(won)
         if won:
-            self._pulled_agreeing = False
+            self._pulled_agreeing = self._agreed = False
         self._dirty.update(won.counters)
         if not message.full:
             # A delta spreads on (epidemic); a repair is between two nodes only.
@@ -250,12 +274,13 @@ class NamedGossip:
         digests = self.digests
         if self._too_many(message.buckets, result):
             return
-        self._pulled_agreeing = message.root == digests.root
+        self._pulled_agreeing = self._agreed = message.root == digests.root
         if not self._pulled_agreeing:
             answer = NamedBuckets(message.buckets, digests.folded(message.buckets))
             result.sends.extend(self._send([sender], answer))
 
     def _on_buckets(self, sender: str, message: NamedBuckets, result: NamedReceived) -> None:
+        self._agreed = False  # the answer to our pull: the peer's root differed from ours
         digests = self.digests
         buckets = message.buckets
         if self._too_many(buckets, result):

@@ -19,6 +19,7 @@ from dcounter_protocol import CAP_NAMED, NamedKind, TCPTransport, TransportError
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Sequence
 
     from dcounter_node._config import NodeConfig
     from dcounter_node._counters import Counters
@@ -99,9 +100,16 @@ class NamedLink:
             return True
         return self._gossip.take_idle_round()
 
-    def sync_tick(self) -> list[Outgoing]:
-        """A sync round's root-digest pulls."""
-        return [] if self._gossip is None or not self.enabled else self._gossip.sync_tick()
+    @property
+    def idle_round_due(self) -> bool:
+        """What :meth:`take_idle_round` would answer, without taking the round."""
+        return self._gossip is None or not self.enabled or self._gossip.idle_round_due
+
+    def sync_tick(self, prefer: Sequence[str] = ()) -> list[Outgoing]:
+        """A sync round's root-digest pull (to the first of ``prefer`` that can take it)."""
+        if self._gossip is None or not self.enabled:
+            return []
+        return self._gossip.sync_tick(prefer)
 
     def flush(self) -> list[Outgoing]:
         """The pending named deltas' pushes."""

@@ -8,6 +8,7 @@ a push carrying them leaves, and bounds the sends in flight per peer and in tota
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
@@ -40,6 +41,7 @@ from dcounter_protocol import MessageType, TCPTransport, is_named
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
     from dcounter_node._pruning import Tombstones
@@ -112,6 +114,8 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._tickers: list[Ticker] = []
         self._sync_ticker: Ticker | None = None
+        #: None while no full-sync round is due (nothing diverged: see _resume_full_sync).
+        self._full_sync_ticker: Ticker | None = None
         self._closer: asyncio.Future[None] | None = None
         self._watches = Watchers()
         self._log = RateLimitedLog(logger)
@@ -210,10 +214,10 @@ class Node:
         config = self._config
         self._spawn(self._process_inbound(), "inbound")
         self._sync_ticker = self._every(config.sync_interval, self._sync_round)
-        self._tickers = [
-            self._sync_ticker,
-            self._every(config.effective_full_sync_interval, self._full_sync_round),
-        ]
+        self._tickers = [self._sync_ticker]
+        self._full_sync_ticker = self._every(
+            config.effective_full_sync_interval, self._full_sync_round
+        )
         if config.delta_gossip:
             self._spawn(self._flush_deltas(), "delta")
         logger.info(
@@ -258,7 +262,9 @@ class Node:
         self._status = _Status.CLOSING
         self._counters._closing()
         tickers, self._tickers = self._tickers, []
-        self._sync_ticker = None
+        if self._full_sync_ticker is not None:
+            tickers.append(self._full_sync_ticker)
+        self._sync_ticker = self._full_sync_ticker = None
         for ticker in tickers:
             ticker.stop()
         tasks, self._tasks = self._tasks, []
@@ -470,6 +476,8 @@ class Node:
         # A local change ends any agreement: a sync round skipped for it is due again.
         if self._sync_ticker is not None:
             self._sync_ticker.unskip()
+        if self._full_sync_ticker is None:
+            self._resume_full_sync()
 
     def _stage_local(self) -> None:
         """Stage the local updates not staged yet: before a commit, and before any send
@@ -545,6 +553,7 @@ class Node:
             self._send_all(self._named.handle(sender, payload))
             if self._named.has_pending:  # won entries to forward
                 self._wake_flush()
+            self._pace_sync_rounds(gossip)
             return
         before = gossip.counter.value
         received = gossip.receive(sender, payload)
@@ -569,16 +578,30 @@ class Node:
         self._send_all(received.sends)
         self._pace_sync_rounds(gossip)
 
-    def _pace_sync_rounds(self, gossip: Gossip) -> None:
+    def _pace_sync_rounds(self, gossip: Gossip, *, round_ended: bool = False) -> None:
         """Spare the wake-up of a sync round that would send nothing; bring it back if the
         agreement that made it idle ends before its time (an idle node's CPU is mostly its
         wake-ups)."""
+        if self._full_sync_ticker is None:
+            self._resume_full_sync()
         ticker = self._sync_ticker
         if ticker is None:
             return
-        # Both cores must agree to spare it: the round pulls for each.
-        if gossip.take_idle_round() and self._named.take_idle_round():
+        # Both cores must agree to spare it: the round pulls for each. Their pulls arrive
+        # one after the other (often from different peers), so neither is taken before
+        # both are due.
+        named = self._named
+        gossip_idle, named_idle = gossip.idle_round_due, named.idle_round_due
+        if gossip_idle and named_idle:
+            gossip.take_idle_round()
+            named.take_idle_round()
             ticker.skip_next()
+        elif round_ended and (gossip_idle or named_idle):
+            # Out of step (one core would rest while the other pulls, and the other way
+            # round the next time: a wake-up every round). The resting one pulls too: its
+            # pull shares the other's write, and both rest together from then on.
+            gossip.take_idle_round()
+            named.take_idle_round()
         elif not gossip.in_agreement:
             ticker.unskip()
 
@@ -624,13 +647,41 @@ class Node:
         )
 
     def _sync_round(self) -> None:
-        if self._gossip is not None:
-            self._send_all(self._gossip.sync_tick())
-            self._send_all(self._named.sync_tick())
+        if self._gossip is None:
+            return
+        pulls = self._gossip.sync_tick()
+        named = self._named.sync_tick(prefer=[send.address for send in pulls])
+        # Both pulls of the round to one peer, in one write: one system call here and one
+        # wake-up there instead of two.
+        with self._corked():
+            self._send_all(pulls)
+            self._send_all(named)
+        self._pace_sync_rounds(self._gossip, round_ended=True)
+
+    def _corked(self) -> AbstractContextManager[None]:
+        """Writes on streams held until the block ends (see ``TCPTransport.corked``)."""
+        transport = self._transport
+        if isinstance(transport, TCPTransport):
+            return transport.corked()
+        return contextlib.nullcontext()
 
     def _full_sync_round(self) -> None:
-        if self._gossip is not None:
-            self._send_all(self._gossip.full_sync_tick())
+        gossip = self._gossip
+        if gossip is None:
+            return
+        self._send_all(gossip.full_sync_tick())
+        if not gossip.full_sync_due and self._full_sync_ticker is not None:
+            # Nothing diverged: no wake-up for full syncs until something does.
+            self._full_sync_ticker.stop()
+            self._full_sync_ticker = None
+
+    def _resume_full_sync(self) -> None:
+        """Full-sync rounds again (at a random phase, as at start) once something diverged."""
+        gossip = self._gossip
+        if self._status is _Status.RUNNING and gossip is not None and gossip.full_sync_due:
+            self._full_sync_ticker = self._every(
+                self._config.effective_full_sync_interval, self._full_sync_round
+            )
 
     async def _flush_deltas(self) -> None:
         interval = self._config.delta_flush_interval

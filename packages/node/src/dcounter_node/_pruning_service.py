@@ -32,6 +32,7 @@ from dcounter_node._pruning_wire import (
     encode_records,
 )
 from dcounter_node._ratelimit import RateLimitedLog
+from dcounter_node._ticker import Ticker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -128,7 +129,7 @@ class PruningService:
         self._capable: set[str] = set()
         self._paused: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker: Ticker | None = None
         self._log = RateLimitedLog(logger)
         self.pruned_entries = 0
         self.records_made = 0
@@ -161,14 +162,17 @@ class PruningService:
         return self._paused
 
     def start(self) -> None:
-        self._started = asyncio.get_running_loop().time()
-        self._ticker = asyncio.ensure_future(self._tick_forever())
+        loop = asyncio.get_running_loop()
+        self._started = loop.time()
+        # On the loop's timer heap, not a sleeping task: one loop pass per round, not two.
+        self._ticker = Ticker(
+            loop, self._interval, self._tick, first_delay=self._interval, what="pruning: a round"
+        )
 
     def stop_rounds(self) -> None:
         """No more rounds (no collapse, no anti-entropy); messages are still handled."""
         if self._ticker is not None:
-            self._ticker.cancel()
-            self._tasks.add(self._ticker)  # awaited by close()
+            self._ticker.stop()
             self._ticker = None
 
     async def close(self) -> None:
@@ -192,14 +196,6 @@ class PruningService:
             if m.address != self._node.address
             and m.state in (MemberState.ALIVE, MemberState.SUSPECT)
         }
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                self._tick()
-            except Exception:
-                logger.exception("pruning: error in a round")
 
     def pause_now(self) -> str | None:
         """Why this node must not prune (or take or give a bequest) now; None: it may."""

@@ -49,6 +49,9 @@ class Ticker:
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._next_at, self._tick)
         #: When the tick skipped by skip_next() was due; None when none is skipped.
         self._skipped: float | None = None
+        #: While the action runs: whether it asked to skip the tick after this one.
+        self._ticking = False
+        self._skip_after = False
 
     @property
     def running(self) -> bool:
@@ -65,6 +68,9 @@ class Ticker:
         """Skip the next tick due (a no-op when that one is skipped already)."""
         if self._handle is None:
             return
+        if self._ticking:  # the action asks: _tick skips once it has planned the next one
+            self._skip_after = True
+            return
         skipped = self._skipped
         if skipped is not None and skipped > self._loop.time():
             return
@@ -74,6 +80,7 @@ class Ticker:
 
     def unskip(self) -> None:
         """Bring back the tick skipped last, if its time has not come yet."""
+        self._skip_after = False
         skipped, self._skipped = self._skipped, None
         if skipped is None or self._handle is None or skipped <= self._loop.time():
             return
@@ -87,10 +94,13 @@ class Ticker:
 
     def _tick(self) -> None:
         self._skipped = None
+        self._ticking = True
         try:
             self._action()
         except Exception:
             logger.exception("error in %s", self._what)
+        finally:
+            self._ticking = False
         if self._handle is None:  # the action stopped us
             return
         interval = self._interval
@@ -98,5 +108,9 @@ class Ticker:
         now = self._loop.time()
         if next_at < now:  # fell behind (a stalled loop): skip the missed ticks
             next_at = now + (interval if self._rephase is None else self._rephase())
+        if self._skip_after:  # skip_next() from the action: the next tick is spared
+            self._skip_after = False
+            self._skipped = next_at
+            next_at += interval
         self._next_at = next_at
         self._handle = self._loop.call_at(next_at, self._tick)

@@ -71,37 +71,39 @@ def _replica_key(replica: object, what: str) -> bytes:
     return encode_str(replica, f"{what}: replica id")
 
 
-#: A shape: head (flag, map header, ``t``), node id, replica ids of each map (None for a nil
-#: map), whether a digest follows.
-Shape = tuple[bytes, str, tuple[str, ...] | None, tuple[str, ...] | None, bool]
+#: A shape, flat so that building and hashing it is cheap: the head (flag, map header,
+#: ``t``), the node id, the increments' replica ids, ``None``, the decrements' replica ids.
+#: Only shapes of str ids are ever compiled, so the one ``None`` always marks the split.
+Shape = tuple[bytes | str | None, ...]
 
 
 class Layout:
     """The packer of one shape and its arguments, the counts' slots left empty.
 
-    ``pack(*args)`` with a copy of ``args`` whose slots ``[1:split:2]`` hold the increments'
-    counts, ``[split + 1:counts_end:2]`` the decrements' and ``[-2]`` the digest (if the shape
-    has one), all in wire order, is the envelope; ``struct.error`` for a count outside uint64
-    or not an integer. (The caller fills the slots itself: a method call would cost a tenth of
-    the encoding.)
+    ``pack(*args)`` with a copy of ``args`` whose slots ``[1:counts_end:2]`` hold the counts
+    (increments then decrements, in wire order) and ``[-2]`` the digest (if the head says a
+    fifth field follows) is the envelope; ``struct.error`` for a count outside uint64 or not
+    an integer. (The caller fills the slots itself: a method call would cost a tenth of the
+    encoding.)
     """
 
-    __slots__ = ("args", "counts_end", "fields", "pack", "split")
+    __slots__ = ("args", "counts_end", "fields", "pack")
 
     def __init__(self, shape: Shape, node_key: bytes) -> None:
-        head, _, inc_ids, dec_ids, has_digest = shape
+        head = shape[0]
+        if type(head) is not bytes:
+            raise EncodeError(f"not a message head: {head!r}")
+        split = shape.index(None, 2)
+        # The body's map header says whether the fifth field, the digest, follows.
+        has_digest = head[1] == 0x85
         # Constant runs and counts alternate: const, count, const, ..., count, const.
         consts: list[bytes] = []
         run = [head, node_key]
         for key, ids, what in (
-            (KEY_INC, inc_ids, "increments"),
-            (KEY_DEC, dec_ids, "decrements"),
+            (KEY_INC, shape[2:split], "increments"),
+            (KEY_DEC, shape[split + 1 :], "decrements"),
         ):
-            run.append(key)
-            if ids is None:
-                run.append(NIL)
-                continue
-            run.append(map_header(len(ids)))
+            run += (key, map_header(len(ids)))
             for replica in ids:
                 run += (_replica_key(replica, what), _U64)
                 consts.append(b"".join(run))
@@ -111,10 +113,9 @@ class Layout:
             consts.append(b"".join(run))
             run = []
         consts.append(b"".join(run))
-        self.split = 2 * (0 if inc_ids is None else len(inc_ids))
-        self.counts_end = self.split + 2 * (0 if dec_ids is None else len(dec_ids))
         #: Number of uint64 fields (the counts and the digest).
         self.fields = len(consts) - 1
+        self.counts_end = 2 * (len(shape) - 3)
         fmt = ">" + "Q".join(f"{len(const)}s" for const in consts)
         self.pack: Callable[..., bytes] = struct.Struct(fmt).pack
         args: list[object] = []
@@ -136,7 +137,10 @@ class LayoutCache(dict[Shape, Layout]):
         self._node_key = node_key
 
     def __missing__(self, shape: Shape) -> Layout:
-        layout = Layout(shape, self._node_key(shape[1]))
+        node_id = shape[1]
+        if type(node_id) is not str or not node_id:
+            raise EncodeError(f"node id must be a non-empty str, got {node_id!r}")
+        layout = Layout(shape, self._node_key(node_id))
         if self._fields + layout.fields > self._limit:
             self.clear()
             self._fields = 0

@@ -21,6 +21,7 @@ import enum
 import struct
 import threading
 from dataclasses import dataclass, field
+from operator import countOf
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
@@ -246,39 +247,42 @@ class _NodeIdCache(dict[str, bytes]):
 
 
 _node_ids: Final = _NodeIdCache()
-#: Messages of up to this many entries are packed by a layout of their shape; larger ones
+#: Pushes of up to this many entries are packed by a layout of their shape; larger ones
 #: (compressed, and rarely of a repeated shape) are joined entry by entry.
 _LAYOUT_MAX_ENTRIES: Final = 256
+#: The longest envelope sent as it is, never compressed.
+_PLAIN_MAX: Final = COMPRESSION_THRESHOLD + 1
 _layouts: Final = LayoutCache(_node_ids.__getitem__, limit=1 << 14)
 
 
-def _packed(
-    head: bytes,
-    node_id: str,
-    increments: Mapping[str, int] | None,
-    decrements: Mapping[str, int] | None,
-    digest: int,
-) -> bytes | None:
-    """The envelope packed by the layout of its shape, for counts known to be exact ints in
-    range (a CounterState's); None if one is not after all (then the entry-by-entry path
-    names it). Plain dicts take that path directly: checking their counts' exact types first
-    would cost what the layout saves.
+def _packed(msg: Push) -> bytes | None:
+    """The push's envelope packed by the layout of its shape, or None when the entry-by-entry
+    path must write it or name what is wrong with it (a nil map, too many entries, anything
+    invalid): every check of :func:`encode_message` is made here or by the layout.
     """
-    layout = _layouts[
-        (
-            head,
-            node_id,
-            None if increments is None else tuple(increments),
-            None if decrements is None else tuple(decrements),
-            digest != 0,
-        )
-    ]
+    increments = msg.increments
+    decrements = msg.decrements
+    digest = msg.digest
+    if (
+        increments is None
+        or decrements is None
+        or type(digest) is not int
+        or type(msg.node_id) is not str
+    ):
+        return None
+    counts = [*increments.values(), *decrements.values()]
+    if not counts or len(counts) > _LAYOUT_MAX_ENTRIES:
+        return None
+    # A CounterState's counts are exact ints already; others are checked here, in bulk (a
+    # bool would pass the struct, and would hit an int's cached entry on the other path).
+    if not msg._of_state and countOf(map(type, counts), int) != len(counts):
+        return None
+    try:
+        layout = _layouts[(_PUSH_HEADS[digest != 0], msg.node_id, *increments, None, *decrements)]
+    except EncodeError:
+        return None
     args = layout.args.copy()
-    split = layout.split
-    if increments:
-        args[1:split:2] = increments.values()
-    if decrements:
-        args[split + 1 : layout.counts_end : 2] = decrements.values()
+    args[1 : layout.counts_end : 2] = counts
     if digest:
         args[-2] = digest
     try:
@@ -309,35 +313,29 @@ def encode_message(msg: Message, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) ->
     would exceed ``max_size`` (the size of the envelope: the payload a frame carries; then
     :class:`OversizeMessageError`, an ``EncodeError``).
     """
-    # One function for the envelope, its checks and nil maps: pulls and acks, most of the
-    # messages, make no other call (the call overhead was a third of their cost).
-    heads = _HEADS.get(type(msg))
-    if heads is None:
-        raise EncodeError(f"not a message: {msg!r} (a Push, DigestPull or DigestAck)")
-    node_id = msg.node_id
-    if type(node_id) is not str or not node_id:
-        raise EncodeError(f"node id must be a non-empty str, got {node_id!r}")
-    increments = msg.increments
-    decrements = msg.decrements
-    if not increments and not decrements and heads is _PUSH_HEADS:
-        raise EncodeError("a push must carry increments or decrements")
-    digest = msg.digest
-    if type(digest) is not int or not 0 <= digest <= MAX_COUNT:
-        raise EncodeError(f"digest must be an int in 0..{MAX_COUNT}, got {digest!r}")
-
-    head = heads[1] if digest else heads[0]
-    envelope = None
-    if (
-        type(msg) is Push
-        and msg._of_state
-        and len(increments or ()) + len(decrements or ()) <= _LAYOUT_MAX_ENTRIES
-    ):
-        # A CounterState's counts: packed by the layout of the message's shape.
-        envelope = _packed(head, node_id, increments, decrements, digest)
+    # Pushes of a repeated shape take one struct call (and make every check on the way);
+    # the rest, and pulls and acks, are checked and joined below, in this one function: the
+    # call overhead was a third of a pull's cost.
+    envelope = _packed(msg) if type(msg) is Push else None
+    if envelope is not None and len(envelope) <= _PLAIN_MAX and len(envelope) <= max_size:
+        return envelope
     if envelope is None:
+        heads = _HEADS.get(type(msg))
+        if heads is None:
+            raise EncodeError(f"not a message: {msg!r} (a Push, DigestPull or DigestAck)")
+        node_id = msg.node_id
+        if type(node_id) is not str or not node_id:
+            raise EncodeError(f"node id must be a non-empty str, got {node_id!r}")
+        increments = msg.increments
+        decrements = msg.decrements
+        if not increments and not decrements and heads is _PUSH_HEADS:
+            raise EncodeError("a push must carry increments or decrements")
+        digest = msg.digest
+        if type(digest) is not int or not 0 <= digest <= MAX_COUNT:
+            raise EncodeError(f"digest must be an int in 0..{MAX_COUNT}, got {digest!r}")
         # Every piece goes into one list, joined once: cheaper than growing a bytearray, and
         # the flag byte comes first so that a plain envelope needs no second copy.
-        parts = [head, _node_ids[node_id], KEY_INC]
+        parts = [heads[1] if digest else heads[0], _node_ids[node_id], KEY_INC]
         # Nil maps (pulls, acks, one-sided pushes) are the common case: no call for them.
         if increments is None:
             parts.append(NIL)

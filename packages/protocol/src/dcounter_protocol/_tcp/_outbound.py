@@ -63,6 +63,9 @@ class Outbound:
         self._peers: dict[str, Peer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._streams: set[OutboundStream] = set()
+        #: While corked (see :meth:`cork`), the peers whose queued messages wait for uncork.
+        self._held: dict[str, Peer] | None = None
+        self._corks = 0
 
     @property
     def streams(self) -> set[OutboundStream]:
@@ -289,6 +292,25 @@ class Outbound:
         if peer.queue:
             self.schedule_flush(peer)
 
+    def cork(self) -> None:
+        """Hold stream writes until the matching :meth:`uncork` (corks nest)."""
+        self._corks += 1
+        if self._held is None:
+            self._held = {}
+
+    def uncork(self) -> None:
+        """End one :meth:`cork`; after the last, write what each held peer got, one write
+        per peer, at once (no pass of the loop)."""
+        self._corks -= 1
+        held = self._held
+        if self._corks or held is None:
+            return
+        self._held = None
+        for peer in held.values():
+            stream = peer.stream
+            if peer.flush_handle is None and stream is not None and not stream.paused:
+                self._flush(peer)
+
     def _enqueue(self, peer: Peer, data: bytes) -> None:
         queue = peer.queue
         if len(queue) == queue.maxlen:
@@ -297,7 +319,9 @@ class Outbound:
         if peer.flush_handle is None:
             stream = peer.stream
             if stream is not None and not stream.paused:
-                if len(queue) == 1 and stream.loop.time() - peer.last_write >= WRITE_NOW_AFTER:
+                if self._held is not None:
+                    self._held[peer.address] = peer
+                elif len(queue) == 1 and stream.loop.time() - peer.last_write >= WRITE_NOW_AFTER:
                     # A lone message after a quiet spell (what an idle node sends) is written
                     # at once: a scheduled flush would cost a pass of the loop. What follows
                     # it closely is batched by a flush, as before.

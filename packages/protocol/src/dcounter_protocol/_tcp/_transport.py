@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from dcounter_protocol._address import MAX_ADDRESS_LENGTH, format_address, parse_address
@@ -22,6 +23,7 @@ from dcounter_protocol._tcp._tlsoptions import TLSOptions
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Iterator
 
     from dcounter_protocol._transport import HandleNow, Handler
 
@@ -191,6 +193,19 @@ class TCPTransport:
         if self._closed:
             raise TransportClosedError(f"transport {self._address} is closed")
         return self._outbound.try_queue(address, data)
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Hold the stream writes of :meth:`send_nowait` until the block ends, then write
+        what each peer got in one go: several messages of one event to one peer cost one
+        system call here and one wake-up there, not one each. Blocks nest; must run in the
+        event loop.
+        """
+        self._outbound.cork()
+        try:
+            yield
+        finally:
+            self._outbound.uncork()
 
     def capabilities(self, address: str) -> int | None:
         """The capability bits ``address`` confirmed for its stream (0 for a version 1 one);
