@@ -121,7 +121,8 @@ async def test_an_heir_without_a_data_directory_refuses_and_the_next_takes_it(
         assert keeper.bequests.held == 1
         assert keeper.bequests.due(0.0) == {leaver.node.replica_id: (5, 2)}
         assert cluster[0].bequests.held == 0
-        assert given_file(tmp_path / "leaver") == [[leaver.node.replica_id, address(1), 5, 2, True]]
+        row = [leaver.node.replica_id, address(1), 5, 2, True, False, True]
+        assert given_file(tmp_path / "leaver") == [row]
     finally:
         for member in cluster:
             await member.close()

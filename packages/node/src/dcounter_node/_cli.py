@@ -346,12 +346,16 @@ async def _serve(
         journal=journal,
     )
     directory = None if journal is None else journal.parent
-    bequests = BequestService(pruning, heirloom, bequeathed, directory=directory, store=store)
+    bequests = BequestService(
+        pruning, heirloom, bequeathed, directory=directory, store=store, standing=True
+    )
     try:
         await node.start()
+        bequests.started()  # before the API opens: no write under the id before
         members.start()
         pruning.start()
     except StorageError as exc:
+        await node.close()  # idempotent: started() may fail after the node started
         _error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
     except (TransportError, OSError) as exc:

@@ -147,6 +147,14 @@ class PruningService:
         return self._node
 
     @property
+    def interval(self) -> float:
+        return self._interval
+
+    @property
+    def members(self) -> MembershipService:
+        return self._members
+
+    @property
     def prune_after(self) -> float | None:
         return self._prune_after
 
@@ -174,6 +182,8 @@ class PruningService:
     async def close(self) -> None:
         self._node.pruning_handler = None
         self.stop_rounds()
+        if self.bequests is not None:
+            await self.bequests.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -218,6 +228,11 @@ class PruningService:
             self.send(target, encode_have(self._tombstones.survivors()))
         if self._prune_after is None or not self._node.running:
             return
+        bequests = self.bequests
+        if bequests is not None:
+            bequests.watch()
+            if self.pause_now() is None:
+                bequests.offer()
         if asyncio.get_running_loop().time() - self._started < self._prune_after:
             return
         reason = self.pause_now()
@@ -229,6 +244,13 @@ class PruningService:
             self._paused = reason
         if reason is None:
             self._prune(alive)
+
+    def prune_now(self) -> None:
+        """Collapse now if this node may (pruning on, running, not paused)."""
+        if self._prune_after is None or not self._node.running or self._ticker is None:
+            return
+        if self.pause_now() is None:
+            self._prune(self.alive())
 
     def _prune(self, alive: dict[str, bool]) -> None:
         node = self._node
@@ -242,7 +264,7 @@ class PruningService:
             bequests=None if bequests is None else bequests.due(self._prune_after or 0.0),
             keep=() if bequests is None else bequests.kept(),
         )
-        if record is None:
+        if record is None or (bequests is not None and not bequests.may_collapse()):
             return
         if not self._persist([*self._tombstones.records(), record]):
             return
@@ -409,7 +431,7 @@ class PruningCollector(Collector):
             return
         yield GaugeMetricFamily(
             "dcounter_bequests_held",
-            "Bequests (ids of members that left) this node holds as their heir.",
+            "Final bequests (ids of members that left) this node holds as their heir.",
             value=bequests.held,
         )
         for name, text, value in (
@@ -417,5 +439,30 @@ class PruningCollector(Collector):
             ("pruned", "Held bequests this node's records pruned.", bequests.pruned),
             ("revoked", "Held bequests their owner revoked on its return.", bequests.revoked),
             ("given", "Bequests of this node's own id an heir accepted.", bequests.given),
+            (
+                "standing_accepted",
+                "Standing bequests (ids of running members) this node accepted as heir.",
+                bequests.standing_accepted,
+            ),
+            (
+                "standing_pruned",
+                "Standing bequests this node's records pruned (members gone for good).",
+                bequests.standing_pruned,
+            ),
+            (
+                "standing_given",
+                "Standing bequests of this node's own id an heir accepted.",
+                bequests.standing_given,
+            ),
+            (
+                "own_revokes",
+                "Standing bequests of this node's id revoked before its own collapse.",
+                bequests.own_revokes,
+            ),
         ):
             yield CounterMetricFamily(f"dcounter_bequests_{name}", text, value=value)
+        yield GaugeMetricFamily(
+            "dcounter_bequests_standing_held",
+            "Standing bequests (ids of running members) this node holds as their heir.",
+            value=bequests.standing_held,
+        )
