@@ -210,3 +210,19 @@ def test_a_start_asks_no_revoke_for_a_standing_bequest() -> None:
     assert bequeathed.claim(S) is False
     assert bequeathed.claim(OLD) is True
     assert bequeathed.own() == {S, OLD}
+
+
+def test_a_leaving_heir_releases_its_standing_bequests_only() -> None:
+    heirloom = Heirloom([standing(), Bequest(OLD, (5, 2), 1.0)])
+    assert heirloom.release() == [standing()]
+    assert heirloom.held() == [Bequest(OLD, (5, 2), 1.0)]
+
+
+def test_a_release_frees_the_id_only_from_its_own_heir() -> None:
+    bequeathed = Bequeathed([Given(S, "b:1", (0, 0), standing=True)])
+    assert bequeathed.released(S, "c:1") is False  # not its heir
+    assert bequeathed.given() != []
+    assert bequeathed.released(S, "b:1") is True
+    assert bequeathed.given() == []
+    final = Bequeathed([Given(S, "b:1", (5, 0))])
+    assert final.released(S, "b:1") is False  # a final bequest is never released

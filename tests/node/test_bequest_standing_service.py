@@ -104,3 +104,22 @@ async def test_the_ids_a_data_directory_counted_under_are_kept(tmp_path: Path) -
         assert again.pruning.tombstones.claimed == {first_id, again.node.replica_id}
     finally:
         await again.close()
+
+
+async def test_a_leaving_heir_releases_and_its_owner_names_another(tmp_path: Path) -> None:
+    network = MemoryNetwork(seed=9)
+    cluster = await three(network, [tmp_path / n for n in "abc"], standing=True)
+    try:
+        owner = cluster[2]
+        await wait_until(lambda: owner.bequests.standing_given == 1, what="a standing heir")
+        [row] = given_file(tmp_path / "c")
+        heir = next(m for m in cluster if m.node.address == row[1])
+        await heir.bequests.bequeath(wait=2.0)  # its shutdown: it has nothing of its own
+        assert heir.bequests.standing_released >= 1
+        assert heir.bequests.standing_held == 0
+        await wait_until(lambda: owner.bequests.standing_given == 2, what="a second heir")
+        [row] = given_file(tmp_path / "c")
+        assert row[1] not in (heir.node.address, owner.node.address)
+    finally:
+        for member in cluster:
+            await member.close()

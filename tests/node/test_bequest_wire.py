@@ -67,7 +67,7 @@ def test_answers_round_trip(answer: Answer) -> None:
         [3, ["a", True, 2]],  # a bool is no count
         [5, [7, 1, 2]],  # id not a string
         [4, ["a", 0]],  # unknown status
-        [4, ["a", 5]],
+        [4, ["a", 6]],
         [4, ["a", True]],
         [4, ["a", 1, 2]],
         [6, []],  # stand without its victim

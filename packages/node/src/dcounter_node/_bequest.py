@@ -48,6 +48,8 @@ class Answer(enum.IntEnum):
     REFUSED = 2
     REVOKED = 3
     PRUNED = 4
+    #: Sent unasked by an heir that leaves: it no longer holds the standing bequest.
+    RELEASED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,11 @@ class Heirloom:
                 due[b.victim] = counts(b.victim)
         return due
 
+    def release(self) -> list[Bequest]:
+        """Forget every standing bequest (this heir leaves; their owners name another);
+        the ones dropped."""
+        return self.drop([b.victim for b in self.held() if b.standing])
+
     def drop(self, victims: Collection[str]) -> list[Bequest]:
         """Forget the bequests of ``victims`` (pruned now); the ones dropped."""
         for victim in victims:
@@ -234,6 +241,15 @@ class Bequeathed:
     def forget(self, victim: str) -> None:
         """Drop a bequest: refused by every heir asked, revoked, or pruned."""
         self._given.pop(victim, None)
+
+    def released(self, victim: str, heir: str) -> bool:
+        """``heir`` says it no longer holds the standing bequest of ``victim`` (it deleted it
+        durably first): forget it, so another heir can be named; whether it was ours."""
+        given = self._given.get(victim)
+        if given is None or not given.standing or given.heir != heir:
+            return False
+        del self._given[victim]
+        return True
 
     def abandon(self, victim: str) -> None:
         """The heir did not answer a start's revoke: the id stays the heir's."""

@@ -12,6 +12,7 @@ takes effect (fsync, atomic replace), like ``pruning.json``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -100,6 +101,7 @@ class BequestService:
         self.given = 0
         self.standing_given = 0
         self.standing_accepted = 0
+        self.standing_released = 0
         self.standing_pruned = 0
         self.own_revokes = 0
         pruning.bequests = self
@@ -165,6 +167,12 @@ class BequestService:
             self._pruning.send(sender, encode_answer(message.victim, answer))
         elif message.kind is PruningKind.REVOKE:
             self._on_revoke(sender, message.victim, message.counts)
+        elif message.answer is Answer.RELEASED:
+            if self._given.released(message.victim, sender):
+                self._write_given()
+                logger.info(
+                    "pruning: %s released the standing bequest of %s", sender, message.victim
+                )
         elif message.answer is not None:
             waiting = self._waiting.get(message.victim)
             if waiting is not None and not waiting.done():
@@ -238,6 +246,7 @@ class BequestService:
     async def bequeath(self, *, wait: float) -> None:
         """Give this node's id to one heir (at shutdown, after the API servers closed)."""
         self._leaving = True
+        await self._release(wait)
         pruning = self._pruning
         node = pruning.node
         victim = node.replica_id
@@ -363,6 +372,24 @@ class BequestService:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    async def _release(self, wait: float) -> None:
+        """Leaving: drop the standing bequests held (durably), then tell their owners."""
+        released = self._heirloom.release()
+        if not released:
+            return
+        if not self._write_held():
+            for bequest in released:
+                self._heirloom.take(bequest)  # as the file still says: keep holding them
+            return
+        self.standing_released += len(released)
+        sends = [
+            self._pruning.send_now(b.owner, encode_answer(b.victim, Answer.RELEASED))
+            for b in released
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await asyncio.gather(*sends, return_exceptions=True)
 
     async def _ask(self, address: str, payload: bytes, victim: str, wait: float) -> Answer | None:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()

@@ -455,6 +455,11 @@ class PruningCollector(Collector):
                 bequests.standing_given,
             ),
             (
+                "standing_released",
+                "Standing bequests this node released when it left (their owners name another).",
+                bequests.standing_released,
+            ),
+            (
                 "own_revokes",
                 "Standing bequests of this node's id revoked before its own collapse.",
                 bequests.own_revokes,

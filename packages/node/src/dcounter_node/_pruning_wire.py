@@ -182,6 +182,6 @@ def decode_pruning(payload: bytes) -> PruningMessage:
         return PruningMessage(PruningKind.STAND, victim=_id(items[0]))
     if kind_code == PruningKind.ANSWER and type(kind_code) is int:
         if len(items) != 2 or type(items[1]) is not int or items[1] not in set(Answer):
-            raise PruningDecodeError("an answer carries [victim, status 1..4]")
+            raise PruningDecodeError("an answer carries [victim, status 1..5]")
         return PruningMessage(PruningKind.ANSWER, victim=_id(items[0]), answer=Answer(items[1]))
     raise PruningDecodeError(f"unknown message kind {kind_code!r}")
