@@ -242,35 +242,6 @@ class World:
         given.forget(standing.victim)
         return True
 
-    def heir_prunes_standing(self, address: str, *, reach: bool) -> None:
-        """The heir holds every standing owner gone (right, or wrong: a partition) and
-        prunes at its own view of their counts."""
-        process = self.running.get(address)
-        if process is None:
-            return
-        heirloom = self.directories[address].heirloom
-        heirloom.watch(lambda b: True, 0.0)
-        state = process.state
-        due = heirloom.due(
-            now=0.0,
-            prune_after=0.0,
-            counts=lambda v: (state.increments.get(v, 0), state.decrements.get(v, 0)),
-        )
-        if not due or not self.may_collapse(address, reach=reach):
-            return
-        record = plan(
-            address,
-            process.own,
-            process.state,
-            process.tombstones,
-            0.0,
-            bequests=due,
-            keep=self.directories[address].bequeathed.kept(),
-        )
-        if record is not None and any(v in due for v in record.victims):
-            self.standing_pruned.extend(v for v in record.victims if v in due)
-            self.made_by(address, record)
-
     def come_back(self, address: str, *, reach: bool, lose_answer: bool) -> None:
         if address in self.running or address not in self.directories:
             return
@@ -301,13 +272,25 @@ class World:
             directory.own = self.new_id(address)  # an unclean restart: a new incarnation
         self.start(address)
 
-    def heir_prunes(self, address: str) -> None:
+    def heir_prunes(self, address: str, *, standing: bool = False, reach: bool = True) -> None:
+        """The heir prunes its final bequests (all due: the model has no clock); with
+        ``standing`` its standing ones too, holding every owner gone (right, or wrong: a
+        partition), at its own view of their counts."""
         process = self.running.get(address)
         if process is None:
             return
         directory = self.directories[address]
-        due = directory.heirloom.due(now=0.0, prune_after=0.0)
-        if not due or not self.may_collapse(address, reach=True):
+        state = process.state
+        if standing:
+            directory.heirloom.watch(lambda b: True, 0.0)
+        due = directory.heirloom.due(
+            now=0.0,
+            prune_after=0.0,
+            counts=(lambda v: (state.increments.get(v, 0), state.decrements.get(v, 0)))
+            if standing
+            else None,
+        )
+        if not due or not self.may_collapse(address, reach=reach):
             return
         record = plan(
             address,
@@ -319,6 +302,8 @@ class World:
             keep=directory.bequeathed.kept(),
         )
         if record is not None and any(v in due for v in record.victims):
+            if standing:
+                self.standing_pruned.extend(v for v in record.victims if v in due)
             self.made_by(address, record)
 
     def lineage_prunes(self, address: str) -> None:
@@ -403,7 +388,7 @@ def run(schedule: list[tuple[str, str, object]], unsafe: Unsafe | None = None) -
         elif op == "heir":
             world.heir_prunes(a)
         elif op == "standing":
-            world.heir_prunes_standing(a, reach=bool(arg))
+            world.heir_prunes(a, standing=True, reach=bool(arg))
         elif op == "crash":
             world.crash(a)
         else:
