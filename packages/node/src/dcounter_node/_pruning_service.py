@@ -426,48 +426,51 @@ class PruningCollector(Collector):
             "Pruning records received and not applied (conflicting, waiting, or too many).",
             value=service.refused,
         )
-        bequests = service.bequests
-        if bequests is None:
-            return
-        yield GaugeMetricFamily(
-            "dcounter_bequests_held",
-            "Final bequests (ids of members that left) this node holds as their heir.",
-            value=bequests.held,
-        )
-        for name, text, value in (
-            ("accepted", "Bequests this node accepted as heir.", bequests.accepted),
-            ("pruned", "Held bequests this node's records pruned.", bequests.pruned),
-            ("revoked", "Held bequests their owner revoked on its return.", bequests.revoked),
-            ("given", "Bequests of this node's own id an heir accepted.", bequests.given),
-            (
-                "standing_accepted",
-                "Standing bequests (ids of running members) this node accepted as heir.",
-                bequests.standing_accepted,
-            ),
-            (
-                "standing_pruned",
-                "Standing bequests this node's records pruned (members gone for good).",
-                bequests.standing_pruned,
-            ),
-            (
-                "standing_given",
-                "Standing bequests of this node's own id an heir accepted.",
-                bequests.standing_given,
-            ),
-            (
-                "standing_released",
-                "Standing bequests this node released when it left (their owners name another).",
-                bequests.standing_released,
-            ),
-            (
-                "own_revokes",
-                "Standing bequests of this node's id revoked before its own collapse.",
-                bequests.own_revokes,
-            ),
-        ):
-            yield CounterMetricFamily(f"dcounter_bequests_{name}", text, value=value)
-        yield GaugeMetricFamily(
-            "dcounter_bequests_standing_held",
-            "Standing bequests (ids of running members) this node holds as their heir.",
-            value=bequests.standing_held,
-        )
+        if service.bequests is not None:
+            yield from _bequest_metrics(service.bequests)
+
+
+def _bequest_metrics(bequests: BequestService) -> Iterator[Metric]:
+    """The bequests' counters for /metrics (final ones, then standing ones)."""
+    yield GaugeMetricFamily(
+        "dcounter_bequests_held",
+        "Final bequests (ids of members that left) this node holds as their heir.",
+        value=bequests.held,
+    )
+    for name, text, value in (
+        ("accepted", "Bequests this node accepted as heir.", bequests.accepted),
+        ("pruned", "Held bequests this node's records pruned.", bequests.pruned),
+        ("revoked", "Held bequests their owner revoked on its return.", bequests.revoked),
+        ("given", "Bequests of this node's own id an heir accepted.", bequests.given),
+        (
+            "standing_accepted",
+            "Standing bequests (ids of running members) this node accepted as heir.",
+            bequests.standing_accepted,
+        ),
+        (
+            "standing_pruned",
+            "Standing bequests this node's records pruned (members gone for good).",
+            bequests.standing_pruned,
+        ),
+        (
+            "standing_given",
+            "Standing bequests of this node's own id an heir accepted.",
+            bequests.standing_given,
+        ),
+        (
+            "standing_released",
+            "Standing bequests this node released when it left (their owners name another).",
+            bequests.standing_released,
+        ),
+        (
+            "own_revokes",
+            "Standing bequests of this node's id revoked before its own collapse.",
+            bequests.own_revokes,
+        ),
+    ):
+        yield CounterMetricFamily(f"dcounter_bequests_{name}", text, value=value)
+    yield GaugeMetricFamily(
+        "dcounter_bequests_standing_held",
+        "Standing bequests (ids of running members) this node holds as their heir.",
+        value=bequests.standing_held,
+    )
