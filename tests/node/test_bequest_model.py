@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -45,6 +46,9 @@ from dcounter_node._pruning import PruneRecord, Tombstones, plan
 
 from .test_pruning_model import ADDRESSES, Process
 
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
 
 class Unsafe(enum.Enum):
     """Rules the model can break, to show the checks catch each one."""
@@ -61,6 +65,9 @@ class Unsafe(enum.Enum):
 class Directory:
     own: str
     crashed: bool = False
+    #: Restarted and not caught up yet (a node prunes --prune-after after its start, by
+    #: when it has every record made before: assumption A).
+    fresh: bool = False
     state: CounterState = field(default_factory=CounterState.empty)
     records: list[PruneRecord] = field(default_factory=list)
     heirloom: Heirloom = field(default_factory=Heirloom)
@@ -225,12 +232,18 @@ class World:
         if self.running.pop(address, None) is not None:
             self.directories[address].crashed = True
 
-    def may_collapse(self, address: str, *, reach: bool) -> bool:
-        """Before a record naming its own id: its standing heir revokes it (or not)."""
+    def may_collapse(self, address: str, *, reach: bool, prunes: Collection[str] = ()) -> bool:
+        """Before a record naming its own id: its standing heir revokes it (or not). An
+        heir that is gone and whose own id this record prunes (``prunes``) need not."""
         process = self.running[address]
         given = self.directories[address].bequeathed
         standing = given.get(process.own)
         if standing is None or self.unsafe is Unsafe.NO_REVOKE:
+            return True
+        held = self.directories[address].heirloom.held()
+        if standing.heir not in self.running and any(
+            b.standing and b.owner == standing.heir and b.victim in prunes for b in held
+        ):
             return True
         holder = self.running.get(standing.heir)
         if not reach or holder is None:
@@ -270,6 +283,7 @@ class World:
                 directory.bequeathed.forget(given.victim)
         if directory.crashed:
             directory.own = self.new_id(address)  # an unclean restart: a new incarnation
+        directory.fresh = True
         self.start(address)
 
     def heir_prunes(self, address: str, *, standing: bool = False, reach: bool = True) -> None:
@@ -280,6 +294,10 @@ class World:
         if process is None:
             return
         directory = self.directories[address]
+        if standing and directory.fresh:
+            directory.fresh = False
+            for other in self.directories.values():
+                self.learn(address, other.records)
         state = process.state
         if standing:
             directory.heirloom.watch(lambda b: True, 0.0)
@@ -290,7 +308,7 @@ class World:
             if standing
             else None,
         )
-        if not due or not self.may_collapse(address, reach=reach):
+        if not due or not self.may_collapse(address, reach=reach, prunes=due):
             return
         record = plan(
             address,
@@ -446,6 +464,18 @@ LOST_OFFER: list[tuple[str, str, object]] = [
     ("standing", A1, True),
     ("standing", A2, True),
 ]
+#: A and B are each other's standing heir, and A dies: B prunes it without its revoke.
+MUTUAL_DEAD: list[tuple[str, str, object]] = [
+    ("write", A0, 3),
+    ("write", A1, 2),
+    ("stand", A0, ["accept"]),
+    ("stand", A1, ["accept"]),
+    ("crash", A0, None),
+    ("standing", A1, False),
+    ("standing", A2, False),
+    ("back", A0, (True, False)),
+    ("standing", A0, True),
+]
 #: A collapses its lineage (naming its own id) while an heir holds a standing bequest of it.
 OWN_COLLAPSE: list[tuple[str, str, object]] = [
     ("write", A0, 3),
@@ -506,12 +536,21 @@ OWN_COLLAPSE: list[tuple[str, str, object]] = [
 @example(PARTITIONED_CRASH)
 @example(LOST_OFFER)
 @example(OWN_COLLAPSE)
+@example(MUTUAL_DEAD)
 def test_bequests_never_change_the_value_nor_prune_an_id_twice(
     schedule: list[tuple[str, str, object]],
 ) -> None:
     world = run(schedule)
     event(f"records: {min(len(world.made), 3)}")
     event(f"standing pruned: {any(world.standing_pruned)}")
+
+
+def test_an_heir_whose_own_heir_died_prunes_it_without_a_revoke() -> None:
+    world = run(MUTUAL_DEAD)
+    # A1 prunes A0's first id (and its own) although A0, its own standing heir, is dead;
+    # A0, back and caught up, finds A1's old id pruned and prunes nothing twice.
+    assert world.made[0].survivor.startswith(A1)
+    assert f"{A0}#00000001" in world.made[0].victims
 
 
 @pytest.mark.parametrize(

@@ -338,18 +338,42 @@ class BequestService:
             self._given.forget(victim)
             self._write_given()
 
-    def may_collapse(self) -> bool:
-        """Whether this node may make a record now (it names its current id): yes unless an
-        heir holds (or may hold) a standing bequest of it, which it then asks to revoke in
-        the background; the collapse follows the ``revoked`` answer."""
+    def may_collapse(self, record: PruneRecord) -> bool:
+        """Whether this node may make ``record`` now (it names its current id): yes unless
+        an heir holds (or may hold) a standing bequest of it, which it then asks to revoke
+        in the background (the collapse follows the ``revoked`` answer), or that heir is
+        gone and ``record`` prunes the heir's own id, given to this node (see the README)."""
         victim = self._pruning.node.replica_id
         given = self._given.get(victim)
-        if given is None:
+        if given is None or self._prunes_its_heir(given, record):
             return True
         if self._asking is None and not self._leaving:
             self._asking = asyncio.ensure_future(self._revoke_own(given))
             self._asking.add_done_callback(self._asked)
         return False
+
+    def _prunes_its_heir(self, given: Given, record: PruneRecord) -> bool:
+        """Whether ``record`` prunes a standing bequest whose owner is ``given``'s heir, held
+        gone (dead, left, forgotten) by this node: it cannot revoke, and need not."""
+        if not given.standing or given.heir not in self._gone_owners():
+            return False
+        return any(
+            b.standing and b.owner == given.heir and b.victim in record.victims
+            for b in self._heirloom.held()
+        )
+
+    def _gone_owners(self) -> set[str]:
+        """Members this node holds dead or left, or does not know (any more)."""
+        membership = self._pruning.members.membership
+        if membership is None:
+            return set()
+        known = {m.address: m.state for m in membership.members()}
+        owners = {b.owner for b in self._heirloom.held() if b.standing}
+        return {
+            o
+            for o in owners
+            if known.get(o, MemberState.DEAD) in (MemberState.DEAD, MemberState.LEFT)
+        }
 
     async def _revoke_own(self, given: Given) -> None:
         wait = min(max(2 * self._pruning.interval, 0.5), 5.0)

@@ -264,7 +264,7 @@ class PruningService:
             bequests=None if bequests is None else bequests.due(self._prune_after or 0.0),
             keep=() if bequests is None else bequests.kept(),
         )
-        if record is None or (bequests is not None and not bequests.may_collapse()):
+        if record is None or (bequests is not None and not bequests.may_collapse(record)):
             return
         if not self._persist([*self._tombstones.records(), record]):
             return
