@@ -16,6 +16,7 @@ from dcounter_node._bequest import (
     Outcome,
     after_revoke,
     heir_order,
+    standing_heirs,
 )
 from dcounter_node._pruning import MAX_VICTIMS, PruneRecord, Tombstones, plan, successor
 
@@ -126,3 +127,102 @@ def test_a_returning_node_resumes_only_on_revoked() -> None:
     assert after_revoke(Answer.ACCEPTED, pruned=False) is Outcome.NEW_INCARNATION
     assert after_revoke(Answer.PRUNED, pruned=True) is Outcome.ADOPT
     assert after_revoke(None, pruned=True) is Outcome.ADOPT
+
+
+# -- standing bequests (members that crash) ------------------------------------------------
+
+OWNER = "10.0.0.2:7946"
+
+
+def standing(victim: str = LEFT, received: float = 0.0) -> Bequest:
+    return Bequest(victim, (0, 0), received, standing=True, owner=OWNER)
+
+
+def test_a_standing_bequest_is_due_once_its_owner_was_gone_for_prune_after() -> None:
+    heirloom = Heirloom([standing()])
+    counts = {LEFT: (7, 1)}.__getitem__
+    heirloom.watch(lambda b: True, now=100.0)
+    assert heirloom.due(now=159.0, prune_after=60.0, counts=counts) == {}
+    heirloom.watch(lambda b: True, now=159.0)
+    assert heirloom.due(now=160.0, prune_after=60.0, counts=counts) == {LEFT: (7, 1)}
+
+
+def test_an_owner_seen_again_restarts_the_clock() -> None:
+    heirloom = Heirloom([standing()])
+    counts = {LEFT: (7, 1)}.__getitem__
+    heirloom.watch(lambda b: True, now=100.0)
+    heirloom.watch(lambda b: False, now=150.0)  # alive (or suspect) again
+    heirloom.watch(lambda b: True, now=151.0)
+    assert heirloom.due(now=210.0, prune_after=60.0, counts=counts) == {}
+    assert heirloom.due(now=211.0, prune_after=60.0, counts=counts) == {LEFT: (7, 1)}
+
+
+def test_a_standing_bequest_whose_owner_was_never_seen_gone_is_never_due() -> None:
+    heirloom = Heirloom([standing(received=0.0)])
+    assert heirloom.due(now=1e9, prune_after=60.0, counts=lambda v: (1, 0)) == {}
+    heirloom.watch(lambda b: True, now=1e9)
+    assert heirloom.due(now=1e9, prune_after=60.0) == {}  # no counts given: not due
+
+
+def test_a_held_bequest_is_accepted_again_whatever_else_holds() -> None:
+    # An earlier answer was lost and the owner retries: refusing now would let it name a
+    # second heir while this one holds its id.
+    heirloom = Heirloom([standing(f"{A}#{i:08x}") for i in range(MAX_HELD)])
+    again = standing(f"{A}#{0:08x}")
+    assert heirloom.refusal(again, pruned=never) is None
+    assert heirloom.refusal(standing(), pruned=never) is not None  # a new one: full
+
+
+def test_a_final_bequest_replaces_a_standing_one_never_the_reverse() -> None:
+    heirloom = Heirloom([standing()])
+    heirloom.take(Bequest(LEFT, (5, 2), 10.0))
+    heirloom.take(standing(received=11.0))  # late copy of the standing one
+    assert heirloom.held() == [Bequest(LEFT, (5, 2), 10.0)]
+
+
+def test_a_standing_bequest_revoked_refuses_its_late_copy() -> None:
+    heirloom = Heirloom([standing()])
+    heirloom.revoke(LEFT, (0, 0))
+    assert heirloom.refusal(standing(), pruned=never) is not None
+
+
+def test_a_node_offers_its_standing_bequest_to_one_heir_at_a_time() -> None:
+    rng = random.Random(1)
+    members = {"b:1": False, "c:1": False, "d:1": True}
+    assert sorted(standing_heirs(None, members, {"b:1", "c:1", "d:1"}, rng)) == ["b:1", "c:1"]
+    held = Given(S, "b:1", (0, 0), standing=True, confirmed=True)
+    assert standing_heirs(held, members, {"b:1", "c:1"}, rng) == []
+
+
+def test_an_unanswered_standing_bequest_is_offered_to_that_heir_only() -> None:
+    rng = random.Random(1)
+    pending = Given(S, "b:1", (0, 0), standing=True, confirmed=False)
+    assert standing_heirs(pending, {"b:1": False, "c:1": False}, {"b:1", "c:1"}, rng) == ["b:1"]
+    # Not reachable now: no one (never c:1, b:1 may hold it).
+    assert standing_heirs(pending, {"b:1": True, "c:1": False}, {"b:1", "c:1"}, rng) == []
+    assert standing_heirs(pending, {"c:1": False}, {"c:1"}, rng) == []
+
+
+def test_a_start_asks_no_revoke_for_a_standing_bequest() -> None:
+    bequeathed = Bequeathed([Given(S, "b:1", (0, 0), standing=True)], own=[S])
+    assert bequeathed.to_revoke() is None
+    assert bequeathed.kept() == {S}  # its lineage leaves it to the heir
+    assert bequeathed.claim(S) is False
+    assert bequeathed.claim(OLD) is True
+    assert bequeathed.own() == {S, OLD}
+
+
+def test_a_leaving_heir_releases_its_standing_bequests_only() -> None:
+    heirloom = Heirloom([standing(), Bequest(OLD, (5, 2), 1.0)])
+    assert heirloom.release() == [standing()]
+    assert heirloom.held() == [Bequest(OLD, (5, 2), 1.0)]
+
+
+def test_a_release_frees_the_id_only_from_its_own_heir() -> None:
+    bequeathed = Bequeathed([Given(S, "b:1", (0, 0), standing=True)])
+    assert bequeathed.released(S, "c:1") is False  # not its heir
+    assert bequeathed.given() != []
+    assert bequeathed.released(S, "b:1") is True
+    assert bequeathed.given() == []
+    final = Bequeathed([Given(S, "b:1", (5, 0))])
+    assert final.released(S, "b:1") is False  # a final bequest is never released

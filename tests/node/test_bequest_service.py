@@ -53,6 +53,7 @@ async def start_member(
     prune_after: float = 600.0,
     replica_id: str | None = None,
     state: CounterState | None = None,
+    standing: bool = False,
 ) -> Member:
     """A node with membership, pruning and bequests (what the command runs); ``directory``
     stands for its data directory (it has no database: ``replica_id`` and ``state`` stand
@@ -77,8 +78,11 @@ async def start_member(
     pruning = PruningService(
         node, members, tombstones, prune_after=prune_after, interval=PROBE, rng=random.Random(index)
     )
-    bequests = BequestService(pruning, *load_bequests(directory), directory=directory)
+    bequests = BequestService(
+        pruning, *load_bequests(directory), directory=directory, standing=standing
+    )
     await node.start()
+    bequests.started()
     members.start()
     pruning.start()
     return Member(node, members, pruning, bequests)
@@ -90,9 +94,13 @@ def make_directories(directories: list[Path | None]) -> None:
             directory.mkdir()  # the store makes it in a real node
 
 
-async def three(network: MemoryNetwork, directories: list[Path | None]) -> list[Member]:
+async def three(
+    network: MemoryNetwork, directories: list[Path | None], *, standing: bool = False
+) -> list[Member]:
     make_directories(directories)
-    cluster = [await start_member(network, i, d) for i, d in enumerate(directories)]
+    cluster = [
+        await start_member(network, i, d, standing=standing) for i, d in enumerate(directories)
+    ]
     await wait_until(
         lambda: all(len(m.pruning.capable) == 2 for m in cluster),
         within=20.0,
@@ -121,7 +129,8 @@ async def test_an_heir_without_a_data_directory_refuses_and_the_next_takes_it(
         assert keeper.bequests.held == 1
         assert keeper.bequests.due(0.0) == {leaver.node.replica_id: (5, 2)}
         assert cluster[0].bequests.held == 0
-        assert given_file(tmp_path / "leaver") == [[leaver.node.replica_id, address(1), 5, 2, True]]
+        row = [leaver.node.replica_id, address(1), 5, 2, True, False, True]
+        assert given_file(tmp_path / "leaver") == [row]
     finally:
         for member in cluster:
             await member.close()

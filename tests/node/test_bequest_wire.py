@@ -19,6 +19,7 @@ from dcounter_node._pruning_wire import (
     encode_answer,
     encode_bequeath,
     encode_revoke,
+    encode_stand,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +32,12 @@ def raw(body: Any) -> bytes:
 
 def test_the_exact_bytes_of_a_bequeath_as_the_readme_shows() -> None:
     assert encode_bequeath("a", (5, 2)) == bytes.fromhex("44 43 50 01 92 03 93 a1 61 05 02")
+
+
+def test_the_exact_bytes_of_a_standing_bequest_as_the_readme_shows() -> None:
+    assert encode_stand("a") == bytes.fromhex("44 43 50 01 92 06 91 a1 61")
+    message = decode_pruning(encode_stand("h:1#9"))
+    assert (message.kind, message.victim) == (PruningKind.STAND, "h:1#9")
 
 
 def test_bequeath_and_revoke_round_trip() -> None:
@@ -60,10 +67,13 @@ def test_answers_round_trip(answer: Answer) -> None:
         [3, ["a", True, 2]],  # a bool is no count
         [5, [7, 1, 2]],  # id not a string
         [4, ["a", 0]],  # unknown status
-        [4, ["a", 5]],
+        [4, ["a", 6]],
         [4, ["a", True]],
         [4, ["a", 1, 2]],
-        [6, []],  # unknown kind
+        [6, []],  # stand without its victim
+        [6, ["a", 0, 0]],  # stand carries no counts
+        [6, [""]],
+        [7, ["a"]],  # unknown kind
     ],
 )
 def test_malformed_bequest_messages_are_refused(body: Any) -> None:
@@ -77,13 +87,32 @@ def test_the_bequest_files_load_back(tmp_path: Path) -> None:
     heirloom, bequeathed = load_bequests(tmp_path)
     assert heirloom.held() == [Bequest("h:1#9", (5, 2), 17.5)]
     assert bequeathed.given() == [Given("a:1#1", "h:1", (3, 0), resumable=True)]
+    write_json(
+        tmp_path / HELD_FILENAME, {"version": 1, "held": [["h:1#9", 0, 0, 17.5, "h:1", True]]}
+    )
+    write_json(
+        tmp_path / GIVEN_FILENAME,
+        {"version": 1, "given": [["a:1#1", "h:1", 0, 0, True, True, False]], "own": ["a:1#0"]},
+    )
+    heirloom, bequeathed = load_bequests(tmp_path)
+    assert heirloom.held() == [Bequest("h:1#9", (0, 0), 17.5, standing=True, owner="h:1")]
+    assert bequeathed.given() == [Given("a:1#1", "h:1", (0, 0), standing=True, confirmed=False)]
+    assert bequeathed.own() == {"a:1#0"}
     empty_heirloom, empty_given = load_bequests(tmp_path / "missing")
     assert (len(empty_heirloom), len(empty_given)) == (0, 0)
 
 
 @pytest.mark.parametrize(
     "content",
-    ["{", "[]", '{"held": 3}', '{"held": [["h:1#9", 5]]}', '{"held": [["x", "y", 1, 2]]}'],
+    [
+        "{",
+        "[]",
+        '{"held": 3}',
+        '{"held": [["h:1#9", 5]]}',
+        '{"held": [["x", "y", 1, 2]]}',
+        '{"held": [], "own": 3}',
+        '{"held": [], "own": [3]}',
+    ],
 )
 def test_a_corrupt_bequest_file_is_a_storage_error(tmp_path: Path, content: str) -> None:
     (tmp_path / HELD_FILENAME).write_text(content, encoding="utf-8")

@@ -100,10 +100,55 @@ def test_the_owner_of_a_pruned_id_moves_what_it_counted_above_the_record() -> No
 def test_the_pruner_resuming_its_pruned_id_continues_its_successor() -> None:
     record = PruneRecord(successor(OWN), {OLD1: (5, 0), OWN: (2, 0)}, 0.0)
     tombstones = Tombstones([record])
-    # Its database still holds OLD1 and OWN; it wrote 1 under OWN again after resuming it.
-    stored = state({OLD1: 5, OWN: 3, successor(OWN): 10})
+    # Its database still holds OLD1 and OWN; it wrote 3 under OWN' since the collapse.
+    stored = state({OLD1: 5, OWN: 2, successor(OWN): 10})
     own_id, adopted = tombstones.adopt(OWN, stored)
-    assert (own_id, adopted) == (successor(OWN), state({successor(OWN): 11}))
+    assert (own_id, adopted) == (successor(OWN), state({successor(OWN): 10}))
+
+
+def test_the_excess_moves_once_however_often_the_owner_restarts() -> None:
+    # The store keeps OLD1's entry (it only grows): every start adopts from it again, and
+    # the successor, which holds the excess and the writes made since, must not grow.
+    tombstones = Tombstones([PruneRecord(successor(OWN), {OLD1: (5, 1), OWN: (2, 0)}, 0.0)])
+    stored = state({OLD1: 9, OTHER: 3}, {OLD1: 1})
+    own_id, adopted = tombstones.adopt(OLD1, stored)
+    after_writes = adopted.merged(state({successor(OLD1): 6}))  # 2 more under OLD1'
+    restarted = after_writes.merged(stored)  # the store still has OLD1 at 9
+    assert tombstones.adopt(OLD1, restarted) == (own_id, after_writes)
+
+
+def test_a_previous_own_id_moves_its_excess_to_its_successor() -> None:
+    # This data directory counted under OLD1, crashed (now OLD2), and the heir pruned OLD1
+    # at what it had heard: 5. The 4 above it are in no record and only this node has them.
+    tombstones = Tombstones([PruneRecord(successor(OTHER), {OLD1: (5, 0), OTHER: (3, 0)}, 0.0)])
+    tombstones.claim([OLD1])
+    stored = state({OLD1: 9, OLD2: 2})
+    own_id, adopted = tombstones.adopt(OLD2, stored)
+    assert own_id == OLD2
+    assert adopted == state({OLD2: 2, successor(OLD1): 4, successor(OTHER): 8})
+    assert adopted.value == stored.value + 3  # OTHER's 3, now in its survivor
+    # Idempotent: the next start computes the same.
+    assert tombstones.adopt(OLD2, adopted.merged(stored)) == (own_id, adopted)
+
+
+def test_without_the_claim_a_previous_ids_excess_is_lost() -> None:
+    tombstones = Tombstones([PruneRecord(successor(OTHER), {OLD1: (5, 0), OTHER: (3, 0)}, 0.0)])
+    _, adopted = tombstones.adopt(OLD2, state({OLD1: 9, OLD2: 2}))
+    assert adopted.value == 2 + 8  # the 4 counted above the record are gone
+
+
+def test_a_previous_ids_excess_follows_a_pruned_successor() -> None:
+    # OLD1' (the excess, 4) was pruned by lineage later at 4: nothing more moves.
+    records = [
+        PruneRecord(successor(OTHER), {OLD1: (5, 0), OTHER: (3, 0)}, 0.0),
+        PruneRecord(successor(OLD2), {successor(OLD1): (4, 0), OLD2: (2, 0)}, 1.0),
+    ]
+    tombstones = Tombstones()
+    tombstones.add_all(records)
+    tombstones.claim([OLD1])
+    own_id, adopted = tombstones.adopt(OLD2, state({OLD1: 9, OLD2: 2}))
+    assert own_id == successor(OLD2)
+    assert adopted == state({successor(OLD2): 6, successor(OTHER): 8})
 
 
 def test_an_id_that_is_no_victim_is_kept() -> None:

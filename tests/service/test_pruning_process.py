@@ -8,6 +8,8 @@ Three scenarios (process tests are slow on a shared 2-core machine):
   id from its data directory and continues under its successor, as its pruning.json says;
 * bequests: three durable nodes with a short --prune-after, one stopped for good and
   pruned by its heir;
+* standing bequests: three durable nodes, one killed (-9) for good and pruned by its standing
+  heir once it has been dead for --prune-after;
 * two durable nodes whose heir's --prune-after is long, the other restarted (its id revoked
   and resumed), then restarted again while the heir is down (a new incarnation, the old id
   left to the heir).
@@ -202,6 +204,44 @@ async def test_a_node_that_leaves_for_good_is_pruned_by_its_heir(
     assert await metric(http, heir, "dcounter_bequests_pruned_total") == 1
     assert await metric(http, heir, "dcounter_bequests_held") == 0
     # Writes go on under the heir's successor, exactly.
+    await write(http, heir, "increment", 1)
+    await all_hold(http, [seed, other], 13, 2)
+
+
+async def test_a_node_killed_for_good_is_pruned_by_its_standing_heir(
+    node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    short = ("--prune-after", "1", "--suspect-timeout", "1")
+    seed = await node_processes.start("seed", *durable(tmp_path, "seed", *short))
+    other = await node_processes.start(
+        "other", *durable(tmp_path, "other", "--join", seed.gossip, *short)
+    )
+    victim = await node_processes.start(
+        "victim", *durable(tmp_path, "victim", "--join", seed.gossip, *short)
+    )
+    await write(http, seed, "increment", 10)
+    await write(http, other, "decrement", 3)
+    await write(http, victim, "increment", 7)
+    await write(http, victim, "decrement", 2)
+    await all_hold(http, [seed, other, victim], 12, 3)
+    await capable_of_pruning(http, [seed, other, victim])
+
+    async def named() -> bool:
+        return await metric(http, victim, "dcounter_bequests_standing_given_total") >= 1
+
+    await wait_until(named, within=DEADLINE, what="the victim naming a standing heir")
+    await victim.kill()
+    # Dead after the suspect timeout, pruned --prune-after later: the heir's entry and the
+    # victim's collapse into the heir's successor, 2 entries left, the value unchanged.
+    documents = await all_hold(http, [seed, other], 12, 2)
+    assert victim.replica not in entries(documents[0])
+    heirs = [n for n in (seed, other) if n.replica + "'" in entries(documents[0])]
+    assert len(heirs) == 1
+    heir = heirs[0]
+    assert await metric(http, heir, "dcounter_bequests_standing_pruned_total") == 1
+    assert "pruned 2 replica entries into" in heir.log_text()
+    # Its own standing heir revoked its id before the collapse (or was the victim itself).
+    assert await metric(http, heir, "dcounter_bequests_own_revokes_total") <= 1
     await write(http, heir, "increment", 1)
     await all_hold(http, [seed, other], 13, 2)
 

@@ -160,12 +160,15 @@ class _Parts:
             interval=settings.probe_interval,
             journal=journal,
         )
-        bequests = BequestService(pruning, heirloom, bequeathed, directory=directory, store=store)
+        bequests = BequestService(
+            pruning, heirloom, bequeathed, directory=directory, store=store, standing=True
+        )
         return cls(settings, store, transport, node, members, dns, pruning, bequests)
 
     async def start(self) -> None:
         """Gossip, membership and pruning (StorageError, TransportError or OSError)."""
         await self.node.start()
+        self.bequests.started()  # before the API opens: no write under the id before
         self.members.start()
         self.pruning.start()
 
@@ -202,8 +205,13 @@ async def serve(
     stop, received = _stop_on_signals()
     try:
         parts = _Parts.compose(settings, config, tls)
+    except StorageError as exc:
+        error(f"{exc} (the node was not started; nothing was changed)")
+        return EXIT_STORAGE
+    try:
         await parts.start()
     except StorageError as exc:
+        await parts.node.close()  # idempotent: bequests.started() may fail after the node
         error(f"{exc} (the node was not started; nothing was changed)")
         return EXIT_STORAGE
     except (TransportError, OSError) as exc:

@@ -112,6 +112,7 @@ class Tombstones:
     def __init__(self, records: Iterable[PruneRecord] = ()) -> None:
         self._records: dict[str, PruneRecord] = {}
         self._victims: dict[str, PruneRecord] = {}
+        self._own: set[str] = set()
         self.add_all(records)
 
     def __len__(self) -> int:
@@ -210,30 +211,44 @@ class Tombstones:
                 result = result.merged(record.initial())
         return result
 
+    def claim(self, ids: Iterable[str]) -> None:
+        """Remember ids this node's data directory counted under before (its previous
+        incarnations, kept in ``bequest.json``): :meth:`adopt` moves their excess too."""
+        self._own.update(ids)
+
+    @property
+    def claimed(self) -> frozenset[str]:
+        return frozenset(self._own)
+
     def adopt(self, own_id: str, state: CounterState) -> tuple[str, CounterState]:
         """The id to count under and the state to hold (every record applied), for the
-        owner of ``own_id`` whose own entry in ``state`` is complete.
+        owner of ``own_id`` whose own entries in ``state`` are complete.
 
-        While ``own_id`` is a victim, its owner continues under the last successor that is
-        no victim, adding to it the counts it made above the amounts ``own_id`` was
-        tombstoned at (no one else can hold them: only the owner counts under an id).
+        The counts an own id (``own_id`` or a :meth:`claim`-ed previous one) ``x`` holds
+        above the amounts a record tombstoned it at were made by this node's data
+        directory and are in no record: they go to ``x'`` (no one else can hold them:
+        only the owner counts under an id), as ``x' = max(x', excess)``. The owner never
+        counts under ``x`` again, so the excess is fixed and the move idempotent (the store
+        keeps ``x``'s entry: every restart computes the same). While ``own_id`` is a victim
+        its owner continues under the last successor that is no victim, which holds that
+        excess and its later writes.
         """
-        applied = self.apply(state)
-        amounts = self.amounts(own_id)
-        if amounts is None:
-            return own_id, applied
-        excess_inc = max(0, state.increments.get(own_id, 0) - amounts[0])
-        excess_dec = max(0, state.decrements.get(own_id, 0) - amounts[1])
-        current = successor(own_id)
-        while self.is_victim(current):
-            current = successor(current)
-        inc = dict(applied.increments)
-        dec = dict(applied.decrements)
-        if excess_inc:
-            inc[current] = min(inc.get(current, 0) + excess_inc, MAX_COUNT)
-        if excess_dec:
-            dec[current] = min(dec.get(current, 0) + excess_dec, MAX_COUNT)
-        return current, CounterState.from_maps(inc, dec)
+        raw_inc = dict(state.increments)
+        raw_dec = dict(state.decrements)
+        for start in sorted({own_id, *self._own}):
+            current = start
+            while (amounts := self.amounts(current)) is not None:
+                after = successor(current)
+                for raw, amount in ((raw_inc, amounts[0]), (raw_dec, amounts[1])):
+                    excess = raw.get(current, 0) - amount
+                    if excess > raw.get(after, 0):
+                        raw[after] = min(excess, MAX_COUNT)
+                current = after
+            if start == own_id:
+                own_id = current
+        if raw_inc == state.increments and raw_dec == state.decrements:
+            return own_id, self.apply(state)
+        return own_id, self.apply(CounterState.from_maps(raw_inc, raw_dec))
 
 
 def plan(

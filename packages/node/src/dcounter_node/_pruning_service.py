@@ -148,6 +148,14 @@ class PruningService:
         return self._node
 
     @property
+    def interval(self) -> float:
+        return self._interval
+
+    @property
+    def members(self) -> MembershipService:
+        return self._members
+
+    @property
     def prune_after(self) -> float | None:
         return self._prune_after
 
@@ -178,6 +186,8 @@ class PruningService:
     async def close(self) -> None:
         self._node.pruning_handler = None
         self.stop_rounds()
+        if self.bequests is not None:
+            await self.bequests.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -214,6 +224,11 @@ class PruningService:
             self.send(target, encode_have(self._tombstones.survivors()))
         if self._prune_after is None or not self._node.running:
             return
+        bequests = self.bequests
+        if bequests is not None:
+            bequests.watch()
+            if self.pause_now() is None:
+                bequests.offer()
         if asyncio.get_running_loop().time() - self._started < self._prune_after:
             return
         reason = self.pause_now()
@@ -225,6 +240,13 @@ class PruningService:
             self._paused = reason
         if reason is None:
             self._prune(alive)
+
+    def prune_now(self) -> None:
+        """Collapse now if this node may (pruning on, running, not paused)."""
+        if self._prune_after is None or not self._node.running or self._ticker is None:
+            return
+        if self.pause_now() is None:
+            self._prune(self.alive())
 
     def _prune(self, alive: dict[str, bool]) -> None:
         node = self._node
@@ -238,7 +260,7 @@ class PruningService:
             bequests=None if bequests is None else bequests.due(self._prune_after or 0.0),
             keep=() if bequests is None else bequests.kept(),
         )
-        if record is None:
+        if record is None or (bequests is not None and not bequests.may_collapse(record)):
             return
         if not self._persist([*self._tombstones.records(), record]):
             return
@@ -400,18 +422,51 @@ class PruningCollector(Collector):
             "Pruning records received and not applied (conflicting, waiting, or too many).",
             value=service.refused,
         )
-        bequests = service.bequests
-        if bequests is None:
-            return
-        yield GaugeMetricFamily(
-            "dcounter_bequests_held",
-            "Bequests (ids of members that left) this node holds as their heir.",
-            value=bequests.held,
-        )
-        for name, text, value in (
-            ("accepted", "Bequests this node accepted as heir.", bequests.accepted),
-            ("pruned", "Held bequests this node's records pruned.", bequests.pruned),
-            ("revoked", "Held bequests their owner revoked on its return.", bequests.revoked),
-            ("given", "Bequests of this node's own id an heir accepted.", bequests.given),
-        ):
-            yield CounterMetricFamily(f"dcounter_bequests_{name}", text, value=value)
+        if service.bequests is not None:
+            yield from _bequest_metrics(service.bequests)
+
+
+def _bequest_metrics(bequests: BequestService) -> Iterator[Metric]:
+    """The bequests' counters for /metrics (final ones, then standing ones)."""
+    yield GaugeMetricFamily(
+        "dcounter_bequests_held",
+        "Final bequests (ids of members that left) this node holds as their heir.",
+        value=bequests.held,
+    )
+    for name, text, value in (
+        ("accepted", "Bequests this node accepted as heir.", bequests.accepted),
+        ("pruned", "Held bequests this node's records pruned.", bequests.pruned),
+        ("revoked", "Held bequests their owner revoked on its return.", bequests.revoked),
+        ("given", "Bequests of this node's own id an heir accepted.", bequests.given),
+        (
+            "standing_accepted",
+            "Standing bequests (ids of running members) this node accepted as heir.",
+            bequests.standing_accepted,
+        ),
+        (
+            "standing_pruned",
+            "Standing bequests this node's records pruned (members gone for good).",
+            bequests.standing_pruned,
+        ),
+        (
+            "standing_given",
+            "Standing bequests of this node's own id an heir accepted.",
+            bequests.standing_given,
+        ),
+        (
+            "standing_released",
+            "Standing bequests this node released when it left (their owners name another).",
+            bequests.standing_released,
+        ),
+        (
+            "own_revokes",
+            "Standing bequests of this node's id revoked before its own collapse.",
+            bequests.own_revokes,
+        ),
+    ):
+        yield CounterMetricFamily(f"dcounter_bequests_{name}", text, value=value)
+    yield GaugeMetricFamily(
+        "dcounter_bequests_standing_held",
+        "Standing bequests (ids of running members) this node holds as their heir.",
+        value=bequests.standing_held,
+    )

@@ -6,7 +6,7 @@
     body    = msgpack array [kind, items]
     kind    = 1 have (items: survivor ids) | 2 records (items: records)
             | 3 bequeath (items: [victim, p, n]) | 4 answer (items: [victim, status])
-            | 5 revoke (items: [victim, p, n])
+            | 5 revoke (items: [victim, p, n]) | 6 stand (items: [victim])
     record  = [survivor (str), created (float), victims: array of [id, p (uint64), n (uint64)]]
 
 Like a membership payload, the first byte (``D``) is neither of the seed envelope's flags,
@@ -38,6 +38,7 @@ __all__ = [
     "encode_have",
     "encode_records",
     "encode_revoke",
+    "encode_stand",
     "is_pruning",
 ]
 
@@ -57,6 +58,8 @@ class PruningKind(enum.IntEnum):
     BEQUEATH = 3
     ANSWER = 4
     REVOKE = 5
+    #: A standing bequest: the sender's current id, named in advance (no counts).
+    STAND = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,10 @@ def encode_bequeath(victim: str, counts: tuple[int, int]) -> bytes:
 
 def encode_revoke(victim: str, counts: tuple[int, int]) -> bytes:
     return _bequest(PruningKind.REVOKE, victim, *counts)
+
+
+def encode_stand(victim: str) -> bytes:
+    return PRUNING_MAGIC + msgpack.packb([int(PruningKind.STAND), [victim]], use_bin_type=True)
 
 
 def encode_answer(victim: str, answer: Answer) -> bytes:
@@ -169,8 +176,12 @@ def decode_pruning(payload: bytes) -> PruningMessage:
             raise PruningDecodeError("bequeath and revoke carry [victim, p, n]")
         counts = (_count(items[1]), _count(items[2]))
         return PruningMessage(PruningKind(kind_code), victim=_id(items[0]), counts=counts)
+    if kind_code == PruningKind.STAND and type(kind_code) is int:
+        if len(items) != 1:
+            raise PruningDecodeError("stand carries [victim]")
+        return PruningMessage(PruningKind.STAND, victim=_id(items[0]))
     if kind_code == PruningKind.ANSWER and type(kind_code) is int:
         if len(items) != 2 or type(items[1]) is not int or items[1] not in set(Answer):
-            raise PruningDecodeError("an answer carries [victim, status 1..4]")
+            raise PruningDecodeError("an answer carries [victim, status 1..5]")
         return PruningMessage(PruningKind.ANSWER, victim=_id(items[0]), answer=Answer(items[1]))
     raise PruningDecodeError(f"unknown message kind {kind_code!r}")

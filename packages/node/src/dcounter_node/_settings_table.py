@@ -494,8 +494,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "prune_after",
         "--prune-after",
         "seconds this node runs before it collapses the replica entries of its address's"
-        " earlier incarnations into one, and holds the id of a member that left before it"
-        " prunes it (needs every peer to be a member); 0: never",
+        " earlier incarnations into one, holds the id of a member that left before it"
+        " prunes it, and how long a member it is the standing heir of must be dead before"
+        " it prunes that one (needs every peer to be a member); 0: never",
         _seconds_or_off,
         _seconds_or_off_text,
         metavar="SECONDS",
