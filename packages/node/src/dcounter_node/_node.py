@@ -34,8 +34,8 @@ from dcounter_node._peers import PeerManager
 from dcounter_node._pruning_wire import is_pruning
 from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._refusals import Refusals
+from dcounter_node._rounds import GossipRounds
 from dcounter_node._stats import NodeStats
-from dcounter_node._ticker import Ticker
 from dcounter_node._watch import ValueWatch, Watchers
 from dcounter_protocol import MessageType, TCPTransport, is_named
 
@@ -112,10 +112,7 @@ class Node:
         #: Inbound messages handled at once, outside the worker (see _on_frame).
         self._handle_now = BurstBudget(_HANDLE_NOW_BURST, _HANDLE_NOW_WINDOW)
         self._tasks: list[asyncio.Task[None]] = []
-        self._tickers: list[Ticker] = []
-        self._sync_ticker: Ticker | None = None
-        #: None while no full-sync round is due (nothing diverged: see _resume_full_sync).
-        self._full_sync_ticker: Ticker | None = None
+        self._rounds: GossipRounds | None = None
         self._closer: asyncio.Future[None] | None = None
         self._watches = Watchers()
         self._log = RateLimitedLog(logger)
@@ -213,11 +210,16 @@ class Node:
         self._status = _Status.RUNNING
         config = self._config
         self._spawn(self._process_inbound(), "inbound")
-        self._sync_ticker = self._every(config.sync_interval, self._sync_round)
-        self._tickers = [self._sync_ticker]
-        self._full_sync_ticker = self._every(
-            config.effective_full_sync_interval, self._full_sync_round
+        gossip = self._gossip
+        self._rounds = GossipRounds(
+            sync_interval=config.sync_interval,
+            full_sync_interval=config.effective_full_sync_interval,
+            rng=self._rng,
+            sync_round=self._sync_round,
+            full_sync_round=self._full_sync_round,
+            full_sync_due=lambda: gossip.full_sync_due,
         )
+        self._rounds.start()
         if config.delta_gossip:
             self._spawn(self._flush_deltas(), "delta")
         logger.info(
@@ -261,12 +263,8 @@ class Node:
         was_running = self._status is _Status.RUNNING
         self._status = _Status.CLOSING
         self._counters._closing()
-        tickers, self._tickers = self._tickers, []
-        if self._full_sync_ticker is not None:
-            tickers.append(self._full_sync_ticker)
-        self._sync_ticker = self._full_sync_ticker = None
-        for ticker in tickers:
-            ticker.stop()
+        if self._rounds is not None:
+            self._rounds.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -473,11 +471,8 @@ class Node:
     def _wake_flush(self) -> None:
         self._flush_armed = True
         self._pending_ready.set()
-        # A local change ends any agreement: a sync round skipped for it is due again.
-        if self._sync_ticker is not None:
-            self._sync_ticker.unskip()
-        if self._full_sync_ticker is None:
-            self._resume_full_sync()
+        if self._rounds is not None:
+            self._rounds.woken()
 
     def _stage_local(self) -> None:
         """Stage the local updates not staged yet: before a commit, and before any send
@@ -553,7 +548,7 @@ class Node:
             self._send_all(self._named.handle(sender, payload))
             if self._named.has_pending:  # won entries to forward
                 self._wake_flush()
-            self._pace_sync_rounds(gossip)
+            self._pace(gossip)
             return
         before = gossip.counter.value
         received = gossip.receive(sender, payload)
@@ -576,34 +571,11 @@ class Node:
             self._changed(received.learned, before)
         self._report(sender, received)
         self._send_all(received.sends)
-        self._pace_sync_rounds(gossip)
+        self._pace(gossip)
 
-    def _pace_sync_rounds(self, gossip: Gossip, *, round_ended: bool = False) -> None:
-        """Spare the wake-up of a sync round that would send nothing; bring it back if the
-        agreement that made it idle ends before its time (an idle node's CPU is mostly its
-        wake-ups)."""
-        if self._full_sync_ticker is None:
-            self._resume_full_sync()
-        ticker = self._sync_ticker
-        if ticker is None:
-            return
-        # Both cores must agree to spare it: the round pulls for each. Their pulls arrive
-        # one after the other (often from different peers), so neither is taken before
-        # both are due.
-        named = self._named
-        gossip_idle, named_idle = gossip.idle_round_due, named.idle_round_due
-        if gossip_idle and named_idle:
-            gossip.take_idle_round()
-            named.take_idle_round()
-            ticker.skip_next()
-        elif round_ended and (gossip_idle or named_idle):
-            # Out of step (one core would rest while the other pulls, and the other way
-            # round the next time: a wake-up every round). The resting one pulls too: its
-            # pull shares the other's write, and both rest together from then on.
-            gossip.take_idle_round()
-            named.take_idle_round()
-        elif not gossip.in_agreement:
-            ticker.unskip()
+    def _pace(self, gossip: Gossip) -> None:
+        if self._rounds is not None:
+            self._rounds.pace(gossip, self._named, in_agreement=gossip.in_agreement)
 
     def _report(self, sender: str, received: Received) -> None:
         """Count and log (rate limited) what the gossip core refused."""
@@ -632,31 +604,19 @@ class Node:
         task.set_name(f"dcounter-node {self.address} {name}")
         self._tasks.append(task)
 
-    def _every(self, interval: float, action: Callable[[], None]) -> Ticker:
-        """Run ``action`` every ``interval`` seconds, starting at a random phase."""
-        # A random phase keeps nodes started together from gossiping in lockstep, and a
-        # new one after a stall keeps nodes stalled together from staying in lockstep.
-        rng = self._rng
-        return Ticker(
-            asyncio.get_running_loop(),
-            interval,
-            action,
-            first_delay=rng.uniform(0.0, interval),
-            rephase=lambda: rng.uniform(0.0, interval),
-            what="periodic gossip",
-        )
-
     def _sync_round(self) -> None:
-        if self._gossip is None:
+        gossip = self._gossip
+        if gossip is None:
             return
-        pulls = self._gossip.sync_tick()
+        pulls = gossip.sync_tick()
         named = self._named.sync_tick(prefer=[send.address for send in pulls])
         # Both pulls of the round to one peer, in one write: one system call here and one
         # wake-up there instead of two.
         with self._corked():
             self._send_all(pulls)
             self._send_all(named)
-        self._pace_sync_rounds(self._gossip, round_ended=True)
+        if self._rounds is not None:
+            self._rounds.round_ended(gossip, self._named, in_agreement=gossip.in_agreement)
 
     def _corked(self) -> AbstractContextManager[None]:
         """Writes on streams held until the block ends (see ``TCPTransport.corked``)."""
@@ -666,22 +626,8 @@ class Node:
         return contextlib.nullcontext()
 
     def _full_sync_round(self) -> None:
-        gossip = self._gossip
-        if gossip is None:
-            return
-        self._send_all(gossip.full_sync_tick())
-        if not gossip.full_sync_due and self._full_sync_ticker is not None:
-            # Nothing diverged: no wake-up for full syncs until something does.
-            self._full_sync_ticker.stop()
-            self._full_sync_ticker = None
-
-    def _resume_full_sync(self) -> None:
-        """Full-sync rounds again (at a random phase, as at start) once something diverged."""
-        gossip = self._gossip
-        if self._status is _Status.RUNNING and gossip is not None and gossip.full_sync_due:
-            self._full_sync_ticker = self._every(
-                self._config.effective_full_sync_interval, self._full_sync_round
-            )
+        if self._gossip is not None:
+            self._send_all(self._gossip.full_sync_tick())
 
     async def _flush_deltas(self) -> None:
         interval = self._config.delta_flush_interval
