@@ -21,8 +21,9 @@ The rules (SWIM with incarnation numbers, as in hashicorp/memberlist):
   ``retransmit_mult * ceil(log10(n + 1))`` times (n the number of known members).
 * ``leave`` declares this node ``left`` (a state no timeout produces) and tells every member.
 * A dead or left member is forgotten ``forget_after`` after it entered that state (its
-  entry removed: it no longer counts towards ``max_members`` nor gets rare probes); gossip
-  that still names it makes it known again, as any new member.
+  entry removed: it no longer counts towards ``max_members`` nor gets rare probes). News of
+  a death or leave about an unknown member never adds it (so gossip does not bring a
+  forgotten one back); news that it is alive does, as for any new member.
 * While this node knows no live member (alone: its seeds were not up yet, or everyone it
   knew was forgotten), it asks its seeds again every ``rejoin_interval``.
 
