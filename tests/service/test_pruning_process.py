@@ -174,23 +174,31 @@ async def capable_of_pruning(http: aiohttp.ClientSession, nodes: list[NodeProces
     await wait_until(ready, within=DEADLINE, what="pruning unpaused everywhere")
 
 
-async def test_a_node_that_leaves_for_good_is_pruned_by_its_heir(
-    node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    short = ("--prune-after", "1")
-    seed = await node_processes.start("seed", *durable(tmp_path, "seed", *short))
+async def three_counting(
+    node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path, *flags: str
+) -> tuple[NodeProcess, NodeProcess, NodeProcess]:
+    """Three durable members (the last to be pruned) with 12 counted, 3 entries, every one
+    known to speak pruning."""
+    seed = await node_processes.start("seed", *durable(tmp_path, "seed", *flags))
     other = await node_processes.start(
-        "other", *durable(tmp_path, "other", "--join", seed.gossip, *short)
+        "other", *durable(tmp_path, "other", "--join", seed.gossip, *flags)
     )
-    leaver = await node_processes.start(
-        "leaver", *durable(tmp_path, "leaver", "--join", seed.gossip, *short)
+    last = await node_processes.start(
+        "last", *durable(tmp_path, "last", "--join", seed.gossip, *flags)
     )
     await write(http, seed, "increment", 10)
     await write(http, other, "decrement", 3)
-    await write(http, leaver, "increment", 7)
-    await write(http, leaver, "decrement", 2)
-    await all_hold(http, [seed, other, leaver], 12, 3)
-    await capable_of_pruning(http, [seed, other, leaver])
+    await write(http, last, "increment", 7)
+    await write(http, last, "decrement", 2)
+    await all_hold(http, [seed, other, last], 12, 3)
+    await capable_of_pruning(http, [seed, other, last])
+    return seed, other, last
+
+
+async def test_a_node_that_leaves_for_good_is_pruned_by_its_heir(
+    node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    seed, other, leaver = await three_counting(node_processes, http, tmp_path, "--prune-after", "1")
 
     assert await leaver.stop() == 0
     assert "pruning: bequeathed" in leaver.log_text()
@@ -211,20 +219,9 @@ async def test_a_node_that_leaves_for_good_is_pruned_by_its_heir(
 async def test_a_node_killed_for_good_is_pruned_by_its_standing_heir(
     node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    short = ("--prune-after", "1", "--suspect-timeout", "1")
-    seed = await node_processes.start("seed", *durable(tmp_path, "seed", *short))
-    other = await node_processes.start(
-        "other", *durable(tmp_path, "other", "--join", seed.gossip, *short)
+    seed, other, victim = await three_counting(
+        node_processes, http, tmp_path, "--prune-after", "1", "--suspect-timeout", "1"
     )
-    victim = await node_processes.start(
-        "victim", *durable(tmp_path, "victim", "--join", seed.gossip, *short)
-    )
-    await write(http, seed, "increment", 10)
-    await write(http, other, "decrement", 3)
-    await write(http, victim, "increment", 7)
-    await write(http, victim, "decrement", 2)
-    await all_hold(http, [seed, other, victim], 12, 3)
-    await capable_of_pruning(http, [seed, other, victim])
 
     async def named() -> bool:
         return await metric(http, victim, "dcounter_bequests_standing_given_total") >= 1
