@@ -265,17 +265,9 @@ class BequestService:
             await self._make_final(standing, counts, wait)
             return
         for heir in heir_order(pruning.alive(), pruning.capable, self._rng):
-            self._given.record(Given(victim, heir, counts))
-            if not self._write_given():
-                return
-            answer = await self._ask(heir, encode_bequeath(victim, counts), victim, wait)
-            if answer is Answer.ACCEPTED:
-                self.given += 1
-                logger.info("pruning: bequeathed %s to %s", victim, heir)
-                return
+            answer = await self._give(Given(victim, heir, counts), wait)
             if answer is not Answer.REFUSED:
-                # It may hold it: never a second heir for this id (see the README).
-                logger.warning("pruning: no answer from %s to the bequest of %s", heir, victim)
+                # Given, or it may hold it: never a second heir for this id (see the README).
                 return
             self._given.forget(victim)
             self._write_given()
@@ -285,20 +277,28 @@ class BequestService:
         """Turn the standing bequest of this node's id final, with its heir only (it holds
         it, or may): refused, it stays the standing one, which the heir prunes once this
         node has been left for --prune-after."""
-        victim, heir = standing.victim, standing.heir
-        self._given.record(Given(victim, heir, counts))
-        if not self._write_given():
-            return
-        answer = await self._ask(heir, encode_bequeath(victim, counts), victim, wait)
-        if answer is Answer.ACCEPTED:
-            self.given += 1
-            logger.info("pruning: bequeathed %s to %s (its standing heir)", victim, heir)
-        elif answer is Answer.REFUSED:
+        answer = await self._give(Given(standing.victim, standing.heir, counts), wait)
+        if answer is Answer.REFUSED:
             self._given.record(standing)
             self._write_given()
-            logger.info("pruning: %s keeps the standing bequest of %s", heir, victim)
-        else:
+            logger.info(
+                "pruning: %s keeps the standing bequest of %s", standing.heir, standing.victim
+            )
+
+    async def _give(self, given: Given, wait: float) -> Answer | None:
+        """Record ``given`` durably, then ask its heir to take it: the answer (None: the
+        record could not be written, or no answer came), logged unless refused."""
+        victim, heir = given.victim, given.heir
+        self._given.record(given)
+        if not self._write_given():
+            return None
+        answer = await self._ask(heir, encode_bequeath(victim, given.counts), victim, wait)
+        if answer is Answer.ACCEPTED:
+            self.given += 1
+            logger.info("pruning: bequeathed %s to %s", victim, heir)
+        elif answer is not Answer.REFUSED:
             logger.warning("pruning: no answer from %s to the bequest of %s", heir, victim)
+        return answer
 
     # -- standing bequests (the running side) --------------------------------------------------
 
