@@ -470,7 +470,7 @@ def test_a_probe_in_flight_is_due_at_its_timeout_and_not_after_its_ack() -> None
 
 def test_a_suspect_is_due_when_its_suspicion_times_out() -> None:
     config = MembershipConfig(probe_interval=1.0, probe_timeout=0.5, suspect_timeout=0.5)
-    a = Membership("a:1", "a:1#r", config=config, rng=random.Random(1), now=0.0)
+    a = node("a:1", config=config)
     a.tick(0.0)
     a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0)), 0.1)
     a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", S, 0)), 0.2)
@@ -512,7 +512,7 @@ def test_ticking_only_when_due_finds_a_dead_member_as_ticking_often_does() -> No
 
 def test_a_lone_node_with_seeds_is_due_when_it_asks_them_again() -> None:
     config = MembershipConfig(probe_interval=5.0, probe_timeout=1.0, rejoin_interval=1.0)
-    b = Membership("b:1", "b:1#r", config=config, rng=random.Random(1), now=0.0)
+    b = node("b:1", config=config)
     b.join(["a:1"], 0.0)
     b.tick(0.0)
     assert b.next_due() == 1.0
@@ -521,7 +521,7 @@ def test_a_lone_node_with_seeds_is_due_when_it_asks_them_again() -> None:
 
 def test_a_gone_member_is_due_when_it_is_to_be_forgotten() -> None:
     config = MembershipConfig(probe_interval=10.0, probe_timeout=1.0, forget_after=3.0)
-    a = Membership("a:1", "a:1#r", config=config, rng=random.Random(1), now=0.0)
+    a = node("a:1", config=config)
     a.tick(0.0)
     a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", A, 0)), 0.5)
     a.receive(MembershipMessage(MessageKind.GOSSIP, Update("b:1", "b:1#r", L, 0)), 1.0)
