@@ -38,7 +38,6 @@ from dcounter_node._pruning_wire import (
     PruningKind,
     encode_answer,
     encode_bequeath,
-    encode_records,
     encode_revoke,
     encode_stand,
 )
@@ -219,7 +218,7 @@ class BequestService:
             record = next(r for r in tombstones.records() if victim in r.victims)
             # In this order: the owner applies the record before it reads the answer.
             answer = encode_answer(victim, Answer.PRUNED)
-            self._pruning.send(sender, encode_records([record]), answer)
+            self._pruning.send(sender, *self._pruning.records_payloads(sender, [record]), answer)
             return
         dropped = self._heirloom.revoke(victim, counts)
         if dropped is not None:

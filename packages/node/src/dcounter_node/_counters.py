@@ -17,13 +17,15 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING, Final
 
-from dcounter_crdt import DEFAULT_KEY, CounterMapState, CounterState, PNCounterMap
+from dcounter_crdt import DEFAULT_KEY, CounterMapState, CounterState, KeyLimitError, PNCounterMap
+from dcounter_node._pruning_named import adopt_map
 from dcounter_node._watch import ValueWatch, Watchers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from dcounter_node._node import Node
+    from dcounter_node._pruning import Tombstones
 
 __all__ = ["DEFAULT_PAGE", "Counters"]
 
@@ -86,6 +88,53 @@ class Counters:
         )
         self._sorted = None
         self._open = self._map
+
+    def _apply_tombstones(
+        self, tombstones: Tombstones, own_id: str, replica_id: str
+    ) -> tuple[set[str], int]:
+        """Apply the pruning records to the named counters (see "Pruning"), for the owner
+        of ``own_id`` that counts under ``replica_id`` from now on (what the default
+        counter's records gave it); the names that changed and the entries removed.
+
+        Values do not change; the entries that rose go to ``persist``.
+        """
+        counters = self._map
+        if counters is None:
+            return set(), 0
+        self.stage_local()  # local writes leave under the id they were made under
+        before = counters.snapshot()
+        after = adopt_map(tombstones, own_id, before)
+        if replica_id == counters.replica_id and after == before:
+            return set(), 0
+        names = {
+            name
+            for name in before.counters.keys() | after.counters.keys()
+            if before.get(name) != after.get(name)
+        }
+        removed = sum(len(before.get(n).replicas() - after.get(n).replicas()) for n in names)
+        config = self._node.config
+        try:
+            rebased = PNCounterMap(
+                replica_id, after, max_keys=config.max_keys, max_key_length=config.max_key_length
+            )
+        except KeyLimitError:
+            # A record raised survivors in names beyond the limits (they bound what peers
+            # push, not what a record moves): the counts are kept, the limits widened.
+            longest = max(len(name.encode("utf-8", "surrogatepass")) for name in after.counters)
+            rebased = PNCounterMap(
+                replica_id,
+                after,
+                max_keys=max(config.max_keys, len(after)),
+                max_key_length=max(config.max_key_length, longest),
+            )
+        self._map = rebased
+        if self._open is not None:
+            self._open = rebased
+        self._sorted = None
+        rose = after.delta_since(before)
+        if rose and self.persist is not None:
+            self.persist(rose)
+        return names, removed
 
     def _closing(self) -> None:
         """Called by the node as it starts closing: writes are refused from now on."""

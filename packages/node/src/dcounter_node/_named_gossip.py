@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from dcounter_node._config import NodeConfig
     from dcounter_node._counters import Counters
     from dcounter_node._peers import PeerManager
+    from dcounter_node._pruning import Tombstones
 
 __all__ = ["FORWARD_LIMIT", "NAMED_PART_SIZE", "NamedGossip", "NamedReceived"]
 
@@ -105,9 +106,12 @@ class NamedGossip:
         named_to: Callable[[str], bool] = lambda address: True,
         part_size: int = NAMED_PART_SIZE,
         buckets: int = NAMED_BUCKETS,
+        tombstones: Tombstones | None = None,
     ) -> None:
         self._counters = counters
         self._replica_id = replica_id
+        # Pruning records: entries they refuse are dropped from every push (see "Pruning").
+        self._tombstones = tombstones
         self._config = config
         self._peers = peers
         self._rng = rng
@@ -200,6 +204,12 @@ class NamedGossip:
         sends = self._send(targets, NamedPull(buckets, digests.root))
         self._quiet_pulled = self._agreed and bool(sends)
         return sends
+
+    def rebased(self, replica_id: str, names: Iterable[str]) -> None:
+        """The counters now count under ``replica_id``, and pruning changed ``names``."""
+        self._replica_id = replica_id
+        self._dirty.update(names)
+        self._pulled_agreeing = self._agreed = False
 
     def receive(self, sender: str, payload: bytes) -> NamedReceived:
         """Handle one named payload from ``sender`` (the address its frame names)."""
@@ -336,7 +346,10 @@ class NamedGossip:
         limit = self._config.max_replicas
         clean: dict[str, CounterState] = {}
         forged = 0
+        tombstones = self._tombstones
         for name, state in theirs.counters.items():
+            if tombstones is not None:
+                state = tombstones.admit(state, named=True)
             ours = self._counters.state(name)
             inc, dec = state.increments, state.decrements
             if inc.get(own, 0) > ours.increments.get(own, 0) or (

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dcounter_node._counters import Counters
     from dcounter_node._gossip import Outgoing
     from dcounter_node._peers import PeerManager
+    from dcounter_node._pruning import Tombstones
     from dcounter_node._ratelimit import RateLimitedLog
     from dcounter_node._refusals import Refusals
     from dcounter_node._stats import NodeStats
@@ -69,12 +70,24 @@ class NamedLink:
         replica_id: str,
         config: NodeConfig,
         rng: random.Random,
+        tombstones: Tombstones | None = None,
     ) -> None:
         """Build the core over the node's bound counters and take their local changes."""
         self._gossip = NamedGossip(
-            counters, replica_id, config, self._peers, rng, named_to=self.named_to
+            counters,
+            replica_id,
+            config,
+            self._peers,
+            rng,
+            named_to=self.named_to,
+            tombstones=tombstones,
         )
         counters.push = self._gossip.local
+
+    def rebased(self, replica_id: str, names: set[str]) -> None:
+        """Pruning moved the counters to ``replica_id`` and changed ``names``."""
+        if self._gossip is not None:
+            self._gossip.rebased(replica_id, names)
 
     def named_to(self, address: str) -> bool:
         """Whether named messages may be sent to ``address`` now."""

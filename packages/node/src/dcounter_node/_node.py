@@ -189,6 +189,7 @@ class Node:
         if start.new_incarnation and self._store is not None:
             await self._store.bind(replica_id)
             self._still_starting()
+        resumed = replica_id
         if self._tombstones is not None:
             # A resumed id that was pruned meanwhile continues under its successor.
             replica_id, state = self._tombstones.adopt(replica_id, state)
@@ -202,8 +203,12 @@ class Node:
             tombstones=self._tombstones,
         )
         self._bind_counters(replica_id, stored)
+        if self._tombstones is not None:  # the named counters' entries are pruned alike
+            self._counters._apply_tombstones(self._tombstones, resumed, replica_id)
         # After the binding: the named digests are built from the counters as loaded.
-        self._named.start(self._counters, replica_id, self._config, self._rng)
+        self._named.start(
+            self._counters, replica_id, self._config, self._rng, tombstones=self._tombstones
+        )
         if self._store is not None and self._initial_state:
             self._store.stage(self._initial_state)
 
@@ -426,19 +431,22 @@ class Node:
         """Apply the pruning records known now (see "Pruning"); the entries removed.
 
         Drops victims' entries, raises survivors', and moves this replica to its successor
-        when its own id is a victim. The value does not change.
+        when its own id is a victim, in the named counters too. No value changes.
         """
         gossip = self._gossip
         if gossip is None or self._tombstones is None or self.closed:
             return 0
         before = gossip.state()
         value = gossip.counter.value
-        replica_id, state = self._tombstones.adopt(gossip.counter.replica_id, before)
-        if replica_id == gossip.counter.replica_id and state == before:
-            return 0
+        own_id = gossip.counter.replica_id
+        replica_id, state = self._tombstones.adopt(own_id, before)
+        names, removed = self._counters._apply_tombstones(self._tombstones, own_id, replica_id)
+        self._named.rebased(replica_id, names)
+        if replica_id == own_id and state == before:
+            return removed
         rose = gossip.rebase(replica_id, state)
         self._changed(rose, value)
-        return len(before.replicas() - state.replicas())
+        return removed + len(before.replicas() - state.replicas())
 
     # -- state bookkeeping ----------------------------------------------------------------
 

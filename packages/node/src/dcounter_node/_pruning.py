@@ -2,8 +2,9 @@
 
 No asyncio, no sockets, no files: :class:`Tombstones` is the set of prune records a node
 knows and the rules that follow from it, over one :class:`~dcounter_crdt.CounterState`
-(a map of counters applies the same records to each key's state); :func:`plan` decides
-whether this node collapses its lineage now; :func:`pause_reason` whether it may at all.
+(the named counters' map applies a record's per-name part to each name's state, in
+:mod:`dcounter_node._pruning_named`); :func:`plan` decides whether this node collapses its
+lineage now; :func:`pause_reason` whether it may at all.
 The asyncio driver is :mod:`dcounter_node._pruning_service`.
 
 The rules in short:
@@ -73,11 +74,16 @@ class PruneRecord:
     """A tombstone: the victims' entries, collapsed into the survivor's.
 
     ``victims`` maps each victim id to its ``(increments, decrements)`` at the collapse.
+    ``named`` is the same for the named counters, by name (only nonzero amounts: a victim
+    a name does not list is tombstoned there at ``(0, 0)``); None for a record whose named
+    entries were not collapsed (made by an older node, or while a member could not learn
+    it), which leaves the victims' named entries counted as they are.
     """
 
     survivor: str
     victims: Mapping[str, tuple[int, int]]
     created: float
+    named: Mapping[str, Mapping[str, tuple[int, int]]] | None = None
 
     def total(self) -> tuple[int, int]:
         """The survivor's entry right after the collapse: the victims' sum."""
@@ -112,6 +118,8 @@ class Tombstones:
     def __init__(self, records: Iterable[PruneRecord] = ()) -> None:
         self._records: dict[str, PruneRecord] = {}
         self._victims: dict[str, PruneRecord] = {}
+        # The victims of records with a named part: their named entries are tombstoned.
+        self._named_victims: dict[str, PruneRecord] = {}
         self._own: set[str] = set()
         self.add_all(records)
 
@@ -160,6 +168,8 @@ class Tombstones:
         self._records[record.survivor] = record
         for victim in victims:
             self._victims[victim] = record
+            if record.named is not None:
+                self._named_victims[victim] = record
         return Added.NEW
 
     def add_all(self, records: Iterable[PruneRecord]) -> list[tuple[PruneRecord, Added]]:
@@ -189,12 +199,34 @@ class Tombstones:
             return replica_id[: -len(SUCCESSOR_MARK)] in self._victims
         return True
 
-    def admit(self, state: CounterState) -> CounterState:
-        """``state`` without the entries that :meth:`admitted` refuses."""
+    def tombstoned_by(self, victim: str) -> PruneRecord | None:
+        """The record that tombstones ``victim`` (None if it is no victim)."""
+        return self._victims.get(victim)
+
+    def named_record(self, victim: str) -> PruneRecord | None:
+        """The record with a named part that tombstones ``victim`` (None if none does)."""
+        return self._named_victims.get(victim)
+
+    def admitted_named(self, replica_id: str) -> bool:
+        """Whether a named counter's entry of ``replica_id`` may be merged from a peer.
+
+        As :meth:`admitted`, but only the victims of records with a named part are refused:
+        a record without one left its victims' named entries counted.
+        """
+        if replica_id in self._named_victims:
+            return False
+        if replica_id.endswith(SUCCESSOR_MARK):
+            return replica_id[: -len(SUCCESSOR_MARK)] in self._victims
+        return True
+
+    def admit(self, state: CounterState, *, named: bool = False) -> CounterState:
+        """``state`` without the entries that :meth:`admitted` (with ``named``,
+        :meth:`admitted_named`) refuses."""
         ids = state.increments.keys() | state.decrements.keys()
         if not self._victims and not any(i.endswith(SUCCESSOR_MARK) for i in ids):
             return state  # the common case: nothing pruned, nothing to refuse
-        refused = {i for i in ids if not self.admitted(i)}
+        admitted = self.admitted_named if named else self.admitted
+        refused = {i for i in ids if not admitted(i)}
         if not refused:
             return state
         return CounterState.from_maps(

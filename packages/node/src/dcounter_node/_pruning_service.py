@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -23,12 +23,14 @@ from prometheus_client.registry import Collector
 from dcounter_node._errors import StorageError
 from dcounter_node._membership import MemberState
 from dcounter_node._pruning import Added, PruneRecord, Tombstones, pause_reason, plan
+from dcounter_node._pruning_named import with_named_part
 from dcounter_node._pruning_wire import (
     MAX_RECORDS_PER_MESSAGE,
     PruningDecodeError,
     PruningKind,
     decode_pruning,
     encode_have,
+    encode_named_records,
     encode_records,
 )
 from dcounter_node._ratelimit import RateLimitedLog
@@ -63,10 +65,7 @@ def load_journal(path: Path) -> Tombstones:
         raise StorageError(f"{path}: cannot read the pruning records: {exc}") from None
     try:
         data = json.loads(text)
-        records = [
-            PruneRecord(s, {v: (int(p), int(n)) for v, p, n in victims}, float(created))
-            for s, created, victims in data["records"]
-        ]
+        records = [_journal_record(*item) for item in data["records"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"{path}: the pruning records are corrupt: {exc!r}") from None
     tombstones = Tombstones()
@@ -76,14 +75,33 @@ def load_journal(path: Path) -> Tombstones:
 
 def _write_journal(path: Path, records: list[PruneRecord]) -> None:
     """Replace ``path`` with ``records``, durably (a crash leaves the old or the new file)."""
-    data = {
-        "version": 1,
-        "records": [
-            [r.survivor, r.created, [[v, p, n] for v, (p, n) in sorted(r.victims.items())]]
-            for r in records
-        ],
-    }
-    write_json(path, data)
+    items: list[list[object]] = []
+    for r in records:
+        item: list[object] = [
+            r.survivor,
+            r.created,
+            [[v, *c] for v, c in sorted(r.victims.items())],
+        ]
+        if r.named is not None:
+            # A fourth item: an older version refuses the file (it would count the named
+            # victims' stored entries and their survivor's both) instead of reading it.
+            item.append(
+                {name: [[v, *c] for v, c in sorted(a.items())] for name, a in r.named.items()}
+            )
+        items.append(item)
+    write_json(path, {"version": 1, "records": items})
+
+
+def _journal_record(
+    survivor: str, created: float, victims: list[list[Any]], named: Any = None
+) -> PruneRecord:
+    part = (
+        None
+        if named is None
+        else {str(k): {v: (int(p), int(n)) for v, p, n in a} for k, a in named.items()}
+    )
+    amounts = {v: (int(p), int(n)) for v, p, n in victims}
+    return PruneRecord(str(survivor), amounts, float(created), part)
 
 
 def write_json(path: Path, data: object) -> None:
@@ -127,6 +145,11 @@ class PruningService:
         self._rng = rng if rng is not None else random.Random()
         self._started = 0.0
         self._capable: set[str] = set()
+        # When each member first sent a pruning message (loop time): one that applies named
+        # parts says so in its answer, so a collapse waits for that answer a little.
+        self._capable_at: dict[str, float] = {}
+        # Members that sent a `named records` message: they apply records' named parts.
+        self._named_capable: set[str] = set()
         self._paused: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: Ticker | None = None
@@ -163,6 +186,11 @@ class PruningService:
     def capable(self) -> frozenset[str]:
         """Members that sent this node a pruning message (so they speak pruning)."""
         return frozenset(self._capable)
+
+    @property
+    def named_capable(self) -> frozenset[str]:
+        """Members that showed they apply records' named parts (sent `named records`)."""
+        return frozenset(self._named_capable)
 
     @property
     def paused(self) -> str | None:
@@ -262,6 +290,14 @@ class PruningService:
         )
         if record is None or (bequests is not None and not bequests.may_collapse(record)):
             return
+        now = asyncio.get_running_loop().time()
+        unnamed = [a for a in alive if a not in self._named_capable]
+        if any(now - self._capable_at.get(a, now) < 2 * self._interval for a in unnamed):
+            return  # it may yet show it applies named parts: next round
+        if not unnamed:
+            # Every member applies named parts: the named counters' entries go too. A
+            # member that could not would count the victims and the raised survivor both.
+            record = with_named_part(record, node.counters.snapshot())
         if not self._persist([*self._tombstones.records(), record]):
             return
         added = self._tombstones.add(record)
@@ -272,18 +308,18 @@ class PruningService:
         self._apply()
         self.records_made += 1
         logger.info(
-            "pruned %d replica entries into %s (value %d unchanged)",
+            "pruned %d replica entries into %s (value %d unchanged)%s",
             len(record.victims),
             record.survivor,
             value,
+            "" if record.named is None else f", and {len(record.named)} named counters' too",
         )
         if node.value != value:  # pragma: no cover - the safety argument says it cannot
             logger.error("pruning changed the value from %d to %d", value, node.value)
         if bequests is not None:
             bequests.collapsed(record)
-        payload = encode_records([record])
         for address in alive:
-            self.send(address, payload)
+            self.send(address, *self.records_payloads(address, [record]))
 
     def _apply(self) -> int:
         """Apply the records to the node; members hear of a new replica id of its own."""
@@ -314,10 +350,19 @@ class PruningService:
             self._log.warning("decode", "pruning: dropping a message from %s: %s", sender, exc)
             return
         first = sender not in self._capable
-        self._capable.add(sender)
+        if first:
+            self._capable.add(sender)
+            self._capable_at[sender] = asyncio.get_running_loop().time()
+        if message.kind is PruningKind.NAMED_RECORDS and sender not in self._named_capable:
+            self._named_capable.add(sender)
+            self.send(sender, encode_named_records([]))  # it may not know we speak it
+        elif first and sender not in self._named_capable:
+            # Whether it applies named parts: a node that does answers this (an older one
+            # counts it as an invalid message, once per contact).
+            self.send(sender, encode_named_records([]))
         if message.kind is PruningKind.HAVE:
             self._on_have(sender, message.survivors, reply=first)
-        elif message.kind is PruningKind.RECORDS:
+        elif message.kind in (PruningKind.RECORDS, PruningKind.NAMED_RECORDS):
             self._on_records(sender, list(message.records))
         elif self.bequests is not None:
             self.bequests.on_message(sender, message)
@@ -325,8 +370,8 @@ class PruningService:
     def _on_have(self, sender: str, theirs: tuple[str, ...], *, reply: bool) -> None:
         known = set(theirs)
         lacking = [r for r in self._tombstones.records() if r.survivor not in known]
-        for start in range(0, len(lacking), MAX_RECORDS_PER_MESSAGE):
-            self.send(sender, encode_records(lacking[start : start + MAX_RECORDS_PER_MESSAGE]))
+        if lacking:
+            self.send(sender, *self.records_payloads(sender, lacking))
         if reply or any(s not in self._tombstones for s in known):
             # It has records we lack (it sends them on our `have`), or has not heard us yet.
             self.send(sender, encode_have(self._tombstones.survivors()))
@@ -362,6 +407,14 @@ class PruningService:
         if self.bequests is not None:
             for record in new:
                 self.bequests.collapsed(record)
+
+    def records_payloads(self, address: str, records: list[PruneRecord]) -> list[bytes]:
+        """The messages carrying ``records`` to ``address``: with their named parts (one a
+        message) if it applies them, else without (an older node reads those only)."""
+        if address in self._named_capable:
+            return [encode_named_records([record]) for record in records]
+        step = MAX_RECORDS_PER_MESSAGE
+        return [encode_records(records[i : i + step]) for i in range(0, len(records), step)]
 
     def send(self, address: str, *payloads: bytes) -> None:
         """Send pruning messages in the background, in order (dropped beyond the bound)."""
@@ -406,6 +459,11 @@ class PruningCollector(Collector):
             "dcounter_pruning_paused",
             "1 while a non-member peer, an unconfirmed member or a suspect holds pruning back.",
             value=0 if service.paused is None else 1,
+        )
+        yield GaugeMetricFamily(
+            "dcounter_pruning_named_capable_members",
+            "Members that have shown this node they apply records' named parts.",
+            value=len(service.named_capable),
         )
         yield GaugeMetricFamily(
             "dcounter_pruning_capable_members",

@@ -7,7 +7,9 @@
     kind    = 1 have (items: survivor ids) | 2 records (items: records)
             | 3 bequeath (items: [victim, p, n]) | 4 answer (items: [victim, status])
             | 5 revoke (items: [victim, p, n]) | 6 stand (items: [victim])
+            | 7 named records (items: named records; none: "I speak named pruning")
     record  = [survivor (str), created (float), victims: array of [id, p (uint64), n (uint64)]]
+    named record = record + [named: array of [name (str), array of [id, p, n]]]
 
 Like a membership payload, the first byte (``D``) is neither of the seed envelope's flags,
 so the node routes it by its first bytes and a node without pruning rejects it as invalid.
@@ -25,6 +27,7 @@ import msgpack
 from dcounter_node._bequest import Answer
 from dcounter_node._errors import NodeError
 from dcounter_node._pruning import MAX_ID_BYTES, MAX_RECORDS, MAX_VICTIMS, PruneRecord
+from dcounter_node._pruning_named import MAX_NAMED_ENTRIES
 
 __all__ = [
     "MAX_RECORDS_PER_MESSAGE",
@@ -36,6 +39,7 @@ __all__ = [
     "encode_answer",
     "encode_bequeath",
     "encode_have",
+    "encode_named_records",
     "encode_records",
     "encode_revoke",
     "encode_stand",
@@ -45,6 +49,8 @@ __all__ = [
 PRUNING_MAGIC: Final = b"DCP\x01"
 #: Records per ``records`` message (each holds up to MAX_VICTIMS entries: ~20 KB at most).
 MAX_RECORDS_PER_MESSAGE: Final = 16
+#: Longest counter name in a named record, in UTF-8 bytes.
+MAX_NAME_BYTES: Final = 1024
 _MAX_UINT64: Final = 2**64 - 1
 
 
@@ -60,11 +66,14 @@ class PruningKind(enum.IntEnum):
     REVOKE = 5
     #: A standing bequest: the sender's current id, named in advance (no counts).
     STAND = 6
+    #: Records with their named part (one a message; none: the sender speaks it).
+    NAMED_RECORDS = 7
 
 
 @dataclass(frozen=True, slots=True)
 class PruningMessage:
-    """``survivors`` for a ``have``, ``records`` for a ``records`` message; ``victim`` for
+    """``survivors`` for a ``have``, ``records`` for a ``records`` or ``named records``
+    message; ``victim`` for
     the bequest messages, with ``counts`` (bequeath, revoke) or ``answer``."""
 
     kind: PruningKind
@@ -84,12 +93,29 @@ def encode_have(survivors: list[str]) -> bytes:
     return PRUNING_MAGIC + msgpack.packb([int(PruningKind.HAVE), survivors], use_bin_type=True)
 
 
+def _record_items(record: PruneRecord) -> list[Any]:
+    victims = [[v, p, n] for v, (p, n) in sorted(record.victims.items())]
+    return [record.survivor, record.created, victims]
+
+
 def encode_records(records: list[PruneRecord]) -> bytes:
-    items = [
-        [r.survivor, r.created, [[v, p, n] for v, (p, n) in sorted(r.victims.items())]]
-        for r in records
-    ]
+    """A ``records`` message (without named parts: what every pruning node reads)."""
+    items = [_record_items(r) for r in records]
     return PRUNING_MAGIC + msgpack.packb([int(PruningKind.RECORDS), items], use_bin_type=True)
+
+
+def encode_named_records(records: list[PruneRecord]) -> bytes:
+    """A ``named records`` message: each record with its named part (an empty one for a
+    record without: the receiver tells them apart by kind 2 or 7 alone otherwise)."""
+    items = []
+    for record in records:
+        named = record.named or {}
+        part = [
+            [name, [[v, p, n] for v, (p, n) in sorted(amounts.items())]]
+            for name, amounts in sorted(named.items())
+        ]
+        items.append([*_record_items(record), part, record.named is not None])
+    return PRUNING_MAGIC + msgpack.packb([int(PruningKind.NAMED_RECORDS), items], use_bin_type=True)
 
 
 def _bequest(kind: PruningKind, victim: str, second: int, third: int | None = None) -> bytes:
@@ -123,6 +149,37 @@ def _count(value: object) -> int:
     if type(value) is not int or not 0 <= value <= _MAX_UINT64:
         raise PruningDecodeError("a count must be an unsigned 64-bit integer")
     return value
+
+
+def _named_record(value: object) -> PruneRecord:
+    if not isinstance(value, list) or len(value) != 5:
+        raise PruningDecodeError("a named record must be an array of 5 items")
+    record = _record(value[:3])
+    part, present = value[3], value[4]
+    if not isinstance(part, list) or type(present) is not bool or (part and not present):
+        raise PruningDecodeError("a named part must be an array, then whether there is one")
+    named: dict[str, dict[str, tuple[int, int]]] = {}
+    entries = 0
+    for item in part:
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+            raise PruningDecodeError("a named part's item must be [name, victims]")
+        name, victims = item
+        if not isinstance(name, str) or not name or len(name.encode()) > MAX_NAME_BYTES:
+            raise PruningDecodeError(f"a name must be a string of 1..{MAX_NAME_BYTES} bytes")
+        if name in named or not victims:
+            raise PruningDecodeError("a name is listed twice, or with no victim")
+        entries += len(victims)
+        if entries > MAX_NAMED_ENTRIES:
+            raise PruningDecodeError(f"a named part holds at most {MAX_NAMED_ENTRIES} entries")
+        amounts = named[name] = {}
+        for entry in victims:
+            if not isinstance(entry, list) or len(entry) != 3:
+                raise PruningDecodeError("a victim must be an array of 3 items")
+            victim = _id(entry[0])
+            if victim not in record.victims or victim in amounts:
+                raise PruningDecodeError("a named victim must be a victim of its record, once")
+            amounts[victim] = (_count(entry[1]), _count(entry[2]))
+    return PruneRecord(record.survivor, record.victims, record.created, named if present else None)
 
 
 def _record(value: object) -> PruneRecord:
@@ -171,6 +228,11 @@ def decode_pruning(payload: bytes) -> PruningMessage:
         if len(items) > MAX_RECORDS_PER_MESSAGE:
             raise PruningDecodeError(f"at most {MAX_RECORDS_PER_MESSAGE} records a message")
         return PruningMessage(PruningKind.RECORDS, records=tuple(_record(r) for r in items))
+    if kind_code == PruningKind.NAMED_RECORDS and type(kind_code) is int:
+        if len(items) > 1:
+            raise PruningDecodeError("at most 1 named record a message")
+        records = tuple(_named_record(r) for r in items)
+        return PruningMessage(PruningKind.NAMED_RECORDS, records=records)
     if type(kind_code) is int and kind_code in (PruningKind.BEQUEATH, PruningKind.REVOKE):
         if len(items) != 3:
             raise PruningDecodeError("bequeath and revoke carry [victim, p, n]")

@@ -1,0 +1,135 @@
+"""Pruning of the named counters' entries, as pure code (see "Pruning" in the node README).
+
+A record's named part (:attr:`PruneRecord.named`) lists, per counter name, the victims'
+``(p, n)`` in that name at the collapse; a victim a name does not list is tombstoned there
+at ``(0, 0)``. Each name's state then follows the default counter's rules
+(:class:`~dcounter_node._pruning.Tombstones`): the victims' entries are dropped and the
+survivor's raised to their sum in one step, merges never bring a victim back nor admit a
+successor whose record is unknown, and the owner of a victim moves its counts above the
+record's to the successor. A record without a named part (an older node made it, or a
+member could not learn one) leaves the victims' named entries counted as they are.
+
+No asyncio, no sockets, no files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Final
+
+from dcounter_crdt import MAX_COUNT, CounterMapState, CounterState
+from dcounter_node._pruning import successor
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dcounter_node._pruning import PruneRecord, Tombstones
+
+__all__ = ["MAX_NAMED_ENTRIES", "admit_map", "adopt_map", "apply_map", "with_named_part"]
+
+#: Most (name, victim) entries in one record's named part: a collapse whose victims hold
+#: more is made without one (their named entries stay, exactly counted), which bounds a
+#: record's bytes (each entry is at most a name, an id and two counts: about 530 KB).
+MAX_NAMED_ENTRIES: Final = 1024
+
+_EMPTY: Final = CounterState.empty()
+
+
+def with_named_part(
+    record: PruneRecord, counters: CounterMapState, *, limit: int = MAX_NAMED_ENTRIES
+) -> PruneRecord:
+    """``record`` with the named part this node's ``counters`` give its victims.
+
+    Unchanged (no named part) when the victims hold more than ``limit`` named entries.
+    """
+    victims = record.victims.keys()
+    named: dict[str, dict[str, tuple[int, int]]] = {}
+    entries = 0
+    for name, state in counters.counters.items():
+        inc, dec = state.increments, state.decrements
+        held = victims & (inc.keys() | dec.keys())
+        if not held:
+            continue
+        entries += len(held)
+        if entries > limit:
+            return record
+        named[name] = {v: (inc.get(v, 0), dec.get(v, 0)) for v in sorted(held)}
+    return dataclasses.replace(record, named=named)
+
+
+def admit_map(tombstones: Tombstones, state: CounterMapState) -> CounterMapState:
+    """``state`` (named counters a peer sent) without the entries the records refuse."""
+    counters: dict[str, CounterState] = {}
+    changed = False
+    for name, counter in state.counters.items():
+        kept = tombstones.admit(counter, named=True)
+        changed = changed or kept is not counter
+        if kept:
+            counters[name] = kept
+    return CounterMapState(counters) if changed else state
+
+
+def apply_map(tombstones: Tombstones, state: CounterMapState) -> CounterMapState:
+    """``state`` with every known named part applied: victims dropped, survivors raised."""
+    result = admit_map(tombstones, state)
+    raised: dict[str, CounterState] = {}
+    for record in tombstones.records():
+        # A survivor whose named entries a later record tombstoned is in that one's sum.
+        if record.named is None or tombstones.named_record(record.survivor) is not None:
+            continue
+        for name, amounts in record.named.items():
+            initial = _initial(record.survivor, amounts)
+            raised[name] = raised.get(name, _EMPTY).merged(initial)
+    if not raised:
+        return result
+    return result.merged(CounterMapState(raised))
+
+
+def adopt_map(tombstones: Tombstones, own_id: str, state: CounterMapState) -> CounterMapState:
+    """The named counters to hold (every named part applied) for the owner of ``own_id``
+    (and of the ids :meth:`Tombstones.claim` remembers), whose own entries are complete.
+
+    As :meth:`Tombstones.adopt`, per name: an own id ``x`` that a record with a named part
+    tombstoned moves its counts above the record's amounts in that name to ``x'``, as
+    ``x' = max(x', excess)`` (idempotent: the owner never counts under ``x`` again). The
+    owner's id itself is the one :meth:`Tombstones.adopt` gives.
+    """
+    own = sorted({own_id, *tombstones.claimed})
+    moved: dict[str, CounterState] = {}
+    for name, counter in state.counters.items():
+        after = _move_excess(tombstones, own, name, counter)
+        if after is not counter:
+            moved[name] = after
+    if moved:
+        state = CounterMapState({**state.counters, **moved})
+    return apply_map(tombstones, state)
+
+
+def _move_excess(
+    tombstones: Tombstones, own: list[str], name: str, counter: CounterState
+) -> CounterState:
+    raw_inc = dict(counter.increments)
+    raw_dec = dict(counter.decrements)
+    for start in own:
+        current = start
+        while (record := tombstones.tombstoned_by(current)) is not None:
+            after = successor(current)
+            if record.named is not None:
+                amounts = record.named.get(name, {}).get(current, (0, 0))
+                for raw, amount in ((raw_inc, amounts[0]), (raw_dec, amounts[1])):
+                    excess = raw.get(current, 0) - amount
+                    if excess > raw.get(after, 0):
+                        raw[after] = min(excess, MAX_COUNT)
+            current = after
+    if raw_inc == counter.increments and raw_dec == counter.decrements:
+        return counter
+    return CounterState.from_maps(raw_inc, raw_dec)
+
+
+def _initial(survivor: str, amounts: Mapping[str, tuple[int, int]]) -> CounterState:
+    inc = sum(p for p, _ in amounts.values())
+    dec = sum(n for _, n in amounts.values())
+    return CounterState.from_maps(
+        {survivor: min(inc, MAX_COUNT)} if inc else None,
+        {survivor: min(dec, MAX_COUNT)} if dec else None,
+    )
