@@ -285,3 +285,66 @@ async def test_a_node_back_in_time_takes_its_id_back_and_one_that_cannot_ask_sta
     await write(http, anew, "increment", 2)
     documents: list[dict[str, Any]] = await all_hold(http, [heir_again, anew], 14, 3)
     assert back.replica in entries(documents[0])
+
+
+async def named_counter(
+    http: aiohttp.ClientSession, node: NodeProcess, name: str
+) -> dict[str, Any]:
+    async with http.get(f"{node.url}/counters/{name}") as response:
+        assert response.status == 200
+        document: dict[str, Any] = await response.json()
+    return document
+
+
+async def all_hold_named(
+    http: aiohttp.ClientSession, nodes: list[NodeProcess], expected: dict[str, int], count: int
+) -> dict[str, dict[str, Any]]:
+    """Wait until every node holds each name's value in ``count`` entries, all the same."""
+    documents: dict[str, list[dict[str, Any]]] = {}
+
+    async def check() -> bool:
+        for name in expected:
+            documents[name] = [await named_counter(http, node, name) for node in nodes]
+        return all(
+            d["value"] == expected[name]
+            and len(entries(d)) == count
+            and (d["increments"], d["decrements"]) == (ds[0]["increments"], ds[0]["decrements"])
+            for name, ds in documents.items()
+            for d in ds
+        )
+
+    await wait_until(
+        check, within=DEADLINE, what=lambda: f"{expected} in {count} entries: {documents}"
+    )
+    return {name: ds[0] for name, ds in documents.items()}
+
+
+async def test_the_heir_prunes_a_leavers_named_counter_entries_too(
+    node_processes: NodeProcesses, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    seed, other, leaver = await three_counting(node_processes, http, tmp_path, "--prune-after", "1")
+    for node, by in ((seed, 4), (other, 5), (leaver, 6)):
+        await write(http, node, "counters/hits/increment", by)
+    await write(http, leaver, "counters/stock/decrement", 2)
+    await write(http, other, "counters/stock/increment", 9)
+    await write(http, seed, "counters/stock/increment", 1)
+    await all_hold_named(http, [seed, other, leaver], {"hits": 15, "stock": 8}, 3)
+
+    assert await leaver.stop() == 0
+    # Every named counter's entry of the leaver goes with the default counter's, into the
+    # heir's successor; the values stay exact and the two nodes agree entry for entry.
+    await all_hold(http, [seed, other], 12, 2)
+    documents = await all_hold_named(http, [seed, other], {"hits": 15, "stock": 8}, 2)
+    heir = next(n for n in (seed, other) if n.replica + "'" in entries(documents["hits"]))
+    survivor = heir.replica + "'"
+    assert leaver.replica not in entries(documents["hits"]) | entries(documents["stock"])
+    assert documents["hits"]["increments"][survivor] == 6 + (4 if heir is seed else 5)
+    assert documents["stock"]["increments"][survivor] == (1 if heir is seed else 9)
+    assert documents["stock"]["decrements"] == {survivor: 2}
+    assert "and 2 named counters' too" in heir.log_text()
+    assert await metric(http, heir, "dcounter_pruning_named_capable_members") == 2
+    # Writes go on under the heir's successor, exactly, on both nodes.
+    await write(http, heir, "counters/hits/increment", 1)
+    await write(http, heir, "counters/stock/decrement", 3)
+    await write(http, seed if heir is other else other, "counters/hits/increment", 10)
+    await all_hold_named(http, [seed, other], {"hits": 26, "stock": 5}, 2)
