@@ -6,7 +6,13 @@ import dataclasses
 
 from dcounter_crdt import CounterMapState, CounterState
 from dcounter_node._pruning import PruneRecord, Tombstones, plan, successor
-from dcounter_node._pruning_named import admit_map, adopt_map, apply_map, with_named_part
+from dcounter_node._pruning_named import (
+    NamedSpeakers,
+    admit_map,
+    adopt_map,
+    apply_map,
+    with_named_part,
+)
 
 A = "10.0.0.1:7946"
 OLD, OWN = f"{A}#00000001", f"{A}#00000002"
@@ -129,3 +135,44 @@ def test_a_later_record_collapses_the_survivor_with_its_named_entries() -> None:
     assert after.get("a") == CounterState.from_maps({successor(NEW): 10 + 7})
     # The first record's survivor is no longer raised: its sum is inside the second's.
     assert NEW not in after.get("b").replicas()
+
+
+# -- who applies named parts --------------------------------------------------------------
+
+B, C = "10.0.0.2:7946", "10.0.0.3:7946"
+
+
+def test_a_member_is_asked_once_and_counts_once_it_answers() -> None:
+    speakers = NamedSpeakers(patience=1.0)
+    assert speakers.heard(B, now=0.0)
+    assert not speakers.heard(B, now=0.5)  # asked already
+    assert speakers.all_speak([B], now=0.5) is None  # its answer may still come
+    speakers.answered(B)
+    assert speakers.speakers == {B}
+    assert speakers.all_speak([B], now=0.6) is True
+
+
+def test_a_member_that_does_not_answer_in_time_holds_named_parts_back() -> None:
+    speakers = NamedSpeakers(patience=1.0)
+    speakers.heard(B, now=0.0)
+    speakers.heard(C, now=0.0)
+    speakers.answered(C)
+    assert speakers.all_speak([B, C], now=0.9) is None
+    assert speakers.all_speak([B, C], now=1.0) is False
+    assert speakers.all_speak([C], now=1.0) is True
+    assert speakers.all_speak([], now=1.0) is True
+
+
+def test_a_member_never_heard_from_does_not_speak_it() -> None:
+    assert NamedSpeakers(patience=1.0).all_speak([B], now=0.0) is False
+
+
+def test_a_member_gone_is_forgotten_and_asked_again_when_it_comes_back() -> None:
+    # It may come back as an older version: what it said before does not hold.
+    speakers = NamedSpeakers(patience=1.0)
+    speakers.heard(B, now=0.0)
+    speakers.answered(B)
+    speakers.forget_absent([C])
+    assert speakers.speakers == frozenset()
+    assert speakers.heard(B, now=5.0)
+    assert speakers.all_speak([B], now=5.5) is None

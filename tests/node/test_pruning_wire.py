@@ -18,6 +18,7 @@ from dcounter_node._pruning_wire import (
     PruningKind,
     decode_pruning,
     encode_have,
+    encode_named_ack,
     encode_named_records,
     encode_records,
     is_pruning,
@@ -75,6 +76,12 @@ def test_the_exact_bytes_of_an_empty_named_records_message() -> None:
     assert encode_named_records([]) == bytes.fromhex("44435001 92 07 90".replace(" ", ""))
 
 
+def test_the_exact_bytes_of_a_named_ack() -> None:
+    # The answer to that question: "I apply named parts too".
+    assert encode_named_ack() == bytes.fromhex("44435001 92 08 90".replace(" ", ""))
+    assert decode_pruning(encode_named_ack()).kind is PruningKind.NAMED_ACK
+
+
 def test_the_exact_bytes_of_a_have() -> None:
     assert encode_have(["a"]) == bytes.fromhex("44435001 92 01 91 a1 61".replace(" ", ""))
 
@@ -108,6 +115,7 @@ def test_pruning_payloads_are_told_apart_from_membership_and_counter_messages() 
             "at most 16",
         ),
         (raw([7, [["a#1'", 0.0, [["a#1", 1, 0]]]]]), "5 items"),
+        (raw([8, ["x"]]), "no items"),
         (raw([7, [["a#1'", 0.0, [["a#1", 1, 0]], [], True]] * 2]), "at most 1 named record"),
         (raw([7, [["a#1'", 0.0, [["a#1", 1, 0]], [["n", [["a#1", 1, 0]]]], False]]]), "whether"),
         (raw([7, [["a#1'", 0.0, [["a#1", 1, 0]], [], 1]]]), "whether"),

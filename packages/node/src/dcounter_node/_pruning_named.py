@@ -9,7 +9,9 @@ successor whose record is unknown, and the owner of a victim moves its counts ab
 record's to the successor. A record without a named part (an older node made it, or a
 member could not learn one) leaves the victims' named entries counted as they are.
 
-No asyncio, no sockets, no files.
+:class:`NamedSpeakers` decides whether a record may carry a named part: only while every
+member applies them (a member that does not would count the victims' named entries and the
+raised survivor both). No asyncio, no sockets, no files.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dcounter_crdt import MAX_COUNT, CounterMapState, CounterState
 from dcounter_node._pruning import successor
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     from dcounter_node._pruning import PruneRecord, Tombstones
 
@@ -133,3 +135,52 @@ def _initial(survivor: str, amounts: Mapping[str, tuple[int, int]]) -> CounterSt
         {survivor: min(inc, MAX_COUNT)} if inc else None,
         {survivor: min(dec, MAX_COUNT)} if dec else None,
     )
+
+
+class NamedSpeakers:
+    """Which members apply records' named parts, as far as this node has learned.
+
+    A member is asked once (an empty ``named records`` message) when it is first heard
+    from; one that speaks it answers (``named ack``), an older one drops the question. A
+    member that is no longer alive is forgotten, so one that comes back (maybe as another
+    version) is asked again. ``patience`` is how long an answer may take.
+    """
+
+    def __init__(self, patience: float) -> None:
+        self._patience = patience
+        self._speak: set[str] = set()
+        self._asked: dict[str, float] = {}
+
+    @property
+    def speakers(self) -> frozenset[str]:
+        return frozenset(self._speak)
+
+    def heard(self, sender: str, now: float) -> bool:
+        """A pruning message came from ``sender``: whether to ask it now."""
+        if sender in self._speak or sender in self._asked:
+            return False
+        self._asked[sender] = now
+        return True
+
+    def answered(self, sender: str) -> None:
+        """``sender`` sent a named message: it applies named parts."""
+        self._speak.add(sender)
+
+    def forget_absent(self, alive: Collection[str]) -> None:
+        """Forget the members not in ``alive`` (left, dead or removed)."""
+        self._speak.intersection_update(alive)
+        for address in [a for a in self._asked if a not in alive]:
+            del self._asked[address]
+
+    def all_speak(self, alive: Collection[str], now: float) -> bool | None:
+        """True: every member in ``alive`` applies named parts; False: one does not (asked
+        ``patience`` ago, or never heard from); None: an answer may still come."""
+        result: bool | None = True
+        for address in alive:
+            if address in self._speak:
+                continue
+            asked = self._asked.get(address)
+            if asked is None or now - asked >= self._patience:
+                return False
+            result = None
+        return result

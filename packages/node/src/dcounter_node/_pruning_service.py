@@ -23,13 +23,14 @@ from prometheus_client.registry import Collector
 from dcounter_node._errors import StorageError
 from dcounter_node._membership import MemberState
 from dcounter_node._pruning import Added, PruneRecord, Tombstones, pause_reason, plan
-from dcounter_node._pruning_named import with_named_part
+from dcounter_node._pruning_named import NamedSpeakers, with_named_part
 from dcounter_node._pruning_wire import (
     MAX_RECORDS_PER_MESSAGE,
     PruningDecodeError,
     PruningKind,
     decode_pruning,
     encode_have,
+    encode_named_ack,
     encode_named_records,
     encode_records,
 )
@@ -145,11 +146,8 @@ class PruningService:
         self._rng = rng if rng is not None else random.Random()
         self._started = 0.0
         self._capable: set[str] = set()
-        # When each member first sent a pruning message (loop time): one that applies named
-        # parts says so in its answer, so a collapse waits for that answer a little.
-        self._capable_at: dict[str, float] = {}
-        # Members that sent a `named records` message: they apply records' named parts.
-        self._named_capable: set[str] = set()
+        # Members that apply records' named parts (an answer takes a round trip or two).
+        self._speakers = NamedSpeakers(patience=2 * interval)
         self._paused: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: Ticker | None = None
@@ -190,7 +188,7 @@ class PruningService:
     @property
     def named_capable(self) -> frozenset[str]:
         """Members that showed they apply records' named parts (sent `named records`)."""
-        return frozenset(self._named_capable)
+        return self._speakers.speakers
 
     @property
     def paused(self) -> str | None:
@@ -247,6 +245,7 @@ class PruningService:
 
     def _tick(self) -> None:
         alive = self.alive()
+        self._speakers.forget_absent(alive)
         if alive:
             target = self._rng.choice(sorted(alive))
             self.send(target, encode_have(self._tombstones.survivors()))
@@ -290,11 +289,10 @@ class PruningService:
         )
         if record is None or (bequests is not None and not bequests.may_collapse(record)):
             return
-        now = asyncio.get_running_loop().time()
-        unnamed = [a for a in alive if a not in self._named_capable]
-        if any(now - self._capable_at.get(a, now) < 2 * self._interval for a in unnamed):
-            return  # it may yet show it applies named parts: next round
-        if not unnamed:
+        speak = self._speakers.all_speak(alive, asyncio.get_running_loop().time())
+        if speak is None:
+            return  # a member may yet show it applies named parts: next round
+        if speak:
             # Every member applies named parts: the named counters' entries go too. A
             # member that could not would count the victims and the raised survivor both.
             record = with_named_part(record, node.counters.snapshot())
@@ -350,14 +348,13 @@ class PruningService:
             self._log.warning("decode", "pruning: dropping a message from %s: %s", sender, exc)
             return
         first = sender not in self._capable
-        if first:
-            self._capable.add(sender)
-            self._capable_at[sender] = asyncio.get_running_loop().time()
-        if message.kind is PruningKind.NAMED_RECORDS and sender not in self._named_capable:
-            self._named_capable.add(sender)
-            self.send(sender, encode_named_records([]))  # it may not know we speak it
-        elif first and sender not in self._named_capable:
-            # Whether it applies named parts: a node that does answers this (an older one
+        self._capable.add(sender)
+        if message.kind in (PruningKind.NAMED_RECORDS, PruningKind.NAMED_ACK):
+            self._speakers.answered(sender)
+            if message.kind is PruningKind.NAMED_RECORDS and not message.records:
+                self.send(sender, encode_named_ack())  # the question: answered always
+        if self._speakers.heard(sender, asyncio.get_running_loop().time()):
+            # Whether it applies named parts: a node that does answers (an older one
             # counts it as an invalid message, once per contact).
             self.send(sender, encode_named_records([]))
         if message.kind is PruningKind.HAVE:
@@ -411,7 +408,7 @@ class PruningService:
     def records_payloads(self, address: str, records: list[PruneRecord]) -> list[bytes]:
         """The messages carrying ``records`` to ``address``: with their named parts (one a
         message) if it applies them, else without (an older node reads those only)."""
-        if address in self._named_capable:
+        if address in self._speakers.speakers:
             return [encode_named_records([record]) for record in records]
         step = MAX_RECORDS_PER_MESSAGE
         return [encode_records(records[i : i + step]) for i in range(0, len(records), step)]

@@ -7,7 +7,8 @@
     kind    = 1 have (items: survivor ids) | 2 records (items: records)
             | 3 bequeath (items: [victim, p, n]) | 4 answer (items: [victim, status])
             | 5 revoke (items: [victim, p, n]) | 6 stand (items: [victim])
-            | 7 named records (items: named records; none: "I speak named pruning")
+            | 7 named records (items: named records; none: "do you apply named parts?")
+            | 8 named ack (items: none: "I apply named parts", the answer to an empty 7)
     record  = [survivor (str), created (float), victims: array of [id, p (uint64), n (uint64)]]
     named record = record + [named: array of [name (str), array of [id, p, n]]]
 
@@ -39,6 +40,7 @@ __all__ = [
     "encode_answer",
     "encode_bequeath",
     "encode_have",
+    "encode_named_ack",
     "encode_named_records",
     "encode_records",
     "encode_revoke",
@@ -68,6 +70,8 @@ class PruningKind(enum.IntEnum):
     STAND = 6
     #: Records with their named part (one a message; none: the sender speaks it).
     NAMED_RECORDS = 7
+    #: The answer to an empty ``named records``: the sender applies named parts too.
+    NAMED_ACK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,10 @@ def encode_named_records(records: list[PruneRecord]) -> bytes:
         ]
         items.append([*_record_items(record), part, record.named is not None])
     return PRUNING_MAGIC + msgpack.packb([int(PruningKind.NAMED_RECORDS), items], use_bin_type=True)
+
+
+def encode_named_ack() -> bytes:
+    return PRUNING_MAGIC + msgpack.packb([int(PruningKind.NAMED_ACK), []], use_bin_type=True)
 
 
 def _bequest(kind: PruningKind, victim: str, second: int, third: int | None = None) -> bytes:
@@ -233,6 +241,10 @@ def decode_pruning(payload: bytes) -> PruningMessage:
             raise PruningDecodeError("at most 1 named record a message")
         records = tuple(_named_record(r) for r in items)
         return PruningMessage(PruningKind.NAMED_RECORDS, records=records)
+    if kind_code == PruningKind.NAMED_ACK and type(kind_code) is int:
+        if items:
+            raise PruningDecodeError("a named ack carries no items")
+        return PruningMessage(PruningKind.NAMED_ACK)
     if type(kind_code) is int and kind_code in (PruningKind.BEQUEATH, PruningKind.REVOKE):
         if len(items) != 3:
             raise PruningDecodeError("bequeath and revoke carry [victim, p, n]")
