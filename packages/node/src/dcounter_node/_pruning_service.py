@@ -187,7 +187,7 @@ class PruningService:
 
     @property
     def named_capable(self) -> frozenset[str]:
-        """Members that showed they apply records' named parts (sent `named records`)."""
+        """Members that answered they apply records' named parts (still alive)."""
         return self._speakers.speakers
 
     @property
@@ -246,6 +246,10 @@ class PruningService:
     def _tick(self) -> None:
         alive = self.alive()
         self._speakers.forget_absent(alive)
+        now = asyncio.get_running_loop().time()
+        for address in sorted(self._capable.intersection(alive)):
+            if self._speakers.heard(address, now):  # back after it was forgotten: ask again
+                self.send(address, encode_named_records([]))
         if alive:
             target = self._rng.choice(sorted(alive))
             self.send(target, encode_have(self._tombstones.survivors()))
