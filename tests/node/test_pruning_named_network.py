@@ -22,6 +22,8 @@ from .conftest import address, wait_until
 from .test_pruning_network import Cluster, Member
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from dcounter_crdt import CounterMapState
 
 NAMES = ("hits", "stock")
@@ -146,11 +148,23 @@ async def restart_and_prune(cluster: NamedCluster, *, older: int | None) -> list
     return rejected
 
 
-async def test_a_prune_drops_the_earlier_incarnation_from_every_named_counter() -> None:
-    cluster = NamedCluster(MemoryNetwork(seed=3), random.Random(3))
+@contextlib.asynccontextmanager
+async def watched(seed: int) -> AsyncIterator[tuple[NamedCluster, list[str]]]:
+    """A cluster, and the nodes caught counting twice while it runs (to stay empty)."""
+    cluster = NamedCluster(MemoryNetwork(seed=seed), random.Random(seed))
     double: list[str] = []
     watcher = asyncio.ensure_future(cluster.watch(double))
     try:
+        yield cluster, double
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await cluster.close()
+
+
+async def test_a_prune_drops_the_earlier_incarnation_from_every_named_counter() -> None:
+    async with watched(3) as (cluster, double):
         await restart_and_prune(cluster, older=None)
         [record] = cluster.members[0].pruning.tombstones.records()
         assert record.named is not None
@@ -168,18 +182,10 @@ async def test_a_prune_drops_the_earlier_incarnation_from_every_named_counter() 
                 member.node.address
             }
         assert double == []
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await cluster.close()
 
 
 async def test_with_an_older_node_the_named_counters_keep_their_entries_exactly() -> None:
-    cluster = NamedCluster(MemoryNetwork(seed=5), random.Random(5))
-    double: list[str] = []
-    watcher = asyncio.ensure_future(cluster.watch(double))
-    try:
+    async with watched(5) as (cluster, double):
         rejected = await restart_and_prune(cluster, older=1)
         [record] = cluster.members[0].pruning.tombstones.records()
         assert record.named is None  # the older member could not have applied one
@@ -192,8 +198,3 @@ async def test_with_an_older_node_the_named_counters_keep_their_entries_exactly(
         await cluster.converged()  # the default counter is pruned as before
         assert earlier not in cluster.nodes[1].state().replicas()
         assert double == []
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await cluster.close()
