@@ -20,7 +20,12 @@ from dcounter_node._membership import (
 )
 from dcounter_node._membership_awareness import Awareness
 from dcounter_node._membership_service import MembershipCollector, MembershipService
-from dcounter_node._membership_suspicion import Suspicion, SuspicionBounds, suspicion_bounds
+from dcounter_node._membership_suspicion import (
+    Suspicion,
+    SuspicionBounds,
+    Suspicions,
+    suspicion_bounds,
+)
 from dcounter_protocol import MemoryNetwork
 
 A, S, D = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
@@ -75,6 +80,30 @@ def test_the_floor_grows_with_log10_of_the_cluster_and_the_ceiling_is_a_factor_o
     big = suspicion_bounds(5.0, 100, max_factor=6.0, confirmations=2)
     assert (big.low, big.high) == pytest.approx((10.0, 60.0))
     assert suspicion_bounds(5.0, 1, max_factor=6.0, confirmations=2).low == 5.0
+
+
+def test_suspicions_take_no_word_from_this_node_or_the_suspect_and_end_for_good() -> None:
+    suspicions = Suspicions("me", suspect_timeout=1.0, max_factor=6.0, confirmations=2)
+    suspicions.start("x", "b", members=6, now=0.0)
+    suspicions.start("y", None, members=6, now=2.0)
+    for by in ("me", "x", "b"):
+        suspicions.confirm("x", by)
+    suspicions.confirm("y", "me")
+    assert (suspicions.deadline("x"), suspicions.deadline("y"), suspicions.confirmed) == (
+        6.0,
+        8.0,
+        0,
+    )
+    suspicions.confirm("x", "c")
+    suspicions.confirm("x", "d")
+    assert (suspicions.deadline("x"), suspicions.next_deadline(), suspicions.confirmed) == (
+        1.0,
+        1.0,
+        2,
+    )
+    assert suspicions.expired(1.0) == ["x"]
+    suspicions.end("x")
+    assert (suspicions.deadline("x"), suspicions.expired(8.0)) == (None, ["y"])
 
 
 @pytest.mark.parametrize(("members", "expected"), [(3, 0), (4, 0), (5, 2), (50, 2)])
@@ -317,3 +346,11 @@ async def test_the_health_score_and_confirmations_are_exported() -> None:
     finally:
         await service.close()
         await node.close()
+
+
+def test_an_unanswered_probe_of_a_member_that_left_meanwhile_is_not_held_against_us() -> None:
+    a = with_one_member()
+    probe(a, 0.0)
+    told(a, "b:1", member("b:1", MemberState.LEFT), now=0.5)
+    a.tick(1.0)
+    assert a.awareness == 0

@@ -19,12 +19,10 @@ The rules (SWIM with incarnation numbers, as in hashicorp/memberlist):
   (:mod:`dcounter_node._membership_suspicion`), unless an ``alive`` with a higher incarnation
   arrives first. The suspicion starts at ``suspect_max_factor`` times its least length
   (``suspect_timeout``, times log10 n above 10 members) and shrinks to it as up to
-  ``suspect_confirmations`` other members confirm it. Updates carry no originator (the wire
+  ``suspect_confirmations`` other members confirm it: updates carry no originator (the wire
   has no room for one), so a confirmation is a member telling this node the suspicion in a
-  message of its own: each member counts once, and neither this node, the suspect nor the
-  member this node first heard it from ever counts. A node that hears itself suspected (or
-  declared dead or left) at its incarnation or above refutes it: it takes the next
-  incarnation and gossips ``alive``.
+  message of its own. A node that hears itself suspected (or declared dead or left) at its
+  incarnation or above refutes it: it takes the next incarnation and gossips ``alive``.
 * Dead and left members are not probed, except one every ``dead_probe_rounds`` rounds, so a
   restarted node or a healed partition hears that it was declared dead and refutes it.
 * State changes are broadcast by piggybacking on every membership message, each up to
@@ -51,7 +49,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dcounter_node._membership_awareness import Awareness
-from dcounter_node._membership_suspicion import Suspicion, suspicion_bounds
+from dcounter_node._membership_queue import BroadcastQueue
+from dcounter_node._membership_suspicion import Suspicions
 from dcounter_node._membership_types import (
     MAX_UPDATES,
     Member,
@@ -94,12 +93,6 @@ class _Probe:
     acked: bool = False
     #: A rare probe of a dead or left member: never escalates to suspicion.
     quiet: bool = False
-
-
-@dataclass(slots=True)
-class _Broadcast:
-    update: Update
-    sent: int = 0
 
 
 @dataclass(slots=True)
@@ -146,7 +139,7 @@ class Membership:
         self._rng = rng
         self._self = Member(address, replica, MemberState.ALIVE, 0, now)
         self._members: dict[str, Member] = {}
-        self._broadcasts: dict[str, _Broadcast] = {}
+        self._broadcasts = BroadcastQueue()
         self._changes: list[StateChange] = []
         self._seq = 0
         self._probe: _Probe | None = None
@@ -160,8 +153,12 @@ class Membership:
         self._next_rejoin = now
         self._forgotten: list[str] = []
         self._awareness = Awareness(config.awareness_limit)
-        self._suspicions: dict[str, Suspicion] = {}
-        self._confirmations = 0
+        self._suspicions = Suspicions(
+            address,
+            suspect_timeout=config.suspect_timeout,
+            max_factor=config.suspect_max_factor,
+            confirmations=config.suspect_confirmations,
+        )
 
     # -- views ----------------------------------------------------------------------------
 
@@ -198,12 +195,11 @@ class Membership:
     @property
     def confirmations(self) -> int:
         """Suspicions confirmed by another member so far (each member once per suspicion)."""
-        return self._confirmations
+        return self._suspicions.confirmed
 
     def suspicion_deadline(self, address: str) -> float | None:
         """When the suspect ``address`` is to be declared dead (None: not suspect)."""
-        suspicion = self._suspicions.get(address)
-        return None if suspicion is None else suspicion.deadline
+        return self._suspicions.deadline(address)
 
     def alive(self) -> list[str]:
         """Addresses of the other members believed alive or suspect (gossip targets)."""
@@ -267,9 +263,12 @@ class Membership:
                 probe.indirect_sent = True
                 out.extend(self._indirect(probe))
             if now >= probe.ends_at:
-                # Without nacks from the helpers (the wire has none), any unanswered probe
-                # may be this node's fault as much as the target's: memberlist's rule then.
-                self._awareness.worse()
+                target = self._members.get(probe.target)
+                if target is not None and target.state in _LIVE:
+                    # Without nacks from the helpers (the wire has none), an unanswered
+                    # probe may be this node's fault as much as the target's: memberlist's
+                    # rule then. (One that died or left meanwhile explains the silence.)
+                    self._awareness.worse()
                 self._suspect(probe.target, now)
                 self._probe = None
         if now >= self._next_probe:
@@ -292,8 +291,7 @@ class Membership:
             if not probe.indirect_sent:
                 due = min(due, probe.timeout_at)
             due = min(due, probe.ends_at)
-        for suspicion in self._suspicions.values():
-            due = min(due, suspicion.deadline)
+        due = min(due, self._suspicions.next_deadline())
         for relay in self._relays.values():
             due = min(due, relay.expires)
         if config.forget_after is not None:
@@ -404,18 +402,9 @@ class Membership:
             self._set(member, MemberState.SUSPECT, member.incarnation, member.replica, now)
 
     def _expire_suspects(self, now: float) -> None:
-        expired = [a for a, s in self._suspicions.items() if now >= s.deadline]
-        for address in expired:
+        for address in self._suspicions.expired(now):
             member = self._members[address]
             self._set(member, MemberState.DEAD, member.incarnation, member.replica, now)
-
-    def _confirm(self, address: str, by: str) -> None:
-        """``by`` told this node that ``address`` is suspect, as this node believes too."""
-        suspicion = self._suspicions.get(address)
-        if by in (self.address, address) or suspicion is None:
-            return
-        if suspicion.confirm(by):
-            self._confirmations += 1
 
     def _forget_gone(self, now: float) -> None:
         limit = self._config.forget_after
@@ -424,7 +413,7 @@ class Membership:
         for address, member in list(self._members.items()):
             if member.state in _GONE and now >= member.since + limit:
                 del self._members[address]
-                self._broadcasts.pop(address, None)
+                self._broadcasts.drop(address)
                 self._forgotten.append(address)
 
     def _apply(self, update: Update, now: float, *, by: str, direct: bool) -> None:
@@ -464,7 +453,7 @@ class Membership:
             and member.state is MemberState.SUSPECT
             and update.incarnation == member.incarnation
         ):
-            self._confirm(update.address, by)
+            self._suspicions.confirm(update.address, by)
 
     def _about_self(self, update: Update) -> None:
         mine = self._self
@@ -494,40 +483,23 @@ class Membership:
         member.replica = replica
         if state is not before:
             if before is MemberState.SUSPECT:
-                del self._suspicions[member.address]
+                self._suspicions.end(member.address)
             elif state is MemberState.SUSPECT:
-                self._suspicions[member.address] = self._new_suspicion(origin, now)
+                live = 1 + sum(1 for m in self._members.values() if m.state in _LIVE)
+                self._suspicions.start(member.address, origin, members=live, now=now)
             member.state = state
             member.since = now
             self._changes.append(StateChange(member.address, before, state, incarnation))
         self._enqueue(member.update())
 
-    def _new_suspicion(self, origin: str | None, now: float) -> Suspicion:
-        config = self._config
-        live = 1 + sum(1 for m in self._members.values() if m.state in _LIVE)
-        bounds = suspicion_bounds(
-            config.suspect_timeout,
-            live,
-            max_factor=config.suspect_max_factor,
-            confirmations=config.suspect_confirmations,
-        )
-        return Suspicion(self.address if origin is None else origin, bounds, now)
-
     def _enqueue(self, update: Update) -> None:
-        self._broadcasts[update.address] = _Broadcast(update)
+        self._broadcasts.put(update)
 
     def _budget(self) -> int:
         return self._config.retransmit_mult * max(1, math.ceil(math.log10(len(self._members) + 2)))
 
     def _piggyback(self) -> tuple[Update, ...]:
-        pending = sorted(self._broadcasts.values(), key=lambda b: b.sent)
-        chosen = pending[: self._config.max_piggyback]
-        budget = self._budget()
-        for item in chosen:
-            item.sent += 1
-            if item.sent >= budget:
-                del self._broadcasts[item.update.address]
-        return tuple(item.update for item in chosen)
+        return self._broadcasts.take(self._config.max_piggyback, self._budget())
 
     def _sync(self, address: str) -> list[Outgoing]:
         """The answer to a join: every member, in as many syncs as the bound needs."""

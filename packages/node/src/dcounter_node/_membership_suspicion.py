@@ -8,9 +8,8 @@ suspicion lasts ``max(low, high - (high - low) * log(c + 1) / log(k + 1))`` from
 (the curve of hashicorp/memberlist's suspicion timer and of the Lifeguard paper): the first
 confirmations count most.
 
-Who counts is the caller's business, with two rules kept here: a member counts once, and
-the member the suspicion came from (the first to tell it, or this node) counts as the
-origin, never as a confirmation.
+A member counts once; the member the suspicion came from (the first to tell it, or this
+node) is its origin, never a confirmation; neither this node nor the suspect ever confirms.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Suspicion", "SuspicionBounds", "suspicion_bounds"]
+__all__ = ["Suspicion", "SuspicionBounds", "Suspicions", "suspicion_bounds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +80,58 @@ class Suspicion:
         self._heard.add(member)
         self._confirmations += 1
         return True
+
+
+class Suspicions:
+    """This node's suspicions, by suspect: started, confirmed, ended, timed out.
+
+    A confirmation never comes from this node (``me``) nor from the suspect itself.
+    """
+
+    def __init__(
+        self, me: str, *, suspect_timeout: float, max_factor: float, confirmations: int
+    ) -> None:
+        self._me = me
+        self._suspect_timeout = suspect_timeout
+        self._max_factor = max_factor
+        self._expected = confirmations
+        self._by_suspect: dict[str, Suspicion] = {}
+        self._confirmed = 0
+
+    @property
+    def confirmed(self) -> int:
+        """Confirmations counted so far, all suspicions together."""
+        return self._confirmed
+
+    def start(self, suspect: str, origin: str | None, *, members: int, now: float) -> None:
+        """``suspect`` is suspected on ``origin``'s word (None: this node's own probe), while
+        ``members`` are alive or suspect."""
+        bounds = suspicion_bounds(
+            self._suspect_timeout,
+            members,
+            max_factor=self._max_factor,
+            confirmations=self._expected,
+        )
+        self._by_suspect[suspect] = Suspicion(self._me if origin is None else origin, bounds, now)
+
+    def end(self, suspect: str) -> None:
+        """``suspect`` is suspect no more (refuted, dead, left): its confirmations are spent."""
+        self._by_suspect.pop(suspect, None)
+
+    def confirm(self, suspect: str, by: str) -> None:
+        """``by`` says that ``suspect`` is suspect, at the incarnation this node suspects."""
+        suspicion = self._by_suspect.get(suspect)
+        if suspicion is not None and by not in (self._me, suspect) and suspicion.confirm(by):
+            self._confirmed += 1
+
+    def deadline(self, suspect: str) -> float | None:
+        """When ``suspect`` is to be declared dead (None: not suspected)."""
+        suspicion = self._by_suspect.get(suspect)
+        return None if suspicion is None else suspicion.deadline
+
+    def next_deadline(self) -> float:
+        return min((s.deadline for s in self._by_suspect.values()), default=math.inf)
+
+    def expired(self, now: float) -> list[str]:
+        """The suspects whose suspicion has timed out by ``now``."""
+        return [a for a, s in self._by_suspect.items() if now >= s.deadline]
