@@ -15,12 +15,15 @@ cluster size N (10 and 50 by default), each trial:
    its messages stop as with ``kill -9``). Measured: the time until the first member
    suspects it, and until every survivor lists it ``dead``; for each survivor, how long it
    held the victim suspect (Lifeguard: from ``suspect_max_factor`` times the least
-   suspicion down to it as other members confirm), the confirmations counted and the
-   highest health score (awareness) any member reached.
+   suspicion down to it as other members confirm; less for one that hears the victim dead
+   from another member first), the confirmations counted and the highest health score
+   (awareness) any member reached.
 
 The figures are printed against the configured timeouts, the baseline of this benchmark:
 join time in probe intervals, and time to dead as a ratio of ``probe interval + suspect
-timeout`` (the least SWIM needs: one probe round unanswered, then the suspicion timeout).
+timeout`` (the least SWIM needs: one probe round unanswered, then the suspicion timeout),
+and of ``probe interval +`` the least suspicion at that cluster size (``suspect timeout``
+times log10 n above 10 members, see ``_membership_suspicion.py``).
 Expected: joins known by all within a few probe intervals (updates spread by piggybacking,
 O(log N) rounds); dead within about 1 to 3 times that least, since a member must first pick
 the victim to probe and each survivor times the suspicion from when it heard of it. Every
@@ -276,6 +279,11 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> None:
             f"  killed node dead by all  {_summary(dead)}"
             f"  = {statistics.median(dead) / least:5.2f} (max {dead_ratio:.2f})"
             " x (probe interval + suspect timeout)"
+        )
+        print(
+            f"                           = {statistics.median(dead) / (interval + bounds.low):5.2f}"
+            f" (max {max(dead) / (interval + bounds.low):.2f})"
+            " x (probe interval + least suspicion at this size)"
         )
         print(
             f"  held suspect, each       {_summary(held)}"
