@@ -13,11 +13,17 @@ cluster size N (10 and 50 by default), each trial:
    other member lists it ``alive`` (known by all), and until it lists every member itself.
 3. **failure**: a random member other than the first is killed (closed without a leave, so
    its messages stop as with ``kill -9``). Measured: the time until the first member
-   suspects it, and until every survivor lists it ``dead``.
+   suspects it, and until every survivor lists it ``dead``; for each survivor, how long it
+   held the victim suspect (Lifeguard: from ``suspect_max_factor`` times the least
+   suspicion down to it as other members confirm; less for one that hears the victim dead
+   from another member first), the confirmations counted and the highest health score
+   (awareness) any member reached.
 
 The figures are printed against the configured timeouts, the baseline of this benchmark:
 join time in probe intervals, and time to dead as a ratio of ``probe interval + suspect
-timeout`` (the least SWIM needs: one probe round unanswered, then the suspicion timeout).
+timeout`` (the least SWIM needs: one probe round unanswered, then the suspicion timeout),
+and of ``probe interval +`` the least suspicion at that cluster size (``suspect timeout``
+times log10 n above 10 members, see ``_membership_suspicion.py``).
 Expected: joins known by all within a few probe intervals (updates spread by piggybacking,
 O(log N) rounds); dead within about 1 to 3 times that least, since a member must first pick
 the victim to probe and each survivor times the suspicion from when it heard of it. Every
@@ -40,8 +46,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dcounter_node import Node, NodeConfig
-from dcounter_node._membership import MemberState
+from dcounter_node._membership import Membership, MemberState
 from dcounter_node._membership_service import MembershipService, membership_config
+from dcounter_node._membership_suspicion import suspicion_bounds
 from dcounter_protocol import MemoryNetwork
 
 if TYPE_CHECKING:
@@ -62,17 +69,31 @@ class Member:
     service: MembershipService
 
     def states(self) -> dict[str, MemberState]:
+        return {m.address: m.state for m in self.membership().members()}
+
+    def membership(self) -> Membership:
         membership = self.service.membership
         assert membership is not None
-        return {m.address: m.state for m in membership.members()}
+        return membership
+
+
+@dataclass
+class Failure:
+    first_suspect: float
+    dead_everywhere: float
+    #: Per survivor: seconds between seeing the victim suspect and seeing it dead.
+    held_suspect: list[float]
+    #: Suspicion confirmations counted, all survivors together.
+    confirmations: int
+    #: The highest health score any survivor reached meanwhile.
+    top_awareness: int
 
 
 @dataclass
 class Trial:
     known_by_all: float
     knows_all: float
-    first_suspect: float
-    dead_everywhere: float
+    failure: Failure
 
 
 @dataclass
@@ -176,16 +197,40 @@ async def trial(args: argparse.Namespace, size: int, seed: int) -> Trial:
 
         victim = cluster.rng.choice(cluster.members[1:])
         await cluster.kill(victim)
-        first_suspect, dead_everywhere = await until_each(
-            lambda: any(
-                m.states()[victim.address] is not MemberState.ALIVE for m in cluster.members
-            ),
-            lambda: all(m.states()[victim.address] is MemberState.DEAD for m in cluster.members),
-            what="the victim suspected, and dead everywhere",
-        )
-        return Trial(known_by_all, knows_all, first_suspect, dead_everywhere)
+        return Trial(known_by_all, knows_all, await failure(cluster, victim))
     finally:
         await cluster.close()
+
+
+async def failure(cluster: Cluster, victim: Member) -> Failure:
+    """Poll every survivor's view of ``victim`` until all list it dead."""
+    start = time.perf_counter()
+    confirmed = sum(m.membership().confirmations for m in cluster.members)
+    suspected: dict[str, float] = {}
+    dead: dict[str, float] = {}
+    top_awareness = 0
+    while len(dead) < len(cluster.members):
+        now = time.perf_counter() - start
+        for member in cluster.members:
+            state = member.states()[victim.address]
+            if state is not MemberState.ALIVE:
+                suspected.setdefault(member.address, now)
+            if state is MemberState.DEAD:
+                dead.setdefault(member.address, now)
+            top_awareness = max(top_awareness, member.membership().awareness)
+        if now > GIVE_UP:
+            raise RuntimeError(f"not within {GIVE_UP:g} s: the victim dead everywhere")
+        await asyncio.sleep(POLL)
+    # A survivor that first heard of the victim as dead held it suspect for 0 s.
+    held = [dead[a] - suspected[a] for a in dead]
+    confirmations = sum(m.membership().confirmations for m in cluster.members) - confirmed
+    return Failure(
+        first_suspect=min(suspected.values()),
+        dead_everywhere=max(dead.values()),
+        held_suspect=held,
+        confirmations=confirmations,
+        top_awareness=top_awareness,
+    )
 
 
 def _summary(values: list[float]) -> str:
@@ -195,6 +240,7 @@ def _summary(values: list[float]) -> str:
 def report(args: argparse.Namespace, results: list[SizeResult]) -> None:
     interval, suspect = args.probe_interval, args.suspect_timeout
     least = interval + suspect
+    config = membership_config(interval, suspect)
     print(
         f"configured: probe interval {interval:g} s, suspect timeout {suspect:g} s"
         f" (least time to dead: {least:g} s); {args.trials} trials per size"
@@ -203,8 +249,16 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> None:
         trials = result.trials
         known = [t.known_by_all for t in trials]
         knows = [t.knows_all for t in trials]
-        suspected = [t.first_suspect for t in trials]
-        dead = [t.dead_everywhere for t in trials]
+        suspected = [t.failure.first_suspect for t in trials]
+        dead = [t.failure.dead_everywhere for t in trials]
+        held = [h for t in trials for h in t.failure.held_suspect]
+        confirmations = [t.failure.confirmations for t in trials]
+        bounds = suspicion_bounds(
+            suspect,
+            result.size,
+            max_factor=config.suspect_max_factor,
+            confirmations=config.suspect_confirmations,
+        )
         join_ratio = max(known) / interval
         dead_ratio = max(dead) / least
         print(f"\n{result.size} members")
@@ -225,6 +279,26 @@ def report(args: argparse.Namespace, results: list[SizeResult]) -> None:
             f"  killed node dead by all  {_summary(dead)}"
             f"  = {statistics.median(dead) / least:5.2f} (max {dead_ratio:.2f})"
             " x (probe interval + suspect timeout)"
+        )
+        print(
+            f"                           = {statistics.median(dead) / (interval + bounds.low):5.2f}"
+            f" (max {max(dead) / (interval + bounds.low):.2f})"
+            " x (probe interval + least suspicion at this size)"
+        )
+        print(
+            f"  held suspect, each       {_summary(held)}"
+            f"  = {statistics.median(held) / bounds.low:5.2f} x its least {bounds.low:.2f} s"
+            f" (unconfirmed: {bounds.high:.2f} s)"
+        )
+        print(
+            f"  confirmations per trial  median {statistics.median(confirmations):6.1f}"
+            f"    max {max(confirmations):6d}    (all survivors; {bounds.expected} bring"
+            " one suspicion to its least)"
+        )
+        print(
+            "  highest health score     "
+            f"{max(t.failure.top_awareness for t in trials)} (0 healthy,"
+            f" at most {config.awareness_limit})"
         )
         verdict = "PASS" if join_ratio <= JOIN_GOAL else "MISS"
         print(f"  goal: known by all within {JOIN_GOAL:g} probe intervals: {verdict}")

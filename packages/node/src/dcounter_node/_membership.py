@@ -11,10 +11,18 @@ The rules (SWIM with incarnation numbers, as in hashicorp/memberlist):
   members) gets a ``ping``. No ``ack`` within ``probe_timeout``: ``ping-req`` through up to
   ``indirect_checks`` other alive members, which ping the target and forward its ack. No ack
   by the end of the interval: the target becomes ``suspect``.
-* A suspect member becomes ``dead`` ``suspect_timeout`` after this node learnt the suspicion,
-  unless an ``alive`` with a higher incarnation arrives first. A node that hears itself
-  suspected (or declared dead or left) at its incarnation or above refutes it: it takes the
-  next incarnation and gossips ``alive``.
+* Lifeguard's local health (:mod:`dcounter_node._membership_awareness`): a probe that goes
+  unanswered, or a suspicion of this node to refute, raises a score (at most
+  ``awareness_limit``) that an answered probe lowers; the probe interval and timeout are
+  multiplied by ``1 + score``, so a node that is itself slow suspects others less eagerly.
+* A suspect member becomes ``dead`` when its suspicion times out
+  (:mod:`dcounter_node._membership_suspicion`), unless an ``alive`` with a higher incarnation
+  arrives first. The suspicion starts at ``suspect_max_factor`` times its least length
+  (``suspect_timeout``, times log10 n above 10 members) and shrinks to it as up to
+  ``suspect_confirmations`` other members confirm it: updates carry no originator (the wire
+  has no room for one), so a confirmation is a member telling this node the suspicion in a
+  message of its own. A node that hears itself suspected (or declared dead or left) at its
+  incarnation or above refutes it: it takes the next incarnation and gossips ``alive``.
 * Dead and left members are not probed, except one every ``dead_probe_rounds`` rounds, so a
   restarted node or a healed partition hears that it was declared dead and refutes it.
 * State changes are broadcast by piggybacking on every membership message, each up to
@@ -40,6 +48,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dcounter_node._membership_awareness import Awareness
+from dcounter_node._membership_queue import BroadcastQueue
+from dcounter_node._membership_suspicion import Suspicions
 from dcounter_node._membership_types import (
     MAX_UPDATES,
     Member,
@@ -75,17 +86,13 @@ __all__ = [
 class _Probe:
     target: str
     seq: int
-    started: float
+    #: When to ask others (``ping-req``), and when to give up: stretched by awareness.
+    timeout_at: float
+    ends_at: float
     indirect_sent: bool = False
     acked: bool = False
     #: A rare probe of a dead or left member: never escalates to suspicion.
     quiet: bool = False
-
-
-@dataclass(slots=True)
-class _Broadcast:
-    update: Update
-    sent: int = 0
 
 
 @dataclass(slots=True)
@@ -132,7 +139,7 @@ class Membership:
         self._rng = rng
         self._self = Member(address, replica, MemberState.ALIVE, 0, now)
         self._members: dict[str, Member] = {}
-        self._broadcasts: dict[str, _Broadcast] = {}
+        self._broadcasts = BroadcastQueue()
         self._changes: list[StateChange] = []
         self._seq = 0
         self._probe: _Probe | None = None
@@ -145,6 +152,13 @@ class Membership:
         self._seeds: tuple[str, ...] = ()
         self._next_rejoin = now
         self._forgotten: list[str] = []
+        self._awareness = Awareness(config.awareness_limit)
+        self._suspicions = Suspicions(
+            address,
+            suspect_timeout=config.suspect_timeout,
+            max_factor=config.suspect_max_factor,
+            confirmations=config.suspect_confirmations,
+        )
 
     # -- views ----------------------------------------------------------------------------
 
@@ -172,6 +186,20 @@ class Membership:
     def refused(self) -> int:
         """Updates about new members ignored because ``max_members`` are known already."""
         return self._refused
+
+    @property
+    def awareness(self) -> int:
+        """This node's health score (Lifeguard): 0 healthy, up to ``awareness_limit``."""
+        return self._awareness.score
+
+    @property
+    def confirmations(self) -> int:
+        """Suspicions confirmed by another member so far (each member once per suspicion)."""
+        return self._suspicions.confirmed
+
+    def suspicion_deadline(self, address: str) -> float | None:
+        """When the suspect ``address`` is to be declared dead (None: not suspect)."""
+        return self._suspicions.deadline(address)
 
     def alive(self) -> list[str]:
         """Addresses of the other members believed alive or suspect (gossip targets)."""
@@ -231,14 +259,20 @@ class Membership:
         self._relays = {s: r for s, r in self._relays.items() if r.expires > now}
         probe = self._probe
         if probe is not None and not probe.acked and not probe.quiet:
-            if not probe.indirect_sent and now >= probe.started + self._config.probe_timeout:
+            if not probe.indirect_sent and now >= probe.timeout_at:
                 probe.indirect_sent = True
                 out.extend(self._indirect(probe))
-            if now >= probe.started + self._config.probe_interval:
+            if now >= probe.ends_at:
+                target = self._members.get(probe.target)
+                if target is not None and target.state in _LIVE:
+                    # Without nacks from the helpers (the wire has none), an unanswered
+                    # probe may be this node's fault as much as the target's: memberlist's
+                    # rule then. (One that died or left meanwhile explains the silence.)
+                    self._awareness.worse()
                 self._suspect(probe.target, now)
                 self._probe = None
         if now >= self._next_probe:
-            self._next_probe = now + self._config.probe_interval
+            self._next_probe = now + self._awareness.scale(self._config.probe_interval)
             out.extend(self._start_probe(now))
         return out
 
@@ -255,11 +289,9 @@ class Membership:
         probe = self._probe
         if probe is not None and not probe.acked and not probe.quiet:
             if not probe.indirect_sent:
-                due = min(due, probe.started + config.probe_timeout)
-            due = min(due, probe.started + config.probe_interval)
-        for member in self._members.values():
-            if member.state is MemberState.SUSPECT:
-                due = min(due, member.since + config.suspect_timeout)
+                due = min(due, probe.timeout_at)
+            due = min(due, probe.ends_at)
+        due = min(due, self._suspicions.next_deadline())
         for relay in self._relays.values():
             due = min(due, relay.expires)
         if config.forget_after is not None:
@@ -274,10 +306,10 @@ class Membership:
         """Apply a received message; returns the replies."""
         if self._leaving:
             return []
-        self._apply(message.sender, now, direct=True)
-        for update in message.updates:
-            self._apply(update, now, direct=False)
         sender = message.sender.address
+        self._apply(message.sender, now, by=sender, direct=True)
+        for update in message.updates:
+            self._apply(update, now, by=sender, direct=False)
         kind = message.kind
         if kind is MessageKind.PING:
             if message.target in ("", self.address):
@@ -300,6 +332,8 @@ class Membership:
     def _on_ack(self, message: MembershipMessage) -> list[Outgoing]:
         probe = self._probe
         if probe is not None and probe.seq == message.seq and probe.target == message.target:
+            if not probe.acked and not probe.quiet:
+                self._awareness.better()
             probe.acked = True
         relay = self._relays.pop(message.seq, None)
         if relay is not None:
@@ -321,7 +355,15 @@ class Membership:
         if target is None:
             return []
         self._seq += 1
-        self._probe = _Probe(target, self._seq, now, quiet=quiet)
+        scale = self._awareness.scale
+        config = self._config
+        self._probe = _Probe(
+            target,
+            self._seq,
+            now + scale(config.probe_timeout),
+            now + scale(config.probe_interval),
+            quiet=quiet,
+        )
         ping = self._out(target, MessageKind.PING, seq=self._seq, target=target)
         member = self._members.get(target)
         if member is not None and member.state is not MemberState.ALIVE:
@@ -360,10 +402,9 @@ class Membership:
             self._set(member, MemberState.SUSPECT, member.incarnation, member.replica, now)
 
     def _expire_suspects(self, now: float) -> None:
-        limit = self._config.suspect_timeout
-        for member in list(self._members.values()):
-            if member.state is MemberState.SUSPECT and now >= member.since + limit:
-                self._set(member, MemberState.DEAD, member.incarnation, member.replica, now)
+        for address in self._suspicions.expired(now):
+            member = self._members[address]
+            self._set(member, MemberState.DEAD, member.incarnation, member.replica, now)
 
     def _forget_gone(self, now: float) -> None:
         limit = self._config.forget_after
@@ -372,10 +413,11 @@ class Membership:
         for address, member in list(self._members.items()):
             if member.state in _GONE and now >= member.since + limit:
                 del self._members[address]
-                self._broadcasts.pop(address, None)
+                self._broadcasts.drop(address)
                 self._forgotten.append(address)
 
-    def _apply(self, update: Update, now: float, *, direct: bool) -> None:
+    def _apply(self, update: Update, now: float, *, by: str, direct: bool) -> None:
+        """Apply ``update``, which member ``by`` sent (about itself if ``direct``)."""
         if update.address == self.address:
             self._about_self(update)
             return
@@ -401,11 +443,17 @@ class Membership:
             self._enqueue(member.update())
             return
         if supersedes(update, member):
-            self._set(member, update.state, update.incarnation, update.replica, now)
+            self._set(member, update.state, update.incarnation, update.replica, now, origin=by)
         elif direct and member.state is not MemberState.ALIVE:
             # It talks to us at an incarnation we hold as suspect/dead/left: tell it again,
             # so it hears it and refutes (a restarted node or a healed partition).
             self._enqueue(member.update())
+        if (
+            update.state is MemberState.SUSPECT
+            and member.state is MemberState.SUSPECT
+            and update.incarnation == member.incarnation
+        ):
+            self._suspicions.confirm(update.address, by)
 
     def _about_self(self, update: Update) -> None:
         mine = self._self
@@ -414,36 +462,44 @@ class Membership:
                 mine.incarnation = update.incarnation + 1
                 self._enqueue(mine.update())
         elif update.incarnation >= mine.incarnation:
+            # Others could not hear from this node in time: maybe it is the slow one.
+            self._awareness.worse()
             mine.incarnation = update.incarnation + 1
             self._enqueue(mine.update())
 
     def _set(
-        self, member: Member, state: MemberState, incarnation: int, replica: str, now: float
+        self,
+        member: Member,
+        state: MemberState,
+        incarnation: int,
+        replica: str,
+        now: float,
+        *,
+        origin: str | None = None,
     ) -> None:
+        """Record ``member``'s new state; ``origin``: who said so (None: this node)."""
         before = member.state
         member.incarnation = incarnation
         member.replica = replica
         if state is not before:
+            if before is MemberState.SUSPECT:
+                self._suspicions.end(member.address)
+            elif state is MemberState.SUSPECT:
+                live = 1 + sum(1 for m in self._members.values() if m.state in _LIVE)
+                self._suspicions.start(member.address, origin, members=live, now=now)
             member.state = state
             member.since = now
             self._changes.append(StateChange(member.address, before, state, incarnation))
         self._enqueue(member.update())
 
     def _enqueue(self, update: Update) -> None:
-        self._broadcasts[update.address] = _Broadcast(update)
+        self._broadcasts.put(update)
 
     def _budget(self) -> int:
         return self._config.retransmit_mult * max(1, math.ceil(math.log10(len(self._members) + 2)))
 
     def _piggyback(self) -> tuple[Update, ...]:
-        pending = sorted(self._broadcasts.values(), key=lambda b: b.sent)
-        chosen = pending[: self._config.max_piggyback]
-        budget = self._budget()
-        for item in chosen:
-            item.sent += 1
-            if item.sent >= budget:
-                del self._broadcasts[item.update.address]
-        return tuple(item.update for item in chosen)
+        return self._broadcasts.take(self._config.max_piggyback, self._budget())
 
     def _sync(self, address: str) -> list[Outgoing]:
         """The answer to a join: every member, in as many syncs as the bound needs."""

@@ -347,7 +347,8 @@ def members_route(
 
 
 class MembershipCollector(Collector):
-    """``dcounter_members`` by state and ``dcounter_member_changes_total`` for /metrics."""
+    """``dcounter_members`` by state, ``dcounter_member_changes_total``, the health score and
+    the other membership counters for /metrics."""
 
     def __init__(self, service: MembershipService) -> None:
         self._service = service
@@ -370,6 +371,17 @@ class MembershipCollector(Collector):
             changes.add_metric([state.value], self._service.changes[state.value])
         yield members
         yield changes
+        yield GaugeMetricFamily(
+            "dcounter_membership_awareness",
+            "This node's health score (Lifeguard): 0 healthy; its probe interval and probe"
+            " timeout are multiplied by 1 + score.",
+            value=0 if membership is None else membership.awareness,
+        )
+        yield CounterMetricFamily(
+            "dcounter_membership_suspicion_confirmations",
+            "Suspicions confirmed by another member (each shortens the suspect's time to dead).",
+            value=0 if membership is None else membership.confirmations,
+        )
         yield CounterMetricFamily(
             "dcounter_members_forgotten",
             "Dead or left members removed from the list after --forget-after.",

@@ -106,7 +106,14 @@ class MembershipConfig:
 
     probe_interval: float = 1.0
     probe_timeout: float = 0.5
+    #: A suspicion's least length (in a cluster of up to 10 members; it grows with log10 n).
     suspect_timeout: float = 5.0
+    #: An unconfirmed suspicion lasts this many times its least length (Lifeguard).
+    suspect_max_factor: float = 6.0
+    #: Confirmations by other members that bring a suspicion down to its least length.
+    suspect_confirmations: int = 2
+    #: Highest health score (Lifeguard): probe interval and timeout stretch up to 1 + this.
+    awareness_limit: int = 7
     indirect_checks: int = 3
     retransmit_mult: int = 4
     dead_probe_rounds: int = 10
@@ -123,6 +130,10 @@ class MembershipConfig:
             raise ValueError("probe_timeout must be > 0 and at most probe_interval")
         if self.suspect_timeout <= 0:
             raise ValueError("suspect_timeout must be > 0")
+        if self.suspect_max_factor < 1 or self.suspect_confirmations < 0:
+            raise ValueError("suspect_max_factor must be >= 1, suspect_confirmations >= 0")
+        if self.awareness_limit < 0:
+            raise ValueError("awareness_limit must be >= 0")
         if self.indirect_checks < 0 or self.retransmit_mult < 1 or self.dead_probe_rounds < 1:
             raise ValueError("indirect_checks >= 0, retransmit_mult >= 1, dead_probe_rounds >= 1")
         if self.max_members < 2:

@@ -463,7 +463,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "suspect_timeout",
         "--suspect-timeout",
-        "seconds a member stays suspect (unanswered probes) before it is declared dead",
+        "least seconds a member stays suspect (unanswered probes) before it is declared dead,"
+        " once 2 other members confirm the suspicion (up to 6 times that before), in a"
+        " cluster of up to 10 members (times log10 of the member count above)",
         _seconds,
         _seconds_text,
         metavar="SECONDS",
