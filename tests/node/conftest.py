@@ -13,6 +13,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from dcounter_node import Node, NodeConfig, PeerManager
 from dcounter_node.testing import wait_until as wait_until
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
 
 #: Generous upper bound for conditions that normally hold within milliseconds.
 DEFAULT_TIMEOUT = 10.0
+
+#: The model tests (pruning, bequests): many schedules, the same ones every run.
+settings.register_profile(
+    "model",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=300,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def converged(nodes: Sequence[Node], expected: int) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from dcounter_crdt import CounterState
@@ -490,13 +490,7 @@ OWN_COLLAPSE: list[tuple[str, str, object]] = [
 ]
 
 
-@settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=300,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@settings(settings.get_profile("model"))
 @given(steps)
 @example(
     # No answer from the first heir: the leaver must not ask a second one, or both prune.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from dcounter_crdt import CounterMapState, CounterState
@@ -254,13 +254,7 @@ steps = st.lists(
 )
 
 
-@settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=300,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@settings(settings.get_profile("model"))
 @given(steps)
 @example(
     # A pruned id comes back: 10.0.0.1's first data directory is pruned by the process that

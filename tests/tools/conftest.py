@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from dcounter_tools.cluster.backend import NodeInfo
 from dcounter_tools.cluster.cli import main as cluster_main
 from dcounter_tools.cluster.processes import pid_alive
 
@@ -17,8 +18,46 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from dcounter_tools.cluster.backend import EventSink
+
 #: Upper bound for any single wait in these tests; real waits end far sooner.
 DEADLINE = 20.0
+
+
+class StillBackend:
+    """The membership half of a fake cluster backend: ``nodes`` nodes (``n0``, ``n1``, ...)
+    that start at once, have no peers and are never killed or restarted.
+
+    Subclasses give the ``mode`` and answer writes and reads (``change``, ``counter``,
+    ``values``).
+    """
+
+    def __init__(self, nodes: int) -> None:
+        self.infos = [NodeInfo(f"n{i}", f"n{i}:1", None, f"r{i}", None) for i in range(nodes)]
+
+    def nodes(self) -> Sequence[NodeInfo]:
+        return self.infos
+
+    async def start(self, on_event: EventSink) -> None:
+        pass
+
+    async def peers(self, index: int) -> list[str]:
+        return []
+
+    async def add_peer(self, index: int, address: str) -> None:
+        pass
+
+    async def remove_peer(self, index: int, address: str) -> bool:
+        return False
+
+    async def kill(self, index: int) -> None:
+        pass
+
+    async def restart(self, index: int, peers: Sequence[str]) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
 
 def _wait_pids_gone(pids: Sequence[int], seconds: float = DEADLINE) -> list[int]:

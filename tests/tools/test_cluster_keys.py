@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dcounter_tools.cluster.backend import NodeInfo
 from dcounter_tools.cluster.cli import main
 from dcounter_tools.cluster.client import CounterView, OpResult, Outcome
 from dcounter_tools.cluster.driver import LoadDriver
@@ -15,12 +14,11 @@ from dcounter_tools.cluster.keys import key_mismatches, key_names
 from dcounter_tools.cluster.progress import QuietProgress
 from dcounter_tools.cluster.runner import RunOptions, run_cluster
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from .conftest import StillBackend
 
+if TYPE_CHECKING:
     from tests.tools.conftest import ClusterCLI, PidsGone
 
-    from dcounter_tools.cluster.backend import EventSink
 
 # -- names and the per-key check --------------------------------------------------------------
 
@@ -49,7 +47,7 @@ def test_every_key_must_match_and_a_missing_key_holds_zero() -> None:
 # -- the driver and the runner on a simulated cluster -----------------------------------------
 
 
-class _KeysBackend:
+class _KeysBackend(StillBackend):
     """Nodes that each hold the counters written to them; ``lose`` drops one acked write
     (a node that acknowledged it forgets it), ``gossip`` copies every node's counts to all.
 
@@ -58,20 +56,14 @@ class _KeysBackend:
     """
 
     def __init__(self, nodes: int, *, gossip: bool = True, lose: str | None = None) -> None:
+        super().__init__(nodes)
         self.gossip = gossip
         self.lose = lose
         self.written: list[Counter[str]] = [Counter() for _ in range(nodes)]
-        self.infos = [NodeInfo(f"n{i}", f"n{i}:1", None, f"r{i}", None) for i in range(nodes)]
 
     @property
     def mode(self) -> str:
         return "simulated"
-
-    def nodes(self) -> Sequence[NodeInfo]:
-        return self.infos
-
-    async def start(self, on_event: EventSink) -> None:
-        pass
 
     async def change(self, index: int, delta: int, key: str, name: str) -> OpResult:
         if name == self.lose:
@@ -89,24 +81,6 @@ class _KeysBackend:
         for written in sources:
             total.update(written)
         return dict(total)
-
-    async def peers(self, index: int) -> list[str]:
-        return []
-
-    async def add_peer(self, index: int, address: str) -> None:
-        pass
-
-    async def remove_peer(self, index: int, address: str) -> bool:
-        return False
-
-    async def kill(self, index: int) -> None:
-        pass
-
-    async def restart(self, index: int, peers: Sequence[str]) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 OPTIONS = RunOptions(duration=0.3, interval=0.01, seed=5, converge_timeout=0.5, keys=4)

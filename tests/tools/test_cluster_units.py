@@ -16,11 +16,12 @@ from dcounter_tools.cluster.processes import read_ready_line
 from dcounter_tools.cluster.spec import ClusterSpec, NodeSpec, build_spec
 from dcounter_tools.errors import NodeStartError, UsageError
 
+from .conftest import StillBackend
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
 
-    from dcounter_tools.cluster.backend import EventSink
 
 # -- ready lines ---------------------------------------------------------------------------
 
@@ -127,24 +128,18 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the load driver -----------------------------------------------------------------------
 
 
-class _ScriptedBackend:
+class _ScriptedBackend(StillBackend):
     """Answers writes from a script of outcomes; remembers every (node, delta, key)."""
 
     def __init__(self, nodes: int, script: Sequence[Outcome] = ()) -> None:
+        super().__init__(nodes)
         self.script = list(script)
         self.calls: list[tuple[int, int, str]] = []
         self.names: list[str] = []
-        self.infos = [NodeInfo(f"n{i}", f"n{i}:1", None, f"r{i}", None) for i in range(nodes)]
 
     @property
     def mode(self) -> str:
         return "scripted"
-
-    def nodes(self) -> Sequence[NodeInfo]:
-        return self.infos
-
-    async def start(self, on_event: EventSink) -> None:
-        pass
 
     async def change(self, index: int, delta: int, key: str, name: str) -> OpResult:
         self.calls.append((index, delta, key))
@@ -157,24 +152,6 @@ class _ScriptedBackend:
 
     async def values(self, index: int) -> dict[str, int]:
         raise NotImplementedError
-
-    async def peers(self, index: int) -> list[str]:
-        return []
-
-    async def add_peer(self, index: int, address: str) -> None:
-        pass
-
-    async def remove_peer(self, index: int, address: str) -> bool:
-        return False
-
-    async def kill(self, index: int) -> None:
-        pass
-
-    async def restart(self, index: int, peers: Sequence[str]) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 async def _one_write(backend: _ScriptedBackend, max_attempts: int = 4) -> LoadDriver:

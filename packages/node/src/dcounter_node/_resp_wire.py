@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Final
 import hiredis
 
 from dcounter_node._errors import NodeError
+from dcounter_node._resp_inline import split_inline
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -52,6 +53,7 @@ _STAR: Final = 0x2A  # '*'
 #: Longest inline command line (Redis's own limit).
 _MAX_INLINE: Final = 64 * 1024
 _DOLLAR: Final = 0x24  # '$'
+_CR: Final = 0x0D
 #: Whole header lines: a request's argument count (-1 is an empty request), an argument's
 #: length; up to 19 digits, so that int() stays cheap.
 _ARRAY: Final = re.compile(rb"\*(-1|[0-9]{1,19})\r\n").match
@@ -85,7 +87,8 @@ class RequestReader:
     """Feed bytes, get the complete requests they finish (each a non-empty list of bytes).
 
     Requests are arrays of bulk strings, as clients send them, or inline commands (a line
-    of words separated by spaces, as typed into telnet; unlike Redis, without quoting).
+    of arguments separated by spaces, as typed into telnet, quoted as Redis reads them:
+    :func:`~dcounter_node._resp_inline.split_inline`).
 
     Raises :class:`RespProtocolError` for malformed input or input past the limits; the
     reader must not be used after that.
@@ -234,7 +237,11 @@ class RequestReader:
                     if size - pos >= min(_MAX_INLINE, max_bytes):
                         raise RespProtocolError("too big inline request")
                     break
-                args = data[pos:line_end].split()
+                # Redis drops the CR of a CRLF; a lone LF ends a line too.
+                cr = line_end > pos and data[line_end - 1] == _CR
+                args = split_inline(data[pos : line_end - cr])
+                if args is None:
+                    raise RespProtocolError("unbalanced quotes in request")
                 if len(args) > max_arguments:
                     raise RespProtocolError("invalid multibulk length")
                 pieces += (data[kept:pos], _array(args))
@@ -263,7 +270,7 @@ def _cut_or_malformed(data: bytes, pos: int, elements: int) -> None:
 
 
 def _array(args: list[bytes]) -> bytes:
-    """An inline command's words as the array a client would have sent ("" if none)."""
+    """An inline command's arguments as the array a client would have sent ("" if none)."""
     if not args:
         return b""
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
