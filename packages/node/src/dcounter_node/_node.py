@@ -24,7 +24,7 @@ from dcounter_node._errors import (
     NodeNotStartedError,
     StorageError,
 )
-from dcounter_node._gossip import Gossip, Outgoing, Received
+from dcounter_node._gossip import Gossip
 from dcounter_node._inbound import Inbound
 from dcounter_node._incarnation import starting_point
 from dcounter_node._named_link import NamedLink
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from types import TracebackType
 
+    from dcounter_node._gossip_types import Outgoing, Received
     from dcounter_node._pruning import Tombstones
     from dcounter_node._storage import StateStore, StoredState
     from dcounter_protocol._transport import Handler, Transport
