@@ -41,14 +41,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, assert_never
 
 from dcounter_crdt import CounterState, CRDTError, PNCounter
-from dcounter_node._gossip_types import (
-    MAX_REPLICA_ID_BYTES,
-    Outgoing,
-    Received,
-    Rejection,
-    is_quiet_pull,
-)
+from dcounter_node._gossip_types import Outgoing, Received, is_quiet_pull
 from dcounter_node._parts import PushEncoder
+from dcounter_node._push_checks import limit_passed, split_forged
 from dcounter_protocol import (
     DigestAck,
     DigestPull,
@@ -70,8 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Gossip"]
 
-#: Strings this short cannot exceed MAX_REPLICA_ID_BYTES (4 UTF-8 bytes per character).
-_SURELY_SHORT: Final = MAX_REPLICA_ID_BYTES // 4
 #: The count maps of a quiet pull: present but empty, where a plain pull has nil maps.
 _NO_COUNTS: Final[Mapping[str, int]] = MappingProxyType({})
 
@@ -372,10 +365,10 @@ class Gossip:
         if gains and self._tombstones is not None:
             gains = self._tombstones.admit(gains)
         if gains:
-            result.rejected = self._check_limits(gains)
+            result.rejected = limit_passed(gains, self._known_replicas, self._config.max_replicas)
             if result.rejected is not None:
                 return
-            gains, result.forged = self._without_forged(gains)
+            gains, result.forged = split_forged(gains, self._counter.replica_id)
             result.learned = self._counter.merge_delta(gains)
             if result.learned:
                 self._changed(result.learned, sender)
@@ -422,34 +415,6 @@ class Gossip:
         result.sends.extend(self._full_push(sender))
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _check_limits(self, gains: CounterState) -> Rejection | None:
-        """Whether merging ``gains`` (entries above ours) would pass a limit."""
-        ids = gains.increments.keys() | gains.decrements.keys()
-        if max(map(len, ids)) > _SURELY_SHORT and any(
-            len(replica_id.encode("utf-8", "surrogatepass")) > MAX_REPLICA_ID_BYTES
-            for replica_id in ids
-        ):
-            return Rejection.REPLICA_ID_TOO_LONG
-        known = self._known_replicas()
-        if len(known) + len(ids - known) > self._config.max_replicas:
-            return Rejection.TOO_MANY_REPLICAS
-        return None
-
-    def _without_forged(self, gains: CounterState) -> tuple[CounterState, CounterState]:
-        """``gains`` without entries of our own replica (above our own counts by definition:
-        legitimate gossip never has them), and those entries."""
-        own = self._counter.replica_id
-        increments, decrements = gains.increments, gains.decrements
-        if own not in increments and own not in decrements:
-            return gains, CounterState.empty()
-        rest_inc = {r: c for r, c in increments.items() if r != own}
-        rest_dec = {r: c for r, c in decrements.items() if r != own}
-        forged = CounterState.from_maps(
-            {own: increments[own]} if own in increments else None,
-            {own: decrements[own]} if own in decrements else None,
-        )
-        return CounterState.from_maps(rest_inc, rest_dec), forged
 
     def _known_replicas(self) -> frozenset[str]:
         if self._replicas is None:
