@@ -23,7 +23,7 @@ from dcounter_protocol import (
 )
 
 if TYPE_CHECKING:
-    from dcounter_node._gossip import Outgoing
+    from dcounter_node._gossip_types import Outgoing
 
 A, B = "10.0.0.1:7946", "10.0.0.2:7946"
 

@@ -10,7 +10,8 @@ import pytest
 from dcounter_crdt import CounterState, PNCounter
 from dcounter_node import NodeConfig, PeerManager
 from dcounter_node import _parts as parts_module
-from dcounter_node._gossip import Gossip, Outgoing, is_quiet_pull
+from dcounter_node._gossip import Gossip
+from dcounter_node._gossip_types import Outgoing, is_quiet_pull
 from dcounter_node._parts import SEED_READ_SIZE, encode_push_parts
 from dcounter_protocol import (
     DigestAck,

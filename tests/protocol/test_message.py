@@ -34,7 +34,7 @@ from dcounter_protocol import (
     decode_message,
     encode_message,
 )
-from dcounter_protocol import _message as message_module
+from dcounter_protocol import _message_encoder as encoder_module
 
 NODE = "127.0.0.1:9000"
 #: msgpack of the key/value pairs every message starts with: {"t": cc 01, "id": NODE}.
@@ -141,7 +141,7 @@ def test_body_that_compression_does_not_shrink_stays_plain(
 ) -> None:
     # libzstd shrinks every msgpack body this codec can produce (Huffman-coded literals), so
     # the "not smaller" branch that Go's encoder often takes is reached with a stub.
-    monkeypatch.setattr(message_module, "_compressor", _NoGainCompressor)
+    monkeypatch.setattr(encoder_module, "compressor", _NoGainCompressor)
     message = Push(NODE, {"a" * 2000: 1}, None)
     encoded = encode_message(message)
     assert (encoded[0], len(encoded)) == (FLAG_PLAIN, 1 + 45 + 2000)

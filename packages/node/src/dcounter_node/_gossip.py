@@ -36,20 +36,18 @@ rest of the push is merged.
 
 from __future__ import annotations
 
-import enum
 import time
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, assert_never
 
 from dcounter_crdt import CounterState, CRDTError, PNCounter
+from dcounter_node._gossip_types import Outgoing, Received, is_quiet_pull
 from dcounter_node._parts import PushEncoder
+from dcounter_node._push_checks import limit_passed, split_forged
 from dcounter_protocol import (
     DigestAck,
     DigestPull,
-    Message,
     MessageType,
-    NamedKind,
     ProtocolError,
     Push,
     decode_message,
@@ -65,61 +63,10 @@ if TYPE_CHECKING:
     from dcounter_node._peers import PeerManager
     from dcounter_node._pruning import Tombstones
 
-__all__ = ["MAX_REPLICA_ID_BYTES", "Gossip", "Outgoing", "Received", "Rejection", "is_quiet_pull"]
-
-#: Longest replica id accepted from a peer, in UTF-8 bytes (as long as a seed address).
-MAX_REPLICA_ID_BYTES: Final = 255
-#: Strings this short cannot exceed MAX_REPLICA_ID_BYTES (4 UTF-8 bytes per character).
-_SURELY_SHORT: Final = MAX_REPLICA_ID_BYTES // 4
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to send: where, what type (a seed or a named one), its encoded payload."""
-
-    address: str
-    kind: MessageType | NamedKind
-    data: bytes
-
+__all__ = ["Gossip"]
 
 #: The count maps of a quiet pull: present but empty, where a plain pull has nil maps.
 _NO_COUNTS: Final[Mapping[str, int]] = MappingProxyType({})
-
-
-def is_quiet_pull(message: DigestPull) -> bool:
-    """Whether ``message`` is a quiet pull: one that wants no ack when the digests match.
-
-    A pull's count maps mean nothing to the reference, which writes them as nil and ignores
-    them; a node in agreement with its peers sends them empty instead, because an ack
-    would only confirm what it knows. A receiver that does not know this (the reference,
-    an older node) acks as usual, which is harmless; a mismatch is answered as for any pull.
-    """
-    return message.increments is not None and message.decrements is not None
-
-
-class Rejection(enum.Enum):
-    """Why a whole push was refused."""
-
-    TOO_MANY_REPLICAS = "it would take the state past max_replicas entries"
-    REPLICA_ID_TOO_LONG = f"it names a replica id longer than {MAX_REPLICA_ID_BYTES} bytes"
-
-
-@dataclass(slots=True)
-class Received:
-    """What handling one received payload did (for the driver to count, log and send)."""
-
-    #: The decoded message; None when the payload was invalid (see ``error``).
-    message: Message | None = None
-    error: ProtocolError | CRDTError | None = None
-    #: Entries won by merging (already applied): to persist, and a value change to publish.
-    learned: CounterState = field(default_factory=CounterState.empty)
-    #: The whole push was refused, nothing of it merged.
-    rejected: Rejection | None = None
-    #: Entries for our own replica above our own counts, refused (a forged push).
-    forged: CounterState = field(default_factory=CounterState.empty)
-    #: A reply was due but the sender is not one of our peers, so none was sent.
-    unknown_sender: bool = False
-    sends: list[Outgoing] = field(default_factory=list)
 
 
 class Gossip:
@@ -418,10 +365,10 @@ class Gossip:
         if gains and self._tombstones is not None:
             gains = self._tombstones.admit(gains)
         if gains:
-            result.rejected = self._check_limits(gains)
+            result.rejected = limit_passed(gains, self._known_replicas, self._config.max_replicas)
             if result.rejected is not None:
                 return
-            gains, result.forged = self._without_forged(gains)
+            gains, result.forged = split_forged(gains, self._counter.replica_id)
             result.learned = self._counter.merge_delta(gains)
             if result.learned:
                 self._changed(result.learned, sender)
@@ -468,34 +415,6 @@ class Gossip:
         result.sends.extend(self._full_push(sender))
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _check_limits(self, gains: CounterState) -> Rejection | None:
-        """Whether merging ``gains`` (entries above ours) would pass a limit."""
-        ids = gains.increments.keys() | gains.decrements.keys()
-        if max(map(len, ids)) > _SURELY_SHORT and any(
-            len(replica_id.encode("utf-8", "surrogatepass")) > MAX_REPLICA_ID_BYTES
-            for replica_id in ids
-        ):
-            return Rejection.REPLICA_ID_TOO_LONG
-        known = self._known_replicas()
-        if len(known) + len(ids - known) > self._config.max_replicas:
-            return Rejection.TOO_MANY_REPLICAS
-        return None
-
-    def _without_forged(self, gains: CounterState) -> tuple[CounterState, CounterState]:
-        """``gains`` without entries of our own replica (above our own counts by definition:
-        legitimate gossip never has them), and those entries."""
-        own = self._counter.replica_id
-        increments, decrements = gains.increments, gains.decrements
-        if own not in increments and own not in decrements:
-            return gains, CounterState.empty()
-        rest_inc = {r: c for r, c in increments.items() if r != own}
-        rest_dec = {r: c for r, c in decrements.items() if r != own}
-        forged = CounterState.from_maps(
-            {own: increments[own]} if own in increments else None,
-            {own: decrements[own]} if own in decrements else None,
-        )
-        return CounterState.from_maps(rest_inc, rest_dec), forged
 
     def _known_replicas(self) -> frozenset[str]:
         if self._replicas is None:

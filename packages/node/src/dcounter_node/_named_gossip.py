@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from dcounter_crdt import CounterMapState, CounterState, KeyLimitError
-from dcounter_node._gossip import Outgoing
+from dcounter_node._gossip_types import Outgoing
 from dcounter_protocol import (
     NAMED_BUCKETS,
     BucketDigests,

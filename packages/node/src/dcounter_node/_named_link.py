@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from dcounter_node._config import NodeConfig
     from dcounter_node._counters import Counters
-    from dcounter_node._gossip import Outgoing
+    from dcounter_node._gossip_types import Outgoing
     from dcounter_node._peers import PeerManager
     from dcounter_node._pruning import Tombstones
     from dcounter_node._ratelimit import RateLimitedLog

@@ -1,8 +1,9 @@
 """A PN-counter replica that gossips its state with peers over a transport.
 
 :class:`Node` drives the sans-IO gossip core (:mod:`dcounter_node._gossip`, which decides
-what goes to whom): it runs the timers, queues inbound payloads, makes counts durable before
-a push carrying them leaves, and bounds the sends in flight per peer and in total.
+what goes to whom): it runs the timers, handles the messages that :class:`Inbound` passes
+on, makes counts durable before a push carrying them leaves, and bounds the sends in flight
+per peer and in total.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import contextlib
 import enum
 import logging
 import random
-import time
 from typing import TYPE_CHECKING, Self
 
 from dcounter_crdt import CounterState, KeyLimitError, PNCounter
-from dcounter_node._burst import BurstBudget
 from dcounter_node._config import NodeConfig
 from dcounter_node._counters import Counters
 from dcounter_node._errors import (
@@ -25,13 +24,12 @@ from dcounter_node._errors import (
     NodeNotStartedError,
     StorageError,
 )
-from dcounter_node._gossip import Gossip, Outgoing, Received
+from dcounter_node._gossip import Gossip
+from dcounter_node._inbound import Inbound
 from dcounter_node._incarnation import starting_point
-from dcounter_node._membership_wire import is_membership
 from dcounter_node._named_link import NamedLink
 from dcounter_node._outbound import Outbound
 from dcounter_node._peers import PeerManager
-from dcounter_node._pruning_wire import is_pruning
 from dcounter_node._ratelimit import RateLimitedLog
 from dcounter_node._refusals import Refusals
 from dcounter_node._rounds import GossipRounds
@@ -44,6 +42,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from types import TracebackType
 
+    from dcounter_node._gossip_types import Outgoing, Received
     from dcounter_node._pruning import Tombstones
     from dcounter_node._storage import StateStore, StoredState
     from dcounter_protocol._transport import Handler, Transport
@@ -56,9 +55,6 @@ logger = logging.getLogger(__name__)
 _CLOSE_DRAIN_TIMEOUT = 1.0
 #: A hostile peer's refused pushes are logged at most once per peer per this many seconds.
 _HOSTILE_LOG_EVERY = 60.0
-#: Inbound messages handled at once per window; more go through the bounded queue.
-_HANDLE_NOW_BURST = 16
-_HANDLE_NOW_WINDOW = 0.01
 
 
 class _Status(enum.Enum):
@@ -106,11 +102,6 @@ class Node:
         self._gossip: Gossip | None = None
         self._address: str | None = None
 
-        self._inbound: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(
-            maxsize=self._config.inbound_queue_size
-        )
-        #: Inbound messages handled at once, outside the worker (see _on_frame).
-        self._handle_now = BurstBudget(_HANDLE_NOW_BURST, _HANDLE_NOW_WINDOW)
         self._tasks: list[asyncio.Task[None]] = []
         self._rounds: GossipRounds | None = None
         self._closer: asyncio.Future[None] | None = None
@@ -120,13 +111,16 @@ class Node:
         self._outbound = Outbound(
             transport, self._stats, self._log, limit=self._config.outbound_queue_size, store=store
         )
+        self._inbound = Inbound(
+            self._handle,
+            lambda: self._status in (_Status.STARTING, _Status.RUNNING),
+            self._stats,
+            self._log,
+            queue_size=self._config.inbound_queue_size,
+        )
         # Set while the gossip core holds changed entries for the next delta flush;
         # `_flush_armed` mirrors it so that a local update checks a bool, not the event.
         self._pending_ready = asyncio.Event()
-        #: Takes membership frames (issue 14) before the counter's gossip would see them.
-        self.membership_handler: Handler | None = None
-        #: Takes pruning frames (issue 14) likewise.
-        self.pruning_handler: Handler | None = None
         #: Awaited by start() once the transport listens, before the store opens (a node
         #: asks the heir of its bequeathed id to revoke it, see "Pruning" in the README).
         self.before_open: Callable[[], Awaitable[None]] | None = None
@@ -159,9 +153,9 @@ class Node:
     async def _start(self) -> None:
         transport = self._transport
         if isinstance(transport, TCPTransport):
-            await transport.listen(self._on_frame, handle_now=self._on_frame_now)
+            await transport.listen(self._inbound.on_frame, handle_now=self._inbound.on_frame_now)
         else:
-            await transport.listen(self._on_frame)
+            await transport.listen(self._inbound.on_frame)
         self._still_starting()
         if self.before_open is not None:
             await self.before_open()
@@ -174,25 +168,7 @@ class Node:
         address = self._transport.address
         self._address = address
         self._peers.set_self_address(address)
-
-        # A new incarnation id whenever the node starts without its complete durable state
-        # (none, or an unclean shutdown that may have lost the log's tail), so its fresh
-        # counts are never swallowed by its old ones still held by peers (_incarnation).
-        start = starting_point(address, self._config.replica_id, self._initial_state, stored)
-        replica_id, state = start.replica_id, start.state
-        if start.unclean_previous is not None:
-            logger.warning(
-                "no clean shutdown recorded: continuing as replica %s (was %s)",
-                replica_id,
-                start.unclean_previous,
-            )
-        if start.new_incarnation and self._store is not None:
-            await self._store.bind(replica_id)
-            self._still_starting()
-        resumed = replica_id
-        if self._tombstones is not None:
-            # A resumed id that was pruned meanwhile continues under its successor.
-            replica_id, state = self._tombstones.adopt(replica_id, state)
+        resumed, replica_id, state = await self._resume(address, stored)
         self._gossip = Gossip(
             PNCounter(replica_id, state),
             address,
@@ -213,9 +189,37 @@ class Node:
             self._store.stage(self._initial_state)
 
         self._status = _Status.RUNNING
+        self._run(self._gossip, address, replica_id)
+
+    async def _resume(
+        self, address: str, stored: StoredState | None
+    ) -> tuple[str, str, CounterState]:
+        """The replica id this start resumes (bound in the store), and the id and state it
+        continues with (its successor's, if that id was pruned meanwhile)."""
+        # A new incarnation id whenever the node starts without its complete durable state
+        # (none, or an unclean shutdown that may have lost the log's tail), so its fresh
+        # counts are never swallowed by its old ones still held by peers (_incarnation).
+        start = starting_point(address, self._config.replica_id, self._initial_state, stored)
+        replica_id, state = start.replica_id, start.state
+        if start.unclean_previous is not None:
+            logger.warning(
+                "no clean shutdown recorded: continuing as replica %s (was %s)",
+                replica_id,
+                start.unclean_previous,
+            )
+        if start.new_incarnation and self._store is not None:
+            await self._store.bind(replica_id)
+            self._still_starting()
+        resumed = replica_id
+        if self._tombstones is not None:
+            # A resumed id that was pruned meanwhile continues under its successor.
+            replica_id, state = self._tombstones.adopt(replica_id, state)
+        return resumed, replica_id, state
+
+    def _run(self, gossip: Gossip, address: str, replica_id: str) -> None:
+        """Start the inbound worker, the gossip rounds and the delta flush."""
         config = self._config
-        self._spawn(self._process_inbound(), "inbound")
-        gossip = self._gossip
+        self._spawn(self._inbound.process(), "inbound")
         self._rounds = GossipRounds(
             sync_interval=config.sync_interval,
             full_sync_interval=config.effective_full_sync_interval,
@@ -284,8 +288,7 @@ class Node:
             await self._outbound.close(_CLOSE_DRAIN_TIMEOUT)
             await self._transport.close()
         finally:
-            while not self._inbound.empty():
-                self._inbound.get_nowait()
+            self._inbound.clear()
             self._watches.end()
             self._counters._end_watches()
             self._status = _Status.CLOSED
@@ -306,6 +309,24 @@ class Node:
         await self.close()
 
     # -- public API -----------------------------------------------------------------------
+
+    @property
+    def membership_handler(self) -> Handler | None:
+        """Takes membership frames (issue 14) before the counter's gossip would see them."""
+        return self._inbound.membership_handler
+
+    @membership_handler.setter
+    def membership_handler(self, handler: Handler | None) -> None:
+        self._inbound.membership_handler = handler
+
+    @property
+    def pruning_handler(self) -> Handler | None:
+        """Takes pruning frames (issue 14) likewise."""
+        return self._inbound.pruning_handler
+
+    @pruning_handler.setter
+    def pruning_handler(self, handler: Handler | None) -> None:
+        self._inbound.pruning_handler = handler
 
     @property
     def address(self) -> str:
@@ -498,54 +519,7 @@ class Node:
         transport = self._transport
         return not isinstance(transport, TCPTransport) or transport.streaming(address)
 
-    # -- inbound --------------------------------------------------------------------------
-
-    async def _on_frame(self, sender: str, payload: bytes) -> None:
-        """Transport handler: only queue the message, never block the transport."""
-        if self._on_frame_now(sender, payload):
-            return
-        membership = self.membership_handler
-        if membership is not None and is_membership(payload):
-            await membership(sender, payload)
-            return
-        if is_pruning(payload):  # never a counter message, even with no one to take it
-            pruning = self.pruning_handler
-            if pruning is not None:
-                await pruning(sender, payload)
-            return
-        try:
-            self._inbound.put_nowait((sender, payload))
-        except asyncio.QueueFull:
-            self._stats.record_inbound_drop()
-            self._log.warning("inbound", "inbound queue full: dropping messages (from %s)", sender)
-
-    def _on_frame_now(self, sender: str, payload: bytes) -> bool:
-        """What can be done with a message at once (True: done), also the TCP transport's
-        synchronous fast path; False leaves it to the queue (or the membership handler)."""
-        if self._status not in (_Status.STARTING, _Status.RUNNING):
-            return True  # dropped
-        if is_pruning(payload) or (self.membership_handler is not None and is_membership(payload)):
-            return False  # theirs: see _on_frame
-        if not self._inbound.empty() or not self._handle_now.take(time.monotonic()):
-            return False
-        # Nothing is waiting (the worker takes a message off the queue only to handle it at
-        # once), so handling this one now keeps the order and saves waking the worker (and,
-        # from a TCP stream, the connection's task): a loop pass each, a good part of an idle
-        # node's CPU. Bursts beyond the budget take the bounded queue, which sheds overload.
-        self._handle_logged(sender, payload)
-        return True
-
-    async def _process_inbound(self) -> None:
-        while True:
-            sender, payload = await self._inbound.get()
-            self._handle_logged(sender, payload)
-
-    def _handle_logged(self, sender: str, payload: bytes) -> None:
-        try:
-            self._handle(sender, payload)
-        except Exception:
-            # A bug handling one message must not stop the node from gossiping.
-            logger.exception("error handling a message from %s", sender)
+    # -- received messages ------------------------------------------------------------------
 
     def _handle(self, sender: str, payload: bytes) -> None:
         gossip = self._gossip

@@ -11,7 +11,7 @@ from dcounter_protocol import MessageType, NamedKind, TCPTransport, TransportErr
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dcounter_node._gossip import Outgoing
+    from dcounter_node._gossip_types import Outgoing
     from dcounter_node._ratelimit import RateLimitedLog
     from dcounter_node._stats import NodeStats
     from dcounter_node._storage import StateStore

@@ -1,6 +1,7 @@
 """dcounter_protocol: the seed's wire protocol, byte-compatible with the Go reference.
 
-Sans-IO core: :mod:`~dcounter_protocol._message` (message codec),
+Sans-IO core: :mod:`~dcounter_protocol._message` (messages; their codec in
+:mod:`~dcounter_protocol._message_encoder` and :mod:`~dcounter_protocol._message_decoder`),
 :mod:`~dcounter_protocol._digest` (state digest), :mod:`~dcounter_protocol._framing`
 (seed TCP frames) and :mod:`~dcounter_protocol._stream` (stream mode). Thin asyncio
 adapters: :mod:`~dcounter_protocol._transport` (the seam),
@@ -63,8 +64,8 @@ from dcounter_protocol._message import DigestPull as DigestPull
 from dcounter_protocol._message import Message as Message
 from dcounter_protocol._message import MessageType as MessageType
 from dcounter_protocol._message import Push as Push
-from dcounter_protocol._message import decode_message as decode_message
-from dcounter_protocol._message import encode_message as encode_message
+from dcounter_protocol._message_decoder import decode_message as decode_message
+from dcounter_protocol._message_encoder import encode_message as encode_message
 from dcounter_protocol._named import MAX_NAMED_BUCKETS as MAX_NAMED_BUCKETS
 from dcounter_protocol._named import NAMED_MAGIC as NAMED_MAGIC
 from dcounter_protocol._named import NamedBuckets as NamedBuckets
