@@ -139,10 +139,10 @@ class _CounterRoutes:
         )
 
     async def increment(self, request: web.Request) -> web.Response:
-        return await self._api._count(request, "increment", self._name(request))
+        return await self._api.count(request, "increment", self._name(request))
 
     async def decrement(self, request: web.Request) -> web.Response:
-        return await self._api._count(request, "decrement", self._name(request))
+        return await self._api.count(request, "decrement", self._name(request))
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         return await self._api.stream(request, self._name(request))

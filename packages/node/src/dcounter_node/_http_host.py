@@ -7,7 +7,6 @@ it to aiohttp requests, answers refusals as JSON and logs them, one line per min
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = ["HostGuard"]
-
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _log = logging.getLogger(__name__)
 
@@ -41,18 +38,6 @@ class HostGuard:
     def active(self) -> bool:
         """False when every host is served (nothing to screen)."""
         return self.policy.allowed is not None
-
-    def wrap(self, handler: _Handler) -> _Handler:
-        """``handler`` behind :meth:`screen` (``handler`` itself when nothing is screened)."""
-        if not self.active:
-            return handler
-        screen = self.screen
-
-        async def screened(request: web.Request) -> web.StreamResponse:
-            refusal = screen(request)
-            return await handler(request) if refusal is None else refusal
-
-        return screened
 
     def screen(self, request: web.Request) -> web.Response | None:
         """The 421 answer to a request for a host not served here, or None to serve it."""
