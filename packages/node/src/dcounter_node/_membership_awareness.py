@@ -10,6 +10,8 @@ answered probes.
 
 from __future__ import annotations
 
+from dcounter_node._errors import ConfigError
+
 __all__ = ["Awareness"]
 
 
@@ -18,7 +20,7 @@ class Awareness:
 
     def __init__(self, limit: int) -> None:
         if limit < 0:
-            raise ValueError("the awareness limit must be >= 0")
+            raise ConfigError("the awareness limit must be >= 0")
         self._limit = limit
         self._score = 0
 

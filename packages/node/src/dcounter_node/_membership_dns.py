@@ -22,7 +22,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, TypeAlias
 
-from dcounter_node._errors import NodeError
+from dcounter_node._errors import ConfigError, NodeError
 from dcounter_protocol import MalformedAddressError, format_address, parse_address
 
 if TYPE_CHECKING:
@@ -77,9 +77,9 @@ class DNSSeeds:
         try:
             self.host, self.port = parse_address(name, allow_port_zero=False)
         except MalformedAddressError as exc:
-            raise ValueError(f"seed name {name!r}: {exc.reason}") from None
+            raise ConfigError(f"seed name {name!r}: {exc.reason}") from None
         if not 0 < retry <= interval:
-            raise ValueError("retry must be > 0 and at most interval")
+            raise ConfigError("retry must be > 0 and at most interval")
         self.name = name
         self._interval = interval
         self._retry = retry

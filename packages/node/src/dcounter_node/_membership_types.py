@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from dcounter_node._errors import ConfigError
+
 __all__ = [
     "MAX_UPDATES",
     "Member",
@@ -127,18 +129,18 @@ class MembershipConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout <= self.probe_interval:
-            raise ValueError("probe_timeout must be > 0 and at most probe_interval")
+            raise ConfigError("probe_timeout must be > 0 and at most probe_interval")
         if self.suspect_timeout <= 0:
-            raise ValueError("suspect_timeout must be > 0")
+            raise ConfigError("suspect_timeout must be > 0")
         if self.suspect_max_factor < 1 or self.suspect_confirmations < 0:
-            raise ValueError("suspect_max_factor must be >= 1, suspect_confirmations >= 0")
+            raise ConfigError("suspect_max_factor must be >= 1, suspect_confirmations >= 0")
         if self.awareness_limit < 0:
-            raise ValueError("awareness_limit must be >= 0")
+            raise ConfigError("awareness_limit must be >= 0")
         if self.indirect_checks < 0 or self.retransmit_mult < 1 or self.dead_probe_rounds < 1:
-            raise ValueError("indirect_checks >= 0, retransmit_mult >= 1, dead_probe_rounds >= 1")
+            raise ConfigError("indirect_checks >= 0, retransmit_mult >= 1, dead_probe_rounds >= 1")
         if self.max_members < 2:
-            raise ValueError("max_members must be at least 2 (this node and one other)")
+            raise ConfigError("max_members must be at least 2 (this node and one other)")
         if self.forget_after is not None and self.forget_after <= 0:
-            raise ValueError("forget_after must be > 0 (or None: never)")
+            raise ConfigError("forget_after must be > 0 (or None: never)")
         if self.rejoin_interval <= 0:
-            raise ValueError("rejoin_interval must be > 0")
+            raise ConfigError("rejoin_interval must be > 0")
