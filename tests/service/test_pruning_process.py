@@ -64,6 +64,16 @@ def entries(document: dict[str, Any]) -> set[str]:
     return set(document["increments"]) | set(document["decrements"])
 
 
+def the_heir(
+    document: dict[str, Any], survivors: list[NodeProcess], gone: NodeProcess
+) -> NodeProcess:
+    """The one survivor whose successor holds ``gone``'s entry now (``gone``'s is gone)."""
+    assert gone.replica not in entries(document)
+    heirs = [n for n in survivors if n.replica + "'" in entries(document)]
+    assert len(heirs) == 1, f"heirs by {sorted(entries(document))}: {heirs}"
+    return heirs[0]
+
+
 async def write(http: aiohttp.ClientSession, node: NodeProcess, route: str, by: int) -> None:
     async with http.post(f"{node.url}/{route}", json={"by": by}) as response:
         assert response.status == 200
@@ -204,10 +214,7 @@ async def test_a_node_that_leaves_for_good_is_pruned_by_its_heir(
     assert "pruning: bequeathed" in leaver.log_text()
     # The heir's entry and the leaver's collapse into the heir's successor: 2 entries left.
     documents = await all_hold(http, [seed, other], 12, 2)
-    assert leaver.replica not in entries(documents[0])
-    heirs = [n for n in (seed, other) if n.replica + "'" in entries(documents[0])]
-    assert len(heirs) == 1
-    heir = heirs[0]
+    heir = the_heir(documents[0], [seed, other], leaver)
     assert await metric(http, heir, "dcounter_bequests_accepted_total") == 1
     assert await metric(http, heir, "dcounter_bequests_pruned_total") == 1
     assert await metric(http, heir, "dcounter_bequests_held") == 0
@@ -231,10 +238,7 @@ async def test_a_node_killed_for_good_is_pruned_by_its_standing_heir(
     # Dead after the suspect timeout, pruned --prune-after later: the heir's entry and the
     # victim's collapse into the heir's successor, 2 entries left, the value unchanged.
     documents = await all_hold(http, [seed, other], 12, 2)
-    assert victim.replica not in entries(documents[0])
-    heirs = [n for n in (seed, other) if n.replica + "'" in entries(documents[0])]
-    assert len(heirs) == 1
-    heir = heirs[0]
+    heir = the_heir(documents[0], [seed, other], victim)
     assert await metric(http, heir, "dcounter_bequests_standing_pruned_total") == 1
     assert "pruned 2 replica entries into" in heir.log_text()
     # Its own standing heir revoked its id before the collapse (or was the victim itself).
@@ -335,9 +339,9 @@ async def test_the_heir_prunes_a_leavers_named_counter_entries_too(
     # heir's successor; the values stay exact and the two nodes agree entry for entry.
     await all_hold(http, [seed, other], 12, 2)
     documents = await all_hold_named(http, [seed, other], {"hits": 15, "stock": 8}, 2)
-    heir = next(n for n in (seed, other) if n.replica + "'" in entries(documents["hits"]))
+    heir = the_heir(documents["hits"], [seed, other], leaver)
     survivor = heir.replica + "'"
-    assert leaver.replica not in entries(documents["hits"]) | entries(documents["stock"])
+    assert leaver.replica not in entries(documents["stock"])
     assert documents["hits"]["increments"][survivor] == 6 + (4 if heir is seed else 5)
     assert documents["stock"]["increments"][survivor] == (1 if heir is seed else 9)
     assert documents["stock"]["decrements"] == {survivor: 2}
