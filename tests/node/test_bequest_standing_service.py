@@ -11,10 +11,17 @@ from dcounter_node._bequest_service import GIVEN_FILENAME, load_bequests
 from dcounter_protocol._memory import MemoryNetwork
 
 from .conftest import address, wait_until
-from .test_bequest_service import given_file, start_member, three
+from .test_bequest_service import Member, given_file, start_member, three
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+
+async def standing_heir(cluster: list[Member], owner: Member, directory: Path) -> Member:
+    """The member ``owner`` names its standing heir, once it has (``directory``: its data)."""
+    await wait_until(lambda: owner.bequests.standing_given == 1, what="a standing heir")
+    [row] = given_file(directory)
+    return next(m for m in cluster if m.node.address == row[1])
 
 
 async def test_every_running_node_names_one_standing_heir(tmp_path: Path) -> None:
@@ -71,9 +78,7 @@ async def test_a_leave_makes_the_standing_bequest_final_with_its_heir(tmp_path: 
     cluster = await three(network, [tmp_path / n for n in "abc"], standing=True)
     try:
         leaver = cluster[2]
-        await wait_until(lambda: leaver.bequests.standing_given == 1, what="a standing heir")
-        [row] = given_file(tmp_path / "c")
-        heir = next(m for m in cluster if m.node.address == row[1])
+        heir = await standing_heir(cluster, leaver, tmp_path / "c")
         leaver.node.increment(5)
         await leaver.bequests.bequeath(wait=2.0)
         assert leaver.bequests.given == 1
@@ -111,9 +116,7 @@ async def test_a_leaving_heir_releases_and_its_owner_names_another(tmp_path: Pat
     cluster = await three(network, [tmp_path / n for n in "abc"], standing=True)
     try:
         owner = cluster[2]
-        await wait_until(lambda: owner.bequests.standing_given == 1, what="a standing heir")
-        [row] = given_file(tmp_path / "c")
-        heir = next(m for m in cluster if m.node.address == row[1])
+        heir = await standing_heir(cluster, owner, tmp_path / "c")
         await heir.bequests.bequeath(wait=2.0)  # its shutdown: it has nothing of its own
         assert heir.bequests.standing_released >= 1
         assert heir.bequests.standing_held == 0
